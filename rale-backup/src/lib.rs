@@ -1,0 +1,1 @@
+//! rale-backup (being built).

@@ -1,0 +1,1 @@
+//! rale-params (being built).

@@ -1,0 +1,154 @@
+//! The cluster-wide dynamic configuration replicated through consensus: HA timings,
+//! failover limits, synchronous replication and PostgreSQL parameters.
+//!
+//! Every timing knob and its trade-off is described in `docs/timings.md`.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use rale_sync::SyncConfig;
+use serde::{Deserialize, Serialize};
+
+use crate::Error;
+
+/// Cluster-wide settings, the same on every node, changed through consensus.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DynamicConfig {
+    /// How long a primary lease lasts without renewal, measured by each observer from the
+    /// moment it last saw the lease change. The main failover-speed knob.
+    #[serde(with = "humantime_serde")]
+    pub lease_ttl: Duration,
+    /// How often the holder renews its lease.
+    #[serde(with = "humantime_serde")]
+    pub renew_interval: Duration,
+    /// How often each agent runs its HA loop.
+    #[serde(with = "humantime_serde")]
+    pub loop_interval: Duration,
+    /// The holder stops acknowledging commits and demotes this long before its
+    /// conservative lease deadline, to leave time for the demotion to take effect.
+    #[serde(with = "humantime_serde")]
+    pub fence_margin: Duration,
+    /// Maximum relative clock rate error between any two agents, in parts per million.
+    pub clock_drift_ppm: u32,
+    /// A member whose published status has not changed for this long is considered gone.
+    #[serde(with = "humantime_serde")]
+    pub member_ttl: Duration,
+    /// How often a member republishes its status even when nothing changed.
+    #[serde(with = "humantime_serde")]
+    pub publish_interval: Duration,
+    /// How long failover waits for every live replica to detach before it goes ahead
+    /// with those that did (only where the synchronous quorum rules allow it).
+    #[serde(with = "humantime_serde")]
+    pub detach_timeout: Duration,
+    /// How long a crashed postmaster under a live agent is restarted in place before the
+    /// agent gives up its lease and lets the cluster fail over.
+    #[serde(with = "humantime_serde")]
+    pub restart_timeout: Duration,
+    /// A replica further behind than this (bytes) is never promoted by failover
+    /// (asynchronous mode). `None` = no limit.
+    pub maximum_lag_on_failover_bytes: Option<u64>,
+    /// Commits on the primary are gated by the agent's lease (see `docs/fence.md`).
+    pub fence: bool,
+    /// Rewind a diverged former primary with `pg_rewind` before cloning it afresh.
+    pub use_pg_rewind: bool,
+    /// Synchronous replication.
+    pub synchronous: SyncConfig,
+    /// PostgreSQL parameters applied on every node.
+    pub postgresql_parameters: BTreeMap<String, String>,
+}
+
+impl Default for DynamicConfig {
+    fn default() -> Self {
+        Self {
+            lease_ttl: Duration::from_millis(1500),
+            renew_interval: Duration::from_millis(250),
+            loop_interval: Duration::from_millis(100),
+            fence_margin: Duration::from_millis(300),
+            clock_drift_ppm: 10_000,
+            member_ttl: Duration::from_secs(3),
+            publish_interval: Duration::from_millis(500),
+            detach_timeout: Duration::from_millis(1000),
+            restart_timeout: Duration::from_secs(5),
+            maximum_lag_on_failover_bytes: Some(1024 * 1024),
+            fence: true,
+            use_pg_rewind: true,
+            synchronous: SyncConfig::default(),
+            postgresql_parameters: BTreeMap::new(),
+        }
+    }
+}
+
+fn ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+impl DynamicConfig {
+    /// Lease length as observers measure it, in milliseconds.
+    pub fn lease_ttl_ms(&self) -> u64 {
+        ms(self.lease_ttl)
+    }
+
+    /// How long after starting a successful renewal the holder may still act as primary,
+    /// by its own clock: `ttl × (1 − ρ)/(1 + ρ) − fence_margin` (see `docs/lease.md`).
+    pub fn holder_validity_ms(&self) -> u64 {
+        let rho = u128::from(self.clock_drift_ppm.min(500_000));
+        let ttl = u128::from(self.lease_ttl_ms());
+        let scaled = ttl * (1_000_000 - rho) / (1_000_000 + rho);
+        u64::try_from(scaled)
+            .unwrap_or(u64::MAX)
+            .saturating_sub(ms(self.fence_margin))
+    }
+
+    /// Checks relations between the settings; the error says which rule is broken.
+    pub fn validate(&self) -> crate::Result<()> {
+        let bad = |m: String| Err(Error::InvalidConfig(m));
+        if self.loop_interval.is_zero() || self.renew_interval.is_zero() {
+            return bad("loop_interval and renew_interval must be positive".into());
+        }
+        if self.holder_validity_ms() < 2 * ms(self.renew_interval) {
+            return bad(format!(
+                "lease_ttl {:?} leaves the holder {} ms per lease after the fence margin \
+                 and clock drift; it must cover at least two renew intervals ({:?})",
+                self.lease_ttl,
+                self.holder_validity_ms(),
+                self.renew_interval
+            ));
+        }
+        if self.member_ttl < self.publish_interval * 2 {
+            return bad("member_ttl must be at least twice publish_interval".into());
+        }
+        if self.clock_drift_ppm > 100_000 {
+            return bad("clock_drift_ppm above 100000 (10%) is not supported".into());
+        }
+        self.synchronous
+            .validate()
+            .map_err(|e| Error::InvalidConfig(e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_round_trip() {
+        let c = DynamicConfig::default();
+        assert!(c.validate().is_ok());
+        let text = serde_json::to_string(&c).expect("serialise");
+        assert!(text.contains("\"lease_ttl\":\"1s 500ms\""), "{text}");
+        let back: DynamicConfig = serde_json::from_str(&text).expect("parse");
+        assert_eq!(back, c);
+        // 1500 × 0.99/1.01 − 300
+        assert_eq!(c.holder_validity_ms(), 1170);
+    }
+
+    #[test]
+    fn rejects_too_short_lease() {
+        let c = DynamicConfig {
+            lease_ttl: Duration::from_millis(500),
+            ..Default::default()
+        };
+        assert!(c.validate().is_err());
+    }
+}

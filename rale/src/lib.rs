@@ -1,0 +1,31 @@
+//! # rale — the core of RALE, PostgreSQL high availability on embedded Raft
+//!
+//! - [`types`], [`status`], [`state`], [`config`]: the domain — node ids, WAL positions
+//!   ([`Lsn`] printed as PostgreSQL's `X/Y`), timelines, lease epochs, member status, and
+//!   the replicated [`ClusterState`] with its deterministic [`state::Operation`]s;
+//! - [`consensus`]: the [`Consensus`] seam (linearizable read, compare-and-set operations,
+//!   watch, membership, majority) with an in-memory and an openraft implementation;
+//! - [`pg`]: the [`PostgresControl`] seam and its local implementation;
+//! - [`decide`]: the sans-IO HA decision core;
+//! - [`sim`]: the deterministic simulation harness that attacks a policy with faults.
+//!
+//! ```
+//! use rale::Lsn;
+//! let lsn: Lsn = "16/B374D848".parse().expect("valid LSN");
+//! assert_eq!(lsn.to_string(), "16/B374D848");
+//! ```
+
+pub mod config;
+pub mod consensus;
+mod error;
+pub mod pg;
+pub mod state;
+pub mod status;
+pub mod types;
+
+pub use config::DynamicConfig;
+pub use consensus::{Consensus, MemConsensus};
+pub use error::{Error, Result};
+pub use pg::PostgresControl;
+pub use state::ClusterState;
+pub use types::{Epoch, Lsn, Millis, NodeId, Role, Tags, Timeline};

@@ -1,0 +1,90 @@
+//! The `PostgresControl` seam: everything the agent does to its local PostgreSQL.
+//!
+//! The decision core never calls it; the agent's executor turns the core's
+//! [`crate::decide::PgAction`]s into calls on a `PostgresControl`.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::Result;
+use crate::status::PgStatus;
+use crate::types::NodeId;
+
+/// How to stop PostgreSQL (`pg_ctl stop -m …`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StopMode {
+    /// Wait for clients to disconnect.
+    Smart,
+    /// Disconnect clients, checkpoint, and send all WAL to connected standbys.
+    Fast,
+    /// Abort without a checkpoint (crash recovery at next start; committed data is safe).
+    Immediate,
+}
+
+/// Where a replica streams from.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Upstream {
+    /// The member it follows.
+    pub node: NodeId,
+    /// Its PostgreSQL host.
+    pub host: String,
+    /// Its PostgreSQL port.
+    pub port: u16,
+}
+
+/// What applying parameters did.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApplyReport {
+    /// Parameters applied by reload.
+    pub reloaded: Vec<String>,
+    /// Parameters that wait for a restart.
+    pub pending_restart: Vec<String>,
+}
+
+/// Control of one local PostgreSQL server.
+///
+/// Contract for implementers (checked by the conformance suite behind the `testing`
+/// feature where a real server is available):
+/// - `status` never blocks longer than the implementation's status timeout and reports an
+///   unreachable server as `reachable: false`, not as an error;
+/// - `promote` returns only once the server left recovery and accepted a write;
+/// - `follow(None)` stops the WAL receiver (the replica keeps its data and stays in
+///   recovery), `follow(Some(u))` points it at `u` without a restart where the server
+///   version allows;
+/// - `clone_from` replaces the data directory with a base backup of `source` and leaves
+///   the server stopped and configured as a standby of `source`;
+/// - `rewind` leaves the server stopped and configured as a standby of `source`.
+#[async_trait]
+pub trait PostgresControl: Send + Sync {
+    /// Observes the server (with a short timeout).
+    async fn status(&self) -> Result<PgStatus>;
+    /// Initialises an empty data directory and starts it as a primary; returns the
+    /// database system identifier.
+    async fn bootstrap(&self) -> Result<u64>;
+    /// Starts the server, as a standby of `upstream` if given, else with its current
+    /// recovery configuration.
+    async fn start(&self, upstream: Option<&Upstream>) -> Result<()>;
+    /// Stops the server; stopping a stopped server succeeds.
+    async fn stop(&self, mode: StopMode) -> Result<()>;
+    /// Restarts the server (fast stop, then start with the same role).
+    async fn restart(&self) -> Result<()>;
+    /// Reloads the configuration (`pg_ctl reload`).
+    async fn reload(&self) -> Result<()>;
+    /// Promotes a standby, validated: left recovery and accepted a write within `timeout`.
+    async fn promote(&self, timeout: Duration) -> Result<()>;
+    /// Points the WAL receiver at `upstream`, or detaches it (`None`).
+    async fn follow(&self, upstream: Option<&Upstream>) -> Result<()>;
+    /// Rewinds the stopped data directory to `source` with `pg_rewind`.
+    async fn rewind(&self, source: &Upstream) -> Result<()>;
+    /// Replaces the data directory with a base backup of `source`.
+    async fn clone_from(&self, source: &Upstream) -> Result<()>;
+    /// Applies parameters (`ALTER SYSTEM` + reload); says which wait for a restart.
+    async fn set_parameters(&self, parameters: &BTreeMap<String, String>) -> Result<ApplyReport>;
+    /// On a primary: makes the physical replication slots exactly `slots` (creates the
+    /// missing ones, drops other inactive slots this agent created).
+    async fn ensure_slots(&self, slots: &[String]) -> Result<()>;
+}

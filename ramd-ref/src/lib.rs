@@ -1,0 +1,9 @@
+//! # ramd-ref — the reference RALE daemon and CLI
+//!
+//! `ramd` runs next to each PostgreSQL server: it feeds observations to the decision core
+//! in [`rale::decide`], executes its actions on the local server and on consensus, and
+//! serves the REST API. `ramctrl` drives a cluster through that API.
+//!
+//! ```no_run
+//! // ramd --config /etc/rale/ramd.toml
+//! ```
