@@ -7,3 +7,5 @@
 //! ```no_run
 //! // ramd --config /etc/rale/ramd.toml
 //! ```
+
+pub mod snapshot;
