@@ -1,21 +1,63 @@
 //! # rale-sync — synchronous replication for RALE
 //!
-//! This crate holds everything RALE knows about PostgreSQL synchronous replication:
+//! Everything RALE knows about PostgreSQL synchronous replication, as pure,
+//! deterministic functions (no I/O, no clock):
 //!
 //! - [`config`]: the modes (`off`, `on` = `FIRST n`, `quorum` = `ANY n`), strict mode and
 //!   `synchronous_commit` levels;
-//! - [`quorum`]: the quorum rules a safe failover follows.
+//! - [`names`]: the `synchronous_standby_names` value, parsed and printed exactly as
+//!   PostgreSQL 15 reads it;
+//! - [`choose`]: which standbys are synchronous, from the configuration and their state;
+//! - [`enforce`]: the value PostgreSQL enforces for a choice, with the lease fence;
+//! - [`transition`]: the order of consensus writes and PostgreSQL reloads that never
+//!   lets a failover lose an acknowledged commit;
+//! - [`quorum`]: how many synchronous standbys a failover must reach;
+//! - [`health`]: Patroni-compatible `/sync`, `/async`, `/quorum`, `/read-only-sync`.
 //!
 //! ```
-//! use rale_sync::quorum::promotion_quorum;
-//! // ANY 1 of 2 standbys: both must be consulted before promoting one of them.
-//! assert_eq!(promotion_quorum(2, 1), 2);
+//! use rale_sync::choose::{Candidate, choose_sync_set};
+//! use rale_sync::names::StandbyNames;
+//! use rale_sync::transition::{RecordedSet, Step, Target, plan_transition};
+//! use rale_sync::{SyncConfig, SyncMode};
+//!
+//! // Parse what PostgreSQL holds now, and print it canonically.
+//! let now: StandbyNames = "n2, n3".parse()?;
+//! assert_eq!(now.to_string(), "FIRST 1 (n2, n3)");
+//!
+//! // Choose two synchronous standbys among the candidates.
+//! let config = SyncConfig { mode: SyncMode::On, node_count: 2, ..SyncConfig::default() };
+//! let standby = |name: &str, priority| Candidate {
+//!     name: name.into(), streaming: true, flush_lag_bytes: 0, replay_lag_bytes: 0,
+//!     nosync: false, priority, healthy: true,
+//! };
+//! let plan = choose_sync_set(&config, &[standby("n3", 1), standby("n2", 2), standby("n4", 0)]);
+//! assert_eq!(plan.standbys, ["n2", "n3"]);
+//!
+//! // What to enforce with the lease fence, and in which order to get there safely.
+//! let target = Target::from_plan(&plan, true)?;
+//! assert_eq!(target.enforced().to_string(), "FIRST 3 (rale_fence, n2, n3)");
+//! let steps = plan_transition(&RecordedSet::new(["n2"], 1), &"FIRST 2 (rale_fence, n2)".parse()?, &target);
+//! assert_eq!(steps, [
+//!     Step::Enforce(target.enforced().clone()),           // n2 still acknowledges every commit
+//!     Step::CatchUp(RecordedSet::new(["n2", "n3"], 2)),  // wait until both hold every commit
+//!     Step::Publish(RecordedSet::new(["n2", "n3"], 2)),  // only now promise n = 2
+//! ]);
+//! # Ok::<(), rale_sync::Error>(())
 //! ```
 
+pub mod choose;
 pub mod config;
+pub mod enforce;
+pub mod health;
+pub mod names;
 pub mod quorum;
+pub mod transition;
 
+pub use choose::{Candidate, SyncPlan, choose_sync_set};
 pub use config::{CommitLevel, SyncConfig, SyncMode};
+pub use enforce::{FENCE_APPLICATION_NAME, enforced_names};
+pub use names::{StandbyNames, SyncList, SyncMethod};
+pub use transition::{RecordedSet, Step, Target, plan_transition};
 
 /// Errors of this crate.
 #[non_exhaustive]
