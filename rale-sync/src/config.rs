@@ -143,6 +143,53 @@ impl SyncConfig {
                 "synchronous node_count must be at least 1 when synchronous mode is on".into(),
             ));
         }
+        if self.node_count > crate::choose::MAX_WANTED {
+            return Err(Error::InvalidSetting(format!(
+                "synchronous node_count {} exceeds {}",
+                self.node_count,
+                crate::choose::MAX_WANTED
+            )));
+        }
+        if let Some(name) = self
+            .pinned
+            .iter()
+            .find(|p| crate::enforce::is_reserved_name(p))
+        {
+            return Err(Error::InvalidSetting(format!(
+                "{name:?} is reserved for RALE's pseudo-standbys and cannot be pinned"
+            )));
+        }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validation() {
+        assert!(SyncConfig::default().validate().is_ok());
+        let zero = SyncConfig {
+            mode: SyncMode::On,
+            node_count: 0,
+            ..SyncConfig::default()
+        };
+        assert!(zero.validate().is_err());
+        let huge = SyncConfig {
+            node_count: u32::MAX,
+            ..SyncConfig::default()
+        };
+        assert!(huge.validate().is_err());
+        let reserved = SyncConfig {
+            pinned: vec!["RALE_FENCE".into()],
+            ..SyncConfig::default()
+        };
+        assert!(reserved.validate().is_err());
+        assert_eq!("ANY".parse::<SyncMode>().ok(), Some(SyncMode::Quorum));
+        assert_eq!(
+            "remote_apply".parse::<CommitLevel>().ok(),
+            Some(CommitLevel::RemoteApply)
+        );
     }
 }
