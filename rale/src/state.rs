@@ -175,6 +175,9 @@ pub enum Operation {
         node: NodeId,
         /// The epoch the taker saw expire (or released).
         expected_epoch: Epoch,
+        /// The renewal count the taker saw unchanged for a whole lease period: a renewal
+        /// that landed since then makes the acquisition fail.
+        expected_renewals: u64,
         /// The taker's clock when it sent this.
         holder_clock: Millis,
         /// The taker's timeline.
@@ -409,6 +412,7 @@ impl ClusterState {
             Operation::AcquireLease {
                 node,
                 expected_epoch,
+                expected_renewals,
                 holder_clock,
                 timeline,
                 lsn,
@@ -419,6 +423,12 @@ impl ClusterState {
                 if current != *expected_epoch {
                     return reject(format!(
                         "lease epoch is {current}, not the expected {expected_epoch}"
+                    ));
+                }
+                let renewals = self.lease.as_ref().map(|l| l.renewals).unwrap_or(0);
+                if renewals != *expected_renewals {
+                    return reject(format!(
+                        "lease epoch {current} was renewed since it was seen expiring"
                     ));
                 }
                 let epoch = current.next();
@@ -611,6 +621,7 @@ mod tests {
         cmd(Operation::AcquireLease {
             node: n(node),
             expected_epoch: Epoch(expected),
+            expected_renewals: if expected == 1 { 1 } else { 0 },
             holder_clock: Millis(5),
             timeline: Timeline(1),
             lsn: Lsn(10),

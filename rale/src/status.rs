@@ -154,6 +154,8 @@ pub struct MemberStatus {
     pub pending_restart: bool,
     /// `server_version_num`.
     pub server_version_num: u32,
+    /// Database system identifier of its data directory, if initialised.
+    pub system_id: Option<u64>,
     /// Bumped by the member on every publication, so observers see it is alive.
     pub heartbeat: u64,
 }

@@ -1,0 +1,200 @@
+//! The HA decision core: observations in, actions out, no I/O.
+//!
+//! Each agent owns one [`Decider`]. Its HA loop observes the local PostgreSQL
+//! ([`PgStatus`]), reads the replicated [`ClusterState`] (or fails to, on the minority side
+//! of a partition), reads its own monotonic clock, and calls [`Policy::step`]. The returned
+//! [`Decision`] lists [`Action`]s — consensus operations to propose and PostgreSQL actions
+//! to execute — and says why, in words. The same code runs in `ramd` and in the
+//! deterministic simulator ([`crate::sim`]).
+//!
+//! Rules (details in `docs/lease.md` and `docs/failover.md`):
+//! - the primary is whoever holds the lease record in consensus; the holder renews it and
+//!   treats it as lost `fence_margin` plus the clock-drift allowance *before* any observer
+//!   can see it expire; a holder that cannot renew fences itself (stops PostgreSQL);
+//! - an observer sees the lease expire `lease_ttl` after it last saw the record change,
+//!   by its own clock; replicas then detach from the old primary and publish their final
+//!   WAL position; the best eligible candidate (health, WAL position, priority, name)
+//!   takes the lease by compare-and-set and only then promotes;
+//! - a crashed postmaster under a live holder is restarted in place (bounded by
+//!   `restart_timeout`) before the lease is given up;
+//! - nothing is decided without a consensus majority; in maintenance mode nothing
+//!   automatic happens.
+//!
+//! This module is deterministic: no clock reads, no randomness, no I/O, no hash-map
+//! iteration order (enforced by `clippy.toml`'s disallowed methods and types).
+
+use serde::{Deserialize, Serialize};
+
+use crate::pg::StopMode;
+use crate::state::{ClusterState, Operation};
+use crate::status::PgStatus;
+use crate::types::{Millis, NodeId, Tags};
+
+mod candidate;
+mod decider;
+
+pub use candidate::{Candidate, Eligibility, rank_candidates};
+pub use decider::Decider;
+
+/// The node a decider runs for: its identity as published to the cluster.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeIdentity {
+    /// Member name.
+    pub node: NodeId,
+    /// Base URL of the agent's API.
+    pub api_url: String,
+    /// Host PostgreSQL listens on.
+    pub pg_host: String,
+    /// PostgreSQL port.
+    pub pg_port: u16,
+    /// Tags from the node's configuration.
+    pub tags: Tags,
+}
+
+/// Everything the decision core may look at for one step.
+#[derive(Clone, Copy, Debug)]
+pub struct Observation<'a> {
+    /// The node's monotonic clock.
+    pub now: Millis,
+    /// Wall-clock time (Unix ms), used only to decide whether a scheduled switchover is
+    /// due — never for lease safety.
+    pub wall_ms: u64,
+    /// The local PostgreSQL, observed just now.
+    pub pg: &'a PgStatus,
+    /// The cluster state from a linearizable read, or `None` when no majority answered.
+    pub cluster: Option<&'a ClusterState>,
+}
+
+/// An action on the local PostgreSQL. The executor performs it and the next observation
+/// shows the effect; the core never assumes an action succeeded.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum PgAction {
+    /// `initdb` an empty data directory and start it as a primary.
+    Bootstrap,
+    /// Start PostgreSQL: as a standby of `upstream`, or (`None`) with its current role.
+    Start {
+        /// The primary to stream from.
+        upstream: Option<NodeId>,
+    },
+    /// Stop PostgreSQL.
+    Stop {
+        /// How.
+        mode: StopMode,
+    },
+    /// Promote this standby (validated: left recovery and accepted a write).
+    Promote,
+    /// Point the WAL receiver at `upstream`, or detach it (`None`).
+    Follow {
+        /// The primary to stream from.
+        upstream: Option<NodeId>,
+    },
+    /// Make this node a standby of `source` again after it diverged: stop, `pg_rewind`
+    /// (when `rewind`), falling back to a fresh clone when rewind fails, then start
+    /// streaming from `source`.
+    Rejoin {
+        /// The current primary.
+        source: NodeId,
+        /// Try `pg_rewind` before cloning.
+        rewind: bool,
+    },
+    /// Fill an empty data directory with a base backup of `source` and start streaming.
+    Clone {
+        /// The current primary.
+        source: NodeId,
+    },
+    /// Set `synchronous_standby_names` and reload.
+    SetSynchronousStandbyNames {
+        /// The new value, in PostgreSQL syntax.
+        value: String,
+    },
+    /// On the primary: the physical replication slots to keep (one per other member).
+    EnsureSlots {
+        /// Slot names.
+        slots: Vec<String>,
+    },
+}
+
+/// One thing to do.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Action {
+    /// Propose an operation to consensus.
+    Propose {
+        /// The operation.
+        op: Operation,
+    },
+    /// Act on the local PostgreSQL.
+    Pg {
+        /// The action.
+        action: PgAction,
+    },
+}
+
+/// What the decision was about; a stable field in logs and simulation traces.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DecisionKind {
+    /// Nothing to change.
+    Steady,
+    /// Consensus unreachable: no decision taken.
+    NoMajority,
+    /// Maintenance mode: no automatic change.
+    Paused,
+    /// Initialising the cluster, or waiting for it.
+    Bootstrap,
+    /// Primary renewing its lease.
+    Renew,
+    /// Primary stopping itself because its lease is (about to be) lost.
+    Fence,
+    /// Primary restarting its crashed postmaster in place.
+    Restart,
+    /// Primary giving up the lease.
+    Release,
+    /// Replica detaching from an expired primary.
+    Detach,
+    /// Taking over the lease after the primary was lost.
+    Failover,
+    /// Waiting before failover (quorum, detachments, candidates), with the reason.
+    FailoverBlocked,
+    /// Promoting this node after acquiring the lease.
+    Promote,
+    /// Following the current primary.
+    Follow,
+    /// Rebuilding this node as a replica (rewind or clone).
+    Rejoin,
+    /// Planned switchover steps.
+    Switchover,
+    /// Managing the synchronous set or slots.
+    Replication,
+}
+
+/// The outcome of one step: what to do and why.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Decision {
+    /// What the decision is about.
+    pub kind: DecisionKind,
+    /// Why, in words a DBA understands.
+    pub reason: String,
+    /// What to do, in order.
+    pub actions: Vec<Action>,
+}
+
+impl Decision {
+    /// A decision with no action.
+    pub fn none(kind: DecisionKind, reason: impl Into<String>) -> Self {
+        Self { kind, reason: reason.into(), actions: Vec::new() }
+    }
+}
+
+/// A failover policy: the decision core, or an integrator's own. The simulator drives any
+/// `Policy` and checks the cluster-level invariants.
+pub trait Policy: Send {
+    /// One HA loop iteration.
+    fn step(&mut self, obs: &Observation<'_>) -> Decision;
+
+    /// Whether the lease-gated commit fence may acknowledge WAL at `now` (this node holds a
+    /// valid lease by its conservative clock). Commits on a primary block while it is
+    /// `false` and the fence is configured.
+    fn fence_open(&self, now: Millis) -> bool;
+}
