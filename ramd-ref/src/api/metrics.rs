@@ -1,0 +1,347 @@
+//! `GET /metrics`: Patroni's metric names (labels `scope`, `name`) plus ours (`rale_*`), in
+//! the OpenMetrics text format that Prometheus scrapes.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::info::Info;
+use prometheus_client::registry::Registry;
+use rale::state::HistoryKind;
+use rale::{ClusterState, Role};
+
+use super::ApiState;
+use super::sync_role::{SyncRole, sync_role};
+use super::view::{VERSION, own_lag_bytes};
+use crate::snapshot::NodeSnapshot;
+
+/// Content type of the OpenMetrics text format.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+fn int(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+fn flag(b: bool) -> i64 {
+    i64::from(b)
+}
+
+fn gauge(reg: &mut Registry, name: &str, help: &str, value: i64) {
+    let g: Gauge = Gauge::default();
+    g.set(value);
+    reg.register(name, help, g);
+}
+
+/// Patroni's `patroni_postgres_state` numbers for the states we can tell apart.
+fn postgres_state(snap: &NodeSnapshot) -> i64 {
+    match (snap.pg.running, snap.pg.reachable) {
+        (true, true) => 5,
+        (true, false) => 6,
+        (false, _) => 12,
+    }
+}
+
+/// Renders every metric for this node's latest snapshot and cluster state.
+pub fn render(
+    snap: &NodeSnapshot,
+    cluster: &ClusterState,
+    scope: &str,
+    now_unix_ms: u64,
+) -> String {
+    let labels = [
+        (Cow::Borrowed("scope"), Cow::Owned(scope.to_owned())),
+        (Cow::Borrowed("name"), Cow::Owned(snap.node.to_string())),
+    ];
+    let mut reg = Registry::with_labels(labels.into_iter());
+    let pg = &snap.pg;
+    let running = pg.running && pg.reachable;
+    let replica = running && pg.role() == Role::Replica;
+    let primary = snap.is_primary();
+    let sync = sync_role(cluster, &snap.node);
+
+    // Patroni's names and meanings.
+    gauge(
+        &mut reg,
+        "patroni_postgres_running",
+        "Value is 1 if Postgres is running, 0 otherwise.",
+        flag(running),
+    );
+    gauge(
+        &mut reg,
+        "patroni_primary",
+        "Value is 1 if this node is the leader, 0 otherwise.",
+        flag(primary),
+    );
+    gauge(
+        &mut reg,
+        "patroni_xlog_location",
+        "Current location of the Postgres transaction log, 0 if this node is not the leader.",
+        if primary { int(pg.write_lsn.0) } else { 0 },
+    );
+    gauge(
+        &mut reg,
+        "patroni_standby_leader",
+        "Value is 1 if this node is the standby_leader, 0 otherwise.",
+        0,
+    );
+    gauge(
+        &mut reg,
+        "patroni_replica",
+        "Value is 1 if this node is a replica, 0 otherwise.",
+        flag(replica && !primary),
+    );
+    gauge(
+        &mut reg,
+        "patroni_sync_standby",
+        "Value is 1 if this node is a sync standby, 0 otherwise.",
+        flag(sync == SyncRole::Sync),
+    );
+    gauge(
+        &mut reg,
+        "patroni_quorum_standby",
+        "Value is 1 if this node is a quorum standby, 0 otherwise.",
+        flag(sync == SyncRole::Quorum),
+    );
+    gauge(
+        &mut reg,
+        "patroni_xlog_received_location",
+        "Current location of the received Postgres transaction log, 0 if this node is not a replica.",
+        if replica {
+            int(pg.receive_lsn.unwrap_or(pg.write_lsn).0)
+        } else {
+            0
+        },
+    );
+    gauge(
+        &mut reg,
+        "patroni_xlog_replayed_location",
+        "Current location of the replayed Postgres transaction log, 0 if this node is not a replica.",
+        if replica {
+            int(pg.replay_lsn.unwrap_or(pg.write_lsn).0)
+        } else {
+            0
+        },
+    );
+    gauge(
+        &mut reg,
+        "patroni_xlog_paused",
+        "Value is 1 if the Postgres xlog is paused, 0 otherwise.",
+        0,
+    );
+    gauge(
+        &mut reg,
+        "patroni_postgres_streaming",
+        "Value is 1 if Postgres is streaming, 0 otherwise.",
+        flag(replica && pg.streaming),
+    );
+    gauge(
+        &mut reg,
+        "patroni_postgres_in_archive_recovery",
+        "Value is 1 if Postgres is replicating from archive, 0 otherwise.",
+        flag(replica && !pg.streaming),
+    );
+    gauge(
+        &mut reg,
+        "patroni_postgres_server_version",
+        "Version of Postgres (if running), 0 otherwise.",
+        if running {
+            i64::from(pg.server_version_num)
+        } else {
+            0
+        },
+    );
+    gauge(
+        &mut reg,
+        "patroni_cluster_unlocked",
+        "Value is 1 if the cluster is unlocked, 0 if locked.",
+        flag(cluster.holder().is_none()),
+    );
+    gauge(
+        &mut reg,
+        "patroni_failsafe_mode_is_active",
+        "Value is 1 if failsafe mode is active, 0 if inactive.",
+        0,
+    );
+    gauge(
+        &mut reg,
+        "patroni_postgres_timeline",
+        "Postgres timeline of this node (if running), 0 otherwise.",
+        if running { i64::from(pg.timeline.0) } else { 0 },
+    );
+    gauge(
+        &mut reg,
+        "patroni_dcs_last_seen",
+        "Epoch timestamp when DCS was last contacted successfully by Patroni.",
+        if snap.consensus_ok {
+            int(snap.loop_last_unix_ms / 1000)
+        } else {
+            0
+        },
+    );
+    gauge(
+        &mut reg,
+        "patroni_pending_restart",
+        "Value is 1 if the node needs a restart, 0 otherwise.",
+        flag(pg.pending_restart),
+    );
+    gauge(
+        &mut reg,
+        "patroni_is_paused",
+        "Value is 1 if auto failover is disabled, 0 otherwise.",
+        flag(cluster.paused),
+    );
+    gauge(
+        &mut reg,
+        "patroni_postgres_state",
+        "Numeric representation of Postgres state (5=running, 6=starting, 12=stopped).",
+        postgres_state(snap),
+    );
+    gauge(
+        &mut reg,
+        "patroni_failover_priority",
+        "Value is used to set the priority of this node during failover.",
+        i64::from(snap.tags.priority()),
+    );
+
+    // Ours.
+    reg.register(
+        "rale_build",
+        "RALE version.",
+        Info::new(vec![("version".to_owned(), VERSION.to_owned())]),
+    );
+    gauge(
+        &mut reg,
+        "rale_lease_epoch",
+        "Current primary lease epoch of the cluster.",
+        int(cluster.epoch().0),
+    );
+    gauge(
+        &mut reg,
+        "rale_lease_held",
+        "Value is 1 while this node holds a valid primary lease.",
+        flag(snap.lease_epoch.is_some()),
+    );
+    gauge(
+        &mut reg,
+        "rale_consensus_term",
+        "Current consensus term.",
+        int(snap.consensus_term),
+    );
+    gauge(
+        &mut reg,
+        "rale_consensus_leader",
+        "Value is 1 if this node is the consensus leader, 0 otherwise.",
+        flag(snap.consensus_leader.as_ref() == Some(&snap.node)),
+    );
+    gauge(
+        &mut reg,
+        "rale_consensus_ok",
+        "Value is 1 if the last consensus read succeeded.",
+        flag(snap.consensus_ok),
+    );
+    gauge(
+        &mut reg,
+        "rale_fence_open",
+        "Value is 1 while the commit fence acknowledges WAL.",
+        flag(snap.fence_open),
+    );
+    gauge(
+        &mut reg,
+        "rale_config_version",
+        "Version of the dynamic configuration.",
+        int(cluster.config_version),
+    );
+    gauge(
+        &mut reg,
+        "rale_members",
+        "Members known to the cluster state.",
+        int(cluster.members.len() as u64),
+    );
+    let loop_seconds: Gauge<f64, AtomicU64> = Gauge::default();
+    loop_seconds.set(snap.loop_duration_ms as f64 / 1000.0);
+    reg.register(
+        "rale_ha_loop_duration_seconds",
+        "Duration of the last HA loop iteration.",
+        loop_seconds,
+    );
+    let loop_age: Gauge<f64, AtomicU64> = Gauge::default();
+    loop_age.set(now_unix_ms.saturating_sub(snap.loop_last_unix_ms) as f64 / 1000.0);
+    reg.register(
+        "rale_ha_loop_age_seconds",
+        "Time since the last HA loop iteration ended.",
+        loop_age,
+    );
+
+    let count =
+        |kind: HistoryKind| cluster.history.iter().filter(|e| e.kind == kind).count() as u64;
+    let failovers: Counter = Counter::default();
+    failovers.inc_by(count(HistoryKind::Failover));
+    reg.register(
+        "rale_failovers",
+        "Failovers in the recorded cluster history.",
+        failovers,
+    );
+    let switchovers: Counter = Counter::default();
+    switchovers.inc_by(count(HistoryKind::Switchover));
+    reg.register(
+        "rale_switchovers",
+        "Switchovers in the recorded cluster history.",
+        switchovers,
+    );
+
+    let lag: Family<Vec<(String, String)>, Gauge> = Family::default();
+    if let Some(primary_lsn) = cluster
+        .holder()
+        .and_then(|h| cluster.members.get(h))
+        .map(|m| m.lsn)
+    {
+        for m in cluster.members.values() {
+            if cluster.holder() != Some(&m.node) && m.running {
+                lag.get_or_create(&vec![("member".to_owned(), m.node.to_string())])
+                    .set(int(primary_lsn.bytes_after(m.lsn)));
+            }
+        }
+    }
+    reg.register(
+        "rale_replication_lag_bytes",
+        "Bytes each running replica is behind the primary, as published.",
+        lag,
+    );
+    let own: Gauge = Gauge::default();
+    own.set(own_lag_bytes(snap, cluster).map(int).unwrap_or(0));
+    reg.register(
+        "rale_replay_lag_bytes",
+        "Bytes this replica has replayed behind the primary (0 on the primary).",
+        own,
+    );
+
+    let mut text = String::new();
+    if encode(&mut text, &reg).is_err() {
+        text.clear();
+    }
+    text
+}
+
+/// Prometheus metrics of this node.
+#[utoipa::path(get, path = "/metrics", tag = "patroni",
+    responses((status = 200, description = "OpenMetrics text", body = String, content_type = "application/openmetrics-text")))]
+pub(crate) async fn metrics(State(st): State<Arc<ApiState>>) -> Response {
+    let snap = st.snap();
+    let cluster = st.local_cluster(&snap);
+    let text = render(&snap, &cluster, &st.scope, super::now_unix_ms());
+    if text.is_empty() {
+        return (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "metrics could not be encoded",
+        )
+            .into_response();
+    }
+    ([(header::CONTENT_TYPE, CONTENT_TYPE)], text).into_response()
+}

@@ -1,0 +1,236 @@
+//! The per-node REST API of `ramd`: Patroni-compatible paths at the root and the
+//! versioned management API under `/api/v1/`, one router, shared handlers.
+//!
+//! The HA loop publishes a [`NodeSnapshot`] after every iteration; the API reads it for
+//! health checks and node status, reads the cluster state from consensus, and changes
+//! the cluster only by proposing [`rale::state::Operation`]s through [`rale::Consensus`].
+//!
+//! ```no_run
+//! # async fn serve(
+//! #     snapshot: tokio::sync::watch::Receiver<std::sync::Arc<ramd_ref::snapshot::NodeSnapshot>>,
+//! #     consensus: std::sync::Arc<dyn rale::Consensus>,
+//! # ) -> std::io::Result<()> {
+//! use ramd_ref::api::{ApiState, AuthConfig, router};
+//! let state = ApiState::new(snapshot, consensus, AuthConfig::basic("admin", "secret"), "demo");
+//! let app = router(state); // .merge(raft_rpc_router) in ramd
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8008").await?;
+//! axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>()).await
+//! # }
+//! ```
+//!
+//! Paths, methods and bodies are listed in the OpenAPI document served at
+//! `GET /openapi.json` (see [`openapi::document`]).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::routing::{MethodRouter, get, post};
+use rale::{ClusterState, Consensus};
+use tokio::sync::watch;
+
+mod actions;
+pub mod auth;
+mod config;
+mod error;
+pub mod health;
+mod metrics;
+pub mod openapi;
+mod ops;
+mod read;
+pub mod sync_role;
+pub mod types;
+pub mod view;
+
+pub use actions::NodeActions;
+pub use auth::{AuthConfig, Caller, Password};
+pub use error::{ApiError, ApiJson};
+
+use crate::snapshot::NodeSnapshot;
+
+/// Default bound on how long `POST /switchover` and `POST /failover` wait for the new
+/// primary before answering 503 "status unknown".
+pub const OPERATION_TIMEOUT_DEFAULT: Duration = Duration::from_secs(30);
+
+/// What the API needs from the daemon.
+#[derive(Clone)]
+pub struct ApiState {
+    /// The HA loop's latest view of this node.
+    pub snapshot: watch::Receiver<Arc<NodeSnapshot>>,
+    /// The replicated cluster state.
+    pub consensus: Arc<dyn Consensus>,
+    /// Access rules.
+    pub auth: AuthConfig,
+    /// Cluster name (Patroni's `scope`).
+    pub scope: String,
+    /// Restart, reinitialise and reload of the local PostgreSQL; `None` answers 503
+    /// "not available" on those paths.
+    pub actions: Option<Arc<dyn NodeActions>>,
+    /// Bound on waiting for the outcome of a switchover or failover.
+    pub operation_timeout: Duration,
+}
+
+impl ApiState {
+    /// State with the defaults: no local actions, [`OPERATION_TIMEOUT_DEFAULT`].
+    pub fn new(
+        snapshot: watch::Receiver<Arc<NodeSnapshot>>,
+        consensus: Arc<dyn Consensus>,
+        auth: AuthConfig,
+        scope: impl Into<String>,
+    ) -> Self {
+        Self {
+            snapshot,
+            consensus,
+            auth,
+            scope: scope.into(),
+            actions: None,
+            operation_timeout: OPERATION_TIMEOUT_DEFAULT,
+        }
+    }
+
+    /// The HA loop's latest snapshot.
+    pub(crate) fn snap(&self) -> Arc<NodeSnapshot> {
+        self.snapshot.borrow().clone()
+    }
+
+    /// The freshest cluster state available without a network round trip: the newer of
+    /// the locally applied state and the HA loop's last read.
+    pub(crate) fn local_cluster(&self, snap: &NodeSnapshot) -> Arc<ClusterState> {
+        let applied = self.consensus.subscribe().borrow().clone();
+        if applied.revision >= snap.cluster.revision {
+            applied
+        } else {
+            snap.cluster.clone()
+        }
+    }
+}
+
+pub(crate) type Shared = ApiState;
+type St = Arc<ApiState>;
+
+/// One route: an HTTP method and an axum path (`{id}` for parameters).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RouteSpec {
+    /// `GET`, `POST`, …
+    pub method: &'static str,
+    /// The path, as the router and the OpenAPI document spell it.
+    pub path: &'static str,
+}
+
+struct Builder {
+    router: Router<St>,
+    specs: Vec<RouteSpec>,
+}
+
+impl Builder {
+    fn add(mut self, path: &'static str, methods: &[&'static str], mr: MethodRouter<St>) -> Self {
+        self.router = self.router.route(path, mr);
+        self.specs
+            .extend(methods.iter().map(|&method| RouteSpec { method, path }));
+        self
+    }
+}
+
+const HEALTH_METHODS: &[&str] = &["GET", "HEAD", "OPTIONS"];
+
+fn build() -> (Router<St>, Vec<RouteSpec>) {
+    let mut b = Builder {
+        router: Router::new(),
+        specs: Vec::new(),
+    };
+    for &(path, check) in health::HEALTH_PATHS {
+        let handler =
+            move |st: axum::extract::State<St>,
+                  method: axum::http::Method,
+                  q: read::HealthQueryExtract| { read::health(st, method, q, check) };
+        b = b.add(path, HEALTH_METHODS, get(handler).options(handler));
+    }
+    let b = b
+        .add("/patroni", &["GET"], get(read::patroni))
+        .add("/cluster", &["GET"], get(read::cluster))
+        .add("/history", &["GET"], get(read::history))
+        .add("/metrics", &["GET"], get(metrics::metrics))
+        .add(
+            "/config",
+            &["GET", "PATCH", "PUT"],
+            get(config::get_config)
+                .patch(config::patch_config)
+                .put(config::put_config),
+        )
+        .add(
+            "/switchover",
+            &["POST", "DELETE"],
+            post(ops::switchover).delete(ops::cancel_switchover),
+        )
+        .add("/failover", &["POST"], post(ops::failover))
+        .add("/restart", &["POST"], post(actions::restart))
+        .add("/reinitialize", &["POST"], post(actions::reinitialize))
+        .add("/reload", &["POST"], post(actions::reload))
+        .add("/openapi.json", &["GET"], get(openapi::serve))
+        .add(
+            "/api/v1/cluster/status",
+            &["GET"],
+            get(read::cluster_status),
+        )
+        .add(
+            "/api/v1/cluster/health",
+            &["GET"],
+            get(read::cluster_health),
+        )
+        .add("/api/v1/cluster/metrics", &["GET"], get(metrics::metrics))
+        .add(
+            "/api/v1/cluster/switchover",
+            &["POST", "DELETE"],
+            post(ops::switchover).delete(ops::cancel_switchover),
+        )
+        .add("/api/v1/failover", &["POST"], post(ops::failover))
+        .add("/api/v1/promote/{id}", &["POST"], post(ops::promote))
+        .add("/api/v1/demote/{id}", &["POST"], post(ops::demote))
+        .add("/api/v1/nodes", &["GET"], get(read::nodes))
+        .add("/api/v1/nodes/{id}", &["GET"], get(read::node))
+        .add("/api/v1/history", &["GET"], get(read::api_history))
+        .add("/api/v1/replication/sync", &["GET"], get(read::sync))
+        .add("/api/v1/pause", &["POST"], post(ops::pause))
+        .add("/api/v1/resume", &["POST"], post(ops::resume))
+        .add(
+            "/api/v1/config",
+            &["GET", "POST", "PATCH", "PUT"],
+            get(config::get_config)
+                .post(config::patch_config)
+                .patch(config::patch_config)
+                .put(config::put_config),
+        )
+        .add("/api/v1/config/reload", &["POST"], post(actions::reload));
+    (b.router, b.specs)
+}
+
+/// Every route of [`router`], for documentation checks and clients.
+pub fn route_table() -> Vec<RouteSpec> {
+    build().1
+}
+
+/// The API router. Serve it with
+/// `into_make_service_with_connect_info::<SocketAddr>()` so that the network allow-list
+/// sees client addresses (without it, a non-empty allow-list refuses every write).
+///
+/// The router has a fallback (Patroni answers unknown `GET` paths with 503 and the node
+/// status): merge routers without a fallback of their own into it.
+pub fn router(state: ApiState) -> Router {
+    let shared: St = Arc::new(state);
+    let (routes, _) = build();
+    routes
+        .fallback(read::unknown)
+        .layer(axum::middleware::from_fn_with_state(
+            shared.clone(),
+            auth::enforce,
+        ))
+        .with_state(shared)
+}
+
+/// Unix milliseconds now (wall clock; used for history stamps and liveness only).
+pub(crate) fn now_unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}

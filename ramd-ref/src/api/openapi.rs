@@ -1,0 +1,152 @@
+//! The OpenAPI 3.1 description of the API, served at `GET /openapi.json`.
+//!
+//! Handlers carry `#[utoipa::path]`; the health paths (one handler, many paths) and the
+//! aliases that share a handler are added here, so that every route of
+//! [`super::route_table`] is described.
+
+use axum::Json;
+use utoipa::openapi::path::{
+    HttpMethod, OperationBuilder, ParameterBuilder, ParameterIn, PathItem,
+};
+use utoipa::openapi::response::ResponseBuilder;
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::openapi::{ContentBuilder, OpenApi as Document, Ref, Required};
+use utoipa::{Modify, OpenApi};
+
+use super::health::{Check, HEALTH_PATHS};
+use super::types::*;
+use super::{actions, config, metrics, ops, read};
+
+struct BasicAuth;
+
+impl Modify for BasicAuth {
+    fn modify(&self, doc: &mut Document) {
+        let components = doc.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "basic",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Basic)),
+        );
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "RALE agent API", description = "Per-node REST API of ramd: Patroni-compatible paths at the root, the management API under /api/v1/. State-changing methods need HTTP Basic credentials."),
+    paths(
+        read::patroni, read::cluster, read::history, read::api_history, read::cluster_status,
+        read::cluster_health, read::nodes, read::node, read::sync, metrics::metrics,
+        config::get_config, config::patch_config, config::put_config,
+        ops::switchover, ops::failover, ops::cancel_switchover, ops::promote, ops::demote,
+        ops::pause, ops::resume, actions::restart, actions::reinitialize, actions::reload,
+        serve,
+    ),
+    components(schemas(
+        NodeStatus, Xlog, ReplicationInfo, PatroniInfo, PatroniCluster, PatroniMember,
+        ScheduledSwitchover, PatroniHistoryEntry, HistoryEntryView, MemberView, LeaseView,
+        SyncView, SwitchoverView, ConsensusView, ClusterStatus, ClusterHealth,
+        SwitchoverRequest, RestartRequest, ReinitializeRequest, ActionResponse, ErrorBody, Lag,
+    )),
+    modifiers(&BasicAuth),
+)]
+struct ApiDoc;
+
+/// Paths served by the same handler as a documented one: (alias, documented path).
+const ALIASES: &[(&str, &str)] = &[
+    ("/api/v1/cluster/switchover", "/switchover"),
+    ("/api/v1/failover", "/failover"),
+    ("/api/v1/cluster/metrics", "/metrics"),
+    ("/api/v1/config/reload", "/reload"),
+];
+
+fn describe(check: Check) -> &'static str {
+    match check {
+        Check::Primary => "200 if this node is the writable primary holding the lease",
+        Check::Leader => "200 if this node holds the primary lease",
+        Check::StandbyLeader => "Always 503: RALE has no standby clusters",
+        Check::Replica => {
+            "200 if this node is a running replica taking reads (lag, replication_state, tag_* filters)"
+        }
+        Check::ReadOnly => "200 if this node is the primary or a passing replica",
+        Check::Sync => "200 if this node is a passing replica in the synchronous set",
+        Check::Async => "200 if this node is a passing replica outside the synchronous set",
+        Check::Quorum => "200 if this node is a passing replica in the quorum set",
+        Check::ReadOnlySync => "200 if this node is the primary or a synchronous standby",
+        Check::ReadOnlyQuorum => "200 if this node is the primary or a quorum standby",
+        Check::Health => "200 if PostgreSQL runs",
+        Check::Liveness => {
+            "200 if the HA loop ran within twice the lease TTL (or the cluster is paused)"
+        }
+        Check::Readiness => {
+            "200 if this node is the primary, or a streaming replica within the lag limit"
+        }
+    }
+}
+
+fn health_item(check: Check) -> PathItem {
+    let body = ContentBuilder::new()
+        .schema(Some(Ref::from_schema_name("NodeStatus")))
+        .build();
+    let query = |name: &str, what: &str| {
+        ParameterBuilder::new()
+            .name(name)
+            .parameter_in(ParameterIn::Query)
+            .required(Required::False)
+            .description(Some(what))
+            .build()
+    };
+    let op = |with_body: bool| {
+        let ok = ResponseBuilder::new().description("Check passes");
+        let ko = ResponseBuilder::new().description("Check fails");
+        let (ok, ko) = if with_body {
+            (
+                ok.content("application/json", body.clone()),
+                ko.content("application/json", body.clone()),
+            )
+        } else {
+            (ok, ko)
+        };
+        OperationBuilder::new()
+            .tag("health")
+            .summary(Some(describe(check)))
+            .parameter(query("lag", "Maximum replay lag: bytes or 16kB, 10MB, 1GB"))
+            .parameter(query(
+                "replication_state",
+                "Required replication state, e.g. streaming",
+            ))
+            .parameter(query("tag_<key>", "Required tag value"))
+            .response("200", ok.build())
+            .response("503", ko.build())
+            .build()
+    };
+    let mut item = PathItem::new(HttpMethod::Get, op(true));
+    item.head = Some(op(false));
+    item.options = Some(op(false));
+    item
+}
+
+/// The OpenAPI document of [`super::router`].
+pub fn document() -> Document {
+    let mut doc = ApiDoc::openapi();
+    doc.info.version = super::view::VERSION.to_owned();
+    for &(path, check) in HEALTH_PATHS {
+        doc.paths.paths.insert(path.to_owned(), health_item(check));
+    }
+    for &(alias, documented) in ALIASES {
+        if let Some(item) = doc.paths.paths.get(documented).cloned() {
+            doc.paths.paths.insert(alias.to_owned(), item);
+        }
+    }
+    // /api/v1/config answers like /config, and POST merges like PATCH.
+    if let Some(mut item) = doc.paths.paths.get("/config").cloned() {
+        item.post = item.patch.clone();
+        doc.paths.paths.insert("/api/v1/config".to_owned(), item);
+    }
+    doc
+}
+
+/// This document.
+#[utoipa::path(get, path = "/openapi.json", tag = "meta",
+    responses((status = 200, description = "OpenAPI 3.1 document", body = Object)))]
+pub(crate) async fn serve() -> Json<Document> {
+    Json(document())
+}

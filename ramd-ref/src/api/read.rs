@@ -1,0 +1,181 @@
+//! Read-only handlers: health checks, node status, cluster, members, history.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::{Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+
+use super::error::ApiError;
+use super::health::{Check, HealthInput, HealthQuery};
+use super::types::*;
+use super::view::{self, ConsensusFacts};
+use super::{ApiState, now_unix_ms};
+
+type St = State<Arc<ApiState>>;
+
+/// The raw query of a health check (a malformed one is answered with 400).
+pub(crate) type HealthQueryExtract =
+    Result<Query<Vec<(String, String)>>, axum::extract::rejection::QueryRejection>;
+
+fn status_body(st: &ApiState) -> (Arc<crate::snapshot::NodeSnapshot>, NodeStatus) {
+    let snap = st.snap();
+    let cluster = st.local_cluster(&snap);
+    let body = view::node_status(&snap, &cluster, &st.scope);
+    (snap, body)
+}
+
+fn answer(method: &Method, code: StatusCode, body: NodeStatus) -> Response {
+    if *method == Method::OPTIONS || *method == Method::HEAD {
+        code.into_response()
+    } else {
+        (code, Json(body)).into_response()
+    }
+}
+
+/// A health check: 200 or 503 with the node status (no body for HEAD and OPTIONS).
+pub(crate) async fn health(
+    State(st): St,
+    method: Method,
+    query: HealthQueryExtract,
+    check: Check,
+) -> Response {
+    let Ok(Query(pairs)) = query else {
+        return ApiError::bad_request("malformed query string").into_response();
+    };
+    let q = HealthQuery::from_pairs(&pairs);
+    let snap = st.snap();
+    let cluster = st.local_cluster(&snap);
+    let input = HealthInput {
+        snap: &snap,
+        cluster: &cluster,
+        now_unix_ms: now_unix_ms(),
+    };
+    let code = if input.passes(check, &q) {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    answer(&method, code, view::node_status(&snap, &cluster, &st.scope))
+}
+
+/// Unknown paths: `GET` answers 503 with the node status as Patroni does; other methods
+/// 404.
+pub(crate) async fn unknown(State(st): St, method: Method, uri: Uri) -> Response {
+    if matches!(method, Method::GET | Method::HEAD | Method::OPTIONS) {
+        let (_, body) = status_body(&st);
+        return answer(&method, StatusCode::SERVICE_UNAVAILABLE, body);
+    }
+    ApiError::not_found(format!("no such endpoint: {method} {}", uri.path())).into_response()
+}
+
+/// Node status in Patroni's shape, always 200.
+#[utoipa::path(get, path = "/patroni", tag = "patroni",
+    responses((status = 200, description = "This node's status", body = NodeStatus)))]
+pub(crate) async fn patroni(State(st): St) -> Json<NodeStatus> {
+    Json(status_body(&st).1)
+}
+
+/// Members, roles, lags and the pending switchover, in Patroni's shape.
+#[utoipa::path(get, path = "/cluster", tag = "patroni",
+    responses((status = 200, description = "The cluster", body = PatroniCluster)))]
+pub(crate) async fn cluster(State(st): St) -> Json<PatroniCluster> {
+    let snap = st.snap();
+    let cluster = st.local_cluster(&snap);
+    Json(view::patroni_cluster(&cluster, &st.scope))
+}
+
+/// Changes of primary as `[timeline, lsn, reason, timestamp, new_leader]` rows.
+#[utoipa::path(get, path = "/history", tag = "patroni",
+    responses((status = 200, description = "Changes of primary", body = Vec<PatroniHistoryEntry>)))]
+pub(crate) async fn history(State(st): St) -> Json<Vec<PatroniHistoryEntry>> {
+    let snap = st.snap();
+    let cluster = st.local_cluster(&snap);
+    Json(view::patroni_history(&cluster))
+}
+
+/// Everything the cluster recorded, oldest first.
+#[utoipa::path(get, path = "/api/v1/history", tag = "cluster",
+    responses((status = 200, description = "Cluster history", body = Vec<HistoryEntryView>)))]
+pub(crate) async fn api_history(State(st): St) -> Json<Vec<HistoryEntryView>> {
+    let snap = st.snap();
+    let cluster = st.local_cluster(&snap);
+    Json(cluster.history.iter().map(view::history_entry).collect())
+}
+
+/// Members, lease, synchronous set, maintenance mode, switchover, consensus.
+#[utoipa::path(get, path = "/api/v1/cluster/status", tag = "cluster",
+    responses((status = 200, description = "Cluster status", body = ClusterStatus)))]
+pub(crate) async fn cluster_status(State(st): St) -> Json<ClusterStatus> {
+    let snap = st.snap();
+    let cluster = st.local_cluster(&snap);
+    let facts = ConsensusFacts {
+        has_majority: st.consensus.has_majority(),
+    };
+    Json(view::cluster_status(&snap, &cluster, &st.scope, facts))
+}
+
+/// 200 when healthy, 503 when degraded or without a primary, with the problems found.
+#[utoipa::path(get, path = "/api/v1/cluster/health", tag = "cluster",
+    responses(
+        (status = 200, description = "Healthy", body = ClusterHealth),
+        (status = 503, description = "Degraded or unavailable", body = ClusterHealth)))]
+pub(crate) async fn cluster_health(State(st): St) -> (StatusCode, Json<ClusterHealth>) {
+    let snap = st.snap();
+    let cluster = st.local_cluster(&snap);
+    let health = view::cluster_health(&snap, &cluster);
+    let code = if health.healthy {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, Json(health))
+}
+
+/// All members.
+#[utoipa::path(get, path = "/api/v1/nodes", tag = "cluster",
+    responses((status = 200, description = "Members", body = Vec<MemberView>)))]
+pub(crate) async fn nodes(State(st): St) -> Json<Vec<MemberView>> {
+    let snap = st.snap();
+    let cluster = st.local_cluster(&snap);
+    Json(
+        cluster
+            .members
+            .values()
+            .map(|m| view::member_view(&cluster, m))
+            .collect(),
+    )
+}
+
+/// One member.
+#[utoipa::path(get, path = "/api/v1/nodes/{id}", tag = "cluster",
+    params(("id" = String, Path, description = "Member name")),
+    responses(
+        (status = 200, description = "The member", body = MemberView),
+        (status = 404, description = "Not a member", body = ErrorBody)))]
+pub(crate) async fn node(
+    State(st): St,
+    Path(id): Path<String>,
+) -> Result<Json<MemberView>, ApiError> {
+    let snap = st.snap();
+    let cluster = st.local_cluster(&snap);
+    cluster
+        .members
+        .iter()
+        .find(|(n, _)| n.as_str() == id)
+        .map(|(_, m)| Json(view::member_view(&cluster, m)))
+        .ok_or_else(|| {
+            ApiError::not_found(format!("node {id:?} is not a member of this cluster"))
+                .with("node", id)
+        })
+}
+
+/// Synchronous replication: configuration, recorded set, and this primary's view.
+#[utoipa::path(get, path = "/api/v1/replication/sync", tag = "cluster",
+    responses((status = 200, description = "Synchronous replication", body = SyncView)))]
+pub(crate) async fn sync(State(st): St) -> Json<SyncView> {
+    let snap = st.snap();
+    let cluster = st.local_cluster(&snap);
+    Json(view::sync_view(&snap, &cluster))
+}
