@@ -15,6 +15,8 @@ use crate::types::NodeId;
 
 mod memory;
 pub use memory::MemConsensus;
+/// The openraft-backed implementation for real agents: [`raft::RaftConsensus`].
+pub mod raft;
 
 /// A consensus member as configuration names it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

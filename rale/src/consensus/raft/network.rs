@@ -1,0 +1,228 @@
+//! The client side of Raft over HTTP: openraft's `RaftNetwork` (vote, append, snapshot
+//! chunks) plus the forwarding of client requests to the leader. JSON bodies, an optional
+//! shared secret in `Authorization: Bearer …`, a timeout on every request.
+
+use std::time::Duration;
+
+use openraft::error::{
+    Infallible, InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Timeout,
+    Unreachable,
+};
+use openraft::network::RPCOption;
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
+};
+use openraft::{RPCTypes, RaftNetwork, RaftNetworkFactory};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::types::{RaftNode, TypeConfig};
+use crate::{Error, Result};
+
+/// Path of the vote RPC.
+pub(crate) const PATH_VOTE: &str = "/raft/vote";
+/// Path of the append-entries RPC (heartbeats included).
+pub(crate) const PATH_APPEND: &str = "/raft/append";
+/// Path of the snapshot-chunk RPC.
+pub(crate) const PATH_SNAPSHOT: &str = "/raft/snapshot";
+/// Path of a forwarded proposal.
+pub(crate) const PATH_PROPOSE: &str = "/raft/propose";
+/// Path of a forwarded linearizable read.
+pub(crate) const PATH_READ: &str = "/raft/read";
+/// Path of a forwarded `add_member`.
+pub(crate) const PATH_ADD_MEMBER: &str = "/raft/members/add";
+/// Path of a forwarded `remove_member`.
+pub(crate) const PATH_REMOVE_MEMBER: &str = "/raft/members/remove";
+
+/// Why an HTTP exchange failed.
+#[derive(Debug)]
+pub(crate) enum PostError {
+    /// Could not connect: the request was certainly not delivered.
+    Connect(String),
+    /// No answer in time: the request may or may not have been processed.
+    Timeout(Duration),
+    /// The peer refused our credentials.
+    Unauthorized,
+    /// Anything else (bad status, undecodable body, broken connection).
+    Other(String),
+}
+
+impl std::fmt::Display for PostError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PostError::Connect(m) => write!(f, "cannot connect: {m}"),
+            PostError::Timeout(d) => write!(f, "no answer within {} ms", d.as_millis()),
+            PostError::Unauthorized => write!(f, "authentication refused (check auth_token)"),
+            PostError::Other(m) => f.write_str(m),
+        }
+    }
+}
+
+impl std::error::Error for PostError {}
+
+/// A JSON-over-HTTP client with the cluster's credentials.
+#[derive(Clone)]
+pub(crate) struct HttpClient {
+    http: reqwest::Client,
+    auth_token: Option<String>,
+}
+
+impl HttpClient {
+    /// A client that sends `auth_token` (if any) with every request.
+    pub(crate) fn new(auth_token: Option<String>, connect_timeout: Duration) -> Result<Self> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(connect_timeout)
+            .pool_idle_timeout(Duration::from_secs(30))
+            .tcp_nodelay(true)
+            .build()
+            .map_err(|e| Error::Consensus(format!("building the Raft HTTP client: {e}")))?;
+        Ok(Self { http, auth_token })
+    }
+
+    /// POSTs `body` as JSON to `base_url + path` and decodes the JSON answer.
+    pub(crate) async fn post<Req, Resp>(
+        &self,
+        base_url: &str,
+        path: &str,
+        body: &Req,
+        timeout: Duration,
+    ) -> std::result::Result<Resp, PostError>
+    where
+        Req: Serialize + ?Sized,
+        Resp: DeserializeOwned,
+    {
+        let url = format!("{}{path}", base_url.trim_end_matches('/'));
+        let mut req = self.http.post(&url).timeout(timeout).json(body);
+        if let Some(token) = &self.auth_token {
+            req = req.bearer_auth(token);
+        }
+        let resp = req.send().await.map_err(|e| classify(e, timeout))?;
+        let status = resp.status();
+        if status == reqwest::StatusCode::UNAUTHORIZED {
+            return Err(PostError::Unauthorized);
+        }
+        if !status.is_success() {
+            let text = resp.text().await.unwrap_or_default();
+            return Err(PostError::Other(format!("{url}: HTTP {status}: {text}")));
+        }
+        resp.json::<Resp>().await.map_err(|e| classify(e, timeout))
+    }
+}
+
+fn classify(e: reqwest::Error, timeout: Duration) -> PostError {
+    if e.is_connect() {
+        PostError::Connect(e.to_string())
+    } else if e.is_timeout() {
+        PostError::Timeout(timeout)
+    } else {
+        PostError::Other(e.to_string())
+    }
+}
+
+/// Makes one [`Conn`] per peer for openraft.
+pub(crate) struct NetworkFactory {
+    client: HttpClient,
+    own_id: u64,
+    rpc_timeout: Duration,
+}
+
+impl NetworkFactory {
+    /// The factory of node `own_id`.
+    pub(crate) fn new(client: HttpClient, own_id: u64, rpc_timeout: Duration) -> Self {
+        Self {
+            client,
+            own_id,
+            rpc_timeout,
+        }
+    }
+}
+
+impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
+    type Network = Conn;
+
+    async fn new_client(&mut self, target: u64, node: &RaftNode) -> Self::Network {
+        Conn {
+            client: self.client.clone(),
+            own_id: self.own_id,
+            target,
+            url: node.api_url.clone(),
+            rpc_timeout: self.rpc_timeout,
+        }
+    }
+}
+
+/// openraft's connection to one peer.
+pub(crate) struct Conn {
+    client: HttpClient,
+    own_id: u64,
+    target: u64,
+    url: String,
+    rpc_timeout: Duration,
+}
+
+type RpcResult<T, E> = std::result::Result<T, RPCError<u64, RaftNode, RaftError<u64, E>>>;
+
+impl Conn {
+    async fn call<Req, Resp, E>(
+        &self,
+        action: RPCTypes,
+        path: &str,
+        req: &Req,
+        timeout: Duration,
+    ) -> RpcResult<Resp, E>
+    where
+        Req: Serialize,
+        Resp: DeserializeOwned,
+        E: std::error::Error + DeserializeOwned,
+    {
+        let reply: std::result::Result<Resp, RaftError<u64, E>> = self
+            .client
+            .post(&self.url, path, req, timeout)
+            .await
+            .map_err(|e| match e {
+                PostError::Connect(_) => RPCError::Unreachable(Unreachable::new(&e)),
+                PostError::Timeout(_) => RPCError::Timeout(Timeout {
+                    action,
+                    id: self.own_id,
+                    target: self.target,
+                    timeout,
+                }),
+                PostError::Unauthorized | PostError::Other(_) => {
+                    RPCError::Network(NetworkError::new(&e))
+                }
+            })?;
+        reply.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+    }
+}
+
+impl RaftNetwork<TypeConfig> for Conn {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> RpcResult<AppendEntriesResponse<u64>, Infallible> {
+        let timeout = self.rpc_timeout.min(option.hard_ttl());
+        self.call(RPCTypes::AppendEntries, PATH_APPEND, &rpc, timeout)
+            .await
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> RpcResult<InstallSnapshotResponse<u64>, InstallSnapshotError> {
+        let timeout = option.hard_ttl();
+        self.call(RPCTypes::InstallSnapshot, PATH_SNAPSHOT, &rpc, timeout)
+            .await
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<u64>,
+        option: RPCOption,
+    ) -> RpcResult<VoteResponse<u64>, Infallible> {
+        let timeout = self.rpc_timeout.min(option.hard_ttl());
+        self.call(RPCTypes::Vote, PATH_VOTE, &rpc, timeout).await
+    }
+}

@@ -1,0 +1,132 @@
+//! The openraft type configuration and the messages exchanged between agents.
+//!
+//! Everything here is crate-private: no public item outside `consensus::raft` names an
+//! openraft type.
+
+use std::io::Cursor;
+
+use serde::{Deserialize, Serialize};
+
+use crate::consensus::Peer;
+use crate::state::{ClusterState, Command, Outcome};
+use crate::types::NodeId;
+use crate::{Error, Result};
+
+/// What openraft keeps about a member: its name and where its agent API listens.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct RaftNode {
+    /// The member name ([`NodeId`] as a string).
+    pub name: String,
+    /// Base URL of the member's agent API.
+    pub api_url: String,
+}
+
+impl RaftNode {
+    pub(crate) fn from_peer(peer: &Peer) -> Self {
+        Self {
+            name: peer.node.as_str().to_owned(),
+            api_url: peer.api_url.clone(),
+        }
+    }
+
+    pub(crate) fn to_peer(&self, raft_id: u64) -> Result<Peer> {
+        Ok(Peer {
+            node: NodeId::new(self.name.clone())?,
+            raft_id,
+            api_url: self.api_url.clone(),
+        })
+    }
+}
+
+openraft::declare_raft_types!(
+    /// RALE's openraft type configuration: the log carries [`Command`]s, applying one
+    /// yields an [`Outcome`].
+    pub(crate) TypeConfig:
+        D = Command,
+        R = Outcome,
+        NodeId = u64,
+        Node = RaftNode,
+        Entry = openraft::Entry<TypeConfig>,
+        SnapshotData = Cursor<Vec<u8>>,
+        AsyncRuntime = openraft::TokioRuntime,
+);
+
+/// The openraft handle.
+pub(crate) type Raft = openraft::Raft<TypeConfig>;
+/// A log id.
+pub(crate) type LogId = openraft::LogId<u64>;
+/// A stored membership.
+pub(crate) type StoredMembership = openraft::StoredMembership<u64, RaftNode>;
+/// A storage error.
+pub(crate) type StorageError = openraft::StorageError<u64>;
+/// A log entry.
+pub(crate) type Entry = openraft::Entry<TypeConfig>;
+/// A snapshot's metadata.
+pub(crate) type SnapshotMeta = openraft::SnapshotMeta<u64, RaftNode>;
+
+/// Why a request forwarded to another agent (`/raft/propose`, `/raft/read`,
+/// `/raft/members/*`) failed; carried as JSON so the caller can rebuild an [`Error`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub(crate) enum WireError {
+    /// The receiver is not the leader; `leader_url` is the leader it knows, if any.
+    NotLeader {
+        /// The leader's API URL.
+        leader_url: Option<String>,
+    },
+    /// No majority reachable (or it did not answer in time).
+    NoMajority {
+        /// Details.
+        message: String,
+    },
+    /// A membership change was refused.
+    Membership {
+        /// Details.
+        message: String,
+    },
+    /// Anything else.
+    Consensus {
+        /// Details.
+        message: String,
+    },
+}
+
+impl WireError {
+    /// The [`WireError`] that stands for `err` on the wire.
+    pub(crate) fn from_error(err: &Error) -> Self {
+        match err {
+            Error::NoMajority(m) => WireError::NoMajority { message: m.clone() },
+            Error::Membership(m) => WireError::Membership { message: m.clone() },
+            other => WireError::Consensus {
+                message: other.to_string(),
+            },
+        }
+    }
+
+    /// The crate error for a failure reported by the agent at `url`.
+    pub(crate) fn into_error(self, url: &str) -> Error {
+        match self {
+            WireError::NotLeader { leader_url } => Error::NoMajority(format!(
+                "{url} is not the leader (it names {})",
+                leader_url.as_deref().unwrap_or("no leader")
+            )),
+            WireError::NoMajority { message } => Error::NoMajority(format!("{url}: {message}")),
+            WireError::Membership { message } => Error::Membership(format!("{url}: {message}")),
+            WireError::Consensus { message } => Error::Consensus(format!("{url}: {message}")),
+        }
+    }
+}
+
+/// Reply to a forwarded proposal.
+pub(crate) type ProposeReply = std::result::Result<Outcome, WireError>;
+/// Reply to a forwarded linearizable read.
+pub(crate) type ReadReply = std::result::Result<ClusterState, WireError>;
+/// Reply to a forwarded membership change.
+pub(crate) type MemberReply = std::result::Result<(), WireError>;
+
+/// Body of `/raft/members/remove`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct RemoveMemberRequest {
+    /// The member to remove.
+    pub node: NodeId,
+}

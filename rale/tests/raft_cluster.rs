@@ -1,0 +1,531 @@
+//! Multi-node tests of `RaftConsensus` on loopback: election, forwarding, linearizable
+//! reads, leader failover, restart from the store, loss of majority, membership changes
+//! and authentication. Run with `cargo test -p rale --test raft_cluster -- --nocapture`
+//! to see the measured figures.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use axum::extract::Request;
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use rale::consensus::Peer;
+use rale::consensus::raft::{RaftConfig, RaftConsensus, router};
+use rale::state::{Command, HistoryKind, Operation};
+use rale::{Consensus, Error, NodeId};
+use tempfile::TempDir;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+const TOKEN: &str = "test-cluster-secret";
+/// Generous bound for anything that should take about a second.
+const SETTLE: Duration = Duration::from_secs(15);
+
+fn record(reason: &str) -> Command {
+    Command {
+        op: Operation::Record {
+            kind: HistoryKind::Operation,
+            node: None,
+            actor: "test".into(),
+            reason: reason.into(),
+        },
+        wall_ms: 0,
+    }
+}
+
+/// One agent: its Raft node and its HTTP server.
+struct Agent {
+    config: RaftConfig,
+    consensus: RaftConsensus,
+    server: JoinHandle<()>,
+    /// Set when killed: the server answers 503 and closes connections (as a dead
+    /// process's sockets would), so pooled client connections are not reused.
+    killed: Arc<AtomicBool>,
+    alive: bool,
+}
+
+impl Agent {
+    async fn start(config: RaftConfig, listener: TcpListener) -> Agent {
+        let consensus = RaftConsensus::start(config.clone())
+            .await
+            .expect("Raft node starts");
+        let killed = Arc::new(AtomicBool::new(false));
+        let switch = killed.clone();
+        let app = router(consensus.clone()).layer(middleware::from_fn(
+            move |req: Request, next: Next| {
+                let switch = switch.clone();
+                async move {
+                    if switch.load(Ordering::SeqCst) {
+                        let mut resp: Response =
+                            (StatusCode::SERVICE_UNAVAILABLE, "killed").into_response();
+                        resp.headers_mut().insert(
+                            header::CONNECTION,
+                            header::HeaderValue::from_static("close"),
+                        );
+                        return resp;
+                    }
+                    next.run(req).await
+                }
+            },
+        ));
+        let server = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Agent {
+            config,
+            consensus,
+            server,
+            killed,
+            alive: true,
+        }
+    }
+
+    async fn kill(&mut self) {
+        if !self.alive {
+            return;
+        }
+        self.alive = false;
+        self.killed.store(true, Ordering::SeqCst);
+        self.server.abort();
+        let _ = self.consensus.shutdown().await;
+    }
+
+    /// Restarts the agent from its data directory on its old port.
+    async fn restart(&mut self) {
+        assert!(!self.alive, "restart only a killed agent");
+        let addr = self
+            .config
+            .api_url
+            .trim_start_matches("http://")
+            .to_string();
+        let started = Instant::now();
+        let listener = loop {
+            match TcpListener::bind(&addr).await {
+                Ok(l) => break l,
+                Err(e) if started.elapsed() < SETTLE => {
+                    eprintln!("rebinding {addr}: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => panic!("cannot rebind {addr}: {e}"),
+            }
+        };
+        *self = Agent::start(self.config.clone(), listener).await;
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        self.killed.store(true, Ordering::SeqCst);
+        self.server.abort();
+    }
+}
+
+/// A cluster of agents on 127.0.0.1 with their stores in one temporary directory.
+struct Cluster {
+    _dir: TempDir,
+    root: PathBuf,
+    agents: Vec<Agent>,
+}
+
+fn name(i: u64) -> NodeId {
+    NodeId::new(format!("n{i}")).expect("valid name")
+}
+
+fn config_for(root: &std::path::Path, id: u64, url: &str, peers: Vec<Peer>) -> RaftConfig {
+    let mut c = RaftConfig::new(name(id), id, url, root.join(format!("n{id}")), peers);
+    c.auth_token = Some(TOKEN.into());
+    c
+}
+
+async fn bind() -> (TcpListener, String) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("local address");
+    (listener, format!("http://{addr}"))
+}
+
+impl Cluster {
+    async fn start(n: u64) -> Cluster {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let root = dir.path().to_path_buf();
+        let mut listeners = Vec::new();
+        let mut peers = Vec::new();
+        for id in 1..=n {
+            let (l, url) = bind().await;
+            listeners.push(l);
+            peers.push(Peer {
+                node: name(id),
+                raft_id: id,
+                api_url: url,
+            });
+        }
+        let mut agents = Vec::new();
+        for (listener, peer) in listeners.into_iter().zip(peers.clone()) {
+            let config = config_for(&root, peer.raft_id, &peer.api_url, peers.clone());
+            agents.push(Agent::start(config, listener).await);
+        }
+        Cluster {
+            _dir: dir,
+            root,
+            agents,
+        }
+    }
+
+    fn agent(&self, node: &NodeId) -> usize {
+        self.agents
+            .iter()
+            .position(|a| &a.config.node == node)
+            .expect("known agent")
+    }
+
+    /// Waits until every live agent names the same leader; returns its index.
+    async fn leader(&self) -> usize {
+        let started = Instant::now();
+        loop {
+            let seen: Vec<Option<NodeId>> = self
+                .agents
+                .iter()
+                .filter(|a| a.alive)
+                .map(|a| a.consensus.status().leader)
+                .collect();
+            if let Some(Some(first)) = seen.first() {
+                if seen.iter().all(|l| l.as_ref() == Some(first)) {
+                    let i = self.agent(first);
+                    if self.agents[i].alive {
+                        return i;
+                    }
+                }
+            }
+            assert!(started.elapsed() < SETTLE, "no agreed leader: {seen:?}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    fn followers(&self, leader: usize) -> Vec<usize> {
+        (0..self.agents.len())
+            .filter(|i| *i != leader && self.agents[*i].alive)
+            .collect()
+    }
+}
+
+async fn eventually(what: &str, mut check: impl FnMut() -> bool) -> Duration {
+    let started = Instant::now();
+    loop {
+        if check() {
+            return started.elapsed();
+        }
+        assert!(started.elapsed() < SETTLE, "timed out waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_nodes_elect_forward_fail_over_and_restart() {
+    let mut cluster = Cluster::start(3).await;
+    let leader = cluster.leader().await;
+    let followers = cluster.followers(leader);
+    println!("leader elected: {}", cluster.agents[leader].config.node);
+
+    // A follower proposes (forwarded to the leader); another follower reads it back.
+    let (f1, f2) = (followers[0], followers[1]);
+    let outcome = cluster.agents[f1]
+        .consensus
+        .propose(record("from a follower"))
+        .await
+        .expect("proposal from a follower commits");
+    assert!(outcome.is_applied());
+    let state = cluster.agents[f2].consensus.read().await.expect("read");
+    assert_eq!(state.revision, 1, "linearizable read sees the proposal");
+    assert_eq!(
+        state.history.back().map(|h| h.reason.as_str()),
+        Some("from a follower")
+    );
+    let state = cluster.agents[leader].consensus.read().await.expect("read");
+    assert_eq!(state.revision, 1);
+    let mut rx = cluster.agents[f2].consensus.subscribe();
+    eventually("subscribe shows the applied state", || {
+        rx.borrow_and_update().revision == 1
+    })
+    .await;
+
+    let m = cluster.agents[f1]
+        .consensus
+        .membership()
+        .await
+        .expect("membership");
+    assert_eq!(m.voters.len(), 3);
+    assert_eq!(m.leader.as_ref(), Some(&cluster.agents[leader].config.node));
+    assert!(m.term >= 1);
+    for a in &cluster.agents {
+        let c = a.consensus.clone();
+        eventually("every node has a majority", || c.has_majority()).await;
+    }
+
+    // Kill the leader; a survivor proposes until a new leader accepts.
+    let old_leader = cluster.agents[leader].config.node.clone();
+    let killed_at = Instant::now();
+    cluster.agents[leader].kill().await;
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        match cluster.agents[f1]
+            .consensus
+            .propose(record("after failover"))
+            .await
+        {
+            Ok(o) => {
+                assert!(o.is_applied());
+                break;
+            }
+            Err(e) => {
+                assert!(killed_at.elapsed() < SETTLE, "no failover: {e}");
+            }
+        }
+    }
+    let failover = killed_at.elapsed();
+    let new_leader = cluster.leader().await;
+    assert_ne!(cluster.agents[new_leader].config.node, old_leader);
+    println!(
+        "FIGURE leader failover (kill -> new leader accepts a proposal): {} ms, {attempts} attempt(s)",
+        failover.as_millis()
+    );
+    let state = cluster.agents[f2].consensus.read().await.expect("read");
+    assert_eq!(state.revision, 2);
+
+    // The old leader restarts from its store, keeps its log and catches up.
+    let index_before = 1; // it had applied at least the first proposal
+    cluster.agents[leader].restart().await;
+    let restarted = cluster.agents[leader].consensus.clone();
+    let status = restarted.status();
+    assert!(
+        status.last_log_index >= Some(index_before),
+        "log kept across restart: {status:?}"
+    );
+    let mut rx = restarted.subscribe();
+    let catch_up = eventually("the restarted node catches up", || {
+        rx.borrow_and_update().revision == 2
+    })
+    .await;
+    println!(
+        "FIGURE restarted node caught up in {} ms",
+        catch_up.as_millis()
+    );
+    let state = restarted.read().await.expect("read on the restarted node");
+    assert_eq!(state.revision, 2);
+    let outcome = restarted
+        .propose(record("from the restarted node"))
+        .await
+        .expect("the restarted node can propose");
+    assert!(outcome.is_applied());
+
+    // A follower stopped and restarted keeps its state and catches up on what it missed.
+    let leader = cluster.leader().await;
+    let f = cluster.followers(leader)[0];
+    let before = cluster.agents[f].consensus.status();
+    cluster.agents[f].kill().await;
+    for i in 0..5 {
+        cluster.agents[leader]
+            .consensus
+            .propose(record(&format!("while down {i}")))
+            .await
+            .expect("two of three commit");
+    }
+    cluster.agents[f].restart().await;
+    let status = cluster.agents[f].consensus.status();
+    assert!(
+        status.last_log_index >= before.last_log_index,
+        "{status:?} vs {before:?}"
+    );
+    let mut rx = cluster.agents[f].consensus.subscribe();
+    eventually("the restarted follower applies what it missed", || {
+        rx.borrow_and_update().revision == 8
+    })
+    .await;
+    for a in &mut cluster.agents {
+        a.kill().await;
+    }
+    let _ = &cluster.root;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn isolated_nodes_lose_the_majority() {
+    let mut cluster = Cluster::start(3).await;
+    let leader = cluster.leader().await;
+    for a in &cluster.agents {
+        let c = a.consensus.clone();
+        eventually("every node has a majority", || c.has_majority()).await;
+    }
+    // The leader loses both followers: it still believes it leads, but has no majority.
+    let followers = cluster.followers(leader);
+    let stopped_at = Instant::now();
+    for f in followers {
+        cluster.agents[f].kill().await;
+    }
+    let lonely = cluster.agents[leader].consensus.clone();
+    eventually("the isolated leader reports no majority", || {
+        !lonely.has_majority()
+    })
+    .await;
+    let lost = stopped_at.elapsed();
+    println!(
+        "FIGURE isolated leader: has_majority false {} ms after losing both followers (majority_timeout {} ms)",
+        lost.as_millis(),
+        lonely.config().majority_timeout.as_millis()
+    );
+    let started = Instant::now();
+    let err = lonely
+        .propose(record("no quorum"))
+        .await
+        .expect_err("no quorum, no commit");
+    assert!(matches!(err, Error::NoMajority(_)), "{err}");
+    println!(
+        "FIGURE propose without quorum failed after {} ms: {err}",
+        started.elapsed().as_millis()
+    );
+    let err = lonely.read().await.expect_err("no quorum, no read");
+    assert!(matches!(err, Error::NoMajority(_)), "{err}");
+    for a in &mut cluster.agents {
+        a.kill().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn isolated_follower_loses_the_majority() {
+    let mut cluster = Cluster::start(3).await;
+    let leader = cluster.leader().await;
+    let followers = cluster.followers(leader);
+    let (keep, other) = (followers[0], followers[1]);
+    let c = cluster.agents[keep].consensus.clone();
+    eventually("the follower has a majority", || c.has_majority()).await;
+    let stopped_at = Instant::now();
+    cluster.agents[leader].kill().await;
+    cluster.agents[other].kill().await;
+    eventually("the isolated follower reports no majority", || {
+        !c.has_majority()
+    })
+    .await;
+    println!(
+        "FIGURE isolated follower: has_majority false {} ms after losing both peers",
+        stopped_at.elapsed().as_millis()
+    );
+    for a in &mut cluster.agents {
+        a.kill().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_fourth_member_joins_and_leaves() {
+    let mut cluster = Cluster::start(3).await;
+    let leader = cluster.leader().await;
+    cluster.agents[leader]
+        .consensus
+        .propose(record("before the join"))
+        .await
+        .expect("commit");
+    let peers: Vec<Peer> = cluster.agents[0].config.peers.clone();
+    let (listener, url) = bind().await;
+    let config = config_for(&cluster.root, 4, &url, peers);
+    let fourth = Agent::start(config, listener).await;
+    let newcomer = Peer {
+        node: name(4),
+        raft_id: 4,
+        api_url: url,
+    };
+    let follower = cluster.followers(leader)[0];
+    let started = Instant::now();
+    cluster.agents[follower]
+        .consensus
+        .add_member(newcomer.clone())
+        .await
+        .expect("add_member through a follower");
+    println!(
+        "FIGURE add_member (learner catch-up + promotion) took {} ms",
+        started.elapsed().as_millis()
+    );
+    let m = fourth.consensus.membership().await.expect("membership");
+    assert_eq!(m.voters.len(), 4, "{m:?}");
+    assert!(m.voters.contains(&newcomer));
+    let err = cluster.agents[leader]
+        .consensus
+        .add_member(newcomer.clone())
+        .await
+        .expect_err("already a voter");
+    assert!(matches!(err, Error::Membership(_)), "{err}");
+    cluster.agents[leader]
+        .consensus
+        .propose(record("with four"))
+        .await
+        .expect("commit with four voters");
+    let state = fourth.consensus.read().await.expect("read on the newcomer");
+    assert_eq!(state.revision, 2);
+    cluster.agents.push(fourth);
+
+    cluster.agents[follower]
+        .consensus
+        .remove_member(&name(4))
+        .await
+        .expect("remove_member through a follower");
+    let m = cluster.agents[leader]
+        .consensus
+        .membership()
+        .await
+        .expect("membership");
+    assert_eq!(m.voters.len(), 3, "{m:?}");
+    assert!(m.voters.iter().all(|p| p.raft_id != 4));
+    cluster.agents[3].kill().await;
+    cluster.agents[leader]
+        .consensus
+        .propose(record("after the leave"))
+        .await
+        .expect("commit with three voters");
+    for a in &mut cluster.agents {
+        a.kill().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn raft_endpoints_require_the_shared_secret() {
+    let mut cluster = Cluster::start(3).await;
+    let leader = cluster.leader().await;
+    cluster.agents[leader]
+        .consensus
+        .propose(record("authenticated cluster works"))
+        .await
+        .expect("commit");
+    let url = format!("{}/raft/vote", cluster.agents[leader].config.api_url);
+    let vote = serde_json::json!({
+        "vote": {"leader_id": {"term": 1000, "node_id": 99}, "committed": false},
+        "last_log_id": null
+    });
+    let http = reqwest::Client::new();
+    let resp = http.post(&url).json(&vote).send().await.expect("HTTP");
+    assert_eq!(resp.status(), reqwest::StatusCode::UNAUTHORIZED);
+    let resp = http
+        .post(&url)
+        .bearer_auth("wrong-secret")
+        .json(&vote)
+        .send()
+        .await
+        .expect("HTTP");
+    assert_eq!(resp.status(), reqwest::StatusCode::UNAUTHORIZED);
+    let append = format!("{}/raft/append", cluster.agents[leader].config.api_url);
+    let resp = http.post(&append).json(&vote).send().await.expect("HTTP");
+    assert_eq!(resp.status(), reqwest::StatusCode::UNAUTHORIZED);
+    let propose = format!("{}/raft/propose", cluster.agents[leader].config.api_url);
+    let resp = http
+        .post(&propose)
+        .json(&record("sneaky"))
+        .send()
+        .await
+        .expect("HTTP");
+    assert_eq!(resp.status(), reqwest::StatusCode::UNAUTHORIZED);
+    // The refused vote changed nothing: the same leader, the same term.
+    let state = cluster.agents[leader].consensus.read().await.expect("read");
+    assert_eq!(state.revision, 1);
+    assert!(cluster.agents[leader].consensus.status().term < 1000);
+    for a in &mut cluster.agents {
+        a.kill().await;
+    }
+}
