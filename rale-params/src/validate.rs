@@ -350,6 +350,9 @@ fn server_checks_note(name: &str) -> Option<String> {
         "max_stack_depth" => {
             "the server also requires it to stay below the OS stack limit (ulimit -s) minus a safety margin"
         }
+        "bonjour" => {
+            "the server rejects on when it was built without Bonjour support (as Debian's packages are)"
+        }
         "vacuum_buffer_usage_limit" => "the server requires 0 or a value between 128kB and 16GB",
         "max_connections"
         | "max_worker_processes"
