@@ -190,12 +190,12 @@ impl Cluster {
                 .filter(|a| a.alive)
                 .map(|a| a.consensus.status().leader)
                 .collect();
-            if let Some(Some(first)) = seen.first() {
-                if seen.iter().all(|l| l.as_ref() == Some(first)) {
-                    let i = self.agent(first);
-                    if self.agents[i].alive {
-                        return i;
-                    }
+            if let Some(Some(first)) = seen.first()
+                && seen.iter().all(|l| l.as_ref() == Some(first))
+            {
+                let i = self.agent(first);
+                if self.agents[i].alive {
+                    return i;
                 }
             }
             assert!(started.elapsed() < SETTLE, "no agreed leader: {seen:?}");
@@ -444,9 +444,25 @@ async fn a_fourth_member_joins_and_leaves() {
         "FIGURE add_member (learner catch-up + promotion) took {} ms",
         started.elapsed().as_millis()
     );
-    let m = fourth.consensus.membership().await.expect("membership");
+    let m = cluster.agents[leader]
+        .consensus
+        .membership()
+        .await
+        .expect("membership");
     assert_eq!(m.voters.len(), 4, "{m:?}");
     assert!(m.voters.contains(&newcomer));
+    let started = Instant::now();
+    loop {
+        let m = fourth.consensus.membership().await.expect("membership");
+        if m.voters.len() == 4 && m.learners.is_empty() {
+            break;
+        }
+        assert!(
+            started.elapsed() < SETTLE,
+            "the newcomer never saw itself voter: {m:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let err = cluster.agents[leader]
         .consensus
         .add_member(newcomer.clone())

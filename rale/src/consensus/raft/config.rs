@@ -15,6 +15,12 @@ use crate::{Error, Result};
 /// Timing rules (checked by [`RaftConfig::validate`]):
 /// `heartbeat_interval < election_timeout_min < election_timeout_max`,
 /// `rpc_timeout < election_timeout_min`, `election_timeout_max <= majority_timeout`.
+///
+/// Leader loss to new leader: openraft 0.9 makes a follower honour its leader's lease
+/// (`election_timeout_max`) and then wait its own random election timeout, so a new
+/// leader is elected `election_timeout_max + [election_timeout_min, election_timeout_max)`
+/// (plus up to 1.5 × `heartbeat_interval` of timer granularity) after the last heartbeat:
+/// 600–875 ms with the defaults (heartbeat 50 ms, elections 200–400 ms).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RaftConfig {
@@ -70,19 +76,19 @@ pub struct RaftConfig {
 }
 
 fn default_heartbeat_interval() -> Duration {
-    Duration::from_millis(100)
+    Duration::from_millis(50)
 }
 fn default_election_timeout_min() -> Duration {
-    Duration::from_millis(400)
+    Duration::from_millis(200)
 }
 fn default_election_timeout_max() -> Duration {
-    Duration::from_millis(800)
+    Duration::from_millis(400)
 }
 fn default_install_snapshot_timeout() -> Duration {
     Duration::from_secs(5)
 }
 fn default_rpc_timeout() -> Duration {
-    Duration::from_millis(250)
+    Duration::from_millis(150)
 }
 fn default_request_timeout() -> Duration {
     Duration::from_secs(2)
@@ -91,7 +97,7 @@ fn default_membership_timeout() -> Duration {
     Duration::from_secs(30)
 }
 fn default_majority_timeout() -> Duration {
-    Duration::from_millis(1600)
+    Duration::from_millis(800)
 }
 fn default_snapshot_logs() -> u64 {
     1000
@@ -248,16 +254,16 @@ mod tests {
         assert!(c.validate().is_ok());
         assert!(c.is_initial_voter());
         let o = c.openraft_config().expect("valid openraft config");
-        assert_eq!(o.heartbeat_interval, 100);
-        assert_eq!(o.election_timeout_min, 400);
-        assert_eq!(o.election_timeout_max, 800);
+        assert_eq!(o.heartbeat_interval, 50);
+        assert_eq!(o.election_timeout_min, 200);
+        assert_eq!(o.election_timeout_max, 400);
         assert!(o.install_snapshot_timeout >= 5000);
     }
 
     #[test]
     fn rejects_bad_timings_and_peers() {
         let mut c = config();
-        c.rpc_timeout = Duration::from_millis(500);
+        c.rpc_timeout = c.election_timeout_min;
         assert!(matches!(c.validate(), Err(Error::InvalidConfig(_))));
 
         let mut c = config();

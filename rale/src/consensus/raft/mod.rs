@@ -21,7 +21,7 @@
 //!   [`crate::Error::NoMajority`] rather than block. A proposal that timed out may still
 //!   be applied later: callers re-read before retrying.
 //! - **Majority** ([`crate::Consensus::has_majority`]), with `W` =
-//!   [`RaftConfig::majority_timeout`] (default 2 × `election_timeout_max` = 1.6 s): the
+//!   [`RaftConfig::majority_timeout`] (default 2 × `election_timeout_max` = 800 ms): the
 //!   leader needs openraft's last quorum acknowledgement (a heartbeat or append answered
 //!   by a majority of voters), aged by the time since openraft published it, to be younger
 //!   than `W` (a single-voter cluster's leader always qualifies); any other node needs a
@@ -66,6 +66,9 @@
 //! # Ok(())
 //! # }
 //! ```
+
+// openraft's `StorageError` and `redb::Error` are large by design and only on error paths.
+#![allow(clippy::result_large_err)]
 
 mod client;
 mod config;

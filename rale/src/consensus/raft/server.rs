@@ -91,10 +91,10 @@ async fn append(
     Json(req): Json<AppendEntriesRequest<TypeConfig>>,
 ) -> Json<Result<AppendEntriesResponse<u64>, RaftError<u64>>> {
     let res = node.inner.raft.append_entries(req).await;
-    if let Ok(resp) = &res {
-        if !matches!(resp, AppendEntriesResponse::HigherVote(_)) {
-            node.note_leader_contact();
-        }
+    if let Ok(resp) = &res
+        && !matches!(resp, AppendEntriesResponse::HigherVote(_))
+    {
+        node.note_leader_contact();
     }
     Json(res)
 }
@@ -105,10 +105,10 @@ async fn snapshot(
 ) -> Json<Result<InstallSnapshotResponse<u64>, RaftError<u64, InstallSnapshotError>>> {
     let vote = req.vote;
     let res = node.inner.raft.install_snapshot(req).await;
-    if let Ok(resp) = &res {
-        if resp.vote == vote {
-            node.note_leader_contact();
-        }
+    if let Ok(resp) = &res
+        && resp.vote == vote
+    {
+        node.note_leader_contact();
     }
     Json(res)
 }
