@@ -1,4 +1,5 @@
-//! The `PostgresControl` seam: everything the agent does to its local PostgreSQL.
+//! The `PostgresControl` seam: everything the agent does to its local PostgreSQL, and
+//! [`LocalPostgres`], its implementation for a server on this machine.
 //!
 //! The decision core never calls it; the agent's executor turns the core's
 //! [`crate::decide::PgAction`]s into calls on a `PostgresControl`.
@@ -12,6 +13,19 @@ use serde::{Deserialize, Serialize};
 use crate::Result;
 use crate::status::PgStatus;
 use crate::types::NodeId;
+
+mod binaries;
+mod conf;
+mod datadir;
+pub mod local;
+mod local_config;
+mod process;
+mod replication;
+mod sql;
+
+pub use binaries::PgBinaries;
+pub use local::{LocalPostgres, LocalPostgresConfig};
+pub use process::OsUser;
 
 /// How to stop PostgreSQL (`pg_ctl stop -m …`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,0 +1,393 @@
+//! The data directory as files: its state (empty, initialised, running), the files RALE
+//! manages in it (`rale.conf`, `pg_hba.conf`, `standby.signal`, the recovery settings in
+//! `postgresql.auto.conf`, the `rale.upstream` note) and emptying it before a clone.
+//!
+//! RALE's server settings live in `rale.conf`, included at the end of `postgresql.conf`
+//! and rewritten before every start, after a clone and after a rewind (both copy the
+//! source's configuration files). `ALTER SYSTEM` settings (`postgresql.auto.conf`) still
+//! override them.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::Read;
+use std::path::PathBuf;
+
+use super::Upstream;
+use super::conf::{build_conninfo, conf_value, edit_auto_conf, parse_conninfo, quote_conf_value};
+use super::local_config::LocalPostgresConfig;
+use super::process::Runner;
+use crate::status::DataDirState;
+use crate::types::NodeId;
+use crate::{Error, Result};
+
+/// Name of RALE's include file in the data directory.
+pub(crate) const MANAGED_CONF: &str = "rale.conf";
+/// Name of the note recording which member `primary_conninfo` points at.
+pub(crate) const UPSTREAM_NOTE: &str = "rale.upstream";
+/// Server log written by `pg_ctl -l` (stderr of the postmaster).
+pub(crate) const SERVER_LOG: &str = "postmaster.log";
+
+/// Paths inside one data directory.
+#[derive(Clone, Debug)]
+pub(crate) struct DataDir {
+    root: PathBuf,
+}
+
+impl DataDir {
+    pub fn new(root: PathBuf) -> Self {
+        Self { root }
+    }
+
+    pub fn file(&self, name: &str) -> PathBuf {
+        self.root.join(name)
+    }
+
+    /// Empty when missing or empty, else initialised with the system identifier read from
+    /// `global/pg_control`. A non-empty directory without a readable `pg_control` (e.g. a
+    /// half-copied clone) is reported as `Empty`, i.e. "needs a clone".
+    pub fn state(&self) -> DataDirState {
+        match self.system_id() {
+            Some(system_id) => DataDirState::Initialized { system_id },
+            None => DataDirState::Empty,
+        }
+    }
+
+    /// The database system identifier: the first 8 bytes of `global/pg_control`
+    /// (`ControlFileData.system_identifier`, native byte order), `None` when unreadable.
+    pub fn system_id(&self) -> Option<u64> {
+        let mut file = fs::File::open(self.file("global/pg_control")).ok()?;
+        let mut buf = [0u8; 8];
+        file.read_exact(&mut buf).ok()?;
+        let id = u64::from_ne_bytes(buf);
+        (id != 0).then_some(id)
+    }
+
+    /// Whether the directory is missing or has no entries.
+    pub fn is_empty(&self) -> Result<bool> {
+        match fs::read_dir(&self.root) {
+            Ok(mut entries) => Ok(entries.next().is_none()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(true),
+            Err(e) => Err(Error::io(format!("reading {}", self.root.display()), e)),
+        }
+    }
+
+    /// The postmaster's PID from `postmaster.pid` when that process is alive.
+    pub fn running_pid(&self) -> Option<i32> {
+        let text = fs::read_to_string(self.file("postmaster.pid")).ok()?;
+        let pid: i32 = text.lines().next()?.trim().parse().ok()?;
+        // A negative PID marks a single-user backend.
+        let pid = pid.checked_abs()?;
+        if pid <= 1 {
+            return None;
+        }
+        let pid_t = nix::unistd::Pid::from_raw(pid);
+        match nix::sys::signal::kill(pid_t, None) {
+            Ok(()) | Err(nix::errno::Errno::EPERM) => Some(pid),
+            Err(_) => None,
+        }
+    }
+
+    /// Removes everything inside the directory (keeping the directory, its owner and
+    /// mode). Refuses a non-empty directory that does not look like a PostgreSQL data
+    /// directory, so a mistyped path is never wiped.
+    pub fn clear(&self) -> Result<()> {
+        if self.is_empty()? {
+            return Ok(());
+        }
+        if !self.file("PG_VERSION").exists() && !self.file("global").is_dir() {
+            return Err(Error::InvalidConfig(format!(
+                "refusing to empty {}: it is not empty and does not look like a PostgreSQL \
+                 data directory (no PG_VERSION, no global/)",
+                self.root.display()
+            )));
+        }
+        let entries = fs::read_dir(&self.root)
+            .map_err(|e| Error::io(format!("reading {}", self.root.display()), e))?;
+        for entry in entries {
+            let entry =
+                entry.map_err(|e| Error::io(format!("reading {}", self.root.display()), e))?;
+            let path = entry.path();
+            let is_dir = entry.file_type().map(|t| t.is_dir()).unwrap_or(false);
+            let removed = if is_dir {
+                fs::remove_dir_all(&path)
+            } else {
+                fs::remove_file(&path)
+            };
+            removed.map_err(|e| Error::io(format!("removing {}", path.display()), e))?;
+        }
+        Ok(())
+    }
+
+    /// Removes a file if present.
+    pub fn remove(&self, name: &str) -> Result<()> {
+        let path = self.file(name);
+        match fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(Error::io(format!("removing {}", path.display()), e)),
+        }
+    }
+
+    fn read_optional(&self, name: &str) -> Result<String> {
+        let path = self.file(name);
+        match fs::read_to_string(&path) {
+            Ok(text) => Ok(text),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(String::new()),
+            Err(e) => Err(Error::io(format!("reading {}", path.display()), e)),
+        }
+    }
+
+    /// Writes `rale.conf` and makes sure `postgresql.conf` includes it (at its end).
+    pub fn write_managed_conf(
+        &self,
+        runner: &Runner,
+        cfg: &LocalPostgresConfig,
+        major: u32,
+    ) -> Result<()> {
+        runner.write_file(&self.file(MANAGED_CONF), &render_managed_conf(cfg, major))?;
+        let main = self.read_optional("postgresql.conf")?;
+        let include = format!("include = '{MANAGED_CONF}'");
+        if !main.lines().any(|l| l.trim() == include) {
+            let mut text = main;
+            if !text.is_empty() && !text.ends_with('\n') {
+                text.push('\n');
+            }
+            text.push_str("\n# RALE's settings (rewritten by the agent)\n");
+            text.push_str(&include);
+            text.push('\n');
+            runner.write_file(&self.file("postgresql.conf"), &text)?;
+        }
+        Ok(())
+    }
+
+    /// Replaces `pg_hba.conf` with RALE's rules (see [`render_pg_hba`]).
+    pub fn write_pg_hba(&self, runner: &Runner, cfg: &LocalPostgresConfig) -> Result<()> {
+        runner.write_file(&self.file("pg_hba.conf"), &render_pg_hba(cfg))
+    }
+
+    /// Configures the (stopped) server as a standby of `upstream` (or detached with
+    /// `None`): `standby.signal`, `primary_conninfo` and `primary_slot_name` in
+    /// `postgresql.auto.conf`, and the `rale.upstream` note.
+    pub fn write_standby_config(
+        &self,
+        runner: &Runner,
+        cfg: &LocalPostgresConfig,
+        upstream: Option<&Upstream>,
+    ) -> Result<()> {
+        runner.write_file(&self.file("standby.signal"), "")?;
+        let mut changes = BTreeMap::new();
+        changes.insert("primary_conninfo", Some(primary_conninfo(cfg, upstream)));
+        changes.insert("primary_slot_name", Some(cfg.node.slot_name()));
+        let auto = self.read_optional("postgresql.auto.conf")?;
+        runner.write_file(
+            &self.file("postgresql.auto.conf"),
+            &edit_auto_conf(&auto, &changes),
+        )?;
+        self.write_upstream_note(runner, upstream)
+    }
+
+    /// Records which member `primary_conninfo` points at (`None` removes the note).
+    pub fn write_upstream_note(&self, runner: &Runner, upstream: Option<&Upstream>) -> Result<()> {
+        match upstream {
+            Some(u) => runner.write_file(
+                &self.file(UPSTREAM_NOTE),
+                &format!("{} {} {}\n", u.node, u.host, u.port),
+            ),
+            None => self.remove(UPSTREAM_NOTE),
+        }
+    }
+
+    /// The member the stored `primary_conninfo` points at: the `rale.upstream` note,
+    /// trusted only when its host and port match the conninfo in `postgresql.auto.conf`.
+    pub fn read_upstream(&self) -> Option<NodeId> {
+        let note = self.read_optional(UPSTREAM_NOTE).ok()?;
+        let mut parts = note.split_whitespace();
+        let (node, host, port) = (parts.next()?, parts.next()?, parts.next()?);
+        let auto = self.read_optional("postgresql.auto.conf").ok()?;
+        let conninfo = parse_conninfo(&conf_value(&auto, "primary_conninfo")?).ok()?;
+        let matches = conninfo.get("host").map(String::as_str) == Some(host)
+            && conninfo.get("port").map(String::as_str) == Some(port);
+        matches.then(|| NodeId::new(node).ok()).flatten()
+    }
+}
+
+/// `primary_conninfo` for streaming from `upstream` (empty for `None`): TCP as the
+/// replication user, our node name as `application_name`. The password is included: the
+/// file holding it (`postgresql.auto.conf`) is private to the PostgreSQL user.
+pub(crate) fn primary_conninfo(cfg: &LocalPostgresConfig, upstream: Option<&Upstream>) -> String {
+    match upstream {
+        None => String::new(),
+        Some(u) => {
+            let port = u.port.to_string();
+            build_conninfo(&[
+                ("host", &u.host),
+                ("port", &port),
+                ("user", &cfg.replication_user),
+                ("password", &cfg.replication_password),
+                ("application_name", cfg.node.as_str()),
+                ("connect_timeout", "5"),
+            ])
+        }
+    }
+}
+
+/// The settings RALE needs, then `cfg.parameters` (which win).
+pub(crate) fn managed_settings(cfg: &LocalPostgresConfig, major: u32) -> BTreeMap<String, String> {
+    let mut s = BTreeMap::new();
+    let mut set = |k: &str, v: String| {
+        s.insert(k.to_string(), v);
+    };
+    set("listen_addresses", cfg.host.clone());
+    set("port", cfg.port.to_string());
+    set(
+        "unix_socket_directories",
+        cfg.socket_dir.to_string_lossy().into_owned(),
+    );
+    set("cluster_name", cfg.node.to_string());
+    set("wal_level", "replica".into());
+    set("hot_standby", "on".into());
+    set("hot_standby_feedback", "on".into());
+    set("max_wal_senders", "10".into());
+    set("max_replication_slots", "10".into());
+    if major >= 13 {
+        set("wal_keep_size", "256MB".into());
+    } else {
+        set("wal_keep_segments", "16".into());
+    }
+    // pg_rewind needs hint-bit changes WAL-logged (initdb also enables checksums).
+    set("wal_log_hints", "on".into());
+    // A standby whose upstream vanished retries (and notices promote) every 250 ms,
+    // not after the default 5 s.
+    set("wal_retrieve_retry_interval", "250ms".into());
+    set("recovery_target_timeline", "latest".into());
+    set("logging_collector", "off".into());
+    set("log_line_prefix", "%m [%p] %q%u@%d ".into());
+    for (k, v) in &cfg.parameters {
+        s.insert(k.to_ascii_lowercase(), v.clone());
+    }
+    s
+}
+
+fn render_managed_conf(cfg: &LocalPostgresConfig, major: u32) -> String {
+    let mut out = String::from(
+        "# Written by RALE before every start; edits here are lost.\n\
+         # Set parameters through RALE (ALTER SYSTEM) or LocalPostgresConfig::parameters.\n",
+    );
+    for (k, v) in managed_settings(cfg, major) {
+        out.push_str(&format!("{k} = {}\n", quote_conf_value(&v)));
+    }
+    out
+}
+
+/// `pg_hba.conf`: Unix-socket connections are trusted (the socket directory is private to
+/// the PostgreSQL user), then the configured extra lines, then SCRAM over loopback for the
+/// replication user (replication) and for every role (databases).
+pub(crate) fn render_pg_hba(cfg: &LocalPostgresConfig) -> String {
+    let mut out = String::from(
+        "# Written by RALE. Local socket: trust (its directory is mode 0700, owned by the\n\
+         # PostgreSQL user). TCP: SCRAM only.\n\
+         local all all trust\n\
+         local replication all trust\n",
+    );
+    for line in &cfg.pg_hba_extra {
+        out.push_str(line.trim());
+        out.push('\n');
+    }
+    let repl = super::conf::quote_ident(&cfg.replication_user);
+    for net in ["127.0.0.1/32", "::1/128"] {
+        out.push_str(&format!("host replication {repl} {net} scram-sha-256\n"));
+    }
+    for net in ["127.0.0.1/32", "::1/128"] {
+        out.push_str(&format!("host all all {net} scram-sha-256\n"));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg() -> LocalPostgresConfig {
+        let node = NodeId::new("Node-1").expect("valid name");
+        let mut c = LocalPostgresConfig::new(node, "/d", "/tmp/s", 5433, "su", "re'pl");
+        c.parameters.insert("Work_Mem".into(), "8MB".into());
+        c.parameters
+            .insert("hot_standby_feedback".into(), "off".into());
+        c.pg_hba_extra
+            .push("host all all 10.0.0.0/8 scram-sha-256".into());
+        c
+    }
+
+    #[test]
+    fn managed_conf_has_our_settings_and_overrides() {
+        let s = managed_settings(&cfg(), 15);
+        assert_eq!(s.get("port").map(String::as_str), Some("5433"));
+        assert_eq!(s.get("wal_level").map(String::as_str), Some("replica"));
+        assert_eq!(s.get("work_mem").map(String::as_str), Some("8MB"));
+        assert_eq!(
+            s.get("hot_standby_feedback").map(String::as_str),
+            Some("off")
+        );
+        assert!(s.contains_key("wal_keep_size"));
+        assert!(managed_settings(&cfg(), 12).contains_key("wal_keep_segments"));
+        let text = render_managed_conf(&cfg(), 15);
+        assert!(
+            text.contains("wal_retrieve_retry_interval = '250ms'\n"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn hba_puts_extra_lines_before_loopback() {
+        let hba = render_pg_hba(&cfg());
+        let extra = hba.find("10.0.0.0/8").expect("extra line present");
+        let repl = hba
+            .find("host replication \"replicator\" 127.0.0.1/32 scram-sha-256")
+            .expect("replication rule present");
+        assert!(extra < repl);
+    }
+
+    #[test]
+    fn conninfo_names_us_and_the_upstream() {
+        let up = Upstream {
+            node: NodeId::new("n2").expect("valid name"),
+            host: "10.0.0.2".into(),
+            port: 5432,
+        };
+        let text = primary_conninfo(&cfg(), Some(&up));
+        let parsed = parse_conninfo(&text).expect("valid conninfo");
+        assert_eq!(
+            parsed.get("application_name").map(String::as_str),
+            Some("Node-1")
+        );
+        assert_eq!(parsed.get("password").map(String::as_str), Some("re'pl"));
+        assert_eq!(parsed.get("host").map(String::as_str), Some("10.0.0.2"));
+        assert_eq!(primary_conninfo(&cfg(), None), "");
+    }
+
+    #[test]
+    fn standby_config_round_trips_through_files() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let runner = Runner::new(None);
+        let dd = DataDir::new(dir.path().to_path_buf());
+        assert!(dd.is_empty().expect("readable"));
+        assert_eq!(dd.state(), DataDirState::Empty);
+        let up = Upstream {
+            node: NodeId::new("n2").expect("valid name"),
+            host: "127.0.0.1".into(),
+            port: 6000,
+        };
+        dd.write_standby_config(&runner, &cfg(), Some(&up))
+            .expect("written");
+        assert!(dd.file("standby.signal").exists());
+        assert_eq!(dd.read_upstream(), Some(up.node.clone()));
+        dd.write_standby_config(&runner, &cfg(), None)
+            .expect("written");
+        assert_eq!(dd.read_upstream(), None);
+        // Not a data directory: refuse to wipe it.
+        assert!(dd.clear().is_err());
+        fs::write(dd.file("PG_VERSION"), "15\n").expect("write");
+        dd.clear().expect("cleared");
+        assert!(dd.is_empty().expect("readable"));
+    }
+}

@@ -1,0 +1,363 @@
+//! Replication operations of [`LocalPostgres`]: clone (`pg_basebackup`), rewind
+//! (`pg_rewind`), follow/detach (`primary_conninfo` + reload), validated promotion and
+//! physical replication slots.
+
+use std::ffi::OsString;
+use std::time::{Duration, Instant};
+
+use super::conf::{build_conninfo, quote_literal, validate_slot_name};
+use super::datadir::{SERVER_LOG, primary_conninfo};
+use super::local::{LocalPostgres, elapsed_ms};
+use super::process::duration_ms;
+use super::sql::{self, ConnectTarget};
+use super::{PostgresControl, StopMode, Upstream};
+use crate::{Error, Result};
+
+/// Poll interval while waiting for promotion, detachment or a reload to land.
+const POLL_INTERVAL: Duration = Duration::from_millis(10);
+
+impl LocalPostgres {
+    /// See [`super::PostgresControl::clone_from`].
+    pub(super) async fn clone_from_source(&self, source: &Upstream) -> Result<()> {
+        self.bin.ensure_supported("clone_from")?;
+        if self.is_running() {
+            return Err(Error::pg(
+                "clone_from",
+                "the server is running: stop it before replacing its data directory",
+            ));
+        }
+        let started = Instant::now();
+        self.data.clear()?;
+        self.runner.ensure_private_dir(&self.cfg.data_dir)?;
+        let port = source.port.to_string();
+        let args: Vec<OsString> = vec![
+            "-D".into(),
+            self.cfg.data_dir.clone().into_os_string(),
+            "-h".into(),
+            source.host.clone().into(),
+            "-p".into(),
+            port.into(),
+            "-U".into(),
+            self.cfg.replication_user.clone().into(),
+            "--no-password".into(),
+            "-X".into(),
+            "stream".into(),
+            "-c".into(),
+            "fast".into(),
+        ];
+        let app = format!("{}_clone", self.cfg.node.slot_name());
+        let out = self
+            .runner
+            .run(
+                "pg_basebackup",
+                &self.bin.tool("pg_basebackup"),
+                &args,
+                &[
+                    ("PGPASSWORD", &self.cfg.replication_password),
+                    ("PGAPPNAME", &app),
+                    ("PGCONNECT_TIMEOUT", "10"),
+                ],
+                self.cfg.long_operation_timeout,
+            )
+            .await;
+        let out = match out.and_then(|o| o.check("pg_basebackup")) {
+            Ok(o) => o,
+            Err(e) => {
+                // Leave an empty directory, not a half copy.
+                if let Err(clear) = self.data.clear() {
+                    tracing::warn!(node = %self.cfg.node, error = %clear, "could not empty the data directory after a failed clone");
+                }
+                return Err(e);
+            }
+        };
+        drop(out);
+        // The copy carries the source's server log and settings: replace them with ours.
+        self.data.remove(SERVER_LOG)?;
+        self.data.write_pg_hba(&self.runner, &self.cfg)?;
+        self.data
+            .write_managed_conf(&self.runner, &self.cfg, self.bin.major())?;
+        self.data
+            .write_standby_config(&self.runner, &self.cfg, Some(source))?;
+        self.set_upstream(Some(source));
+        tracing::info!(node = %self.cfg.node, source = %source.node, elapsed_ms = elapsed_ms(started),
+            "cloned from source");
+        Ok(())
+    }
+
+    /// See [`super::PostgresControl::rewind`].
+    ///
+    /// Whatever the outcome, the data directory is left configured as a standby of
+    /// `source` (`standby.signal` present), so it is never started as a second primary by
+    /// mistake after a failed rewind.
+    pub(super) async fn rewind_from(&self, source: &Upstream) -> Result<()> {
+        self.bin.ensure_supported("rewind")?;
+        if self.is_running() {
+            return Err(Error::pg(
+                "rewind",
+                "the server is running: stop it before pg_rewind",
+            ));
+        }
+        if self.data.system_id().is_none() {
+            return Err(Error::pg("rewind", "the data directory is not initialised"));
+        }
+        let started = Instant::now();
+        // pg_rewind needs the source's control file to show its current timeline: a
+        // checkpoint right after promotion guarantees it.
+        let source_target = ConnectTarget {
+            host: source.host.clone(),
+            port: source.port,
+            user: self.cfg.superuser.clone(),
+            password: self.cfg.superuser_password.clone(),
+        };
+        let checkpoint = async {
+            let client = sql::connect(&source_target, self.cfg.operation_timeout, None).await?;
+            sql::execute(&client, "rewind", "CHECKPOINT").await
+        };
+        if let Err(e) = checkpoint.await {
+            tracing::warn!(node = %self.cfg.node, source = %source.node, error = %e,
+                "could not checkpoint the rewind source; pg_rewind may see a stale timeline");
+        }
+        // pg_rewind itself runs crash recovery in single-user mode when the target was not
+        // shut down cleanly (PostgreSQL 13+), which a standby.signal would prevent.
+        self.data.remove("standby.signal")?;
+        self.data.remove("recovery.signal")?;
+        let port = source.port.to_string();
+        let source_server = build_conninfo(&[
+            ("host", &source.host),
+            ("port", &port),
+            ("user", &self.cfg.superuser),
+            ("dbname", "postgres"),
+            ("connect_timeout", "10"),
+        ]);
+        let args: Vec<OsString> = vec![
+            OsString::from(format!(
+                "--target-pgdata={}",
+                self.cfg.data_dir.to_string_lossy()
+            )),
+            OsString::from(format!("--source-server={source_server}")),
+            "--progress".into(),
+        ];
+        let result = self
+            .runner
+            .run(
+                "pg_rewind",
+                &self.bin.tool("pg_rewind"),
+                &args,
+                &[("PGPASSWORD", &self.cfg.superuser_password)],
+                self.cfg.long_operation_timeout,
+            )
+            .await
+            .and_then(|o| o.check("pg_rewind"));
+        // pg_rewind copied the source's configuration files: put ours back, as a standby.
+        let configured = self
+            .data
+            .write_pg_hba(&self.runner, &self.cfg)
+            .and_then(|()| {
+                self.data
+                    .write_managed_conf(&self.runner, &self.cfg, self.bin.major())
+            })
+            .and_then(|()| {
+                self.data
+                    .write_standby_config(&self.runner, &self.cfg, Some(source))
+            });
+        self.set_upstream(Some(source));
+        let out = result?;
+        configured?;
+        tracing::info!(node = %self.cfg.node, source = %source.node, elapsed_ms = elapsed_ms(started),
+            output = %super::process::tail(out.stderr.trim(), 300), "rewound");
+        Ok(())
+    }
+
+    /// See [`super::PostgresControl::follow`].
+    pub(super) async fn follow_upstream(&self, upstream: Option<&Upstream>) -> Result<()> {
+        if !self.is_running() {
+            // Stopped: configure the files so the next start follows `upstream`.
+            if self.data.system_id().is_none() {
+                return Err(Error::pg("follow", "the data directory is not initialised"));
+            }
+            self.data
+                .write_standby_config(&self.runner, &self.cfg, upstream)?;
+            self.set_upstream(upstream);
+            return Ok(());
+        }
+        let client = self.admin_client().await?;
+        let in_recovery = sql::scalar(&client, "follow", "SELECT pg_is_in_recovery()").await?;
+        if in_recovery.as_deref() != Some("t") {
+            return match upstream {
+                None => Ok(()),
+                Some(u) => Err(Error::pg(
+                    "follow",
+                    format!(
+                        "the server is a primary: it cannot follow {} without a stop and a \
+                         rewind (or a clone)",
+                        u.node
+                    ),
+                )),
+            };
+        }
+        let conninfo = primary_conninfo(&self.cfg, upstream);
+        Self::alter_system(&client, "primary_conninfo", Some(&conninfo)).await?;
+        let slot = self.cfg.node.slot_name();
+        Self::alter_system(&client, "primary_slot_name", Some(&slot)).await?;
+        sql::execute(&client, "follow", "SELECT pg_reload_conf()").await?;
+        self.data.write_upstream_note(&self.runner, upstream)?;
+        self.set_upstream(upstream);
+        if self.bin.major() < 13 {
+            // PostgreSQL 12 reads primary_conninfo only at start.
+            self.stop(StopMode::Fast).await?;
+            return self.start(None).await;
+        }
+        if upstream.is_none() {
+            self.wait_receiver_stopped(&client).await?;
+        }
+        tracing::info!(node = %self.cfg.node, upstream = ?upstream.map(|u| &u.node), "following");
+        Ok(())
+    }
+
+    /// Waits (bounded by the operation timeout) until no WAL receiver streams.
+    async fn wait_receiver_stopped(&self, client: &tokio_postgres::Client) -> Result<()> {
+        let started = Instant::now();
+        let deadline = started + self.cfg.operation_timeout;
+        loop {
+            let active = sql::scalar(
+                client,
+                "follow",
+                "SELECT count(*) FROM pg_stat_wal_receiver \
+                 WHERE status IN ('streaming', 'starting', 'waiting', 'restarting')",
+            )
+            .await?;
+            if active.as_deref() == Some("0") {
+                tracing::info!(node = %self.cfg.node, elapsed_ms = elapsed_ms(started), "detached from upstream");
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(Error::Timeout {
+                    operation: "follow(None): waiting for the WAL receiver to stop",
+                    after_ms: duration_ms(self.cfg.operation_timeout),
+                });
+            }
+            tokio::time::sleep(POLL_INTERVAL).await;
+        }
+    }
+
+    /// See [`super::PostgresControl::promote`].
+    pub(super) async fn promote_validated(&self, timeout: Duration) -> Result<()> {
+        let started = Instant::now();
+        let deadline = started + timeout;
+        let timed_out = || Error::Timeout {
+            operation: "promote",
+            after_ms: duration_ms(timeout),
+        };
+        if !self.is_running() {
+            return Err(Error::pg("promote", "the server is not running"));
+        }
+        let client = tokio::time::timeout(timeout, self.admin_client())
+            .await
+            .map_err(|_| timed_out())??;
+        let in_recovery = sql::scalar(&client, "promote", "SELECT pg_is_in_recovery()").await?;
+        if in_recovery.as_deref() == Some("t") {
+            // Ask without waiting inside the server; we poll ourselves, bounded by `timeout`.
+            sql::execute(&client, "promote", "SELECT pg_promote(wait => false)").await?;
+        }
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let step = tokio::time::timeout(left, async {
+                sql::scalar(&client, "promote", "SELECT pg_is_in_recovery()").await
+            })
+            .await
+            .map_err(|_| timed_out())??;
+            if step.as_deref() == Some("f") {
+                break;
+            }
+            if Instant::now() >= deadline {
+                return Err(timed_out());
+            }
+            tokio::time::sleep(POLL_INTERVAL).await;
+        }
+        let left_recovery_ms = elapsed_ms(started);
+        // A real write: assigning a transaction id and committing writes WAL. Local commit
+        // only: a synchronous_standby_names without standbys must not block validation.
+        let left = deadline.saturating_duration_since(Instant::now());
+        tokio::time::timeout(
+            left.max(Duration::from_millis(1)),
+            sql::execute(
+                &client,
+                "promote",
+                "BEGIN; SET LOCAL synchronous_commit = local; SELECT txid_current(); COMMIT;",
+            ),
+        )
+        .await
+        .map_err(|_| timed_out())??;
+        // PostgreSQL removes standby.signal itself; make sure no leftover remains.
+        self.data.remove("standby.signal")?;
+        self.data.remove("recovery.signal")?;
+        self.data.write_upstream_note(&self.runner, None)?;
+        self.set_upstream(None);
+        tracing::info!(node = %self.cfg.node, left_recovery_ms, elapsed_ms = elapsed_ms(started),
+            "promoted; write validated");
+        Ok(())
+    }
+
+    /// See [`super::PostgresControl::ensure_slots`]. Slots are physical; a slot is dropped
+    /// only if it is physical, permanent, not active and not in `slots` — RALE does not
+    /// tag its slots, so any such slot counts as one of ours.
+    pub(super) async fn ensure_physical_slots(&self, slots: &[String]) -> Result<()> {
+        for s in slots {
+            validate_slot_name(s)?;
+        }
+        let client = self.admin_client().await?;
+        let rows = sql::simple(
+            &client,
+            "ensure_slots",
+            "SELECT slot_name, active::text FROM pg_replication_slots \
+             WHERE slot_type = 'physical' AND NOT temporary",
+        )
+        .await?;
+        let existing: Vec<(String, bool)> = rows
+            .first()
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+            .iter()
+            .map(|r| {
+                (
+                    r.get(0).unwrap_or_default().to_string(),
+                    r.get(1) == Some("true"),
+                )
+            })
+            .collect();
+        for s in slots {
+            if !existing.iter().any(|(name, _)| name == s) {
+                sql::execute(
+                    &client,
+                    "ensure_slots",
+                    &format!(
+                        "SELECT pg_create_physical_replication_slot({}, true)",
+                        quote_literal(s)
+                    ),
+                )
+                .await?;
+                tracing::info!(node = %self.cfg.node, slot = %s, "created replication slot");
+            }
+        }
+        for (name, active) in &existing {
+            if !active && !slots.contains(name) {
+                let dropped = sql::execute(
+                    &client,
+                    "ensure_slots",
+                    &format!("SELECT pg_drop_replication_slot({})", quote_literal(name)),
+                )
+                .await;
+                match dropped {
+                    Ok(()) => {
+                        tracing::info!(node = %self.cfg.node, slot = %name, "dropped replication slot")
+                    }
+                    // It became active in between: keep it, the next call retries.
+                    Err(e) => {
+                        tracing::warn!(node = %self.cfg.node, slot = %name, error = %e, "could not drop slot")
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
