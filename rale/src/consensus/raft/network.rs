@@ -8,7 +8,7 @@ use openraft::error::{
     Infallible, InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Timeout,
     Unreachable,
 };
-use openraft::network::RPCOption;
+use openraft::network::{Backoff, RPCOption};
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
     VoteRequest, VoteResponse,
@@ -125,15 +125,22 @@ pub(crate) struct NetworkFactory {
     client: HttpClient,
     own_id: u64,
     rpc_timeout: Duration,
+    retry_pause: Duration,
 }
 
 impl NetworkFactory {
-    /// The factory of node `own_id`.
-    pub(crate) fn new(client: HttpClient, own_id: u64, rpc_timeout: Duration) -> Self {
+    /// The factory of node `own_id`; an unreachable peer is retried every `retry_pause`.
+    pub(crate) fn new(
+        client: HttpClient,
+        own_id: u64,
+        rpc_timeout: Duration,
+        retry_pause: Duration,
+    ) -> Self {
         Self {
             client,
             own_id,
             rpc_timeout,
+            retry_pause,
         }
     }
 }
@@ -148,6 +155,7 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
             target,
             url: node.api_url.clone(),
             rpc_timeout: self.rpc_timeout,
+            retry_pause: self.retry_pause,
         }
     }
 }
@@ -159,6 +167,7 @@ pub(crate) struct Conn {
     target: u64,
     url: String,
     rpc_timeout: Duration,
+    retry_pause: Duration,
 }
 
 type RpcResult<T, E> = std::result::Result<T, RPCError<u64, RaftNode, RaftError<u64, E>>>;
@@ -224,5 +233,11 @@ impl RaftNetwork<TypeConfig> for Conn {
     ) -> RpcResult<VoteResponse<u64>, Infallible> {
         let timeout = self.rpc_timeout.min(option.hard_ttl());
         self.call(RPCTypes::Vote, PATH_VOTE, &rpc, timeout).await
+    }
+
+    /// An unreachable peer (e.g. restarting) is retried at this pace (openraft's default
+    /// is 500 ms), so a restarted member catches up soon after it is back.
+    fn backoff(&self) -> Backoff {
+        Backoff::new(std::iter::repeat(self.retry_pause))
     }
 }

@@ -86,7 +86,12 @@ impl RaftConsensus {
             .map_err(|e| Error::Consensus(format!("loading the Raft snapshot: {e}")))?;
         let log = LogStore::new(db);
         let client = HttpClient::new(config.auth_token.clone(), config.rpc_timeout)?;
-        let network = NetworkFactory::new(client.clone(), config.raft_id, config.rpc_timeout);
+        let network = NetworkFactory::new(
+            client.clone(),
+            config.raft_id,
+            config.rpc_timeout,
+            config.election_timeout_min,
+        );
         let raft = Raft::new(
             config.raft_id,
             Arc::new(config.openraft_config()?),
