@@ -148,6 +148,10 @@ async fn bind() -> (TcpListener, String) {
 
 impl Cluster {
     async fn start(n: u64) -> Cluster {
+        Cluster::start_with(n, |_| {}).await
+    }
+
+    async fn start_with(n: u64, tweak: impl Fn(&mut RaftConfig)) -> Cluster {
         let dir = tempfile::tempdir().expect("temp dir");
         let root = dir.path().to_path_buf();
         let mut listeners = Vec::new();
@@ -163,7 +167,8 @@ impl Cluster {
         }
         let mut agents = Vec::new();
         for (listener, peer) in listeners.into_iter().zip(peers.clone()) {
-            let config = config_for(&root, peer.raft_id, &peer.api_url, peers.clone());
+            let mut config = config_for(&root, peer.raft_id, &peer.api_url, peers.clone());
+            tweak(&mut config);
             agents.push(Agent::start(config, listener).await);
         }
         Cluster {
@@ -576,6 +581,59 @@ async fn raft_endpoints_require_the_shared_secret() {
     let state = cluster.agents[leader].consensus.read().await.expect("read");
     assert_eq!(state.revision, 1);
     assert!(cluster.agents[leader].consensus.status().term < 1000);
+    for a in &mut cluster.agents {
+        a.kill().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_lagging_member_is_sent_a_snapshot() {
+    let mut cluster = Cluster::start_with(3, |c| {
+        c.snapshot_logs = 10;
+        c.logs_kept_after_snapshot = 0;
+    })
+    .await;
+    let leader = cluster.leader().await;
+    let f = cluster.followers(leader)[0];
+    let follower_before = cluster.agents[f].consensus.status();
+    cluster.agents[f].kill().await;
+    for i in 0..40 {
+        cluster.agents[leader]
+            .consensus
+            .propose(record(&format!("while away {i}")))
+            .await
+            .expect("two of three commit");
+    }
+    eventually("the leader purges the entries the follower lacks", || {
+        cluster.agents[leader].consensus.status().purged_index > follower_before.last_log_index
+    })
+    .await;
+    let expected = cluster.agents[leader].consensus.read().await.expect("read");
+    assert_eq!(expected.revision, 40);
+
+    let started = Instant::now();
+    cluster.agents[f].restart().await;
+    let node = cluster.agents[f].consensus.clone();
+    let mut rx = node.subscribe();
+    eventually(
+        "the lagging member installs the snapshot and catches up",
+        || rx.borrow_and_update().revision == 40,
+    )
+    .await;
+    println!(
+        "FIGURE lagging member caught up through a snapshot in {} ms",
+        started.elapsed().as_millis()
+    );
+    let status = node.status();
+    assert!(
+        status.snapshot_index >= Some(30),
+        "caught up through a snapshot, not the log: {status:?}"
+    );
+    assert_eq!(*node.subscribe().borrow().clone(), *expected);
+    // And it serves: a proposal through it commits.
+    node.propose(record("after the snapshot"))
+        .await
+        .expect("commit through the caught-up member");
     for a in &mut cluster.agents {
         a.kill().await;
     }

@@ -39,6 +39,8 @@ pub struct RaftStatus {
     pub last_log_index: Option<u64>,
     /// Index covered by the latest snapshot.
     pub snapshot_index: Option<u64>,
+    /// Index up to which the log was purged (compacted into the snapshot).
+    pub purged_index: Option<u64>,
     /// On the leader: how long ago a quorum last acknowledged it.
     pub quorum_ack_age_ms: Option<u64>,
     /// On a follower: how long ago the current leader was last heard from.
@@ -275,6 +277,7 @@ impl RaftConsensus {
             last_applied_index: m.last_applied.map(|l| l.index),
             last_log_index: m.last_log_index,
             snapshot_index: m.snapshot.map(|l| l.index),
+            purged_index: m.purged.map(|l| l.index),
             quorum_ack_age_ms: if is_leader {
                 self.quorum_ack_age(&m).map(millis)
             } else {
