@@ -413,6 +413,12 @@ mod tests {
     }
 
     #[test]
+    fn parameters_per_major() {
+        let counts: Vec<usize> = PgMajor::all().map(|m| catalog().len(m)).collect();
+        assert_eq!(counts, [332, 347, 354, 362, 378]);
+    }
+
+    #[test]
     fn version_differences_apply() {
         let c = catalog();
         assert!(c.get(v(13), "compute_query_id").is_none());

@@ -50,6 +50,11 @@ pub use validate::{Accepted, Reason, Rejection, Verdict, validate};
 pub use value::ParamValue;
 pub use version::PgMajor;
 
+/// The README's examples run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
+
 /// Fuzzing entry point shared by `fuzz/fuzz_targets/params_value.rs` and the corpus replay
 /// test: the first byte picks a major and a parameter, the rest is the value text. Panics
 /// if validation panics or if normalization is not idempotent.

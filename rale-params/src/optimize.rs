@@ -100,7 +100,7 @@ impl OptimizeResponse {
 }
 
 fn mem(mib: u64) -> String {
-    if mib >= 1024 && mib % 1024 == 0 {
+    if mib >= 1024 && mib.is_multiple_of(1024) {
         format!("{}GB", mib / 1024)
     } else {
         format!("{mib}MB")

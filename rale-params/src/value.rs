@@ -359,11 +359,13 @@ fn strtod(b: &[u8]) -> (f64, usize, bool) {
         }
         return (f64::NAN, j, false);
     }
-    if rest.len() >= 2 && rest[0] == b'0' && matches!(rest[1], b'x' | b'X') {
-        if let Some((v, len)) = hex_float(&rest[2..]) {
-            let v = sign * v;
-            return (v, i + 2 + len, v.is_infinite());
-        }
+    if rest.len() >= 2
+        && rest[0] == b'0'
+        && matches!(rest[1], b'x' | b'X')
+        && let Some((v, len)) = hex_float(&rest[2..])
+    {
+        let v = sign * v;
+        return (v, i + 2 + len, v.is_infinite());
     }
     // Decimal: digits [. digits] [e [sign] digits]
     let mut j = i;
