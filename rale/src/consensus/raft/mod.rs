@@ -66,6 +66,18 @@
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! [`RaftConfig::auth_token`]: crate::consensus::raft::RaftConfig::auth_token
+//! [`RaftConfig::data_dir`]: crate::consensus::raft::RaftConfig::data_dir
+//! [`RaftConfig::logs_kept_after_snapshot`]: crate::consensus::raft::RaftConfig::logs_kept_after_snapshot
+//! [`RaftConfig::majority_timeout`]: crate::consensus::raft::RaftConfig::majority_timeout
+//! [`RaftConfig::membership_timeout`]: crate::consensus::raft::RaftConfig::membership_timeout
+//! [`RaftConfig::peers`]: crate::consensus::raft::RaftConfig::peers
+//! [`RaftConfig::request_timeout`]: crate::consensus::raft::RaftConfig::request_timeout
+//! [`RaftConfig::snapshot_logs`]: crate::consensus::raft::RaftConfig::snapshot_logs
+//! [`RaftConsensus`]: crate::consensus::raft::RaftConsensus
+//! [`RaftStatus::is_leader`]: crate::consensus::raft::RaftStatus::is_leader
+//! [`router`]: crate::consensus::raft::router
 
 // openraft's `StorageError` and `redb::Error` are large by design and only on error paths.
 #![allow(clippy::result_large_err)]
