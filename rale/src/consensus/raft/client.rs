@@ -252,8 +252,17 @@ impl RaftConsensus {
                             Ok(Err(WireError::NotLeader { .. })) => {
                                 why = format!("{} is no longer the leader", node.name);
                             }
-                            Ok(Err(WireError::NoMajority { message })) => {
+                            Ok(Err(WireError::NoMajority { message }))
+                                if idempotence == Idempotence::Always =>
+                            {
                                 why = format!("leader {}: {message}", node.name);
+                            }
+                            Ok(Err(WireError::NoMajority { message })) => {
+                                // The leader may hold the entry and commit it later.
+                                return Err(Error::NoMajority(format!(
+                                    "{op} forwarded to leader {}: {message}; it may still be applied",
+                                    node.name
+                                )));
                             }
                             Ok(Err(other)) => return Err(other.into_error(&node.api_url)),
                             Err(e @ PostError::Connect(_)) => {
