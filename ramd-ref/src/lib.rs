@@ -9,3 +9,5 @@
 //! ```
 
 pub mod snapshot;
+pub mod api;
+pub mod client;

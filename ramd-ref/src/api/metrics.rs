@@ -1,5 +1,5 @@
 //! `GET /metrics`: Patroni's metric names (labels `scope`, `name`) plus ours (`rale_*`), in
-//! the OpenMetrics text format that Prometheus scrapes.
+//! the Prometheus text format 0.0.4 that Patroni serves.
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -12,7 +12,6 @@ use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
 use rale::state::HistoryKind;
 use rale::{ClusterState, Role};
@@ -22,8 +21,35 @@ use super::sync_role::{SyncRole, sync_role};
 use super::view::{VERSION, own_lag_bytes};
 use crate::snapshot::NodeSnapshot;
 
-/// Content type of the OpenMetrics text format.
-pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+/// Content type of the Prometheus text format 0.0.4 (what Patroni serves).
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Turns prometheus-client's OpenMetrics text into the Prometheus text format 0.0.4: a
+/// counter family is named with its `_total` suffix in `HELP`/`TYPE`, and there is no
+/// `# EOF` line. Both Prometheus and `promtool check metrics` read the result.
+pub fn to_prometheus_text(openmetrics: &str) -> String {
+    let counters: std::collections::BTreeSet<&str> = openmetrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|rest| rest.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(openmetrics.len());
+    for line in openmetrics.lines() {
+        if line == "# EOF" {
+            continue;
+        }
+        let renamed = ["# HELP ", "# TYPE "].iter().find_map(|prefix| {
+            let rest = line.strip_prefix(prefix)?;
+            let (name, tail) = rest.split_once(' ').unwrap_or((rest, ""));
+            counters
+                .contains(name)
+                .then(|| format!("{prefix}{name}_total {tail}"))
+        });
+        out.push_str(renamed.as_deref().unwrap_or(line));
+        out.push('\n');
+    }
+    out
+}
 
 fn int(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
@@ -48,7 +74,7 @@ fn postgres_state(snap: &NodeSnapshot) -> i64 {
     }
 }
 
-/// Renders every metric for this node's latest snapshot and cluster state.
+/// Renders every metric, in the Prometheus text format, for this node's latest snapshot and cluster state.
 pub fn render(
     snap: &NodeSnapshot,
     cluster: &ClusterState,
@@ -70,49 +96,49 @@ pub fn render(
     gauge(
         &mut reg,
         "patroni_postgres_running",
-        "Value is 1 if Postgres is running, 0 otherwise.",
+        "Value is 1 if Postgres is running, 0 otherwise",
         flag(running),
     );
     gauge(
         &mut reg,
         "patroni_primary",
-        "Value is 1 if this node is the leader, 0 otherwise.",
+        "Value is 1 if this node is the leader, 0 otherwise",
         flag(primary),
     );
     gauge(
         &mut reg,
         "patroni_xlog_location",
-        "Current location of the Postgres transaction log, 0 if this node is not the leader.",
+        "Current location of the Postgres transaction log, 0 if this node is not the leader",
         if primary { int(pg.write_lsn.0) } else { 0 },
     );
     gauge(
         &mut reg,
         "patroni_standby_leader",
-        "Value is 1 if this node is the standby_leader, 0 otherwise.",
+        "Value is 1 if this node is the standby_leader, 0 otherwise",
         0,
     );
     gauge(
         &mut reg,
         "patroni_replica",
-        "Value is 1 if this node is a replica, 0 otherwise.",
+        "Value is 1 if this node is a replica, 0 otherwise",
         flag(replica && !primary),
     );
     gauge(
         &mut reg,
         "patroni_sync_standby",
-        "Value is 1 if this node is a sync standby, 0 otherwise.",
+        "Value is 1 if this node is a sync standby, 0 otherwise",
         flag(sync == SyncRole::Sync),
     );
     gauge(
         &mut reg,
         "patroni_quorum_standby",
-        "Value is 1 if this node is a quorum standby, 0 otherwise.",
+        "Value is 1 if this node is a quorum standby, 0 otherwise",
         flag(sync == SyncRole::Quorum),
     );
     gauge(
         &mut reg,
         "patroni_xlog_received_location",
-        "Current location of the received Postgres transaction log, 0 if this node is not a replica.",
+        "Current location of the received Postgres transaction log, 0 if this node is not a replica",
         if replica {
             int(pg.receive_lsn.unwrap_or(pg.write_lsn).0)
         } else {
@@ -122,7 +148,7 @@ pub fn render(
     gauge(
         &mut reg,
         "patroni_xlog_replayed_location",
-        "Current location of the replayed Postgres transaction log, 0 if this node is not a replica.",
+        "Current location of the replayed Postgres transaction log, 0 if this node is not a replica",
         if replica {
             int(pg.replay_lsn.unwrap_or(pg.write_lsn).0)
         } else {
@@ -132,25 +158,25 @@ pub fn render(
     gauge(
         &mut reg,
         "patroni_xlog_paused",
-        "Value is 1 if the Postgres xlog is paused, 0 otherwise.",
+        "Value is 1 if the Postgres xlog is paused, 0 otherwise",
         0,
     );
     gauge(
         &mut reg,
         "patroni_postgres_streaming",
-        "Value is 1 if Postgres is streaming, 0 otherwise.",
+        "Value is 1 if Postgres is streaming, 0 otherwise",
         flag(replica && pg.streaming),
     );
     gauge(
         &mut reg,
         "patroni_postgres_in_archive_recovery",
-        "Value is 1 if Postgres is replicating from archive, 0 otherwise.",
+        "Value is 1 if Postgres is replicating from archive, 0 otherwise",
         flag(replica && !pg.streaming),
     );
     gauge(
         &mut reg,
         "patroni_postgres_server_version",
-        "Version of Postgres (if running), 0 otherwise.",
+        "Version of Postgres (if running), 0 otherwise",
         if running {
             i64::from(pg.server_version_num)
         } else {
@@ -160,25 +186,25 @@ pub fn render(
     gauge(
         &mut reg,
         "patroni_cluster_unlocked",
-        "Value is 1 if the cluster is unlocked, 0 if locked.",
+        "Value is 1 if the cluster is unlocked, 0 if locked",
         flag(cluster.holder().is_none()),
     );
     gauge(
         &mut reg,
         "patroni_failsafe_mode_is_active",
-        "Value is 1 if failsafe mode is active, 0 if inactive.",
+        "Value is 1 if failsafe mode is active, 0 if inactive",
         0,
     );
     gauge(
         &mut reg,
         "patroni_postgres_timeline",
-        "Postgres timeline of this node (if running), 0 otherwise.",
+        "Postgres timeline of this node (if running), 0 otherwise",
         if running { i64::from(pg.timeline.0) } else { 0 },
     );
     gauge(
         &mut reg,
         "patroni_dcs_last_seen",
-        "Epoch timestamp when DCS was last contacted successfully by Patroni.",
+        "Epoch timestamp when DCS was last contacted successfully by Patroni",
         if snap.consensus_ok {
             int(snap.loop_last_unix_ms / 1000)
         } else {
@@ -188,94 +214,94 @@ pub fn render(
     gauge(
         &mut reg,
         "patroni_pending_restart",
-        "Value is 1 if the node needs a restart, 0 otherwise.",
+        "Value is 1 if the node needs a restart, 0 otherwise",
         flag(pg.pending_restart),
     );
     gauge(
         &mut reg,
         "patroni_is_paused",
-        "Value is 1 if auto failover is disabled, 0 otherwise.",
+        "Value is 1 if auto failover is disabled, 0 otherwise",
         flag(cluster.paused),
     );
     gauge(
         &mut reg,
         "patroni_postgres_state",
-        "Numeric representation of Postgres state (5=running, 6=starting, 12=stopped).",
+        "Numeric representation of Postgres state (5=running, 6=starting, 12=stopped)",
         postgres_state(snap),
     );
     gauge(
         &mut reg,
         "patroni_failover_priority",
-        "Value is used to set the priority of this node during failover.",
+        "Value is used to set the priority of this node during failover",
         i64::from(snap.tags.priority()),
     );
 
     // Ours.
-    reg.register(
-        "rale_build",
-        "RALE version.",
-        Info::new(vec![("version".to_owned(), VERSION.to_owned())]),
-    );
+    let build: Family<Vec<(String, String)>, Gauge> = Family::default();
+    build
+        .get_or_create(&vec![("version".to_owned(), VERSION.to_owned())])
+        .set(1);
+    reg.register("rale_build_info", "RALE version, as a label", build);
     gauge(
         &mut reg,
         "rale_lease_epoch",
-        "Current primary lease epoch of the cluster.",
+        "Current primary lease epoch of the cluster",
         int(cluster.epoch().0),
     );
     gauge(
         &mut reg,
         "rale_lease_held",
-        "Value is 1 while this node holds a valid primary lease.",
+        "Value is 1 while this node holds a valid primary lease",
         flag(snap.lease_epoch.is_some()),
     );
     gauge(
         &mut reg,
         "rale_consensus_term",
-        "Current consensus term.",
+        "Current consensus term",
         int(snap.consensus_term),
     );
     gauge(
         &mut reg,
         "rale_consensus_leader",
-        "Value is 1 if this node is the consensus leader, 0 otherwise.",
+        "Value is 1 if this node is the consensus leader, 0 otherwise",
         flag(snap.consensus_leader.as_ref() == Some(&snap.node)),
     );
     gauge(
         &mut reg,
         "rale_consensus_ok",
-        "Value is 1 if the last consensus read succeeded.",
+        "Value is 1 if the last consensus read succeeded",
         flag(snap.consensus_ok),
     );
     gauge(
         &mut reg,
         "rale_fence_open",
-        "Value is 1 while the commit fence acknowledges WAL.",
+        "Value is 1 while the commit fence acknowledges WAL",
         flag(snap.fence_open),
     );
     gauge(
         &mut reg,
         "rale_config_version",
-        "Version of the dynamic configuration.",
+        "Version of the dynamic configuration",
         int(cluster.config_version),
     );
     gauge(
         &mut reg,
         "rale_members",
-        "Members known to the cluster state.",
+        "Members known to the cluster state",
         int(cluster.members.len() as u64),
     );
     let loop_seconds: Gauge<f64, AtomicU64> = Gauge::default();
     loop_seconds.set(snap.loop_duration_ms as f64 / 1000.0);
     reg.register(
         "rale_ha_loop_duration_seconds",
-        "Duration of the last HA loop iteration.",
+        "Duration of the last HA loop iteration",
         loop_seconds,
     );
     let loop_age: Gauge<f64, AtomicU64> = Gauge::default();
     loop_age.set(now_unix_ms.saturating_sub(snap.loop_last_unix_ms) as f64 / 1000.0);
     reg.register(
         "rale_ha_loop_age_seconds",
-        "Time since the last HA loop iteration ended.",
+        "Time since the last HA loop iteration ended",
         loop_age,
     );
 
@@ -285,14 +311,14 @@ pub fn render(
     failovers.inc_by(count(HistoryKind::Failover));
     reg.register(
         "rale_failovers",
-        "Failovers in the recorded cluster history.",
+        "Failovers in the recorded cluster history",
         failovers,
     );
     let switchovers: Counter = Counter::default();
     switchovers.inc_by(count(HistoryKind::Switchover));
     reg.register(
         "rale_switchovers",
-        "Switchovers in the recorded cluster history.",
+        "Switchovers in the recorded cluster history",
         switchovers,
     );
 
@@ -311,27 +337,27 @@ pub fn render(
     }
     reg.register(
         "rale_replication_lag_bytes",
-        "Bytes each running replica is behind the primary, as published.",
+        "Bytes each running replica is behind the primary, as published",
         lag,
     );
     let own: Gauge = Gauge::default();
     own.set(own_lag_bytes(snap, cluster).map(int).unwrap_or(0));
     reg.register(
         "rale_replay_lag_bytes",
-        "Bytes this replica has replayed behind the primary (0 on the primary).",
+        "Bytes this replica has replayed behind the primary (0 on the primary)",
         own,
     );
 
     let mut text = String::new();
     if encode(&mut text, &reg).is_err() {
-        text.clear();
+        return String::new();
     }
-    text
+    to_prometheus_text(&text)
 }
 
 /// Prometheus metrics of this node.
 #[utoipa::path(get, path = "/metrics", tag = "patroni",
-    responses((status = 200, description = "OpenMetrics text", body = String, content_type = "application/openmetrics-text")))]
+    responses((status = 200, description = "Prometheus text format 0.0.4", body = String, content_type = "text/plain")))]
 pub(crate) async fn metrics(State(st): State<Arc<ApiState>>) -> Response {
     let snap = st.snap();
     let cluster = st.local_cluster(&snap);
@@ -344,4 +370,18 @@ pub(crate) async fn metrics(State(st): State<Arc<ApiState>>) -> Response {
             .into_response();
     }
     ([(header::CONTENT_TYPE, CONTENT_TYPE)], text).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_get_their_total_names() {
+        let om = "# HELP a_x Things.\n# TYPE a_x counter\na_x_total 3\n# HELP g G.\n# TYPE g gauge\ng 1\n# EOF\n";
+        assert_eq!(
+            to_prometheus_text(om),
+            "# HELP a_x_total Things.\n# TYPE a_x_total counter\na_x_total 3\n# HELP g G.\n# TYPE g gauge\ng 1\n"
+        );
+    }
 }

@@ -44,6 +44,7 @@ pub mod view;
 
 pub use actions::NodeActions;
 pub use auth::{AuthConfig, Caller, Password};
+pub use config::merge_patch;
 pub use error::{ApiError, ApiJson};
 
 use crate::snapshot::NodeSnapshot;

@@ -126,11 +126,14 @@ fn candidate_problem(cluster: &ClusterState, candidate: &NodeId, force: bool) ->
     None
 }
 
+/// A validated request: leader, candidate, schedule (Unix ms).
+type Validated = (Option<NodeId>, Option<NodeId>, Option<u64>);
+
 fn validate(
     cluster: &ClusterState,
     req: &SwitchoverRequest,
     kind: Kind,
-) -> Result<(Option<NodeId>, Option<NodeId>, Option<u64>), ApiError> {
+) -> Result<Validated, ApiError> {
     let leader = req
         .leader
         .as_deref()

@@ -54,6 +54,7 @@ mod tests {
             op: Operation::AcquireLease {
                 node: n("a"),
                 expected_epoch: Epoch(0),
+                expected_renewals: 0,
                 holder_clock: rale::Millis(0),
                 timeline: rale::Timeline(1),
                 lsn: rale::Lsn(0),

@@ -1,0 +1,471 @@
+//! An async client of the agent API, over the same types as the server
+//! ([`crate::api::types`]). Used by `ramctrl`; usable from integrators' tools.
+//!
+//! Requests go to each configured agent URL in turn until one answers: a connection
+//! failure (or, for reads only, a 503 from an agent cut off from the majority) moves on to
+//! the next URL; an HTTP answer from an agent is final for state-changing requests, so an
+//! operation is never proposed twice.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), ramd_ref::client::Error> {
+//! use ramd_ref::client::{Client, ClientConfig};
+//! let client = Client::new(ClientConfig {
+//!     urls: vec!["http://127.0.0.1:8008".into(), "http://127.0.0.1:8009".into()],
+//!     ..ClientConfig::default()
+//! })?;
+//! let cluster = client.cluster().await?;
+//! println!("{} members", cluster.members.len());
+//! # Ok(()) }
+//! ```
+
+use std::time::Duration;
+
+use reqwest::{Method, StatusCode, header};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::api::Password;
+use crate::api::types::*;
+
+/// Errors of the client.
+#[non_exhaustive]
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// No agent answered; the message lists each URL tried and why it failed.
+    #[error("no agent reachable: {0}")]
+    Unreachable(String),
+    /// The agent answered with an error status (refused, invalid, conflict, …).
+    #[error("{message} (HTTP {status})")]
+    Refused {
+        /// HTTP status.
+        status: u16,
+        /// The agent's `error` text.
+        message: String,
+    },
+    /// The client was set up wrongly (bad URL, unreadable CA file, …).
+    #[error("client setup: {0}")]
+    Setup(String),
+    /// The agent answered something that does not parse.
+    #[error("unexpected answer from {url}: {message}")]
+    Protocol {
+        /// The agent.
+        url: String,
+        /// What was wrong.
+        message: String,
+    },
+}
+
+/// Result alias of the client.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// How to reach the agents.
+#[derive(Clone, Debug)]
+pub struct ClientConfig {
+    /// Agent base URLs, tried in order (e.g. `http://10.0.0.1:8008`).
+    pub urls: Vec<String>,
+    /// HTTP Basic user name (sent only with a password).
+    pub username: String,
+    /// HTTP Basic password.
+    pub password: Option<Password>,
+    /// PEM of a CA to trust for `https://` agents, in addition to the system roots.
+    pub ca_cert_pem: Option<Vec<u8>>,
+    /// Bound on each request (connect and answer).
+    pub request_timeout: Duration,
+    /// Bound on connecting to one agent before trying the next.
+    pub connect_timeout: Duration,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        Self {
+            urls: vec!["http://127.0.0.1:8008".into()],
+            username: "rale".into(),
+            password: None,
+            ca_cert_pem: None,
+            request_timeout: Duration::from_secs(60),
+            connect_timeout: Duration::from_secs(3),
+        }
+    }
+}
+
+/// An answer: status, headers, body and the agent that gave it.
+#[derive(Debug)]
+pub struct Answer {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// Headers.
+    pub headers: header::HeaderMap,
+    /// Body.
+    pub body: Vec<u8>,
+    /// The agent's base URL.
+    pub url: String,
+}
+
+impl Answer {
+    fn json<T: DeserializeOwned>(&self) -> Result<T> {
+        serde_json::from_slice(&self.body).map_err(|e| Error::Protocol {
+            url: self.url.clone(),
+            message: format!(
+                "{e}: {}",
+                String::from_utf8_lossy(&self.body)
+                    .chars()
+                    .take(200)
+                    .collect::<String>()
+            ),
+        })
+    }
+
+    fn into_result(self) -> Result<Self> {
+        if self.status.is_success() {
+            return Ok(self);
+        }
+        let message = serde_json::from_slice::<ErrorBody>(&self.body)
+            .map(|b| b.error)
+            .unwrap_or_else(|_| String::from_utf8_lossy(&self.body).trim().to_owned());
+        let message = if message.is_empty() {
+            self.status.canonical_reason().unwrap_or("error").to_owned()
+        } else {
+            message
+        };
+        Err(Error::Refused {
+            status: self.status.as_u16(),
+            message,
+        })
+    }
+
+    /// The configuration version of a `/config` answer (its `ETag`).
+    pub fn config_version(&self) -> Option<u64> {
+        self.headers
+            .get(header::ETAG)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|s| s.trim_matches('"').parse().ok())
+    }
+}
+
+/// The agent API client.
+#[derive(Clone, Debug)]
+pub struct Client {
+    urls: Vec<String>,
+    http: reqwest::Client,
+    username: String,
+    password: Option<Password>,
+}
+
+impl Client {
+    /// A client for the given agents.
+    pub fn new(config: ClientConfig) -> Result<Self> {
+        let urls: Vec<String> = config
+            .urls
+            .iter()
+            .map(|u| u.trim().trim_end_matches('/').to_owned())
+            .filter(|u| !u.is_empty())
+            .collect();
+        if urls.is_empty() {
+            return Err(Error::Setup("no agent URL given".into()));
+        }
+        for u in &urls {
+            let parsed =
+                reqwest::Url::parse(u).map_err(|e| Error::Setup(format!("URL {u:?}: {e}")))?;
+            if !matches!(parsed.scheme(), "http" | "https") {
+                return Err(Error::Setup(format!("URL {u:?}: use http:// or https://")));
+            }
+        }
+        let mut builder = reqwest::Client::builder()
+            .timeout(config.request_timeout)
+            .connect_timeout(config.connect_timeout);
+        if let Some(pem) = &config.ca_cert_pem {
+            let cert = reqwest::Certificate::from_pem(pem)
+                .map_err(|e| Error::Setup(format!("CA certificate: {e}")))?;
+            builder = builder.add_root_certificate(cert);
+        }
+        let http = builder
+            .build()
+            .map_err(|e| Error::Setup(format!("HTTP client: {e}")))?;
+        Ok(Self {
+            urls,
+            http,
+            username: config.username,
+            password: config.password,
+        })
+    }
+
+    /// The configured agent URLs.
+    pub fn urls(&self) -> &[String] {
+        &self.urls
+    }
+
+    async fn send_one(
+        &self,
+        base: &str,
+        method: &Method,
+        path: &str,
+        body: Option<&Value>,
+        headers: &[(header::HeaderName, String)],
+    ) -> std::result::Result<Answer, String> {
+        let mut req = self.http.request(method.clone(), format!("{base}{path}"));
+        if let Some(p) = &self.password {
+            req = req.basic_auth(&self.username, Some(p.expose()));
+        }
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        for (k, v) in headers {
+            req = req.header(k, v);
+        }
+        let resp = req.send().await.map_err(|e| {
+            let mut text = e.to_string();
+            let mut source = std::error::Error::source(&e);
+            while let Some(s) = source {
+                text = format!("{text}: {s}");
+                source = s.source();
+            }
+            text
+        })?;
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|e| format!("reading the answer: {e}"))?;
+        Ok(Answer {
+            status,
+            headers,
+            body: bytes.to_vec(),
+            url: base.to_owned(),
+        })
+    }
+
+    /// Sends a request to the first agent that answers. Reads also skip agents answering
+    /// 503 (cut off from the majority); writes stop at the first HTTP answer.
+    pub async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+        headers: &[(header::HeaderName, String)],
+    ) -> Result<Answer> {
+        let read = method == Method::GET;
+        let mut failures = Vec::new();
+        let mut last_unavailable = None;
+        for base in &self.urls {
+            match self.send_one(base, &method, path, body, headers).await {
+                Ok(a) if read && a.status == StatusCode::SERVICE_UNAVAILABLE => {
+                    failures.push(format!("{base}: answered 503"));
+                    last_unavailable = Some(a);
+                }
+                Ok(a) => return Ok(a),
+                Err(e) => failures.push(format!("{base}: {e}")),
+            }
+        }
+        match last_unavailable {
+            Some(a) => Ok(a),
+            None => Err(Error::Unreachable(failures.join("; "))),
+        }
+    }
+
+    /// Sends a request to one given agent only (node-local actions).
+    pub async fn request_to(
+        &self,
+        base_url: &str,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Answer> {
+        let base = base_url.trim_end_matches('/');
+        self.send_one(base, &method, path, body, &[])
+            .await
+            .map_err(|e| Error::Unreachable(format!("{base}: {e}")))
+    }
+
+    async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
+        self.request(Method::GET, path, None, &[])
+            .await?
+            .into_result()?
+            .json()
+    }
+
+    async fn post<B: Serialize>(
+        &self,
+        path: &str,
+        body: Option<&B>,
+    ) -> Result<(u16, ActionResponse)> {
+        let value = body
+            .map(serde_json::to_value)
+            .transpose()
+            .map_err(|e| Error::Setup(format!("request body: {e}")))?;
+        let a = self
+            .request(Method::POST, path, value.as_ref(), &[])
+            .await?
+            .into_result()?;
+        Ok((a.status.as_u16(), a.json()?))
+    }
+
+    /// `GET /cluster` (Patroni's shape).
+    pub async fn cluster(&self) -> Result<PatroniCluster> {
+        self.get("/cluster").await
+    }
+
+    /// `GET /api/v1/cluster/status`.
+    pub async fn cluster_status(&self) -> Result<ClusterStatus> {
+        self.get("/api/v1/cluster/status").await
+    }
+
+    /// `GET /api/v1/history`.
+    pub async fn history(&self) -> Result<Vec<HistoryEntryView>> {
+        self.get("/api/v1/history").await
+    }
+
+    /// `GET /patroni` of the first agent that answers.
+    pub async fn node_status(&self) -> Result<NodeStatus> {
+        self.get("/patroni").await
+    }
+
+    /// `POST /switchover`; the status is 200 when done, 202 when scheduled.
+    pub async fn switchover(&self, req: &SwitchoverRequest) -> Result<(u16, ActionResponse)> {
+        self.post("/switchover", Some(req)).await
+    }
+
+    /// `POST /failover`.
+    pub async fn failover(&self, req: &SwitchoverRequest) -> Result<(u16, ActionResponse)> {
+        self.post("/failover", Some(req)).await
+    }
+
+    /// `DELETE /switchover`.
+    pub async fn cancel_switchover(&self) -> Result<ActionResponse> {
+        self.request(Method::DELETE, "/switchover", None, &[])
+            .await?
+            .into_result()?
+            .json()
+    }
+
+    /// `POST /api/v1/pause`.
+    pub async fn pause(&self) -> Result<ActionResponse> {
+        Ok(self.post::<Value>("/api/v1/pause", None).await?.1)
+    }
+
+    /// `POST /api/v1/resume`.
+    pub async fn resume(&self) -> Result<ActionResponse> {
+        Ok(self.post::<Value>("/api/v1/resume", None).await?.1)
+    }
+
+    /// `GET /config`: the configuration and its version.
+    pub async fn config(&self) -> Result<(Value, Option<u64>)> {
+        let a = self
+            .request(Method::GET, "/config", None, &[])
+            .await?
+            .into_result()?;
+        Ok((a.json()?, a.config_version()))
+    }
+
+    async fn write_config(
+        &self,
+        method: Method,
+        body: &Value,
+        version: Option<u64>,
+    ) -> Result<(Value, Option<u64>)> {
+        let headers: Vec<(header::HeaderName, String)> = version
+            .map(|v| vec![(header::IF_MATCH, format!("\"{v}\""))])
+            .unwrap_or_default();
+        let a = self
+            .request(method, "/config", Some(body), &headers)
+            .await?
+            .into_result()?;
+        Ok((a.json()?, a.config_version()))
+    }
+
+    /// `PUT /config`, only if the version is still `version` (when given).
+    pub async fn put_config(
+        &self,
+        config: &Value,
+        version: Option<u64>,
+    ) -> Result<(Value, Option<u64>)> {
+        self.write_config(Method::PUT, config, version).await
+    }
+
+    /// `PATCH /config` (JSON merge patch), only if the version is still `version`.
+    pub async fn patch_config(
+        &self,
+        patch: &Value,
+        version: Option<u64>,
+    ) -> Result<(Value, Option<u64>)> {
+        self.write_config(Method::PATCH, patch, version).await
+    }
+
+    /// `POST /restart` on the agent at `api_url`.
+    pub async fn restart(
+        &self,
+        api_url: &str,
+        req: &RestartRequest,
+    ) -> Result<(u16, ActionResponse)> {
+        self.node_action(api_url, "/restart", serde_json::to_value(req).ok())
+            .await
+    }
+
+    /// `POST /reinitialize` on the agent at `api_url`.
+    pub async fn reinitialize(
+        &self,
+        api_url: &str,
+        req: &ReinitializeRequest,
+    ) -> Result<(u16, ActionResponse)> {
+        self.node_action(api_url, "/reinitialize", serde_json::to_value(req).ok())
+            .await
+    }
+
+    /// `POST /reload` on the agent at `api_url`.
+    pub async fn reload(&self, api_url: &str) -> Result<(u16, ActionResponse)> {
+        self.node_action(api_url, "/reload", None).await
+    }
+
+    async fn node_action(
+        &self,
+        api_url: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<(u16, ActionResponse)> {
+        let a = self
+            .request_to(api_url, Method::POST, path, body.as_ref())
+            .await?
+            .into_result()?;
+        Ok((a.status.as_u16(), a.json()?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rejects_bad_urls() {
+        let bad = |urls: Vec<&str>| {
+            Client::new(ClientConfig {
+                urls: urls.into_iter().map(String::from).collect(),
+                ..ClientConfig::default()
+            })
+            .is_err()
+        };
+        assert!(bad(vec![]));
+        assert!(bad(vec!["ftp://x"]));
+        assert!(bad(vec!["not a url"]));
+        assert!(!bad(vec!["http://127.0.0.1:8008/", "https://db1:8008"]));
+    }
+
+    #[tokio::test]
+    async fn unreachable_lists_every_agent() {
+        let client = Client::new(ClientConfig {
+            urls: vec!["http://127.0.0.1:9".into(), "http://127.0.0.1:1".into()],
+            connect_timeout: Duration::from_secs(2),
+            ..ClientConfig::default()
+        })
+        .expect("client");
+        match client.cluster().await {
+            Err(Error::Unreachable(text)) => {
+                assert!(
+                    text.contains("127.0.0.1:9") && text.contains("127.0.0.1:1"),
+                    "{text}"
+                );
+            }
+            other => panic!("expected unreachable, got {other:?}"),
+        }
+    }
+}
