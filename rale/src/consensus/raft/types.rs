@@ -130,3 +130,55 @@ pub(crate) struct RemoveMemberRequest {
     /// The member to remove.
     pub node: NodeId,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wire_errors_round_trip_and_map_back() {
+        let cases = [
+            Error::NoMajority("quorum lost".into()),
+            Error::Membership("last voter".into()),
+            Error::Consensus("stopped".into()),
+        ];
+        for err in cases {
+            let wire = WireError::from_error(&err);
+            let json = serde_json::to_string(&wire).expect("encodes");
+            let back: WireError = serde_json::from_str(&json).expect("decodes");
+            assert_eq!(back, wire);
+            let mapped = back.into_error("http://leader:8008");
+            assert_eq!(
+                std::mem::discriminant(&mapped),
+                std::mem::discriminant(&err),
+                "{json}"
+            );
+            assert!(mapped.to_string().contains("http://leader:8008"));
+        }
+        let not_leader = WireError::NotLeader { leader_url: None };
+        assert!(matches!(
+            not_leader.into_error("http://x:1"),
+            Error::NoMajority(_)
+        ));
+        let reply: ProposeReply = Ok(Outcome::Applied);
+        let json = serde_json::to_string(&reply).expect("encodes");
+        let back: ProposeReply = serde_json::from_str(&json).expect("decodes");
+        assert_eq!(back, reply);
+    }
+
+    #[test]
+    fn nodes_map_to_peers() {
+        let peer = Peer {
+            node: NodeId::new("db-1").expect("valid name"),
+            raft_id: 7,
+            api_url: "http://db-1:8008".into(),
+        };
+        let node = RaftNode::from_peer(&peer);
+        assert_eq!(node.to_peer(7).expect("valid"), peer);
+        let bad = RaftNode {
+            name: "bad name".into(),
+            api_url: String::new(),
+        };
+        assert!(bad.to_peer(1).is_err());
+    }
+}
