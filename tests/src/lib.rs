@@ -14,11 +14,11 @@
 //!
 //! let cluster = TempCluster::new()?;
 //! let primary = cluster.add_node("n1")?;
-//! primary.pg.bootstrap().await?;
-//! primary.pg.ensure_slots(&["n2".to_string()]).await?;
+//! primary.pg().bootstrap().await?;
+//! primary.pg().ensure_slots(&["n2".to_string()]).await?;
 //! let replica = cluster.add_node("n2")?;
-//! replica.pg.clone_from(&primary.upstream()).await?;
-//! replica.pg.start(None).await?;
+//! replica.pg().clone_from(&primary.upstream()).await?;
+//! replica.pg().start(None).await?;
 //! primary.execute("CREATE TABLE t (x int); INSERT INTO t VALUES (1)").await?;
 //! rale_e2e::wait_until("row on replica", rale_e2e::WAIT, || async {
 //!     Ok(replica.query_scalar("SELECT count(*) FROM t").await.ok().flatten()
@@ -221,11 +221,21 @@ fn chown(path: &Path, user: &OsUser) -> anyhow::Result<()> {
 pub struct PgNode {
     /// The member's id.
     pub id: NodeId,
-    /// Its PostgreSQL control.
-    pub pg: Arc<LocalPostgres>,
+    pg: Arc<LocalPostgres>,
 }
 
 impl PgNode {
+    /// Its PostgreSQL control. (A `&LocalPostgres`, so that `node.pg().clone_from(…)`
+    /// calls [`PostgresControl::clone_from`], not `Clone::clone_from` of an `Arc`.)
+    pub fn pg(&self) -> &LocalPostgres {
+        &self.pg
+    }
+
+    /// The shared handle, e.g. to hand to an agent as `Arc<dyn PostgresControl>`.
+    pub fn pg_arc(&self) -> Arc<LocalPostgres> {
+        self.pg.clone()
+    }
+
     /// How other nodes reach it.
     pub fn upstream(&self) -> Upstream {
         self.pg.as_upstream()

@@ -28,13 +28,13 @@ async fn replication_life_cycle() -> anyhow::Result<()> {
     let c = cluster.add_node("node-c")?;
 
     // Bootstrap the primary.
-    let system_id = a.pg.bootstrap().await.context("bootstrap a")?;
+    let system_id = a.pg().bootstrap().await.context("bootstrap a")?;
     let sa = a.status().await?;
     ensure!(sa.role() == Role::Primary, "a is primary: {sa:?}");
     ensure!(sa.data == DataDirState::Initialized { system_id }, "{sa:?}");
     ensure!(sa.timeline == Timeline(1), "{sa:?}");
     ensure!(sa.server_version_num >= 120000, "{sa:?}");
-    a.pg.ensure_slots(&slots(&[&b, &c])).await?;
+    a.pg().ensure_slots(&slots(&[&b, &c])).await?;
     let slot_list = a
         .query_scalar(
             "SELECT string_agg(slot_name, ',' ORDER BY slot_name) FROM pg_replication_slots",
@@ -46,15 +46,15 @@ async fn replication_life_cycle() -> anyhow::Result<()> {
     );
 
     // Clone two replicas: left stopped, same system.
-    b.pg.clone_from(&a.upstream()).await.context("clone b")?;
-    c.pg.clone_from(&a.upstream()).await.context("clone c")?;
+    b.pg().clone_from(&a.upstream()).await.context("clone b")?;
+    c.pg().clone_from(&a.upstream()).await.context("clone c")?;
     let sb = b.status().await?;
     ensure!(
         !sb.running && sb.data == DataDirState::Initialized { system_id },
         "{sb:?}"
     );
-    b.pg.start(None).await.context("start b")?;
-    c.pg.start(Some(&a.upstream())).await.context("start c")?;
+    b.pg().start(None).await.context("start b")?;
+    c.pg().start(Some(&a.upstream())).await.context("start c")?;
 
     // Both stream; the primary sees them.
     for r in [&b, &c] {
@@ -88,7 +88,7 @@ async fn replication_life_cycle() -> anyhow::Result<()> {
     }
 
     // Detach c: its receiver stops; it stays a replica and keeps its data.
-    c.pg.follow(None).await.context("detach c")?;
+    c.pg().follow(None).await.context("detach c")?;
     let sc = c.status().await?;
     ensure!(
         !sc.streaming && sc.upstream.is_none() && sc.in_recovery,
@@ -103,7 +103,8 @@ async fn replication_life_cycle() -> anyhow::Result<()> {
         "detached c must not receive"
     );
     // Re-attach: streams again and catches up.
-    c.pg.follow(Some(&a.upstream()))
+    c.pg()
+        .follow(Some(&a.upstream()))
         .await
         .context("re-attach c")?;
     c.wait_status("streaming again", WAIT, |s| s.streaming)
@@ -112,11 +113,12 @@ async fn replication_life_cycle() -> anyhow::Result<()> {
         .await?;
 
     // Failover: a dies, b is promoted (validated), c follows b.
-    a.pg.stop(StopMode::Immediate).await?;
+    a.pg().stop(StopMode::Immediate).await?;
     let sa = a.status().await?;
     ensure!(!sa.running && !sa.reachable, "{sa:?}");
     let promote_started = Instant::now();
-    b.pg.promote(Duration::from_secs(60))
+    b.pg()
+        .promote(Duration::from_secs(60))
         .await
         .context("promote b")?;
     let promote_ms = promote_started.elapsed().as_millis();
@@ -129,8 +131,9 @@ async fn replication_life_cycle() -> anyhow::Result<()> {
     ensure!(sb.timeline == Timeline(2), "{sb:?}");
     ensure!(!b.data_dir().join("standby.signal").exists());
     b.execute("INSERT INTO ha_check VALUES (3, 'b')").await?;
-    b.pg.ensure_slots(&slots(&[&a, &c])).await?;
-    c.pg.follow(Some(&b.upstream()))
+    b.pg().ensure_slots(&slots(&[&a, &c])).await?;
+    c.pg()
+        .follow(Some(&b.upstream()))
         .await
         .context("c follows b")?;
     let sc = c
@@ -143,11 +146,12 @@ async fn replication_life_cycle() -> anyhow::Result<()> {
         .await?;
 
     // Following is refused on a primary.
-    ensure!(b.pg.follow(Some(&c.upstream())).await.is_err());
+    ensure!(b.pg().follow(Some(&c.upstream())).await.is_err());
 
     // Rewind the old primary from b and start it as b's standby.
     let rewind_started = Instant::now();
-    a.pg.rewind(&b.upstream())
+    a.pg()
+        .rewind(&b.upstream())
         .await
         .context("rewind a from b")?;
     println!("FIGURE rewind: {} ms", rewind_started.elapsed().as_millis());
@@ -156,7 +160,7 @@ async fn replication_life_cycle() -> anyhow::Result<()> {
         !sa.running && sa.data == DataDirState::Initialized { system_id },
         "{sa:?}"
     );
-    a.pg.start(None).await.context("start rewound a")?;
+    a.pg().start(None).await.context("start rewound a")?;
     let sa = a
         .wait_status("a streams from b", WAIT, |s| s.streaming && s.in_recovery)
         .await?;
@@ -195,18 +199,19 @@ async fn clone_is_the_fallback_when_rewind_fails() -> anyhow::Result<()> {
     let cluster = TempCluster::new()?;
     let x = cluster.add_node("x")?;
     let y = cluster.add_node("y")?;
-    let x_id = x.pg.bootstrap().await?;
-    let y_id = y.pg.bootstrap().await?;
+    let x_id = x.pg().bootstrap().await?;
+    let y_id = y.pg().bootstrap().await?;
     ensure!(x_id != y_id);
     x.execute("CREATE TABLE ha_check (id int); INSERT INTO ha_check VALUES (1)")
         .await?;
-    y.pg.stop(StopMode::Fast).await?;
+    y.pg().stop(StopMode::Fast).await?;
 
-    let err =
-        y.pg.rewind(&x.upstream())
-            .await
-            .err()
-            .context("rewind must fail")?;
+    let err = y
+        .pg()
+        .rewind(&x.upstream())
+        .await
+        .err()
+        .context("rewind must fail")?;
     let text = err.to_string();
     println!("rewind error (expected): {text}");
     ensure!(text.contains("pg_rewind"), "{text}");
@@ -214,21 +219,21 @@ async fn clone_is_the_fallback_when_rewind_fails() -> anyhow::Result<()> {
     ensure!(y.data_dir().join("standby.signal").exists());
 
     let clone_started = Instant::now();
-    y.pg.clone_from(&x.upstream()).await?;
+    y.pg().clone_from(&x.upstream()).await?;
     println!(
         "FIGURE clone of a fresh cluster: {} ms",
         clone_started.elapsed().as_millis()
     );
     ensure!(y.status().await?.data == DataDirState::Initialized { system_id: x_id });
-    x.pg.ensure_slots(&[y.id.slot_name()]).await?;
-    y.pg.start(None).await?;
+    x.pg().ensure_slots(&[y.id.slot_name()]).await?;
+    y.pg().start(None).await?;
     y.wait_status("y streams from x", WAIT, |s| s.streaming)
         .await?;
     y.wait_scalar("SELECT count(*) FROM ha_check", "1", WAIT)
         .await?;
     // Slots: an inactive slot not in the list is dropped, an active one is kept.
-    x.pg.ensure_slots(&["spare".to_string()]).await?;
-    x.pg.ensure_slots(&[]).await?;
+    x.pg().ensure_slots(&["spare".to_string()]).await?;
+    x.pg().ensure_slots(&[]).await?;
     let left = x
         .query_scalar("SELECT string_agg(slot_name, ',') FROM pg_replication_slots")
         .await?;
@@ -241,29 +246,29 @@ async fn clone_is_the_fallback_when_rewind_fails() -> anyhow::Result<()> {
 async fn parameters_reload_or_wait_for_restart() -> anyhow::Result<()> {
     let cluster = TempCluster::new()?;
     let n = cluster.add_node("p1")?;
-    n.pg.bootstrap().await?;
+    n.pg().bootstrap().await?;
     ensure!(!n.status().await?.pending_restart);
 
     let mut params = BTreeMap::new();
     params.insert("max_connections".to_string(), "123".to_string());
     params.insert("work_mem".to_string(), "7MB".to_string());
-    let report = n.pg.set_parameters(&params).await?;
+    let report = n.pg().set_parameters(&params).await?;
     ensure!(report.pending_restart == ["max_connections"], "{report:?}");
     ensure!(report.reloaded == ["work_mem"], "{report:?}");
     n.wait_scalar("SHOW work_mem", "7MB", WAIT).await?;
     ensure!(n.query_scalar("SHOW max_connections").await?.as_deref() == Some("100"));
     ensure!(n.status().await?.pending_restart);
 
-    n.pg.restart().await?;
+    n.pg().restart().await?;
     ensure!(n.query_scalar("SHOW max_connections").await?.as_deref() == Some("123"));
     ensure!(!n.status().await?.pending_restart);
 
     let mut bad = BTreeMap::new();
     bad.insert("work_mem; DROP TABLE x".to_string(), "1".to_string());
-    ensure!(n.pg.set_parameters(&bad).await.is_err());
+    ensure!(n.pg().set_parameters(&bad).await.is_err());
     let mut bad_value = BTreeMap::new();
     bad_value.insert("work_mem".to_string(), "lots".to_string());
-    ensure!(n.pg.set_parameters(&bad_value).await.is_err());
+    ensure!(n.pg().set_parameters(&bad_value).await.is_err());
     Ok(())
 }
 
@@ -278,14 +283,18 @@ async fn status_of_empty_and_stopped_nodes() -> anyhow::Result<()> {
         "{s:?}"
     );
     ensure!(
-        n.pg.start(None).await.is_err(),
+        n.pg().start(None).await.is_err(),
         "starting an empty data dir must fail"
     );
 
-    let system_id = n.pg.bootstrap().await?;
-    ensure!(n.pg.bootstrap().await.is_err(), "bootstrap twice must fail");
-    n.pg.stop(StopMode::Fast).await?;
-    n.pg.stop(StopMode::Fast)
+    let system_id = n.pg().bootstrap().await?;
+    ensure!(
+        n.pg().bootstrap().await.is_err(),
+        "bootstrap twice must fail"
+    );
+    n.pg().stop(StopMode::Fast).await?;
+    n.pg()
+        .stop(StopMode::Fast)
         .await
         .context("stopping a stopped server succeeds")?;
     let t = Instant::now();
@@ -299,13 +308,43 @@ async fn status_of_empty_and_stopped_nodes() -> anyhow::Result<()> {
     ensure!(s.data == DataDirState::Initialized { system_id }, "{s:?}");
     ensure!(s.role() == Role::Unknown);
     ensure!(
-        elapsed <= n.pg.config().status_timeout * 5,
+        elapsed <= n.pg().config().status_timeout * 5,
         "status of a stopped node took {elapsed:?}"
     );
 
     // Start again as a primary: same system, back to reachable.
-    n.pg.start(None).await?;
+    n.pg().start(None).await?;
     let s = n.status().await?;
     ensure!(s.reachable && s.role() == Role::Primary, "{s:?}");
+
+    // A hung postmaster (SIGSTOP: it accepts no new connection): a fresh LocalPostgres
+    // (no cached connection) reports it running but unreachable, within its timeout.
+    let fresh = cluster.add_node_with(n.pg().config().clone())?;
+    let pid = std::fs::read_to_string(n.data_dir().join("postmaster.pid"))?
+        .lines()
+        .next()
+        .and_then(|l| l.trim().parse::<i32>().ok())
+        .context("postmaster pid")?;
+    let pid = nix::unistd::Pid::from_raw(pid);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGSTOP)?;
+    let t = Instant::now();
+    let hung = fresh.status().await;
+    let elapsed = t.elapsed();
+    // Resume before any assertion, so cleanup can stop it.
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGCONT)?;
+    let hung = hung?;
+    println!(
+        "FIGURE status() of a hung postmaster: {} ms",
+        elapsed.as_millis()
+    );
+    ensure!(hung.running && !hung.reachable, "{hung:?}");
+    ensure!(
+        elapsed <= fresh.pg().config().status_timeout * 5,
+        "status of a hung server took {elapsed:?}"
+    );
+    let s = fresh
+        .wait_status("reachable again", WAIT, |s| s.reachable)
+        .await?;
+    ensure!(s.role() == Role::Primary, "{s:?}");
     Ok(())
 }

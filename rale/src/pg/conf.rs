@@ -77,9 +77,9 @@ pub(crate) fn parse_conf_line(line: &str) -> Option<(String, String)> {
 /// The value of the last `name` line of a configuration file's text.
 pub(crate) fn conf_value(text: &str, name: &str) -> Option<String> {
     text.lines()
+        .rev()
         .filter_map(parse_conf_line)
-        .filter(|(n, _)| n == name)
-        .last()
+        .find(|(n, _)| n == name)
         .map(|(_, v)| v)
 }
 
