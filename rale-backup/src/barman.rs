@@ -268,7 +268,8 @@ impl BackupTool for Barman {
                 what: format!("{kind} backups"),
             });
         }
-        let before = self.list().await.unwrap_or_default();
+        // Barman's begin_time has second resolution.
+        let started = Utc::now() - chrono::Duration::seconds(1);
         let out = self
             .command("backup", false)
             .args(["--immediate-checkpoint", "--wait", "--wait-timeout"])
@@ -278,10 +279,7 @@ impl BackupTool for Barman {
             .await?;
         // Barman exits 0 even when it records a FAILED backup; trust the list.
         let after = self.list().await?;
-        let backup = after
-            .into_iter()
-            .rev()
-            .find(|b| !before.iter().any(|o| o.id == b.id));
+        let backup = after.into_iter().rev().find(|b| b.start_time >= started);
         if backup.is_none() {
             return Err(Error::ToolFailed {
                 tool: TOOL.into(),

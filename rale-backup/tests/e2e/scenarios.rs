@@ -16,11 +16,13 @@ pub async fn pitr(tool: &dyn BackupTool, pg: &Pg, base: &Path, incremental: bool
         .await?;
     pg.exec("insert into t select g, 'before-backup' from generate_series(1, 100) g")
         .await?;
+    let t0 = Instant::now();
     let full = tool
         .backup(BackupKind::Full)
         .await?
         .backup
         .context("full backup listed")?;
+    eprintln!("{}: full backup took {:?}", tool.name(), t0.elapsed());
     ensure!(full.kind == BackupKind::Full);
     ensure!(
         full.lsn_start.is_some() && full.lsn_stop >= full.lsn_start,
@@ -60,7 +62,13 @@ pub async fn pitr(tool: &dyn BackupTool, pg: &Pg, base: &Path, incremental: bool
     let mut request = RestoreRequest::latest(&data_dir)
         .with_target(RestoreTarget::Time(target), TargetAction::Promote);
     request.disable_archiving = true;
+    let t0 = Instant::now();
     tool.restore(&request).await?;
+    eprintln!(
+        "{}: point-in-time restore took {:?}",
+        tool.name(),
+        t0.elapsed()
+    );
     let restored = Pg::start_existing(base, &format!("{}-pitr", tool.name()), &data_dir)?;
     restored.wait_promoted().await?;
     let rows = restored.query_i64("select count(*) from t").await?;
