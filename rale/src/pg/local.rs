@@ -3,12 +3,37 @@
 //! `pg_rewind`) and SQL over the local Unix socket.
 //!
 //! Layout of the work:
-//! - [`super::binaries`]: finding the binaries and their version;
-//! - [`super::process`]: running tools as the PostgreSQL OS user with timeouts;
-//! - [`super::datadir`]: data directory state and the files RALE manages in it;
-//! - [`super::sql`]: connections and the status query;
-//! - [`super::replication`]: clone, rewind, follow, promote and slots;
+//! - `binaries.rs`: finding the binaries and their version;
+//! - `process.rs`: running tools as the PostgreSQL OS user with timeouts;
+//! - `datadir.rs`: data directory state and the files RALE manages in it;
+//! - `sql.rs`: connections and the status query;
+//! - `replication.rs`: clone, rewind, follow, promote and slots;
 //! - this file: lifecycle (bootstrap, start, stop, reload, parameters) and `status`.
+//!
+//! ## Choices worth knowing
+//! - **PostgreSQL 12 or newer** (`standby.signal`, `primary_conninfo` as a parameter);
+//!   on 12, `follow` restarts the server because 12 reads `primary_conninfo` only at
+//!   start; 13+ re-points the WAL receiver with a reload.
+//! - **Users.** Run as root, every tool runs as `os_user` (default `postgres`) and every
+//!   file RALE writes is handed to it; run as another user, tools run as that user.
+//! - **Authentication.** `initdb --auth-local=trust --auth-host=scram-sha-256`; RALE's
+//!   `pg_hba.conf` trusts only the Unix socket, whose directory is private (`0700`,
+//!   checked by [`LocalPostgres::new`]); TCP is SCRAM. Passwords are sent to the server
+//!   as SCRAM verifiers, never in clear text. The replication password sits in
+//!   `primary_conninfo` (`postgresql.auto.conf`, mode `0600`); `pg_basebackup` and
+//!   `pg_rewind` get theirs through `PGPASSWORD` in their own environment.
+//! - **Settings.** `rale.conf` (included from `postgresql.conf`) carries RALE's settings
+//!   and [`LocalPostgresConfig::parameters`]; it is rewritten before every start and
+//!   after a clone or rewind, since both copy the source's configuration files.
+//!   `initdb --data-checksums` plus `wal_log_hints = on` keep `pg_rewind` possible.
+//! - **Upstream.** A server cannot tell which member a WAL sender belongs to, so the
+//!   member `primary_conninfo` points at is remembered in memory and in a
+//!   `rale.upstream` note (trusted at startup only when its host and port match the
+//!   conninfo in `postgresql.auto.conf`).
+//! - **Status** is one round trip of three statements on a cached socket connection
+//!   with `statement_timeout`; an unreachable or hung server is `reachable: false`.
+//! - **Logs.** `pg_ctl -l <data_dir>/postmaster.log` (no logging collector); a clone
+//!   removes the copy of the source's log, a rewind replaces it with the source's.
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;

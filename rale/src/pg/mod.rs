@@ -23,7 +23,7 @@ mod process;
 mod replication;
 mod sql;
 
-pub use binaries::PgBinaries;
+pub use binaries::{MAJOR_VERSION_MIN, PgBinaries};
 pub use local::{LocalPostgres, LocalPostgresConfig};
 pub use process::OsUser;
 
