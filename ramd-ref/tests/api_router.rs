@@ -3,7 +3,6 @@
 
 mod api_fixture;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use api_fixture::*;
@@ -669,7 +668,6 @@ async fn every_route_is_served_and_documented() {
             "{method} {path}: {body}"
         );
     }
-    let _ = Arc::new(());
 }
 
 #[tokio::test]
