@@ -26,11 +26,11 @@ pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
         f.sync_all().map_err(|e| Error::io("fsync", &tmp, e))?;
     }
     std::fs::rename(&tmp, path).map_err(|e| Error::io("rename", path, e))?;
-    if let Some(dir) = path.parent() {
-        if let Ok(d) = std::fs::File::open(dir) {
-            // Best effort: some file systems refuse fsync on directories.
-            let _ = d.sync_all();
-        }
+    // Best effort: some file systems refuse fsync on directories.
+    if let Some(dir) = path.parent()
+        && let Ok(d) = std::fs::File::open(dir)
+    {
+        let _ = d.sync_all();
     }
     Ok(())
 }

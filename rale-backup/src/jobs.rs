@@ -390,10 +390,7 @@ impl JobManager {
 
     async fn run(self, mut job: Job) {
         let _permit = if job.spec.is_heavy() {
-            match self.inner.heavy_slot.acquire().await {
-                Ok(p) => Some(p),
-                Err(_) => None,
-            }
+            self.inner.heavy_slot.acquire().await.ok()
         } else {
             None
         };
@@ -421,12 +418,12 @@ impl JobManager {
             Ok(tail) => {
                 job.output_tail = tail;
                 job.state = JobState::Succeeded;
-                if matches!(job.spec, JobSpec::Backup { .. }) {
-                    if let Some(retention) = self.retention() {
-                        match tool.expire(&retention).await {
-                            Ok(o) => job.removed_backup_ids = o.removed_ids,
-                            Err(e) => job.retention_error = Some(e.to_string()),
-                        }
+                if matches!(job.spec, JobSpec::Backup { .. })
+                    && let Some(retention) = self.retention()
+                {
+                    match tool.expire(&retention).await {
+                        Ok(o) => job.removed_backup_ids = o.removed_ids,
+                        Err(e) => job.retention_error = Some(e.to_string()),
                     }
                 }
             }

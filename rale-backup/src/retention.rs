@@ -58,19 +58,19 @@ pub fn plan(backups: &[BackupInfo], retention: &Retention, now: DateTime<Utc>) -
         }
     }
 
-    if let Some(age) = retention.max_age {
-        if let Ok(age) = chrono::Duration::from_std(age) {
-            let cutoff = now - age;
-            let last = chains.len().saturating_sub(1);
-            for (i, (s, e)) in chains.iter().enumerate() {
-                if i == last {
-                    break;
-                }
-                let newest_stop = sorted[*s..*e].iter().map(|b| b.stop_time).max();
-                if newest_stop.is_some_and(|t| t < cutoff) {
-                    for r in &mut remove[*s..*e] {
-                        *r = true;
-                    }
+    if let Some(age) = retention.max_age
+        && let Ok(age) = chrono::Duration::from_std(age)
+    {
+        let cutoff = now - age;
+        let last = chains.len().saturating_sub(1);
+        for (i, (s, e)) in chains.iter().enumerate() {
+            if i == last {
+                break;
+            }
+            let newest_stop = sorted[*s..*e].iter().map(|b| b.stop_time).max();
+            if newest_stop.is_some_and(|t| t < cutoff) {
+                for r in &mut remove[*s..*e] {
+                    *r = true;
                 }
             }
         }

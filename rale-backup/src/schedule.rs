@@ -157,6 +157,20 @@ impl Scheduler {
         Ok(Self { schedules, last })
     }
 
+    /// The last-run record (schedule name → last evaluation time), for persisting.
+    pub fn last_runs(&self) -> &BTreeMap<String, DateTime<Utc>> {
+        &self.last
+    }
+
+    /// Restores a persisted last-run record; names of unknown schedules are ignored.
+    pub fn restore_last_runs(&mut self, record: &BTreeMap<String, DateTime<Utc>>) {
+        for (name, t) in record {
+            if let Some(slot) = self.last.get_mut(name) {
+                *slot = *t;
+            }
+        }
+    }
+
     /// The schedules.
     pub fn specs(&self) -> Vec<ScheduleSpec> {
         self.schedules.iter().map(|s| s.spec.clone()).collect()
@@ -412,6 +426,14 @@ mod tests {
         assert_eq!(f.len(), 1);
         assert!(f[0].run_here);
         assert_eq!(f[0].occurrence.to_rfc3339(), "2026-11-22T03:00:00+00:00");
+        // A restarted scheduler given the record does not fire 03:00 again.
+        let mut restarted = Scheduler::new(s.specs(), start).expect("parses");
+        restarted.restore_last_runs(s.last_runs());
+        assert!(
+            restarted
+                .due(three + chrono::Duration::minutes(1))
+                .is_empty()
+        );
         // Not again until 04:00, and missed hours fire once.
         assert!(
             s.tick(three + chrono::Duration::minutes(30), &me, &c)

@@ -274,13 +274,11 @@ impl Pg {
     pub async fn wait_promoted(&self) -> Result<()> {
         let deadline = Instant::now() + Duration::from_secs(120);
         while Instant::now() < deadline {
-            if let Ok(c) = self.client().await {
-                if let Ok(row) = c.query_one("select pg_is_in_recovery()", &[]).await {
-                    let in_recovery: bool = row.get(0);
-                    if !in_recovery {
-                        return Ok(());
-                    }
-                }
+            if let Ok(c) = self.client().await
+                && let Ok(row) = c.query_one("select pg_is_in_recovery()", &[]).await
+                && !row.get::<_, bool>(0)
+            {
+                return Ok(());
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }

@@ -403,7 +403,7 @@ async fn failed_backup_is_a_failed_job_and_nothing_else_breaks() -> Result<()> {
 }
 
 /// Backup and restore times for a pgbench database of scale 10, with each tool.
-/// Run: `cargo test -p rale-backup --release --test e2e -- --ignored bench --nocapture`
+/// Run: `cargo test -p rale-backup --test e2e -- --ignored bench --nocapture`
 #[ignore]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bench_pgbench_scale_10() -> Result<()> {
