@@ -1,0 +1,257 @@
+//! The simulated executor: performs a node's PostgreSQL actions one at a time, each
+//! taking virtual time, with its effect visible when it completes.
+//!
+//! An action already handed to PostgreSQL completes even if the agent then freezes or
+//! dies (the signal was sent); queued actions die with the agent; a host crash loses
+//! everything in flight. A frozen or stalled agent starts no new action.
+
+use super::postgres::{RecordKind, WalRecord};
+use super::trace::TraceKind;
+use super::world::Sim;
+use crate::decide::PgAction;
+use crate::pg::StopMode;
+use crate::status::DataDirState;
+use crate::types::Timeline;
+
+impl Sim {
+    pub(super) fn run_executor(&mut self, i: usize) {
+        let now = self.now_ms;
+        if !self.nodes[i].host_up {
+            return;
+        }
+        if let Some((_, done)) = &self.nodes[i].exec_current {
+            if *done > now {
+                return;
+            }
+            let (action, _) = self.nodes[i].exec_current.take().expect("checked above");
+            let result = self.finish(i, &action);
+            let text = format!("{} {}", action_name(&action), result);
+            self.trace
+                .push(now, Some(&self.names[i]), TraceKind::Action(text));
+        }
+        let node = &self.nodes[i];
+        if !node.agent_running(now) || now < node.agent.stalled_until {
+            return;
+        }
+        let Some(action) = self.nodes[i].exec_queue.pop_front() else {
+            return;
+        };
+        let t = self.cfg.action_times.clone();
+        let span = match &action {
+            PgAction::Bootstrap => t.bootstrap_ms,
+            PgAction::Start { .. } => t.start_ms,
+            PgAction::Stop {
+                mode: StopMode::Immediate,
+            } => t.stop_immediate_ms,
+            PgAction::Stop { .. } => t.stop_fast_ms,
+            PgAction::Promote => t.promote_ms,
+            PgAction::Follow { .. } => t.follow_ms,
+            PgAction::Rejoin { .. } => t.rejoin_ms,
+            PgAction::Clone { .. } => t.clone_ms,
+            PgAction::SetSynchronousStandbyNames { .. } => t.reload_ms,
+            PgAction::EnsureSlots { .. } => t.slots_ms,
+        };
+        if matches!(action, PgAction::Rejoin { .. }) {
+            // pg_rewind and base backups need a stopped server: stop at once.
+            self.nodes[i].pg.running = false;
+            self.nodes[i].pg.streaming = false;
+        }
+        let d = self.duration(span);
+        self.nodes[i].exec_current = Some((action, now + d));
+    }
+
+    /// Whether `source` can serve a rewind or clone to `i` right now.
+    fn source_ok(&self, i: usize, source: usize) -> bool {
+        let s = &self.nodes[source];
+        source != i
+            && s.host_up
+            && s.pg.running
+            && s.pg.data != DataDirState::Empty
+            && self.net.link_up(i, source)
+    }
+
+    fn finish(&mut self, i: usize, action: &PgAction) -> String {
+        match action {
+            PgAction::Bootstrap => {
+                if self.nodes[i].pg.data != DataDirState::Empty {
+                    return "failed: data directory not empty".into();
+                }
+                let system_id = 7_000_000_000_000_000_000 + self.next_record_id;
+                let id = self.record_id();
+                let pg = &mut self.nodes[i].pg;
+                pg.data = DataDirState::Initialized { system_id };
+                pg.wal.push(WalRecord {
+                    id,
+                    kind: RecordKind::Init,
+                });
+                pg.running = true;
+                pg.standby = false;
+                pg.upstream = None;
+                format!("done: initialised (system identifier {system_id}), running as primary")
+            }
+            PgAction::Start { upstream } => {
+                let up = match upstream {
+                    Some(u) => match self.index_of(u) {
+                        Some(u) => Some(u),
+                        None => return format!("failed: unknown upstream {u}"),
+                    },
+                    None => None,
+                };
+                let pg = &mut self.nodes[i].pg;
+                if pg.data == DataDirState::Empty {
+                    return "failed: empty data directory".into();
+                }
+                if pg.running {
+                    return "no-op: already running".into();
+                }
+                pg.running = true;
+                if let Some(u) = up {
+                    pg.standby = true;
+                    pg.upstream = Some(u);
+                }
+                format!(
+                    "done: running as {}",
+                    if pg.standby { "standby" } else { "primary" }
+                )
+            }
+            PgAction::Stop { mode } => {
+                if !self.nodes[i].pg.running {
+                    return "no-op: not running".into();
+                }
+                let mut shipped = 0;
+                if *mode != StopMode::Immediate && self.nodes[i].pg.is_primary() {
+                    for j in 0..self.nodes.len() {
+                        if self.streams_from(j, i) {
+                            let src = self.nodes[i].pg.wal.clone();
+                            let len = src.len();
+                            self.nodes[j].pg.wal.extend_from(&src, len);
+                            shipped += 1;
+                        }
+                    }
+                }
+                self.nodes[i].pg.running = false;
+                self.nodes[i].pg.streaming = false;
+                format!("done: stopped ({mode:?}, shipped all WAL to {shipped} standbys)")
+            }
+            PgAction::Promote => {
+                let tl = Timeline(self.next_timeline);
+                let id = self.next_record_id;
+                let pg = &mut self.nodes[i].pg;
+                if !pg.is_standby() {
+                    return "failed: not a running standby".into();
+                }
+                self.next_timeline += 1;
+                self.next_record_id += 1;
+                pg.wal.push(WalRecord {
+                    id,
+                    kind: RecordKind::TimelineSwitch(tl),
+                });
+                pg.standby = false;
+                pg.upstream = None;
+                pg.streaming = false;
+                self.on_promoted(i);
+                format!("done: promoted, timeline {tl}")
+            }
+            PgAction::Follow { upstream } => {
+                let up = match upstream {
+                    Some(u) => match self.index_of(u) {
+                        Some(u) => Some(u),
+                        None => return format!("failed: unknown upstream {u}"),
+                    },
+                    None => None,
+                };
+                let pg = &mut self.nodes[i].pg;
+                if !pg.standby {
+                    return "no-op: not a standby".into();
+                }
+                pg.upstream = up;
+                if up.is_none() {
+                    pg.streaming = false;
+                }
+                "done".into()
+            }
+            PgAction::Rejoin { source, rewind } => {
+                let Some(s) = self.index_of(source) else {
+                    return format!("failed: unknown source {source}");
+                };
+                if !self.source_ok(i, s) {
+                    return format!("failed: {source} unreachable; PostgreSQL left stopped");
+                }
+                let src = self.nodes[s].pg.clone();
+                let pg = &mut self.nodes[i].pg;
+                let same_system = pg.data == src.data;
+                let how = if *rewind && same_system {
+                    let keep = pg.wal.common_prefix(&src.wal);
+                    let dropped = pg.wal.len() - keep;
+                    pg.wal.truncate(keep);
+                    format!("rewound ({dropped} records discarded)")
+                } else {
+                    pg.wal = src.wal.clone();
+                    pg.data = src.data;
+                    "cloned afresh".to_string()
+                };
+                pg.fence_flush = pg.fence_flush.min(pg.wal.len());
+                pg.running = true;
+                pg.standby = true;
+                pg.upstream = Some(s);
+                format!("done: {how}, streaming from {source}")
+            }
+            PgAction::Clone { source } => {
+                let Some(s) = self.index_of(source) else {
+                    return format!("failed: unknown source {source}");
+                };
+                if self.nodes[i].pg.data != DataDirState::Empty {
+                    return "failed: data directory not empty".into();
+                }
+                if !self.source_ok(i, s) {
+                    return format!("failed: {source} unreachable");
+                }
+                let (wal, data) = (self.nodes[s].pg.wal.clone(), self.nodes[s].pg.data);
+                let pg = &mut self.nodes[i].pg;
+                pg.wal = wal;
+                pg.data = data;
+                pg.running = true;
+                pg.standby = true;
+                pg.upstream = Some(s);
+                format!(
+                    "done: cloned {} records, streaming from {source}",
+                    pg.wal.len()
+                )
+            }
+            PgAction::SetSynchronousStandbyNames { value } => {
+                match rale_sync::names::StandbyNames::parse(value) {
+                    Ok(names) => {
+                        let pg = &mut self.nodes[i].pg;
+                        pg.sync_names = names;
+                        pg.sync_names_text = value.clone();
+                        "done".into()
+                    }
+                    Err(e) => format!("failed: PostgreSQL rejects the value: {e}"),
+                }
+            }
+            PgAction::EnsureSlots { .. } => "done".into(),
+        }
+    }
+
+    pub(super) fn record_id(&mut self) -> u64 {
+        let id = self.next_record_id;
+        self.next_record_id += 1;
+        id
+    }
+}
+
+fn action_name(a: &PgAction) -> String {
+    match a {
+        PgAction::Bootstrap => "bootstrap".into(),
+        PgAction::Start { upstream } => format!("start(upstream {upstream:?})"),
+        PgAction::Stop { mode } => format!("stop({mode:?})"),
+        PgAction::Promote => "promote".into(),
+        PgAction::Follow { upstream } => format!("follow({upstream:?})"),
+        PgAction::Rejoin { source, rewind } => format!("rejoin({source}, rewind {rewind})"),
+        PgAction::Clone { source } => format!("clone({source})"),
+        PgAction::SetSynchronousStandbyNames { value } => {
+            format!("set synchronous_standby_names '{value}'")
+        }
+        PgAction::EnsureSlots { slots } => format!("ensure slots {slots:?}"),
+    }
+}

@@ -1,0 +1,275 @@
+//! Streaming replication, the commit rule (commit fence and
+//! `synchronous_standby_names`), the client that writes, and the [`PgStatus`] each agent
+//! observes.
+
+use rale_sync::enforce::FENCE_APPLICATION_NAME;
+use rale_sync::names::SyncMethod;
+
+use super::postgres::{RecordKind, Wal, WalRecord};
+use super::world::{PendingWrite, Sim};
+use crate::status::{DataDirState, PgStatus, ReplicaConnection};
+use crate::types::{Millis, NodeId};
+
+/// `server_version_num` the simulated servers report.
+const SERVER_VERSION_NUM: u32 = 150_008;
+
+/// A walsender on a primary, as the commit rule sees it.
+struct Walsender {
+    name: String,
+    /// Records flushed (for the fence: acknowledged while its gate was open).
+    flushed: usize,
+    /// Whether it would acknowledge a new record right now.
+    live: bool,
+    /// Member index (`None` for the fence).
+    node: Option<usize>,
+}
+
+impl Sim {
+    /// Whether node `j` streams from node `i` right now: both servers run, `j` is a
+    /// standby pointed at `i`, the link is up and `j`'s WAL is a prefix of `i`'s.
+    pub(super) fn streams_from(&self, j: usize, i: usize) -> bool {
+        if i == j {
+            return false;
+        }
+        let (s, u) = (&self.nodes[j], &self.nodes[i]);
+        s.host_up
+            && u.host_up
+            && s.pg.is_standby()
+            && s.pg.upstream == Some(i)
+            && u.pg.running
+            && u.pg.data == s.pg.data
+            && self.net.link_up(i, j)
+            && s.pg.wal.is_prefix_of(&u.pg.wal)
+    }
+
+    /// One tick of streaming for every standby, in member order.
+    pub(super) fn replicate(&mut self) {
+        for j in 0..self.nodes.len() {
+            let Some(u) = self.nodes[j].pg.upstream else {
+                self.nodes[j].pg.streaming = false;
+                continue;
+            };
+            let ok = self.streams_from(j, u);
+            self.nodes[j].pg.streaming = ok;
+            if ok {
+                let rate = usize::try_from(self.nodes[j].stream_rate).unwrap_or(1);
+                let upto = self.nodes[j].pg.wal.len() + rate;
+                let src = std::mem::take(&mut self.nodes[u].pg.wal);
+                self.nodes[j].pg.wal.extend_from(&src, upto);
+                self.nodes[u].pg.wal = src;
+            }
+        }
+    }
+
+    /// Whether node `i`'s commit fence acknowledges right now: its agent runs (not
+    /// frozen) and its policy says the lease is valid on its clock.
+    pub(super) fn fence_gate_open(&self, i: usize) -> bool {
+        let node = &self.nodes[i];
+        node.agent_running(self.now_ms)
+            && node
+                .agent
+                .policy
+                .as_ref()
+                .is_some_and(|p| p.fence_open(Millis(node.clock())))
+    }
+
+    fn walsenders(&self, i: usize) -> Vec<Walsender> {
+        let mut out = Vec::new();
+        let node = &self.nodes[i];
+        // The fence pseudo-standby is connected while the agent process exists (a frozen
+        // process keeps its connection but acknowledges nothing).
+        if self.fence_enabled() && node.host_up && node.agent.policy.is_some() {
+            let open = self.fence_gate_open(i);
+            out.push(Walsender {
+                name: FENCE_APPLICATION_NAME.into(),
+                flushed: node.pg.fence_flush,
+                live: open,
+                node: None,
+            });
+        }
+        for j in 0..self.nodes.len() {
+            if self.streams_from(j, i) {
+                out.push(Walsender {
+                    name: self.names[j].clone(),
+                    flushed: self.nodes[j].pg.wal.len(),
+                    live: true,
+                    node: Some(j),
+                });
+            }
+        }
+        out
+    }
+
+    fn fence_enabled(&self) -> bool {
+        self.consensus.state.config.fence
+    }
+
+    /// The walsenders `synchronous_standby_names` makes synchronous on `i`, with the
+    /// number needed: `(method, num, matched)` (matched in priority order for FIRST).
+    fn sync_candidates(&self, i: usize) -> Option<(SyncMethod, usize, Vec<Walsender>)> {
+        let list = self.nodes[i].pg.sync_names.list()?;
+        let mut matched: Vec<(u32, usize, Walsender)> = self
+            .walsenders(i)
+            .into_iter()
+            .enumerate()
+            .filter_map(|(k, w)| list.priority_of(&w.name).map(|p| (p, k, w)))
+            .collect();
+        matched.sort_by_key(|(p, k, _)| (*p, *k));
+        let num = usize::try_from(list.num()).unwrap_or(usize::MAX);
+        Some((
+            list.method(),
+            num,
+            matched.into_iter().map(|(_, _, w)| w).collect(),
+        ))
+    }
+
+    /// The synchronous-standby part of the commit rule for the record at `idx` (or, with
+    /// `None`, whether a new record could be acknowledged now).
+    fn sync_rule(&self, i: usize, idx: Option<usize>) -> bool {
+        let Some((method, num, matched)) = self.sync_candidates(i) else {
+            return true;
+        };
+        let acks = |w: &Walsender| match idx {
+            Some(idx) => w.flushed > idx,
+            None => w.live,
+        };
+        match method {
+            SyncMethod::First => {
+                // PostgreSQL picks the `num` connected standbys of highest priority.
+                matched.len() >= num && matched.iter().take(num).all(acks)
+            }
+            SyncMethod::Any => matched.iter().filter(|w| acks(w)).count() >= num,
+        }
+    }
+
+    /// The full commit rule for the record at `idx` on primary `i`.
+    fn commit_ok(&self, i: usize, idx: usize) -> bool {
+        let fence = !self.fence_enabled() || self.nodes[i].pg.fence_flush > idx;
+        fence && self.sync_rule(i, Some(idx))
+    }
+
+    /// Whether `i` could acknowledge a write right now: PostgreSQL runs as a primary and
+    /// the commit rule is satisfiable (fence open, enough synchronous standbys).
+    pub(super) fn writable(&self, i: usize) -> bool {
+        let node = &self.nodes[i];
+        node.host_up
+            && node.pg.is_primary()
+            && (!self.fence_enabled() || self.fence_gate_open(i))
+            && self.sync_rule(i, None)
+    }
+
+    /// The client: sends writes to every primary it reaches, advances the fences and
+    /// collects acknowledgements.
+    pub(super) fn client(&mut self) {
+        let client = self.net.client();
+        if self.now_ms >= self.next_write_ms {
+            self.next_write_ms = self.now_ms + self.cfg.write_interval_ms;
+            for i in 0..self.nodes.len() {
+                if self.nodes[i].host_up
+                    && self.nodes[i].pg.is_primary()
+                    && self.net.link_up(i, client)
+                {
+                    let id = self.record_id();
+                    let wal = &mut self.nodes[i].pg.wal;
+                    let idx = wal.len();
+                    wal.push(WalRecord {
+                        id,
+                        kind: RecordKind::Write,
+                    });
+                    self.pending_writes.push(PendingWrite { id, node: i, idx });
+                }
+            }
+        }
+        for i in 0..self.nodes.len() {
+            let len = self.nodes[i].pg.wal.len();
+            if self.fence_gate_open(i) && self.nodes[i].pg.is_primary() {
+                self.nodes[i].pg.fence_flush = len;
+            } else {
+                let f = &mut self.nodes[i].pg.fence_flush;
+                *f = (*f).min(len);
+            }
+        }
+        let pending = std::mem::take(&mut self.pending_writes);
+        let mut keep = Vec::with_capacity(pending.len());
+        for w in pending {
+            let node = &self.nodes[w.node];
+            let valid = node.host_up
+                && node.pg.is_primary()
+                && node.pg.wal.contains(w.idx, w.id)
+                && self.net.link_up(w.node, client);
+            if !valid {
+                continue;
+            }
+            if self.commit_ok(w.node, w.idx) {
+                let tl = self.nodes[w.node].pg.wal.timeline();
+                self.on_ack(&w, tl);
+            } else {
+                keep.push(w);
+            }
+        }
+        self.pending_writes.extend(keep);
+    }
+
+    /// What node `i`'s agent observes of its PostgreSQL.
+    pub(super) fn pg_status(&self, i: usize) -> PgStatus {
+        let pg = &self.nodes[i].pg;
+        if !pg.running {
+            return PgStatus::stopped(pg.data);
+        }
+        let lsn = Wal::lsn_of(pg.wal.len(), self.cfg.record_bytes);
+        let upstream: Option<NodeId> = if pg.standby {
+            pg.upstream.map(|u| self.nodes[u].identity.node.clone())
+        } else {
+            None
+        };
+        let mut replicas = Vec::new();
+        if !pg.standby {
+            let sync = self.sync_candidates(i);
+            for j in 0..self.nodes.len() {
+                if !self.streams_from(j, i) {
+                    continue;
+                }
+                let name = &self.names[j];
+                let sync_state = match &sync {
+                    None => "async",
+                    Some((method, num, matched)) => {
+                        match matched.iter().position(|w| w.node == Some(j)) {
+                            None => "async",
+                            Some(_) if *method == SyncMethod::Any => "quorum",
+                            Some(k) if k < *num => "sync",
+                            Some(_) => "potential",
+                        }
+                    }
+                };
+                let flushed = Some(Wal::lsn_of(
+                    self.nodes[j].pg.wal.len(),
+                    self.cfg.record_bytes,
+                ));
+                replicas.push(ReplicaConnection {
+                    application_name: name.clone(),
+                    state: "streaming".into(),
+                    sync_state: sync_state.into(),
+                    write_lsn: flushed,
+                    flush_lsn: flushed,
+                    replay_lsn: flushed,
+                });
+            }
+        }
+        PgStatus {
+            data: pg.data,
+            running: true,
+            reachable: pg.data != DataDirState::Empty,
+            in_recovery: pg.standby,
+            timeline: pg.wal.timeline(),
+            write_lsn: lsn,
+            receive_lsn: pg.standby.then_some(lsn),
+            replay_lsn: pg.standby.then_some(lsn),
+            streaming: pg.standby && pg.streaming,
+            upstream,
+            replicas,
+            synchronous_standby_names: pg.sync_names_text.clone(),
+            pending_restart: false,
+            server_version_num: SERVER_VERSION_NUM,
+        }
+    }
+}

@@ -1,0 +1,157 @@
+//! proptest strategies for fault schedules. Schedules shrink by dropping faults, moving
+//! them earlier and shortening them, towards a minimal failing schedule.
+
+use std::collections::BTreeSet;
+
+use proptest::prelude::*;
+
+use super::fault::{Fault, Schedule, ScheduledFault, Target};
+use crate::types::NodeId;
+
+/// Which faults a generated schedule may hold.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FaultMix {
+    /// Member names (targets and partition sides).
+    pub nodes: Vec<NodeId>,
+    /// Most faults per schedule.
+    pub max_faults: usize,
+    /// Faults strike within this many ms after the warm-up.
+    pub window_ms: u64,
+    /// Longest duration of one fault.
+    pub max_duration_ms: u64,
+    /// Include agent crashes, freezes and loop stalls (leave out without the fence:
+    /// nothing can stop the PostgreSQL of a node whose agent is gone).
+    pub agent_faults: bool,
+    /// Largest clock rate error a `ClockDrift` fault asks for.
+    pub drift_ppm: i32,
+}
+
+impl FaultMix {
+    /// Every fault kind, up to 4 faults in the first 8 s, each lasting up to 5 s.
+    pub fn new(nodes: Vec<NodeId>, drift_ppm: u32) -> Self {
+        FaultMix {
+            nodes,
+            max_faults: 4,
+            window_ms: 8_000,
+            max_duration_ms: 5_000,
+            agent_faults: true,
+            drift_ppm: i32::try_from(drift_ppm).unwrap_or(i32::MAX),
+        }
+    }
+
+    /// The same without agent faults.
+    pub fn without_agent_faults(mut self) -> Self {
+        self.agent_faults = false;
+        self
+    }
+}
+
+fn target(nodes: Vec<NodeId>) -> impl Strategy<Value = Target> {
+    let n = nodes.len().max(1);
+    prop_oneof![
+        3 => Just(Target::Primary),
+        2 => (0..n).prop_map(Target::Replica),
+        1 => proptest::sample::select(nodes).prop_map(Target::Node),
+    ]
+}
+
+/// One fault.
+pub fn fault(mix: &FaultMix) -> BoxedStrategy<Fault> {
+    let nodes = mix.nodes.clone();
+    let d = 100..=mix.max_duration_ms.max(100);
+    let t = || target(nodes.clone());
+    let sides_nodes = nodes.clone();
+    let partition = (
+        proptest::collection::vec(0usize..3, nodes.len()),
+        0usize..3,
+        d.clone(),
+    )
+        .prop_map(move |(groups, client_side, duration_ms)| {
+            let mut sides = vec![BTreeSet::new(); 3];
+            for (k, g) in groups.into_iter().enumerate() {
+                sides[g].insert(sides_nodes[k].clone());
+            }
+            Fault::Partition {
+                sides,
+                client_side,
+                duration_ms,
+            }
+        });
+    let drift = mix.drift_ppm.max(1);
+    let mut options: Vec<(u32, BoxedStrategy<Fault>)> = vec![
+        (
+            3,
+            (t(), d.clone())
+                .prop_map(|(target, down_ms)| Fault::CrashNode { target, down_ms })
+                .boxed(),
+        ),
+        (
+            2,
+            t().prop_map(|target| Fault::CrashPostgres { target })
+                .boxed(),
+        ),
+        (4, partition.boxed()),
+        (
+            2,
+            (t(), t(), d.clone())
+                .prop_map(|(a, b, duration_ms)| Fault::CutLink { a, b, duration_ms })
+                .boxed(),
+        ),
+        (
+            1,
+            (t(), d.clone())
+                .prop_map(|(target, duration_ms)| Fault::CutClient {
+                    target,
+                    duration_ms,
+                })
+                .boxed(),
+        ),
+        (
+            1,
+            (0u64..=500, d.clone())
+                .prop_map(|(extra_ms, duration_ms)| Fault::SlowConsensus {
+                    extra_ms,
+                    duration_ms,
+                })
+                .boxed(),
+        ),
+        (
+            1,
+            (t(), -drift..=drift)
+                .prop_map(|(target, ppm)| Fault::ClockDrift { target, ppm })
+                .boxed(),
+        ),
+    ];
+    if mix.agent_faults {
+        options.push((
+            2,
+            (t(), d.clone())
+                .prop_map(|(target, down_ms)| Fault::CrashAgent { target, down_ms })
+                .boxed(),
+        ));
+        options.push((
+            2,
+            (t(), d.clone())
+                .prop_map(|(target, frozen_ms)| Fault::FreezeAgent { target, frozen_ms })
+                .boxed(),
+        ));
+        options.push((
+            2,
+            (t(), d)
+                .prop_map(|(target, stalled_ms)| Fault::StallLoop { target, stalled_ms })
+                .boxed(),
+        ));
+    }
+    proptest::strategy::Union::new_weighted(options).boxed()
+}
+
+/// A schedule: a seed and up to `max_faults` faults at times in the window.
+pub fn schedule(mix: FaultMix) -> impl Strategy<Value = Schedule> {
+    let at = 0..=mix.window_ms;
+    let one = (at, fault(&mix)).prop_map(|(at_ms, fault)| ScheduledFault { at_ms, fault });
+    (
+        any::<u64>(),
+        proptest::collection::vec(one, 0..=mix.max_faults),
+    )
+        .prop_map(|(seed, faults)| Schedule { seed, faults })
+}
