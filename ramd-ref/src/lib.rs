@@ -8,6 +8,10 @@
 //! // ramd --config /etc/rale/ramd.toml
 //! ```
 
+pub mod config;
+pub mod daemon;
+pub mod demo;
+pub mod ha;
 pub mod snapshot;
 pub mod api;
 pub mod client;

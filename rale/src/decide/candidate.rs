@@ -47,7 +47,11 @@ pub fn last_primary_lsn(state: &ClusterState, old_holder: Option<&NodeId>) -> Ls
         .and_then(|h| state.members.get(h))
         .map(|m| m.lsn)
         .unwrap_or(Lsn::ZERO);
-    state.members.values().map(|m| m.lsn).fold(published, Lsn::max)
+    state
+        .members
+        .values()
+        .map(|m| m.lsn)
+        .fold(published, Lsn::max)
 }
 
 fn verdict(
@@ -63,7 +67,10 @@ fn verdict(
         return no("its agent has not reported recently".into());
     }
     if !m.running || m.role != Role::Replica {
-        return no(format!("its PostgreSQL is not a running replica (role {})", m.role));
+        return no(format!(
+            "its PostgreSQL is not a running replica (role {})",
+            m.role
+        ));
     }
     if m.tags.nofailover {
         return no("tagged nofailover".into());
@@ -72,7 +79,9 @@ fn verdict(
         return no("failover_priority is 0".into());
     }
     if require_detached && m.detached.map(|d| d.epoch) != Some(epoch) {
-        return no(format!("has not detached from the primary of epoch {epoch} yet"));
+        return no(format!(
+            "has not detached from the primary of epoch {epoch} yet"
+        ));
     }
     if sync_restricted(state) {
         if !state.sync.standbys.contains(&m.node) {
@@ -106,7 +115,11 @@ pub fn rank_candidates(
         .filter(|m| Some(&m.node) != old_holder)
         .map(|m| Candidate {
             node: m.node.clone(),
-            lsn: m.detached.filter(|d| d.epoch == epoch).map(|d| d.lsn).unwrap_or(m.lsn),
+            lsn: m
+                .detached
+                .filter(|d| d.epoch == epoch)
+                .map(|d| d.lsn)
+                .unwrap_or(m.lsn),
             priority: m.tags.priority(),
             eligibility: verdict(state, m, fresh, epoch, primary_lsn, require_detached),
         })
@@ -143,7 +156,11 @@ mod tests {
             upstream: None,
             streaming: false,
             tags,
-            detached: Some(Detachment { epoch: Epoch(1), lsn: Lsn(lsn), timeline: Timeline(1) }),
+            detached: Some(Detachment {
+                epoch: Epoch(1),
+                lsn: Lsn(lsn),
+                timeline: Timeline(1),
+            }),
             pending_restart: false,
             server_version_num: 150000,
             system_id: Some(1),
@@ -155,8 +172,14 @@ mod tests {
     fn ranks_by_lsn_then_priority_and_honours_tags_and_lag() {
         let mut s = ClusterState::default();
         s.config.maximum_lag_on_failover_bytes = Some(1200);
-        let hi = Tags { failover_priority: Some(5), ..Tags::default() };
-        let nofail = Tags { nofailover: true, ..Tags::default() };
+        let hi = Tags {
+            failover_priority: Some(5),
+            ..Tags::default()
+        };
+        let nofail = Tags {
+            nofailover: true,
+            ..Tags::default()
+        };
         for m in [
             member("a", 1000, Tags::default()),
             member("b", 1000, hi),
@@ -170,7 +193,11 @@ mod tests {
         let names: Vec<&str> = ranked.iter().map(|c| c.node.as_str()).collect();
         assert_eq!(names, ["b", "a", "c", "d"]);
         assert_eq!(ranked[0].eligibility, Eligibility::Eligible);
-        assert!(matches!(&ranked[2].eligibility, Eligibility::Ineligible(r) if r.contains("nofailover")));
-        assert!(matches!(&ranked[3].eligibility, Eligibility::Ineligible(r) if r.contains("maximum_lag")));
+        assert!(
+            matches!(&ranked[2].eligibility, Eligibility::Ineligible(r) if r.contains("nofailover"))
+        );
+        assert!(
+            matches!(&ranked[3].eligibility, Eligibility::Ineligible(r) if r.contains("maximum_lag"))
+        );
     }
 }

@@ -25,7 +25,12 @@ struct LeaseKey {
 impl LeaseKey {
     fn of(lease: Option<&Lease>) -> Self {
         match lease {
-            None => LeaseKey { holder: None, epoch: Epoch(0), renewals: 0, successor: None },
+            None => LeaseKey {
+                holder: None,
+                epoch: Epoch(0),
+                renewals: 0,
+                successor: None,
+            },
             Some(l) => LeaseKey {
                 holder: l.holder.clone(),
                 epoch: l.epoch,
@@ -111,6 +116,12 @@ impl Decider {
         &self.me
     }
 
+    /// Replaces the node's identity (its tags or advertised addresses changed on reload);
+    /// the next publication carries the new values.
+    pub fn set_identity(&mut self, me: NodeIdentity) {
+        self.me = me;
+    }
+
     /// While this node holds the lease: the epoch and the deadline (our clock) after which
     /// it must no longer acknowledge commits.
     pub fn lease_deadline(&self) -> Option<(Epoch, Millis)> {
@@ -150,7 +161,8 @@ impl Decider {
             }
             _ => None,
         };
-        self.members_seen.retain(|n, _| state.members.contains_key(n));
+        self.members_seen
+            .retain(|n, _| state.members.contains_key(n));
         for (n, m) in &state.members {
             match self.members_seen.get(n) {
                 Some((hb, _)) if *hb == m.heartbeat => {}
@@ -172,7 +184,11 @@ impl Decider {
 
     /// Whether, in this node's view, nobody validly holds the lease.
     fn lease_expired(&self, state: &ClusterState, now: Millis) -> bool {
-        let since = self.lease_seen.as_ref().map(|(_, t)| *t).unwrap_or(self.started);
+        let since = self
+            .lease_seen
+            .as_ref()
+            .map(|(_, t)| *t)
+            .unwrap_or(self.started);
         let waited = now.since(since) >= self.config.lease_ttl_ms();
         match &state.lease {
             None => true,
@@ -256,10 +272,15 @@ impl Decider {
                             "no consensus majority and lease epoch {epoch} ran out: stopping PostgreSQL \
                              so that no second primary can accept writes"
                         ),
-                        actions: vec![pg(PgAction::Stop { mode: StopMode::Immediate })],
+                        actions: vec![pg(PgAction::Stop {
+                            mode: StopMode::Immediate,
+                        })],
                     }
                 } else {
-                    Decision::none(DecisionKind::Fence, "no consensus majority; PostgreSQL stopped")
+                    Decision::none(
+                        DecisionKind::Fence,
+                        "no consensus majority; PostgreSQL stopped",
+                    )
                 }
             }
             Some((epoch, deadline)) => Decision::none(
@@ -321,13 +342,22 @@ impl Decider {
                 }
                 DataDirState::Initialized { system_id } if obs.pg.running => Decision {
                     kind: DecisionKind::Bootstrap,
-                    reason: format!("cluster initialised (system identifier {system_id}): taking the first lease"),
+                    reason: format!(
+                        "cluster initialised (system identifier {system_id}): taking the first lease"
+                    ),
                     actions: vec![
-                        propose(Operation::CompleteBootstrap { node: me.clone(), system_id }),
+                        propose(Operation::CompleteBootstrap {
+                            node: me.clone(),
+                            system_id,
+                        }),
                         propose(Operation::AcquireLease {
                             node: me,
                             expected_epoch: state.epoch(),
-                            expected_renewals: state.lease.as_ref().map(|l| l.renewals).unwrap_or(0),
+                            expected_renewals: state
+                                .lease
+                                .as_ref()
+                                .map(|l| l.renewals)
+                                .unwrap_or(0),
                             holder_clock: now,
                             timeline: obs.pg.timeline,
                             lsn: obs.pg.wal_position(),
@@ -337,7 +367,10 @@ impl Decider {
                     ],
                 },
                 DataDirState::Initialized { .. } => {
-                    let mut d = Decision::none(DecisionKind::Bootstrap, "starting PostgreSQL to complete the bootstrap");
+                    let mut d = Decision::none(
+                        DecisionKind::Bootstrap,
+                        "starting PostgreSQL to complete the bootstrap",
+                    );
                     if self.once("start", now, ACTION_COOLDOWN_MS) {
                         d.actions.push(pg(PgAction::Start { upstream: None }));
                     }
@@ -360,7 +393,11 @@ impl Decider {
             return None;
         }
         self.last_renew_sent = Some(now);
-        Some(propose(Operation::RenewLease { node: self.node().clone(), epoch, holder_clock: now }))
+        Some(propose(Operation::RenewLease {
+            node: self.node().clone(),
+            epoch,
+            holder_clock: now,
+        }))
     }
 
     fn holder(&mut self, state: &ClusterState, obs: &Observation<'_>) -> Decision {
@@ -389,7 +426,9 @@ impl Decider {
                 }
                 return Decision {
                     kind: DecisionKind::Switchover,
-                    reason: format!("switchover: PostgreSQL stopped cleanly, handing the lease to {target}"),
+                    reason: format!(
+                        "switchover: PostgreSQL stopped cleanly, handing the lease to {target}"
+                    ),
                     actions: vec![propose(Operation::ReleaseLease {
                         node: self.node().clone(),
                         epoch,
@@ -401,13 +440,16 @@ impl Decider {
             self.switchover_stop = None;
         }
 
-        if now >= deadline && !self.config.fence && obs.pg.running && obs.pg.role() == Role::Primary {
+        if now >= deadline && !self.config.fence && obs.pg.running && obs.pg.role() == Role::Primary
+        {
             // Renewals did not land in time: stop accepting writes now; renewing later is
             // safe because a takeover needs the lease unchanged.
             return with_renew(Decision {
                 kind: DecisionKind::Fence,
                 reason: format!("lease epoch {epoch} not renewed in time: stopping PostgreSQL"),
-                actions: vec![pg(PgAction::Stop { mode: StopMode::Immediate })],
+                actions: vec![pg(PgAction::Stop {
+                    mode: StopMode::Immediate,
+                })],
             });
         }
 
@@ -430,7 +472,8 @@ impl Decider {
                 ));
                 if obs.pg.running && !obs.pg.reachable {
                     // A postmaster that runs but does not answer: wait for it.
-                    d.reason = "PostgreSQL runs but does not answer: waiting before restarting it".into();
+                    d.reason =
+                        "PostgreSQL runs but does not answer: waiting before restarting it".into();
                 } else if self.once("start", now, ACTION_COOLDOWN_MS) {
                     d.actions.push(pg(PgAction::Start { upstream: None }));
                 }
@@ -443,7 +486,9 @@ impl Decider {
                     "PostgreSQL did not come back within restart_timeout ({limit} ms): giving up the lease"
                 ),
                 actions: vec![
-                    pg(PgAction::Stop { mode: StopMode::Immediate }),
+                    pg(PgAction::Stop {
+                        mode: StopMode::Immediate,
+                    }),
                     propose(Operation::ReleaseLease {
                         node: self.node().clone(),
                         epoch,
@@ -476,7 +521,11 @@ impl Decider {
             }
         }
         let mut d = with_renew(Decision::none(
-            if renew.is_some() { DecisionKind::Renew } else { DecisionKind::Steady },
+            if renew.is_some() {
+                DecisionKind::Renew
+            } else {
+                DecisionKind::Steady
+            },
             format!("primary with lease epoch {epoch}"),
         ));
         if let Some(a) = self.slots(state, now) {
@@ -503,15 +552,26 @@ impl Decider {
         Some(pg(PgAction::EnsureSlots { slots }))
     }
 
-    fn switchover(&mut self, state: &ClusterState, obs: &Observation<'_>, epoch: Epoch) -> Option<Decision> {
+    fn switchover(
+        &mut self,
+        state: &ClusterState,
+        obs: &Observation<'_>,
+        epoch: Epoch,
+    ) -> Option<Decision> {
         let sw = state.switchover.as_ref()?;
         if sw.from.as_ref().is_some_and(|f| f != self.node()) {
             return Some(Decision {
                 kind: DecisionKind::Switchover,
-                reason: format!("switchover requested from {:?}, but this node is the primary", sw.from),
+                reason: format!(
+                    "switchover requested from {:?}, but this node is the primary",
+                    sw.from
+                ),
                 actions: vec![propose(Operation::CancelSwitchover {
                     actor: format!("ha:{}", self.node()),
-                    reason: format!("{} is not the primary", sw.from.as_ref().map(|f| f.as_str()).unwrap_or("?")),
+                    reason: format!(
+                        "{} is not the primary",
+                        sw.from.as_ref().map(|f| f.as_str()).unwrap_or("?")
+                    ),
                 })],
             });
         }
@@ -535,7 +595,9 @@ impl Decider {
                 _ => {
                     return Some(Decision {
                         kind: DecisionKind::Switchover,
-                        reason: format!("switchover to {t} refused: it is not a healthy, streaming, eligible replica"),
+                        reason: format!(
+                            "switchover to {t} refused: it is not a healthy, streaming, eligible replica"
+                        ),
                         actions: vec![propose(Operation::CancelSwitchover {
                             actor: format!("ha:{me}"),
                             reason: format!("{t} is not a healthy, streaming, eligible replica"),
@@ -544,9 +606,13 @@ impl Decider {
                 }
             },
             None => {
-                let mut best: Vec<&MemberStatus> = state.members.values().filter(|m| usable(m)).collect();
+                let mut best: Vec<&MemberStatus> =
+                    state.members.values().filter(|m| usable(m)).collect();
                 best.sort_by(|a, b| {
-                    b.lsn.cmp(&a.lsn).then(b.tags.priority().cmp(&a.tags.priority())).then(a.node.cmp(&b.node))
+                    b.lsn
+                        .cmp(&a.lsn)
+                        .then(b.tags.priority().cmp(&a.tags.priority()))
+                        .then(a.node.cmp(&b.node))
                 });
                 best.first().map(|m| m.node.clone())
             }
@@ -564,12 +630,21 @@ impl Decider {
         self.switchover_stop = Some((epoch, target.clone()));
         Some(Decision {
             kind: DecisionKind::Switchover,
-            reason: format!("switchover to {target}: stopping PostgreSQL cleanly so it ships all WAL"),
-            actions: vec![pg(PgAction::Stop { mode: StopMode::Fast })],
+            reason: format!(
+                "switchover to {target}: stopping PostgreSQL cleanly so it ships all WAL"
+            ),
+            actions: vec![pg(PgAction::Stop {
+                mode: StopMode::Fast,
+            })],
         })
     }
 
-    fn follower(&mut self, state: &ClusterState, obs: &Observation<'_>, holder: NodeId) -> Decision {
+    fn follower(
+        &mut self,
+        state: &ClusterState,
+        obs: &Observation<'_>,
+        holder: NodeId,
+    ) -> Decision {
         let now = obs.now;
         self.expired_since = None;
         self.detached = None;
@@ -580,12 +655,20 @@ impl Decider {
             .get(&holder)
             .is_some_and(|m| m.running && m.role == Role::Primary);
         if state.paused {
-            return Decision::none(DecisionKind::Paused, format!("maintenance mode: {holder} is primary"));
+            return Decision::none(
+                DecisionKind::Paused,
+                format!("maintenance mode: {holder} is primary"),
+            );
         }
         if p.data == DataDirState::Empty {
-            let mut d = Decision::none(DecisionKind::Rejoin, format!("empty data directory: cloning from {holder}"));
+            let mut d = Decision::none(
+                DecisionKind::Rejoin,
+                format!("empty data directory: cloning from {holder}"),
+            );
             if !holder_ok {
-                d.reason = format!("empty data directory: waiting for primary {holder} to run before cloning");
+                d.reason = format!(
+                    "empty data directory: waiting for primary {holder} to run before cloning"
+                );
             } else if self.once("clone", now, REBUILD_COOLDOWN_MS) {
                 d.actions.push(pg(PgAction::Clone { source: holder }));
             }
@@ -594,49 +677,81 @@ impl Decider {
         if p.running && p.reachable && p.role() == Role::Primary {
             let mut d = Decision {
                 kind: DecisionKind::Rejoin,
-                reason: format!("running as a primary while {holder} holds the lease: stopping, then rejoining as its replica"),
-                actions: vec![pg(PgAction::Stop { mode: StopMode::Immediate })],
+                reason: format!(
+                    "running as a primary while {holder} holds the lease: stopping, then rejoining as its replica"
+                ),
+                actions: vec![pg(PgAction::Stop {
+                    mode: StopMode::Immediate,
+                })],
             };
             if holder_ok && self.once("rejoin", now, REBUILD_COOLDOWN_MS) {
-                d.actions.push(pg(PgAction::Rejoin { source: holder, rewind: self.config.use_pg_rewind }));
+                d.actions.push(pg(PgAction::Rejoin {
+                    source: holder,
+                    rewind: self.config.use_pg_rewind,
+                }));
             }
             return d;
         }
         if !p.running {
-            let mut d = Decision::none(DecisionKind::Follow, format!("starting PostgreSQL as a replica of {holder}"));
+            let mut d = Decision::none(
+                DecisionKind::Follow,
+                format!("starting PostgreSQL as a replica of {holder}"),
+            );
             if self.once("start", now, ACTION_COOLDOWN_MS) {
-                d.actions.push(pg(PgAction::Start { upstream: Some(holder) }));
+                d.actions.push(pg(PgAction::Start {
+                    upstream: Some(holder),
+                }));
             }
             return d;
         }
         if !p.reachable {
-            return Decision::none(DecisionKind::Steady, "PostgreSQL runs but does not answer yet");
+            return Decision::none(
+                DecisionKind::Steady,
+                "PostgreSQL runs but does not answer yet",
+            );
         }
         if p.upstream.as_ref() != Some(&holder) {
-            let mut d = Decision::none(DecisionKind::Follow, format!("pointing replication at the primary {holder}"));
+            let mut d = Decision::none(
+                DecisionKind::Follow,
+                format!("pointing replication at the primary {holder}"),
+            );
             if self.once("follow", now, ACTION_COOLDOWN_MS / 2) {
-                d.actions.push(pg(PgAction::Follow { upstream: Some(holder) }));
+                d.actions.push(pg(PgAction::Follow {
+                    upstream: Some(holder),
+                }));
             }
             return d;
         }
         if p.streaming {
             self.not_streaming_since = None;
-            return Decision::none(DecisionKind::Steady, format!("replica streaming from {holder}"));
+            return Decision::none(
+                DecisionKind::Steady,
+                format!("replica streaming from {holder}"),
+            );
         }
         let since = *self.not_streaming_since.get_or_insert(now);
         let patience = ms(self.config.member_ttl);
         if holder_ok && now.since(since) >= patience {
             let mut d = Decision::none(
                 DecisionKind::Rejoin,
-                format!("not streaming from {holder} for {} ms although it runs: the timelines may have diverged, rejoining", now.since(since)),
+                format!(
+                    "not streaming from {holder} for {} ms although it runs: the timelines may have diverged, rejoining",
+                    now.since(since)
+                ),
             );
             if self.once("rejoin", now, REBUILD_COOLDOWN_MS * 2) {
-                d.actions.push(pg(PgAction::Rejoin { source: holder, rewind: self.config.use_pg_rewind }));
+                d.actions.push(pg(PgAction::Rejoin {
+                    source: holder,
+                    rewind: self.config.use_pg_rewind,
+                }));
                 self.not_streaming_since = None;
             }
             return d;
         }
-        Decision::none(DecisionKind::Follow, format!("waiting for replication from {holder} to stream"))
+        Decision::none(
+            DecisionKind::Follow,
+            format!("waiting for replication from {holder} to stream"),
+        )
     }
 
     fn failover(&mut self, state: &ClusterState, obs: &Observation<'_>) -> Decision {
@@ -645,7 +760,10 @@ impl Decider {
         let epoch = state.epoch();
         let old_holder = state.lease.as_ref().and_then(|l| l.holder.clone());
         if state.paused {
-            return Decision::none(DecisionKind::Paused, "maintenance mode: the primary lease lapsed but no failover is started");
+            return Decision::none(
+                DecisionKind::Paused,
+                "maintenance mode: the primary lease lapsed but no failover is started",
+            );
         }
         let since = match self.expired_since {
             Some((e, t)) if e == epoch => t,
@@ -665,15 +783,22 @@ impl Decider {
                     actions.push(pg(PgAction::Follow { upstream: None }));
                 }
             } else if self.detached.map(|d| d.epoch) != Some(epoch) {
-                self.detached = Some(Detachment { epoch, lsn: p.wal_position(), timeline: p.timeline });
+                self.detached = Some(Detachment {
+                    epoch,
+                    lsn: p.wal_position(),
+                    timeline: p.timeline,
+                });
             }
         }
         if p.running && p.reachable && p.role() == Role::Primary {
             // We run as a primary without the lease (e.g. after our own agent restarted).
             return Decision {
                 kind: DecisionKind::Fence,
-                reason: "running as a primary without holding the lease: stopping PostgreSQL".into(),
-                actions: vec![pg(PgAction::Stop { mode: StopMode::Immediate })],
+                reason: "running as a primary without holding the lease: stopping PostgreSQL"
+                    .into(),
+                actions: vec![pg(PgAction::Stop {
+                    mode: StopMode::Immediate,
+                })],
             };
         }
 
@@ -691,9 +816,17 @@ impl Decider {
                     kind: HistoryKind::Switchover,
                     reason: "planned switchover: the former primary handed over the lease".into(),
                 }));
-                return Decision { kind: DecisionKind::Switchover, reason: "taking the lease handed over by the former primary".into(), actions };
+                return Decision {
+                    kind: DecisionKind::Switchover,
+                    reason: "taking the lease handed over by the former primary".into(),
+                    actions,
+                };
             }
-            return Decision { kind: DecisionKind::Switchover, reason: "lease handed to this node but PostgreSQL is not a running replica".into(), actions };
+            return Decision {
+                kind: DecisionKind::Switchover,
+                reason: "lease handed to this node but PostgreSQL is not a running replica".into(),
+                actions,
+            };
         }
 
         // 3. Decide who takes over.
@@ -715,7 +848,10 @@ impl Decider {
                 .values()
                 .filter(|m| r.contains(&m.node) && m.detached.map(|d| d.epoch) == Some(epoch))
                 .count();
-            let need = promotion_quorum(r.len(), usize::try_from(state.sync.quorum).unwrap_or(usize::MAX));
+            let need = promotion_quorum(
+                r.len(),
+                usize::try_from(state.sync.quorum).unwrap_or(usize::MAX),
+            );
             if detached_in_r < need {
                 return Decision {
                     kind: DecisionKind::FailoverBlocked,
@@ -738,7 +874,10 @@ impl Decider {
             };
         }
         let requested = state.switchover.as_ref().and_then(|s| s.to.clone());
-        let eligible: Vec<_> = ranked.iter().filter(|c| c.eligibility == Eligibility::Eligible).collect();
+        let eligible: Vec<_> = ranked
+            .iter()
+            .filter(|c| c.eligibility == Eligibility::Eligible)
+            .collect();
         let chosen = requested
             .as_ref()
             .and_then(|r| eligible.iter().find(|c| &c.node == r))
@@ -754,24 +893,40 @@ impl Decider {
                 .collect();
             return Decision {
                 kind: DecisionKind::FailoverBlocked,
-                reason: format!("primary lost; no member can be promoted ({})", why.join("; ")),
+                reason: format!(
+                    "primary lost; no member can be promoted ({})",
+                    why.join("; ")
+                ),
                 actions,
             };
         };
         if &chosen != self.node() {
             return Decision {
                 kind: DecisionKind::FailoverBlocked,
-                reason: format!("primary lost; {chosen} is the best candidate, waiting for it to take over"),
+                reason: format!(
+                    "primary lost; {chosen} is the best candidate, waiting for it to take over"
+                ),
                 actions,
             };
         }
         let my_pub = state.members.get(self.node());
-        let lsn = my_pub.and_then(|m| m.detached).map(|d| d.lsn).unwrap_or(p.wal_position());
+        let lsn = my_pub
+            .and_then(|m| m.detached)
+            .map(|d| d.lsn)
+            .unwrap_or(p.wal_position());
         let renewals = state.lease.as_ref().map(|l| l.renewals).unwrap_or(0);
         let reason = format!(
             "primary {} lost (lease epoch {epoch} unchanged for {} ms): {} is the best candidate at {lsn}",
-            old_holder.as_ref().map(NodeId::as_str).unwrap_or("(released)"),
-            now.since(self.lease_seen.as_ref().map(|(_, t)| *t).unwrap_or(self.started)),
+            old_holder
+                .as_ref()
+                .map(NodeId::as_str)
+                .unwrap_or("(released)"),
+            now.since(
+                self.lease_seen
+                    .as_ref()
+                    .map(|(_, t)| *t)
+                    .unwrap_or(self.started)
+            ),
             self.node()
         );
         actions.push(propose(Operation::AcquireLease {
@@ -784,7 +939,11 @@ impl Decider {
             kind: HistoryKind::Failover,
             reason: reason.clone(),
         }));
-        Decision { kind: DecisionKind::Failover, reason, actions }
+        Decision {
+            kind: DecisionKind::Failover,
+            reason,
+            actions,
+        }
     }
 }
 
@@ -794,7 +953,10 @@ impl Policy for Decider {
             return self.no_majority(obs);
         };
         self.observe(state, obs.now);
-        let initialised = state.bootstrap.as_ref().is_some_and(|b| b.system_id.is_some());
+        let initialised = state
+            .bootstrap
+            .as_ref()
+            .is_some_and(|b| b.system_id.is_some());
         let mut decision = if !initialised {
             self.bootstrap(state, obs)
         } else if state.holder() == Some(self.node()) {
@@ -802,7 +964,10 @@ impl Policy for Decider {
         } else if !self.lease_expired(state, obs.now) {
             match state.holder().cloned() {
                 Some(h) => self.follower(state, obs, h),
-                None => Decision::none(DecisionKind::Steady, "lease handed over: waiting for the successor"),
+                None => Decision::none(
+                    DecisionKind::Steady,
+                    "lease handed over: waiting for the successor",
+                ),
             }
         } else {
             self.failover(state, obs)
@@ -814,6 +979,7 @@ impl Policy for Decider {
     }
 
     fn fence_open(&self, now: Millis) -> bool {
-        self.lease_deadline.is_some_and(|(_, deadline)| now < deadline)
+        self.lease_deadline
+            .is_some_and(|(_, deadline)| now < deadline)
     }
 }

@@ -183,7 +183,11 @@ pub struct Decision {
 impl Decision {
     /// A decision with no action.
     pub fn none(kind: DecisionKind, reason: impl Into<String>) -> Self {
-        Self { kind, reason: reason.into(), actions: Vec::new() }
+        Self {
+            kind,
+            reason: reason.into(),
+            actions: Vec::new(),
+        }
     }
 }
 

@@ -1,1 +1,40 @@
-fn main() {}
+//! `ramd` — the RALE agent. Run one next to each PostgreSQL server:
+//! `ramd --config /etc/rale/ramd.toml` (see docs/ramd.example.toml).
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::Parser;
+use ramd_ref::config::{LogFormat, NodeConfig};
+use tracing_subscriber::EnvFilter;
+
+/// The RALE high-availability agent for one PostgreSQL node.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Args {
+    /// Path of the node's configuration file (TOML).
+    #[arg(long, short, env = "RALE_CONFIG")]
+    config: PathBuf,
+    /// Only check the configuration file and exit.
+    #[arg(long)]
+    check: bool,
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    let cfg = NodeConfig::load(&args.config)?;
+    if args.check {
+        println!("{}: configuration is valid", args.config.display());
+        return Ok(());
+    }
+    let filter = EnvFilter::try_from_env("RALE_LOG").unwrap_or_else(|_| EnvFilter::new("info,openraft=warn"));
+    match cfg.log_format {
+        LogFormat::Json => tracing_subscriber::fmt().json().with_env_filter(filter).init(),
+        LogFormat::Text => tracing_subscriber::fmt().with_env_filter(filter).init(),
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    rt.block_on(ramd_ref::daemon::run(cfg, args.config))
+}

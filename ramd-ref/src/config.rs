@@ -1,0 +1,265 @@
+//! The per-node configuration file of `ramd` (TOML). Every field is documented in
+//! `docs/configuration.md`; durations are human strings (`"250ms"`, `"3s"`).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use rale::consensus::Peer;
+use rale::{DynamicConfig, NodeId, Tags};
+use serde::{Deserialize, Serialize};
+
+/// The whole file.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    /// This member's name (1–63 of `[A-Za-z0-9_.-]`).
+    pub name: NodeId,
+    /// Directory for the agent's own state: the consensus log and snapshots, jobs.
+    pub state_dir: PathBuf,
+    /// REST API (also carries the consensus traffic).
+    pub api: ApiConfig,
+    /// The local PostgreSQL.
+    pub postgresql: PgConfig,
+    /// Consensus members at bootstrap (every node lists the same set, itself included).
+    pub peers: Vec<PeerConfig>,
+    /// Consensus timings.
+    #[serde(default)]
+    pub consensus: ConsensusConfig,
+    /// This member's tags.
+    #[serde(default)]
+    pub tags: Tags,
+    /// Initial cluster-wide dynamic configuration, used only when the cluster is created;
+    /// afterwards the copy in consensus rules (change it with `PATCH /config`).
+    #[serde(default)]
+    pub bootstrap: DynamicConfig,
+    /// Log format: `text` (default) or `json`.
+    #[serde(default)]
+    pub log_format: LogFormat,
+}
+
+/// Log output format.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// REST API settings.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiConfig {
+    /// Address to listen on, e.g. `127.0.0.1:8008`.
+    pub listen: SocketAddr,
+    /// URL other members and clients use to reach this API (default `http://<listen>`).
+    pub url: Option<String>,
+    /// User name for HTTP basic authentication of state-changing requests.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// Password (prefer `password_file`). Never logged.
+    #[serde(default, skip_serializing)]
+    pub password: Option<String>,
+    /// File holding the password (first line).
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    /// Shared secret authenticating consensus traffic between agents (default: derived
+    /// from the API credentials when set).
+    #[serde(default, skip_serializing)]
+    pub cluster_token: Option<String>,
+    /// TLS certificate (PEM) for the API; TLS is on when both cert and key are set.
+    #[serde(default)]
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM).
+    #[serde(default)]
+    pub tls_key: Option<PathBuf>,
+}
+
+impl ApiConfig {
+    /// The advertised URL.
+    pub fn url(&self) -> String {
+        self.url.clone().unwrap_or_else(|| format!("http://{}", self.listen))
+    }
+
+    /// The password from `password` or `password_file`.
+    pub fn password(&self) -> Result<Option<String>> {
+        if let Some(p) = &self.password {
+            return Ok(Some(p.clone()));
+        }
+        match &self.password_file {
+            Some(f) => {
+                let text = std::fs::read_to_string(f)
+                    .with_context(|| format!("reading api.password_file {}", f.display()))?;
+                Ok(Some(text.lines().next().unwrap_or_default().to_string()))
+            }
+            None => Ok(None),
+        }
+    }
+}
+
+/// The local PostgreSQL.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PgConfig {
+    /// Data directory.
+    pub data_dir: PathBuf,
+    /// Directory of the server binaries (default: `pg_config --bindir`, then the newest
+    /// `/usr/lib/postgresql/*/bin`).
+    #[serde(default)]
+    pub bin_dir: Option<PathBuf>,
+    /// Address PostgreSQL listens on and other members connect to.
+    #[serde(default = "default_host")]
+    pub host: String,
+    /// Port.
+    pub port: u16,
+    /// Unix socket directory (default: the data directory's parent).
+    #[serde(default)]
+    pub socket_dir: Option<PathBuf>,
+    /// OS user that runs PostgreSQL when the agent runs as root (default `postgres`).
+    #[serde(default)]
+    pub os_user: Option<String>,
+    /// Superuser the agent connects as.
+    #[serde(default = "default_superuser")]
+    pub superuser: String,
+    /// Its password. Never logged.
+    #[serde(default, skip_serializing)]
+    pub superuser_password: Option<String>,
+    /// Replication user.
+    #[serde(default = "default_replication_user")]
+    pub replication_user: String,
+    /// Its password. Never logged.
+    #[serde(default, skip_serializing)]
+    pub replication_password: Option<String>,
+    /// Extra `postgresql.conf` parameters for this node.
+    #[serde(default)]
+    pub parameters: BTreeMap<String, String>,
+    /// How long one status probe may take.
+    #[serde(default = "default_status_timeout", with = "humantime_serde")]
+    pub status_timeout: Duration,
+}
+
+fn default_host() -> String {
+    "127.0.0.1".into()
+}
+fn default_superuser() -> String {
+    "postgres".into()
+}
+fn default_replication_user() -> String {
+    "replicator".into()
+}
+fn default_status_timeout() -> Duration {
+    Duration::from_millis(1000)
+}
+
+/// A consensus member.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeerConfig {
+    /// Member name.
+    pub name: NodeId,
+    /// Numeric consensus id, unique, never reused.
+    pub raft_id: u64,
+    /// Its API URL.
+    pub api_url: String,
+}
+
+impl From<&PeerConfig> for Peer {
+    fn from(p: &PeerConfig) -> Peer {
+        Peer { node: p.name.clone(), raft_id: p.raft_id, api_url: p.api_url.clone() }
+    }
+}
+
+/// Consensus timings.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConsensusConfig {
+    /// Leader heartbeat period.
+    #[serde(with = "humantime_serde")]
+    pub heartbeat_interval: Duration,
+    /// Lower bound of the randomised election timeout.
+    #[serde(with = "humantime_serde")]
+    pub election_timeout_min: Duration,
+    /// Upper bound of the randomised election timeout.
+    #[serde(with = "humantime_serde")]
+    pub election_timeout_max: Duration,
+}
+
+impl Default for ConsensusConfig {
+    fn default() -> Self {
+        Self {
+            heartbeat_interval: Duration::from_millis(50),
+            election_timeout_min: Duration::from_millis(200),
+            election_timeout_max: Duration::from_millis(400),
+        }
+    }
+}
+
+impl NodeConfig {
+    /// Reads and validates a configuration file.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading configuration {}", path.display()))?;
+        let cfg: NodeConfig = toml::from_str(&text)
+            .with_context(|| format!("parsing configuration {}", path.display()))?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Checks cross-field rules.
+    pub fn validate(&self) -> Result<()> {
+        let me = self.peers.iter().find(|p| p.name == self.name);
+        if me.is_none() {
+            bail!("peers must list this node ({}) itself", self.name);
+        }
+        let mut ids: Vec<u64> = self.peers.iter().map(|p| p.raft_id).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        if ids.len() != self.peers.len() {
+            bail!("peers have duplicate raft_id values");
+        }
+        if self.consensus.election_timeout_min >= self.consensus.election_timeout_max {
+            bail!("consensus.election_timeout_min must be below election_timeout_max");
+        }
+        if self.consensus.heartbeat_interval * 2 > self.consensus.election_timeout_min {
+            bail!("consensus.heartbeat_interval must be at most half of election_timeout_min");
+        }
+        self.bootstrap.validate().context("invalid [bootstrap] dynamic configuration")?;
+        Ok(())
+    }
+
+    /// This node's consensus id.
+    pub fn raft_id(&self) -> u64 {
+        self.peers
+            .iter()
+            .find(|p| p.name == self.name)
+            .map(|p| p.raft_id)
+            .unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn example_config_parses() {
+        let text = include_str!("../../docs/ramd.example.toml");
+        let cfg: NodeConfig = toml::from_str(text).expect("example parses");
+        assert!(cfg.validate().is_ok());
+        assert_eq!(cfg.bootstrap.lease_ttl, Duration::from_millis(1500));
+        assert_eq!(cfg.raft_id(), 1);
+    }
+
+    #[test]
+    fn missing_self_in_peers_is_rejected() {
+        let text = include_str!("../../docs/ramd.example.toml").replace("name = \"node1\"\nstate_dir", "name = \"node9\"\nstate_dir");
+        let cfg: NodeConfig = toml::from_str(&text).expect("parses");
+        let err = cfg.validate().err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(err.contains("node9"), "{err}");
+    }
+}

@@ -1,0 +1,181 @@
+//! `ramd`: wires consensus (openraft), the local PostgreSQL, the HA loop and the REST API,
+//! and handles signals (SIGTERM/SIGINT: clean shutdown; SIGHUP: reload the file).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use rale::consensus::raft::{RaftConfig, RaftConsensus};
+use rale::consensus::Peer;
+use rale::decide::NodeIdentity;
+use rale::pg::local::{LocalPostgres, LocalPostgresConfig};
+use rale::state::{Command, Operation};
+use rale::Consensus;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use crate::api::{self, ApiState, AuthConfig};
+use crate::config::NodeConfig;
+use crate::ha::{FenceDeadline, HaLoop, wall_ms};
+
+/// The node identity a configuration describes.
+pub fn identity(cfg: &NodeConfig) -> NodeIdentity {
+    NodeIdentity {
+        node: cfg.name.clone(),
+        api_url: cfg.api.url(),
+        pg_host: cfg.postgresql.host.clone(),
+        pg_port: cfg.postgresql.port,
+        tags: cfg.tags.clone(),
+    }
+}
+
+/// The shared secret for consensus traffic: configured, or derived from the API password.
+fn cluster_token(cfg: &NodeConfig) -> Result<Option<String>> {
+    if let Some(t) = &cfg.api.cluster_token {
+        return Ok(Some(t.clone()));
+    }
+    Ok(cfg.api.password()?.map(|p| format!("rale-cluster:{p}")))
+}
+
+fn local_pg_config(cfg: &NodeConfig) -> Result<LocalPostgresConfig> {
+    let pg = &cfg.postgresql;
+    let socket_dir = match &pg.socket_dir {
+        Some(d) => d.clone(),
+        None => cfg.state_dir.join("socket"),
+    };
+    let secret = |v: &Option<String>, what: &str| -> Result<String> {
+        v.clone().with_context(|| format!("postgresql.{what} is required"))
+    };
+    let mut l = LocalPostgresConfig::new(
+        cfg.name.clone(),
+        pg.data_dir.clone(),
+        socket_dir,
+        pg.port,
+        secret(&pg.superuser_password, "superuser_password")?,
+        secret(&pg.replication_password, "replication_password")?,
+    );
+    l.bin_dir = pg.bin_dir.clone();
+    l.host = pg.host.clone();
+    l.os_user = pg.os_user.clone();
+    l.superuser = pg.superuser.clone();
+    l.replication_user = pg.replication_user.clone();
+    l.parameters = pg.parameters.clone();
+    l.status_timeout = pg.status_timeout;
+    Ok(l)
+}
+
+/// Proposes the file's `[bootstrap]` dynamic configuration if the cluster has none yet
+/// (compare-and-set on version 0: exactly one node's proposal wins).
+async fn seed_dynamic_config(consensus: &dyn Consensus, cfg: &NodeConfig) {
+    for _ in 0..300 {
+        match consensus.read().await {
+            Ok(s) if s.config_version > 0 => return,
+            Ok(_) => {
+                let cmd = Command {
+                    op: Operation::SetConfig {
+                        expected_version: Some(0),
+                        config: cfg.bootstrap.clone(),
+                        actor: format!("bootstrap:{}", cfg.name),
+                        reason: format!("initial dynamic configuration from {}'s [bootstrap] section", cfg.name),
+                    },
+                    wall_ms: wall_ms(),
+                };
+                if consensus.propose(cmd).await.is_ok() {
+                    continue;
+                }
+            }
+            Err(_) => {}
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    warn!("could not seed the dynamic configuration within 30 s; continuing with the defaults");
+}
+
+/// Runs the agent until SIGTERM/SIGINT.
+pub async fn run(cfg: NodeConfig, config_path: PathBuf) -> Result<()> {
+    std::fs::create_dir_all(&cfg.state_dir)
+        .with_context(|| format!("creating state_dir {}", cfg.state_dir.display()))?;
+    let listener = tokio::net::TcpListener::bind(cfg.api.listen)
+        .await
+        .with_context(|| format!("binding the API to {}", cfg.api.listen))?;
+
+    let peers: Vec<Peer> = cfg.peers.iter().map(Peer::from).collect();
+    let mut raft_cfg = RaftConfig::new(
+        cfg.name.clone(),
+        cfg.raft_id(),
+        cfg.api.url(),
+        cfg.state_dir.join("raft"),
+        peers,
+    );
+    raft_cfg.heartbeat_interval = cfg.consensus.heartbeat_interval;
+    raft_cfg.election_timeout_min = cfg.consensus.election_timeout_min;
+    raft_cfg.election_timeout_max = cfg.consensus.election_timeout_max;
+    raft_cfg.auth_token = cluster_token(&cfg)?;
+    let raft = RaftConsensus::start(raft_cfg).await.context("starting consensus")?;
+    let consensus: Arc<dyn Consensus> = Arc::new(raft.clone());
+
+    let pg = Arc::new(LocalPostgres::new(local_pg_config(&cfg)?).context("configuring PostgreSQL control")?);
+
+    let id = identity(&cfg);
+    let (identity_tx, identity_rx) = watch::channel(id.clone());
+    let (snap_tx, snap_rx) = watch::channel(Arc::new(HaLoop::initial_snapshot(&id)));
+    let fence = FenceDeadline::default();
+
+    let auth = AuthConfig {
+        username: cfg.api.username.clone().unwrap_or_else(|| "rale".into()),
+        password: cfg.api.password()?.map(api::auth::Password::new),
+        ..AuthConfig::default()
+    };
+    let api_state = ApiState::new(snap_rx, consensus.clone(), auth, "rale");
+    let app = api::router(api_state).merge(rale::consensus::raft::router(raft.clone()));
+    let server = tokio::spawn(async move {
+        let svc = app.into_make_service_with_connect_info::<SocketAddr>();
+        if let Err(e) = axum::serve(listener, svc).await {
+            warn!(error = %e, "API server stopped");
+        }
+    });
+    info!(node = %cfg.name, api = %cfg.api.url(), "ramd started");
+
+    seed_dynamic_config(consensus.as_ref(), &cfg).await;
+
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let ha = HaLoop::new(identity_rx, pg, consensus.clone(), snap_tx, fence);
+    let ha_task = tokio::spawn(ha.run(shutdown_rx));
+
+    let mut term = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
+    let mut hup = signal(SignalKind::hangup()).context("installing SIGHUP handler")?;
+    loop {
+        tokio::select! {
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+            _ = hup.recv() => reload(&config_path, &cfg, &identity_tx),
+        }
+    }
+    info!(node = %cfg.name, "shutting down");
+    let _ = shutdown_tx.send(true);
+    if tokio::time::timeout(Duration::from_secs(60), ha_task).await.is_err() {
+        warn!("HA loop did not stop within 60 s");
+    }
+    if let Err(e) = raft.shutdown().await {
+        warn!(error = %e, "consensus shutdown");
+    }
+    server.abort();
+    Ok(())
+}
+
+fn reload(path: &Path, current: &NodeConfig, identity_tx: &watch::Sender<NodeIdentity>) {
+    match NodeConfig::load(path) {
+        Ok(new) => {
+            if new.name != current.name || new.api.listen != current.api.listen || new.peers.len() != current.peers.len() {
+                warn!("reload: name, listen address and peers need a restart; applying tags only");
+            }
+            identity_tx.send_replace(identity(&new));
+            info!(path = %path.display(), "configuration file reloaded");
+        }
+        Err(e) => warn!(error = %format!("{e:#}"), "reload failed; keeping the running configuration"),
+    }
+}

@@ -1,0 +1,366 @@
+//! The HA loop: observe, decide (with [`rale::decide::Decider`]), execute, publish.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use rale::decide::{Action, Decider, Decision, DecisionKind, NodeIdentity, Observation, PgAction, Policy};
+use rale::pg::{StopMode, Upstream};
+use rale::state::{ClusterState, Command, HistoryKind, Operation};
+use rale::status::{DataDirState, PgStatus};
+use rale::{Consensus, Millis, NodeId, PostgresControl};
+use tokio::sync::watch;
+use tracing::{debug, info, warn};
+
+use crate::snapshot::NodeSnapshot;
+
+/// Reads the node's monotonic clock (`CLOCK_BOOTTIME`: keeps counting through suspend and
+/// across agent restarts, unlike `Instant`'s `CLOCK_MONOTONIC`).
+pub fn monotonic_now() -> Millis {
+    match nix::time::clock_gettime(nix::time::ClockId::CLOCK_BOOTTIME) {
+        Ok(ts) => {
+            let secs = u64::try_from(ts.tv_sec()).unwrap_or(0);
+            let nanos = u64::try_from(ts.tv_nsec()).unwrap_or(0);
+            Millis(secs * 1000 + nanos / 1_000_000)
+        }
+        Err(_) => Millis(0),
+    }
+}
+
+/// Wall-clock Unix milliseconds (history stamps and schedules only).
+pub fn wall_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+/// The lease deadline shared with the commit fence: monotonic milliseconds until which
+/// the fence may acknowledge WAL; 0 = closed.
+#[derive(Clone, Default, Debug)]
+pub struct FenceDeadline(Arc<AtomicU64>);
+
+impl FenceDeadline {
+    /// Whether the fence may acknowledge at `now`.
+    pub fn is_open(&self, now: Millis) -> bool {
+        now.0 < self.0.load(Ordering::SeqCst)
+    }
+    /// Current deadline.
+    pub fn get(&self) -> Millis {
+        Millis(self.0.load(Ordering::SeqCst))
+    }
+    fn set(&self, deadline: Option<Millis>) {
+        self.0.store(deadline.map(|d| d.0).unwrap_or(0), Ordering::SeqCst);
+    }
+}
+
+/// One agent's HA loop.
+pub struct HaLoop {
+    decider: Decider,
+    pg: Arc<dyn PostgresControl>,
+    consensus: Arc<dyn Consensus>,
+    snapshot: watch::Sender<Arc<NodeSnapshot>>,
+    fence: FenceDeadline,
+    last_logged: Option<(DecisionKind, String)>,
+    started_unix_ms: u64,
+    /// Set by SIGHUP handling: new tags to publish.
+    identity_rx: watch::Receiver<NodeIdentity>,
+}
+
+impl HaLoop {
+    /// A loop for `identity`.
+    pub fn new(
+        identity_rx: watch::Receiver<NodeIdentity>,
+        pg: Arc<dyn PostgresControl>,
+        consensus: Arc<dyn Consensus>,
+        snapshot: watch::Sender<Arc<NodeSnapshot>>,
+        fence: FenceDeadline,
+    ) -> Self {
+        let identity = identity_rx.borrow().clone();
+        Self {
+            decider: Decider::new(identity, monotonic_now()),
+            pg,
+            consensus,
+            snapshot,
+            fence,
+            last_logged: None,
+            started_unix_ms: wall_ms(),
+            identity_rx,
+        }
+    }
+
+    /// An initial snapshot for `identity` (before the first iteration).
+    pub fn initial_snapshot(identity: &NodeIdentity) -> NodeSnapshot {
+        NodeSnapshot {
+            node: identity.node.clone(),
+            api_url: identity.api_url.clone(),
+            pg_host: identity.pg_host.clone(),
+            pg_port: identity.pg_port,
+            tags: identity.tags.clone(),
+            pg: PgStatus::stopped(DataDirState::Empty),
+            cluster: Arc::new(ClusterState::default()),
+            consensus_ok: false,
+            lease_epoch: None,
+            fence_open: false,
+            loop_last_unix_ms: 0,
+            loop_duration_ms: 0,
+            last_decision: "starting".into(),
+            consensus_term: 0,
+            consensus_leader: None,
+            started_unix_ms: wall_ms(),
+        }
+    }
+
+    /// Runs until `shutdown` turns true. On shutdown a primary stops PostgreSQL and
+    /// releases its lease so that a replica takes over at once.
+    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
+        let mut interval_ms = 100;
+        loop {
+            let started = Instant::now();
+            let state = self.iterate().await;
+            if let Some(s) = &state {
+                interval_ms = u64::try_from(s.config.loop_interval.as_millis()).unwrap_or(100).max(10);
+            }
+            let elapsed = started.elapsed();
+            let sleep = Duration::from_millis(interval_ms).saturating_sub(elapsed);
+            tokio::select! {
+                _ = tokio::time::sleep(sleep) => {}
+                _ = shutdown.changed() => {}
+            }
+            if *shutdown.borrow() {
+                self.shutdown(state.as_deref()).await;
+                return;
+            }
+        }
+    }
+
+    async fn shutdown(&mut self, state: Option<&ClusterState>) {
+        let me = self.decider.identity().node.clone();
+        let holder = state.and_then(|s| s.holder().cloned());
+        if holder.as_ref() == Some(&me) {
+            info!(node = %me, "shutting down as primary: stopping PostgreSQL and releasing the lease");
+            if let Err(e) = self.pg.stop(StopMode::Fast).await {
+                warn!(node = %me, error = %e, "fast stop failed, stopping immediately");
+                let _ = self.pg.stop(StopMode::Immediate).await;
+            }
+            self.fence.set(None);
+            let epoch = state.map(|s| s.epoch()).unwrap_or_default();
+            let op = Operation::ReleaseLease {
+                node: me.clone(),
+                epoch,
+                successor: None,
+                reason: format!("agent {me} shut down"),
+            };
+            if let Err(e) = self.propose(op).await {
+                warn!(node = %me, error = %e, "could not release the lease; it will expire");
+            }
+        } else {
+            info!(node = %me, "shutting down: stopping PostgreSQL");
+            if let Err(e) = self.pg.stop(StopMode::Fast).await {
+                warn!(node = %me, error = %e, "fast stop failed, stopping immediately");
+                let _ = self.pg.stop(StopMode::Immediate).await;
+            }
+        }
+    }
+
+    async fn propose(&self, op: Operation) -> rale::Result<rale::state::Outcome> {
+        let name = op.name();
+        let cmd = Command { op, wall_ms: wall_ms() };
+        match tokio::time::timeout(Duration::from_secs(2), self.consensus.propose(cmd)).await {
+            Ok(r) => r,
+            Err(_) => Err(rale::Error::Timeout { operation: name, after_ms: 2000 }),
+        }
+    }
+
+    /// One iteration; returns the cluster state it read.
+    pub async fn iterate(&mut self) -> Option<Arc<ClusterState>> {
+        let t0 = Instant::now();
+        if self.identity_rx.has_changed().unwrap_or(false) {
+            let id = self.identity_rx.borrow_and_update().clone();
+            info!(node = %id.node, tags = ?id.tags, "configuration reloaded");
+            self.decider.set_identity(id);
+        }
+        let me = self.decider.identity().node.clone();
+        let pg_status = match self.pg.status().await {
+            Ok(s) => s,
+            Err(e) => {
+                warn!(node = %me, error = %e, "could not observe PostgreSQL");
+                PgStatus::stopped(DataDirState::Empty)
+            }
+        };
+        let read_timeout = Duration::from_millis(800);
+        let cluster = if self.consensus.has_majority() {
+            match tokio::time::timeout(read_timeout, self.consensus.read()).await {
+                Ok(Ok(s)) => Some(s),
+                Ok(Err(e)) => {
+                    debug!(node = %me, error = %e, "consensus read failed");
+                    None
+                }
+                Err(_) => None,
+            }
+        } else {
+            None
+        };
+        let now = monotonic_now();
+        let obs = Observation { now, wall_ms: wall_ms(), pg: &pg_status, cluster: cluster.as_deref() };
+        let decision = self.decider.step(&obs);
+        self.fence.set(self.decider.lease_deadline().map(|(_, d)| d));
+        self.log(&decision, cluster.as_deref(), &pg_status);
+        for action in &decision.actions {
+            if let Err(e) = self.execute(action, cluster.as_deref()).await {
+                warn!(node = %me, action = ?action_name(action), error = %e, "action failed");
+            }
+        }
+        self.fence.set(self.decider.lease_deadline().map(|(_, d)| d));
+        let membership = self.consensus.membership().await.ok();
+        let snap = NodeSnapshot {
+            node: me.clone(),
+            api_url: self.decider.identity().api_url.clone(),
+            pg_host: self.decider.identity().pg_host.clone(),
+            pg_port: self.decider.identity().pg_port,
+            tags: self.decider.identity().tags.clone(),
+            pg: pg_status,
+            cluster: cluster.clone().unwrap_or_else(|| self.snapshot.borrow().cluster.clone()),
+            consensus_ok: cluster.is_some(),
+            lease_epoch: self.decider.lease_deadline().filter(|(_, d)| monotonic_now() < *d).map(|(e, _)| e),
+            fence_open: self.decider.fence_open(monotonic_now()),
+            loop_last_unix_ms: wall_ms(),
+            loop_duration_ms: u64::try_from(t0.elapsed().as_millis()).unwrap_or(u64::MAX),
+            last_decision: format!("{:?}: {}", decision.kind, decision.reason),
+            consensus_term: membership.as_ref().map(|m| m.term).unwrap_or(0),
+            consensus_leader: membership.and_then(|m| m.leader),
+            started_unix_ms: self.started_unix_ms,
+        };
+        self.snapshot.send_replace(Arc::new(snap));
+        cluster
+    }
+
+    fn log(&mut self, d: &Decision, state: Option<&ClusterState>, pg: &PgStatus) {
+        let me = &self.decider.identity().node;
+        let epoch = state.map(|s| s.epoch().0).unwrap_or(0);
+        let significant = d.actions.iter().any(|a| match a {
+            Action::Propose { op } => !matches!(op, Operation::PublishMember { .. } | Operation::RenewLease { .. }),
+            Action::Pg { action } => !matches!(action, PgAction::EnsureSlots { .. }),
+        });
+        let key = (d.kind, d.reason.clone());
+        if significant || self.last_logged.as_ref() != Some(&key) {
+            info!(
+                node = %me,
+                epoch,
+                timeline = pg.timeline.0,
+                lsn = %pg.wal_position(),
+                kind = ?d.kind,
+                actions = ?d.actions.iter().map(action_name).collect::<Vec<_>>(),
+                reason = %d.reason,
+                "decision"
+            );
+            self.last_logged = Some(key);
+        }
+    }
+
+    fn upstream(state: Option<&ClusterState>, node: &NodeId) -> rale::Result<Upstream> {
+        let m = state
+            .and_then(|s| s.members.get(node))
+            .ok_or_else(|| rale::Error::Consensus(format!("no published status for {node}")))?;
+        Ok(Upstream { node: node.clone(), host: m.pg_host.clone(), port: m.pg_port })
+    }
+
+    async fn execute(&mut self, action: &Action, state: Option<&ClusterState>) -> rale::Result<()> {
+        let me = self.decider.identity().node.clone();
+        match action {
+            Action::Propose { op } => {
+                let outcome = self.propose(op.clone()).await?;
+                if let rale::state::Outcome::Rejected(why) = &outcome {
+                    if !matches!(op, Operation::PublishMember { .. }) {
+                        debug!(node = %me, op = op.name(), reason = %why, "proposal rejected");
+                    }
+                }
+                Ok(())
+            }
+            Action::Pg { action } => match action {
+                PgAction::Bootstrap => {
+                    let sysid = self.pg.bootstrap().await?;
+                    info!(node = %me, system_id = sysid, "initialised a new cluster");
+                    Ok(())
+                }
+                PgAction::Start { upstream } => {
+                    let up = match upstream {
+                        Some(n) => Some(Self::upstream(state, n)?),
+                        None => None,
+                    };
+                    self.pg.start(up.as_ref()).await
+                }
+                PgAction::Stop { mode } => self.pg.stop(*mode).await,
+                PgAction::Promote => {
+                    let t = Instant::now();
+                    self.pg.promote(Duration::from_secs(30)).await?;
+                    info!(node = %me, promote_ms = t.elapsed().as_millis() as u64, "promoted: accepts writes");
+                    Ok(())
+                }
+                PgAction::Follow { upstream } => {
+                    let up = match upstream {
+                        Some(n) => Some(Self::upstream(state, n)?),
+                        None => None,
+                    };
+                    self.pg.follow(up.as_ref()).await
+                }
+                PgAction::Rejoin { source, rewind } => {
+                    let up = Self::upstream(state, source)?;
+                    if let Err(e) = self.pg.stop(StopMode::Fast).await {
+                        warn!(node = %me, error = %e, "fast stop before rejoin failed; stopping immediately");
+                        self.pg.stop(StopMode::Immediate).await?;
+                    }
+                    let how = if *rewind {
+                        match self.pg.rewind(&up).await {
+                            Ok(()) => "pg_rewind",
+                            Err(e) => {
+                                warn!(node = %me, error = %e, "pg_rewind failed: cloning afresh");
+                                PostgresControl::clone_from(self.pg.as_ref(), &up).await?;
+                                "a fresh clone (pg_rewind failed)"
+                            }
+                        }
+                    } else {
+                        PostgresControl::clone_from(self.pg.as_ref(), &up).await?;
+                        "a fresh clone"
+                    };
+                    self.pg.start(Some(&up)).await?;
+                    let reason = format!("{me} rejoined as a replica of {source} by {how}");
+                    info!(node = %me, "{reason}");
+                    let _ = self
+                        .propose(Operation::Record { kind: HistoryKind::Operation, node: Some(me.clone()), actor: format!("ha:{me}"), reason })
+                        .await;
+                    Ok(())
+                }
+                PgAction::Clone { source } => {
+                    let up = Self::upstream(state, source)?;
+                    PostgresControl::clone_from(self.pg.as_ref(), &up).await?;
+                    self.pg.start(Some(&up)).await
+                }
+                PgAction::SetSynchronousStandbyNames { value } => {
+                    let mut params = std::collections::BTreeMap::new();
+                    params.insert("synchronous_standby_names".to_string(), value.clone());
+                    self.pg.set_parameters(&params).await.map(|_| ())
+                }
+                PgAction::EnsureSlots { slots } => self.pg.ensure_slots(slots).await,
+            },
+        }
+    }
+}
+
+/// A short name for an action, for logs.
+pub fn action_name(a: &Action) -> String {
+    match a {
+        Action::Propose { op } => format!("propose:{}", op.name()),
+        Action::Pg { action } => match action {
+            PgAction::Bootstrap => "pg:bootstrap".into(),
+            PgAction::Start { upstream } => format!("pg:start({})", upstream.as_ref().map(NodeId::as_str).unwrap_or("-")),
+            PgAction::Stop { mode } => format!("pg:stop({mode:?})"),
+            PgAction::Promote => "pg:promote".into(),
+            PgAction::Follow { upstream } => format!("pg:follow({})", upstream.as_ref().map(NodeId::as_str).unwrap_or("none")),
+            PgAction::Rejoin { source, rewind } => format!("pg:rejoin({source}, rewind={rewind})"),
+            PgAction::Clone { source } => format!("pg:clone({source})"),
+            PgAction::SetSynchronousStandbyNames { value } => format!("pg:sync_standby_names({value})"),
+            PgAction::EnsureSlots { slots } => format!("pg:slots({})", slots.len()),
+        },
+    }
+}
