@@ -19,6 +19,7 @@ mod conf;
 mod datadir;
 pub mod local;
 mod local_config;
+mod parameters;
 mod process;
 mod replication;
 mod sql;
