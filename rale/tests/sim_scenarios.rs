@@ -41,3 +41,53 @@ fn replay_from_env() {
     println!("{}", report.trace.text(false));
     assert_ok(&report);
 }
+
+/// Figures for `docs/simulation.md`: runs `RALE_SIM_CASES` (default 200) random
+/// schedules per mode and prints what they did.
+/// Run: `cargo test -p rale --test sim_scenarios figures -- --ignored --nocapture`
+#[test]
+#[ignore = "prints figures; run on demand"]
+fn figures() {
+    use proptest::strategy::{Strategy, ValueTree};
+    use proptest::test_runner::{Config, RngSeed, TestRunner};
+    use rale::sim::strategy::{FaultMix, schedule};
+    use rale_sync::SyncMode;
+
+    let n: usize = std::env::var("RALE_SIM_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(200);
+    let mut sync = DynamicConfig::default();
+    sync.synchronous.mode = SyncMode::On;
+    let modes = [
+        ("async-fence", DynamicConfig::default(), true),
+        ("async-nofence", DynamicConfig { fence: false, ..DynamicConfig::default() }, false),
+        ("sync-first1", sync, true),
+    ];
+    for (name, dynamic, agent_faults) in modes {
+        let cfg = SimConfig::new(3, dynamic);
+        let mut mix = FaultMix::new(cfg.nodes.iter().map(|n| n.name.clone()).collect(), cfg.dynamic.clock_drift_ppm);
+        mix.agent_faults = agent_faults;
+        let strategy = schedule(mix);
+        let mut runner = TestRunner::new(Config { rng_seed: RngSeed::Fixed(99), ..Config::default() });
+        let started = std::time::Instant::now();
+        let (mut failed, mut failovers, mut acked, mut losses, mut lost_bytes_max, mut virt) = (0, 0, 0, 0, 0u64, 0u64);
+        let mut by_invariant = std::collections::BTreeMap::new();
+        for _ in 0..n {
+            let s = strategy.new_tree(&mut runner).expect("schedule").current();
+            let r = run(cfg.clone(), s);
+            failovers += r.failovers;
+            acked += r.acked.len();
+            losses += r.async_losses.len();
+            lost_bytes_max = lost_bytes_max.max(r.async_losses.iter().map(|l| l.bytes).max().unwrap_or(0));
+            virt += r.duration_ms;
+            if !r.ok() {
+                failed += 1;
+                *by_invariant.entry(r.violations[0].invariant.to_string()).or_insert(0) += 1;
+            }
+        }
+        println!(
+            "{name}: {n} schedules in {:.1} s ({:.0} s virtual), {failed} failed {by_invariant:?}, \
+             {failovers} failovers, {acked} acked writes, {losses} async losses (largest {lost_bytes_max} bytes)",
+            started.elapsed().as_secs_f64(),
+            virt as f64 / 1000.0
+        );
+    }
+}
