@@ -4,8 +4,7 @@
 //! Run: `cargo test -p rale --test sim_props` (add `-- --ignored` for the modes blocked
 //! by open findings, see `docs/simulation.md`).
 //!
-//! - `RALE_SIM_CASES`: schedules in total across the six modes (default 6000, i.e. 1000
-//!   per mode);
+//! - `RALE_SIM_CASES`: schedules per mode (default 1000);
 //! - `RALE_SIM_SEED`: proptest seed (default fixed, so CI is deterministic);
 //! - a failure prints the violation, the shrunk schedule as JSON (replay it with
 //!   `RALE_SIM_REPLAY='<json>' RALE_SIM_MODE=<mode> cargo test -p rale --test sim_scenarios
@@ -20,20 +19,17 @@ use rale::sim::strategy::{FaultMix, schedule};
 use rale::sim::{Schedule, Sim, SimConfig};
 use rale_sync::SyncMode;
 
-/// Modes sharing `RALE_SIM_CASES`.
-const MODES: u32 = 6;
-
 fn config() -> Config {
-    let total = std::env::var("RALE_SIM_CASES")
+    let cases = std::env::var("RALE_SIM_CASES")
         .ok()
         .and_then(|v| v.parse::<u32>().ok())
-        .unwrap_or(6000);
+        .unwrap_or(1000);
     let seed = std::env::var("RALE_SIM_SEED")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(0x5EED_0001);
     Config {
-        cases: (total / MODES).max(1),
+        cases: cases.max(1),
         failure_persistence: None,
         rng_seed: RngSeed::Fixed(seed),
         max_shrink_iters: 2_000,
@@ -42,7 +38,9 @@ fn config() -> Config {
 }
 
 fn check(mode: &str, cfg: &SimConfig, s: Schedule) -> Result<(), TestCaseError> {
-    let report = Sim::with_decider(cfg.clone(), s).expect("valid simulation").run();
+    let report = Sim::with_decider(cfg.clone(), s)
+        .expect("valid simulation")
+        .run();
     if report.ok() {
         return Ok(());
     }
@@ -56,7 +54,10 @@ fn check(mode: &str, cfg: &SimConfig, s: Schedule) -> Result<(), TestCaseError> 
 }
 
 fn mix(cfg: &SimConfig) -> FaultMix {
-    FaultMix::new(cfg.nodes.iter().map(|n| n.name.clone()).collect(), cfg.dynamic.clock_drift_ppm)
+    FaultMix::new(
+        cfg.nodes.iter().map(|n| n.name.clone()).collect(),
+        cfg.dynamic.clock_drift_ppm,
+    )
 }
 
 fn async_fence() -> SimConfig {
@@ -64,7 +65,13 @@ fn async_fence() -> SimConfig {
 }
 
 fn async_nofence() -> SimConfig {
-    SimConfig::new(3, DynamicConfig { fence: false, ..DynamicConfig::default() })
+    SimConfig::new(
+        3,
+        DynamicConfig {
+            fence: false,
+            ..DynamicConfig::default()
+        },
+    )
 }
 
 fn sync(mode: SyncMode, strict: bool) -> SimConfig {
@@ -77,9 +84,27 @@ fn sync(mode: SyncMode, strict: bool) -> SimConfig {
 
 fn tagged() -> SimConfig {
     SimConfig::new(4, DynamicConfig::default())
-        .with_tags("n2", Tags { nofailover: true, ..Tags::default() })
-        .with_tags("n3", Tags { failover_priority: Some(3), ..Tags::default() })
-        .with_tags("n4", Tags { failover_priority: Some(0), ..Tags::default() })
+        .with_tags(
+            "n2",
+            Tags {
+                nofailover: true,
+                ..Tags::default()
+            },
+        )
+        .with_tags(
+            "n3",
+            Tags {
+                failover_priority: Some(3),
+                ..Tags::default()
+            },
+        )
+        .with_tags(
+            "n4",
+            Tags {
+                failover_priority: Some(0),
+                ..Tags::default()
+            },
+        )
 }
 
 proptest! {
@@ -94,6 +119,7 @@ proptest! {
     /// Asynchronous replication without the fence: the agent itself must stop
     /// PostgreSQL, so faults of the agent alone are left out.
     #[test]
+    #[ignore = "finding F3 (docs/simulation.md): a rebooted primary restarts PostgreSQL in place without a valid lease"]
     fn async_without_fence(s in schedule(mix(&async_nofence()).without_agent_faults())) {
         check("async-nofence", &async_nofence(), s)?;
     }

@@ -7,7 +7,9 @@ use rale::DynamicConfig;
 use rale::sim::{Fault, Report, Schedule, Sim, SimConfig, Target};
 
 fn run(cfg: SimConfig, schedule: Schedule) -> Report {
-    Sim::with_decider(cfg, schedule).expect("valid simulation").run()
+    Sim::with_decider(cfg, schedule)
+        .expect("valid simulation")
+        .run()
 }
 
 fn assert_ok(report: &Report) {
@@ -16,15 +18,28 @@ fn assert_ok(report: &Report) {
 
 #[test]
 fn fault_free_cluster_bootstraps_replicates_and_loses_nothing() {
-    let report = run(SimConfig::new(3, DynamicConfig::default()), Schedule::new(1));
+    let report = run(
+        SimConfig::new(3, DynamicConfig::default()),
+        Schedule::new(1),
+    );
     assert_ok(&report);
-    assert!(report.acked.len() > 100, "acked only {}", report.acked.len());
+    assert!(
+        report.acked.len() > 100,
+        "acked only {}",
+        report.acked.len()
+    );
     assert_eq!(report.failovers, 0);
 }
 
 #[test]
 fn primary_host_crash_fails_over() {
-    let schedule = Schedule::new(2).at(1_000, Fault::CrashNode { target: Target::Primary, down_ms: 4_000 });
+    let schedule = Schedule::new(2).at(
+        1_000,
+        Fault::CrashNode {
+            target: Target::Primary,
+            down_ms: 4_000,
+        },
+    );
     let report = run(SimConfig::new(3, DynamicConfig::default()), schedule);
     assert_ok(&report);
     assert!(report.failovers >= 1, "{}", report.explain(100));
@@ -53,22 +68,39 @@ fn figures() {
     use rale::sim::strategy::{FaultMix, schedule};
     use rale_sync::SyncMode;
 
-    let n: usize = std::env::var("RALE_SIM_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(200);
+    let n: usize = std::env::var("RALE_SIM_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200);
     let mut sync = DynamicConfig::default();
     sync.synchronous.mode = SyncMode::On;
     let modes = [
         ("async-fence", DynamicConfig::default(), true),
-        ("async-nofence", DynamicConfig { fence: false, ..DynamicConfig::default() }, false),
+        (
+            "async-nofence",
+            DynamicConfig {
+                fence: false,
+                ..DynamicConfig::default()
+            },
+            false,
+        ),
         ("sync-first1", sync, true),
     ];
     for (name, dynamic, agent_faults) in modes {
         let cfg = SimConfig::new(3, dynamic);
-        let mut mix = FaultMix::new(cfg.nodes.iter().map(|n| n.name.clone()).collect(), cfg.dynamic.clock_drift_ppm);
+        let mut mix = FaultMix::new(
+            cfg.nodes.iter().map(|n| n.name.clone()).collect(),
+            cfg.dynamic.clock_drift_ppm,
+        );
         mix.agent_faults = agent_faults;
         let strategy = schedule(mix);
-        let mut runner = TestRunner::new(Config { rng_seed: RngSeed::Fixed(99), ..Config::default() });
+        let mut runner = TestRunner::new(Config {
+            rng_seed: RngSeed::Fixed(99),
+            ..Config::default()
+        });
         let started = std::time::Instant::now();
-        let (mut failed, mut failovers, mut acked, mut losses, mut lost_bytes_max, mut virt) = (0, 0, 0, 0, 0u64, 0u64);
+        let (mut failed, mut failovers, mut acked, mut losses, mut lost_bytes_max, mut virt) =
+            (0, 0, 0, 0, 0u64, 0u64);
         let mut by_invariant = std::collections::BTreeMap::new();
         for _ in 0..n {
             let s = strategy.new_tree(&mut runner).expect("schedule").current();
@@ -76,11 +108,14 @@ fn figures() {
             failovers += r.failovers;
             acked += r.acked.len();
             losses += r.async_losses.len();
-            lost_bytes_max = lost_bytes_max.max(r.async_losses.iter().map(|l| l.bytes).max().unwrap_or(0));
+            lost_bytes_max =
+                lost_bytes_max.max(r.async_losses.iter().map(|l| l.bytes).max().unwrap_or(0));
             virt += r.duration_ms;
             if !r.ok() {
                 failed += 1;
-                *by_invariant.entry(r.violations[0].invariant.to_string()).or_insert(0) += 1;
+                *by_invariant
+                    .entry(r.violations[0].invariant.to_string())
+                    .or_insert(0) += 1;
             }
         }
         println!(

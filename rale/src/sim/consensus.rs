@@ -14,6 +14,8 @@ use crate::state::{ClusterState, Command, Operation, Outcome};
 /// A proposal waiting for its commit.
 #[derive(Clone, Debug)]
 pub struct Pending {
+    /// Log sequence number (1, 2, …).
+    pub seq: u64,
     /// Virtual time it may apply at.
     pub apply_at_ms: u64,
     /// Proposer (member index).
@@ -29,6 +31,9 @@ pub struct SimConsensus {
     pub state: ClusterState,
     queue: VecDeque<Pending>,
     last_apply_at_ms: u64,
+    next_seq: u64,
+    /// Highest sequence number applied.
+    pub applied_seq: u64,
 }
 
 impl SimConsensus {
@@ -38,10 +43,13 @@ impl SimConsensus {
             state,
             queue: VecDeque::new(),
             last_apply_at_ms: 0,
+            next_seq: 1,
+            applied_seq: 0,
         }
     }
 
-    /// Accepts a proposal to apply at `now_ms + delay_ms` (never before an earlier one).
+    /// Accepts a proposal to apply at `now_ms + delay_ms` (never before an earlier one);
+    /// returns its sequence number.
     pub fn propose(
         &mut self,
         now_ms: u64,
@@ -49,14 +57,18 @@ impl SimConsensus {
         from: usize,
         op: Operation,
         wall_ms: u64,
-    ) {
+    ) -> u64 {
         let at = (now_ms + delay_ms).max(self.last_apply_at_ms);
         self.last_apply_at_ms = at;
+        let seq = self.next_seq;
+        self.next_seq += 1;
         self.queue.push_back(Pending {
+            seq,
             apply_at_ms: at,
             from,
             command: Command { op, wall_ms },
         });
+        seq
     }
 
     /// Applies every entry due at `now_ms`, in order, if a majority exists; returns each
@@ -69,6 +81,7 @@ impl SimConsensus {
         while self.queue.front().is_some_and(|p| p.apply_at_ms <= now_ms) {
             let p = self.queue.pop_front().expect("front exists");
             let outcome = self.state.apply(&p.command);
+            self.applied_seq = p.seq;
             out.push((p, outcome));
         }
         out

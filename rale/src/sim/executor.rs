@@ -1,40 +1,87 @@
-//! The simulated executor: performs a node's PostgreSQL actions one at a time, each
-//! taking virtual time, with its effect visible when it completes.
+//! The simulated agent's executor: performs a decision's actions one at a time and in
+//! order — a proposal waits until it is applied (or `propose_timeout_ms`), a PostgreSQL
+//! action takes virtual time and its effect shows when it completes — and only then
+//! runs the next HA loop iteration, as `ramd`'s HA loop does.
 //!
-//! An action already handed to PostgreSQL completes even if the agent then freezes or
-//! dies (the signal was sent); queued actions die with the agent; a host crash loses
-//! everything in flight. A frozen or stalled agent starts no new action.
+//! A PostgreSQL action already under way completes even if the agent then freezes or
+//! dies (the command was sent); the rest of the decision dies with the agent; a host
+//! crash loses everything in flight. A frozen or stalled agent starts nothing new.
 
 use super::postgres::{RecordKind, WalRecord};
 use super::trace::TraceKind;
-use super::world::Sim;
-use crate::decide::PgAction;
+use super::world::{InFlight, Sim};
+use crate::decide::{Action, PgAction};
 use crate::pg::StopMode;
 use crate::status::DataDirState;
 use crate::types::Timeline;
 
 impl Sim {
-    pub(super) fn run_executor(&mut self, i: usize) {
+    /// Drives node `i`'s agent for one tick: completes the action in progress, starts the
+    /// next ones of the current decision, and runs the HA loop when it is idle and due —
+    /// like `ramd`, which executes a decision's actions in order before sleeping until
+    /// the next iteration.
+    pub(super) fn run_agent(&mut self, i: usize) {
         let now = self.now_ms;
         if !self.nodes[i].host_up {
             return;
         }
-        if let Some((_, done)) = &self.nodes[i].exec_current {
-            if *done > now {
-                return;
+        // A PostgreSQL action already under way finishes whatever the agent does.
+        if let Some(InFlight::Pg(_, done)) = &self.nodes[i].exec_current {
+            if *done <= now {
+                let Some(InFlight::Pg(action, _)) = self.nodes[i].exec_current.take() else {
+                    unreachable!("matched above");
+                };
+                let result = self.finish(i, &action);
+                let text = format!("{} {}", action_name(&action), result);
+                self.trace
+                    .push(now, Some(&self.names[i]), TraceKind::Action(text));
             }
-            let (action, _) = self.nodes[i].exec_current.take().expect("checked above");
-            let result = self.finish(i, &action);
-            let text = format!("{} {}", action_name(&action), result);
-            self.trace
-                .push(now, Some(&self.names[i]), TraceKind::Action(text));
         }
         let node = &self.nodes[i];
         if !node.agent_running(now) || now < node.agent.stalled_until {
             return;
         }
-        let Some(action) = self.nodes[i].exec_queue.pop_front() else {
+        for _ in 0..64 {
+            match &self.nodes[i].exec_current {
+                Some(InFlight::Pg(..)) => return,
+                Some(InFlight::Propose(seq, until)) => {
+                    if self.consensus.applied_seq < *seq && now < *until {
+                        return;
+                    }
+                    self.nodes[i].exec_current = None;
+                }
+                None => {}
+            }
+            if let Some(action) = self.nodes[i].exec_queue.pop_front() {
+                self.start(i, action);
+                continue;
+            }
+            if self.nodes[i].clock() >= self.nodes[i].next_loop_ms {
+                self.step_agent(i);
+                continue;
+            }
             return;
+        }
+    }
+
+    fn start(&mut self, i: usize, action: Action) {
+        let now = self.now_ms;
+        let action = match action {
+            Action::Propose { op } => {
+                if self.majority[i] {
+                    let delay = self.commit_delay();
+                    let wall_ms = self.wall_ms();
+                    let seq = self.consensus.propose(now, delay, i, op, wall_ms);
+                    let until = now + self.cfg.propose_timeout_ms;
+                    self.nodes[i].exec_current = Some(InFlight::Propose(seq, until));
+                } else {
+                    let text = format!("proposal {} failed: no majority", op.name());
+                    self.trace
+                        .push(now, Some(&self.names[i]), TraceKind::Action(text));
+                }
+                return;
+            }
+            Action::Pg { action } => action,
         };
         let t = self.cfg.action_times.clone();
         let span = match &action {
@@ -57,7 +104,7 @@ impl Sim {
             self.nodes[i].pg.streaming = false;
         }
         let d = self.duration(span);
-        self.nodes[i].exec_current = Some((action, now + d));
+        self.nodes[i].exec_current = Some(InFlight::Pg(action, now + d));
     }
 
     /// Whether `source` can serve a rewind or clone to `i` right now.

@@ -70,4 +70,3 @@ pub use network::Network;
 pub use postgres::{RecordKind, SimPostgres, Wal, WalRecord};
 pub use trace::{Trace, TraceEvent, TraceKind};
 pub use world::{PolicyFactory, Sim, decider_factory};
-

@@ -100,8 +100,9 @@ impl Sim {
         out
     }
 
+    /// Whether commits wait for the fence: configured and enforced.
     fn fence_enabled(&self) -> bool {
-        self.consensus.state.config.fence
+        self.consensus.state.config.fence && self.cfg.fence_enforced
     }
 
     /// The walsenders `synchronous_standby_names` makes synchronous on `i`, with the

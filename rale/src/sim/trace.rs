@@ -150,14 +150,21 @@ impl Trace {
     ) {
         // Renewals, publications and slot refreshes are routine: a decision with only
         // those, of the same kind and reason as the node's previous one, is not recorded.
-        let kind = if d.kind == DecisionKind::Renew { DecisionKind::Steady } else { d.kind };
+        let kind = if d.kind == DecisionKind::Renew {
+            DecisionKind::Steady
+        } else {
+            d.kind
+        };
         let key = (kind, d.reason.clone());
         let same = self.last_decision.get(i).and_then(|k| k.as_ref()) == Some(&key);
         let routine = d.actions.iter().all(|a| {
             matches!(
                 a,
-                Action::Propose { op: Operation::RenewLease { .. } | Operation::PublishMember { .. } }
-                    | Action::Pg { action: PgAction::EnsureSlots { .. } }
+                Action::Propose {
+                    op: Operation::RenewLease { .. } | Operation::PublishMember { .. }
+                } | Action::Pg {
+                    action: PgAction::EnsureSlots { .. }
+                }
             )
         });
         if same && routine {

@@ -49,8 +49,10 @@ pub(super) struct Node {
     /// Clock reading at which the next HA loop runs.
     pub next_loop_ms: u64,
     pub pg: SimPostgres,
-    pub exec_queue: VecDeque<PgAction>,
-    pub exec_current: Option<(PgAction, u64)>,
+    /// The rest of the decision being executed.
+    pub exec_queue: VecDeque<Action>,
+    /// The action in progress.
+    pub exec_current: Option<InFlight>,
     pub stream_rate: u64,
 }
 
@@ -63,6 +65,15 @@ impl Node {
     pub fn agent_running(&self, now_ms: u64) -> bool {
         self.host_up && self.agent.policy.is_some() && now_ms >= self.agent.frozen_until
     }
+}
+
+/// An action in progress.
+#[derive(Clone, Debug)]
+pub(super) enum InFlight {
+    /// A PostgreSQL action completing at this time.
+    Pg(PgAction, u64),
+    /// A proposal with this log sequence number, waited for until this time.
+    Propose(u64, u64),
 }
 
 /// A write sent by the client, waiting for its commit acknowledgement.
@@ -251,18 +262,15 @@ impl Sim {
         for (p, outcome) in self.consensus.apply_due(self.now_ms, exists) {
             self.on_applied(&p, &outcome);
         }
-        for i in 0..self.nodes.len() {
-            self.run_executor(i);
-        }
         self.replicate();
         for i in 0..self.nodes.len() {
-            self.maybe_step(i);
+            self.run_agent(i);
         }
         self.client();
         self.check_split_brain();
     }
 
-    fn wall_ms(&self) -> u64 {
+    pub(super) fn wall_ms(&self) -> u64 {
         WALL_EPOCH_MS + self.now_ms
     }
 
@@ -341,6 +349,9 @@ impl Sim {
                     let until = node.agent.down_until.unwrap_or(0).max(now + down_ms);
                     node.agent.down_until = Some(until);
                     node.exec_queue.clear();
+                    if matches!(node.exec_current, Some(InFlight::Propose(..))) {
+                        node.exec_current = None;
+                    }
                 }
             }
             Fault::FreezeAgent { target, frozen_ms } => {
@@ -500,16 +511,11 @@ impl Sim {
         draw(&mut self.rng, span)
     }
 
-    fn maybe_step(&mut self, i: usize) {
+    /// One HA loop iteration of node `i` (its agent runs and is idle): observe, decide,
+    /// and queue the decision's actions for execution in order.
+    pub(super) fn step_agent(&mut self, i: usize) {
         let now = self.now_ms;
-        let node = &self.nodes[i];
-        if !node.agent_running(now) || now < node.agent.stalled_until {
-            return;
-        }
-        let clock = node.clock();
-        if clock < node.next_loop_ms {
-            return;
-        }
+        let clock = self.nodes[i].clock();
         let loop_ms = u64::try_from(self.cfg.dynamic.loop_interval.as_millis()).unwrap_or(100);
         self.nodes[i].next_loop_ms = clock + loop_ms;
         let status = self.pg_status(i);
@@ -527,35 +533,13 @@ impl Sim {
                 .agent
                 .policy
                 .as_mut()
-                .expect("agent_running checked the policy");
+                .expect("the caller checked the agent runs");
             policy.step(&obs)
         };
         let summary = self.nodes[i].pg.summary(&self.names, self.cfg.record_bytes);
         self.trace
             .decision(now, i, &self.names[i], clock, &decision, summary, majority);
-        for action in decision.actions {
-            match action {
-                Action::Propose { op } => {
-                    if majority {
-                        let delay = self.commit_delay();
-                        self.consensus.propose(now, delay, i, op, wall_ms);
-                    } else {
-                        let text = format!("proposal {} dropped: no majority", op.name());
-                        self.trace
-                            .push(now, Some(&self.names[i]), TraceKind::Action(text));
-                    }
-                }
-                Action::Pg { action } => {
-                    if self.nodes[i].exec_queue.len() >= self.cfg.action_queue_max {
-                        let text = format!("{action:?} dropped: action queue full");
-                        self.trace
-                            .push(now, Some(&self.names[i]), TraceKind::Action(text));
-                    } else {
-                        self.nodes[i].exec_queue.push_back(action);
-                    }
-                }
-            }
-        }
+        self.nodes[i].exec_queue = decision.actions.into();
     }
 }
 
