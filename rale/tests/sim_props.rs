@@ -119,7 +119,6 @@ proptest! {
     /// Asynchronous replication without the fence: the agent itself must stop
     /// PostgreSQL, so faults of the agent alone are left out.
     #[test]
-    #[ignore = "finding F3 (docs/simulation.md): a rebooted primary restarts PostgreSQL in place without a valid lease"]
     fn async_without_fence(s in schedule(mix(&async_nofence()).without_agent_faults())) {
         check("async-nofence", &async_nofence(), s)?;
     }

@@ -45,6 +45,57 @@ fn primary_host_crash_fails_over() {
     assert!(report.failovers >= 1, "{}", report.explain(100));
 }
 
+/// The configuration of a named property-test mode (see `sim_props.rs`).
+fn mode_config(mode: &str) -> SimConfig {
+    use rale::Tags;
+    use rale_sync::SyncMode;
+    let sync = |m: SyncMode, strict: bool| {
+        let mut d = DynamicConfig::default();
+        d.synchronous.mode = m;
+        d.synchronous.node_count = 1;
+        d.synchronous.strict = strict;
+        SimConfig::new(3, d)
+    };
+    match mode {
+        "async-nofence" => SimConfig::new(
+            3,
+            DynamicConfig {
+                fence: false,
+                ..DynamicConfig::default()
+            },
+        ),
+        "sync-first1" => sync(SyncMode::On, false),
+        "quorum-any1" => sync(SyncMode::Quorum, false),
+        "sync-strict" => sync(SyncMode::On, true),
+        "tags" => SimConfig::new(4, DynamicConfig::default())
+            .with_tags(
+                "n2",
+                Tags {
+                    nofailover: true,
+                    ..Tags::default()
+                },
+            )
+            .with_tags(
+                "n3",
+                Tags {
+                    failover_priority: Some(3),
+                    ..Tags::default()
+                },
+            )
+            .with_tags(
+                "n4",
+                Tags {
+                    failover_priority: Some(0),
+                    ..Tags::default()
+                },
+            ),
+        _ => SimConfig::new(3, DynamicConfig::default()),
+    }
+}
+
+/// Replays a schedule: `RALE_SIM_REPLAY` holds its JSON (or a file holding it),
+/// `RALE_SIM_MODE` the property-test mode (default `async-fence`); prints the trace.
+/// Run: `RALE_SIM_REPLAY='{"seed":1,"faults":[]}' cargo test -p rale --test sim_scenarios replay -- --nocapture`
 #[test]
 fn replay_from_env() {
     let Ok(text) = std::env::var("RALE_SIM_REPLAY") else {
@@ -52,7 +103,8 @@ fn replay_from_env() {
     };
     let text = std::fs::read_to_string(&text).unwrap_or(text);
     let schedule = Schedule::from_json(&text).expect("RALE_SIM_REPLAY holds a schedule");
-    let report = run(SimConfig::new(3, DynamicConfig::default()), schedule);
+    let mode = std::env::var("RALE_SIM_MODE").unwrap_or_default();
+    let report = run(mode_config(&mode), schedule);
     println!("{}", report.trace.text(false));
     assert_ok(&report);
 }

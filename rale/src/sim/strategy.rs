@@ -122,6 +122,7 @@ pub fn fault(mix: &FaultMix) -> BoxedStrategy<Fault> {
                 .boxed(),
         ),
     ];
+    options.push((1, Just(Fault::HealAll).boxed()));
     if mix.agent_faults {
         options.push((
             2,
