@@ -19,6 +19,7 @@ pub mod config;
 pub mod consensus;
 mod error;
 pub mod pg;
+pub mod sim;
 pub mod state;
 pub mod status;
 pub mod types;
