@@ -269,8 +269,10 @@ fn a_no_fencing_is_split_brain_under_partition() {
 }
 
 fn lag_config() -> SimConfig {
-    let mut d = DynamicConfig::default();
-    d.maximum_lag_on_failover_bytes = Some(256 * 1024);
+    let d = DynamicConfig {
+        maximum_lag_on_failover_bytes: Some(256 * 1024),
+        ..DynamicConfig::default()
+    };
     SimConfig::new(3, d)
 }
 

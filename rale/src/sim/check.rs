@@ -302,16 +302,17 @@ impl Sim {
                 missing.len()
             )),
         );
-        if let Some(max) = self.check.max_lag {
-            if self.check.check_loss_bound && bytes > max {
-                self.violate(
-                    Invariant::LostWrite,
-                    format!(
-                        "{name} was promoted without {} acknowledged writes ({bytes} bytes), more than maximum_lag_on_failover ({max} bytes)",
-                        missing.len()
-                    ),
-                );
-            }
+        if let Some(max) = self.check.max_lag
+            && self.check.check_loss_bound
+            && bytes > max
+        {
+            self.violate(
+                Invariant::LostWrite,
+                format!(
+                    "{name} was promoted without {} acknowledged writes ({bytes} bytes), more than maximum_lag_on_failover ({max} bytes)",
+                    missing.len()
+                ),
+            );
         }
     }
 

@@ -26,16 +26,14 @@ impl Sim {
             return;
         }
         // A PostgreSQL action already under way finishes whatever the agent does.
-        if let Some(InFlight::Pg(_, done)) = &self.nodes[i].exec_current {
-            if *done <= now {
-                let Some(InFlight::Pg(action, _)) = self.nodes[i].exec_current.take() else {
-                    unreachable!("matched above");
-                };
-                let result = self.finish(i, &action);
-                let text = format!("{} {}", action_name(&action), result);
-                self.trace
-                    .push(now, Some(&self.names[i]), TraceKind::Action(text));
-            }
+        if let Some(InFlight::Pg(_, done)) = &self.nodes[i].exec_current
+            && *done <= now
+            && let Some(InFlight::Pg(action, _)) = self.nodes[i].exec_current.take()
+        {
+            let result = self.finish(i, &action);
+            let text = format!("{} {}", action_name(&action), result);
+            self.trace
+                .push(now, Some(&self.names[i]), TraceKind::Action(text));
         }
         let node = &self.nodes[i];
         if !node.agent_running(now) || now < node.agent.stalled_until {

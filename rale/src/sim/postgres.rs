@@ -195,18 +195,18 @@ impl SimPostgres {
             self.wal.timeline(),
             Wal::lsn_of(self.wal.len(), record_bytes)
         );
-        if self.standby {
-            if let Some(u) = self.upstream {
-                s.push_str(&format!(
-                    " <-{}{}",
-                    names.get(u).map(String::as_str).unwrap_or("?"),
-                    if self.streaming {
-                        ""
-                    } else {
-                        " (not streaming)"
-                    }
-                ));
-            }
+        if self.standby
+            && let Some(u) = self.upstream
+        {
+            s.push_str(&format!(
+                " <-{}{}",
+                names.get(u).map(String::as_str).unwrap_or("?"),
+                if self.streaming {
+                    ""
+                } else {
+                    " (not streaming)"
+                }
+            ));
         }
         if !self.sync_names_text.is_empty() {
             s.push_str(&format!(" ssn='{}'", self.sync_names_text));
