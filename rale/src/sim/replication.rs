@@ -144,7 +144,7 @@ impl Sim {
     }
 
     /// The full commit rule for the record at `idx` on primary `i`.
-    fn commit_ok(&self, i: usize, idx: usize) -> bool {
+    pub(super) fn commit_ok(&self, i: usize, idx: usize) -> bool {
         let fence = !self.fence_enabled() || self.nodes[i].pg.fence_flush > idx;
         fence && self.sync_rule(i, Some(idx))
     }
@@ -272,5 +272,128 @@ impl Sim {
             pending_restart: false,
             server_version_num: SERVER_VERSION_NUM,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use rale_sync::names::StandbyNames;
+
+    use super::super::config::SimConfig;
+    use super::super::fault::Schedule;
+    use super::super::postgres::{RecordKind, WalRecord};
+    use super::super::world::Sim;
+    use crate::config::DynamicConfig;
+    use crate::decide::{Decision, DecisionKind, Observation, Policy};
+    use crate::status::DataDirState;
+    use crate::types::Millis;
+
+    /// A policy that does nothing; its fence follows a shared switch.
+    struct Idle(Arc<AtomicBool>);
+
+    impl Policy for Idle {
+        fn step(&mut self, _obs: &Observation<'_>) -> Decision {
+            Decision::none(DecisionKind::Steady, "idle")
+        }
+        fn fence_open(&self, _now: Millis) -> bool {
+            self.0.load(Ordering::SeqCst)
+        }
+    }
+
+    /// n1 primary with 10 records, n2 streaming with all of them, n3 with 5.
+    fn cluster(fence: bool) -> (Sim, Arc<AtomicBool>) {
+        let open = Arc::new(AtomicBool::new(true));
+        let o = open.clone();
+        let cfg = SimConfig::new(
+            3,
+            DynamicConfig {
+                fence,
+                ..DynamicConfig::default()
+            },
+        );
+        let mut sim = Sim::new(
+            cfg,
+            Schedule::new(1),
+            Box::new(move |_, _| Box::new(Idle(o.clone()))),
+        )
+        .expect("valid");
+        sim.restarts();
+        let data = DataDirState::Initialized { system_id: 1 };
+        let p = &mut sim.nodes[0].pg;
+        p.data = data;
+        p.running = true;
+        p.wal.push(WalRecord {
+            id: 1000,
+            kind: RecordKind::Init,
+        });
+        for id in 1001..1010 {
+            p.wal.push(WalRecord {
+                id,
+                kind: RecordKind::Write,
+            });
+        }
+        let wal = p.wal.clone();
+        for (j, len) in [(1, 10), (2, 5)] {
+            let s = &mut sim.nodes[j].pg;
+            s.data = data;
+            s.running = true;
+            s.standby = true;
+            s.upstream = Some(0);
+            s.wal.extend_from(&wal, len);
+        }
+        sim.nodes[0].pg.fence_flush = 10;
+        (sim, open)
+    }
+
+    fn names(sim: &mut Sim, text: &str) {
+        sim.nodes[0].pg.sync_names = StandbyNames::parse(text).expect("valid");
+        sim.nodes[0].pg.sync_names_text = text.into();
+    }
+
+    #[test]
+    fn first_and_any_follow_postgres_rules() {
+        let (mut sim, _) = cluster(false);
+        assert!(sim.commit_ok(0, 9), "no synchronous standby: immediate");
+        names(&mut sim, "FIRST 1 (n3, n2)");
+        assert!(!sim.commit_ok(0, 9), "n3 has priority and lacks record 9");
+        assert!(sim.commit_ok(0, 4));
+        names(&mut sim, "FIRST 2 (n2, n3)");
+        assert!(!sim.commit_ok(0, 9) && sim.commit_ok(0, 4));
+        names(&mut sim, "ANY 1 (n2, n3)");
+        assert!(sim.commit_ok(0, 9), "n2 holds it");
+        names(&mut sim, "ANY 2 (n2, n3)");
+        assert!(!sim.commit_ok(0, 9) && sim.commit_ok(0, 4));
+        // n3 disconnected: FIRST 1 picks n2, FIRST 2 cannot be satisfied.
+        sim.nodes[2].pg.running = false;
+        names(&mut sim, "FIRST 1 (n3, n2)");
+        assert!(sim.commit_ok(0, 9) && sim.writable(0));
+        names(&mut sim, "FIRST 2 (n2, n3)");
+        assert!(!sim.commit_ok(0, 4) && !sim.writable(0));
+        names(&mut sim, "FIRST 1 (rale_blocked)");
+        assert!(!sim.writable(0));
+    }
+
+    #[test]
+    fn the_fence_gates_commits_and_writability() {
+        let (mut sim, open) = cluster(true);
+        assert!(sim.commit_ok(0, 9) && sim.writable(0));
+        open.store(false, Ordering::SeqCst);
+        assert!(!sim.writable(0), "closed fence: not writable");
+        assert!(
+            sim.commit_ok(0, 9),
+            "records the fence acknowledged while open still commit"
+        );
+        sim.nodes[0].pg.fence_flush = 5;
+        assert!(!sim.commit_ok(0, 9));
+        open.store(true, Ordering::SeqCst);
+        // Frozen agent: connected but acknowledging nothing.
+        sim.nodes[0].agent.frozen_until = u64::MAX;
+        assert!(!sim.writable(0));
+        sim.nodes[0].agent.frozen_until = 0;
+        names(&mut sim, "FIRST 2 (rale_fence, n2)");
+        assert!(sim.writable(0) && !sim.commit_ok(0, 9) && sim.commit_ok(0, 4));
     }
 }

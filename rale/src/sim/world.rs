@@ -465,7 +465,7 @@ impl Sim {
         );
     }
 
-    fn restarts(&mut self) {
+    pub(super) fn restarts(&mut self) {
         let now = self.now_ms;
         for i in 0..self.nodes.len() {
             if self.nodes[i].host_down_until.is_some_and(|t| t <= now) {
