@@ -99,6 +99,21 @@ fn f5_diverged_replica_on_an_older_timeline_is_promoted() {
     assert_ok(&run(SimConfig::new(3, DynamicConfig::default()), schedule));
 }
 
+/// F5, starker: the old primary's agent crashes; its PostgreSQL keeps running on
+/// timeline 1 and keeps writing (unacknowledged, the fence is closed) while n1 takes
+/// over on timeline 2. When n1's host dies, the old primary — now a standby still on
+/// timeline 1 with the *highest* LSN thanks to those unacknowledged records — is
+/// ranked best and promoted, losing every write acknowledged on timeline 2.
+#[test]
+#[ignore = "open finding F5"]
+fn f5_former_primary_with_unacknowledged_wal_is_promoted() {
+    let schedule = Schedule::from_json(
+        r#"{"seed":8527017535852038469,"faults":[{"at_ms":0,"fault":{"fault":"crash_agent","target":{"node":"n2"},"down_ms":4601}},{"at_ms":4501,"fault":{"fault":"crash_node","target":"primary","down_ms":1850}}]}"#,
+    )
+    .expect("schedule");
+    assert_ok(&run(SimConfig::new(3, DynamicConfig::default()), schedule));
+}
+
 /// The decider relies on the commit fence when `fence` is on: it does not stop an
 /// isolated primary. A daemon that configures the fence without running it (finding F4:
 /// `ramd` today) therefore has split brain under a plain partition.
