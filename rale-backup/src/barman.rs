@@ -495,6 +495,14 @@ mod tests {
         assert!(b.stop_time > b.start_time);
     }
 
+    proptest::proptest! {
+        #[test]
+        fn json_parsers_never_panic(text in "\\PC{0,200}") {
+            let _ = parse_list_backups(&text, "pg");
+            let _ = parse_show_backup(&text, "pg");
+        }
+    }
+
     #[test]
     fn renders_local_config() {
         let c = BarmanConfig::new(

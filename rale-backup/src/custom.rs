@@ -523,6 +523,27 @@ mod tests {
         assert_eq!(left[0].id, second.id);
     }
 
+    proptest::proptest! {
+        #[test]
+        fn report_lines_round_trip(start in proptest::prelude::any::<u64>(), len in 0u64..1 << 40,
+                                   tli in 1u32..1000, size in proptest::prelude::any::<u64>(),
+                                   noise in "[ -~]{0,40}") {
+            let stop = Lsn(start.saturating_add(len));
+            let text = format!("{noise}\nRALE_LSN_START={}\n  RALE_LSN_STOP={stop}\nRALE_TIMELINE={tli}\nRALE_SIZE_BYTES={size}\n",
+                Lsn(start));
+            let mut info = BackupInfo {
+                id: "x".into(), kind: BackupKind::Full, parent_id: None,
+                start_time: Utc::now(), stop_time: Utc::now(),
+                lsn_start: None, lsn_stop: None, timeline: None, size_bytes: None, repo_size_bytes: None,
+            };
+            apply_report(&text, &mut info);
+            proptest::prop_assert_eq!(info.lsn_start, Some(Lsn(start)));
+            proptest::prop_assert_eq!(info.lsn_stop, Some(stop));
+            proptest::prop_assert_eq!(info.timeline, Some(Timeline(tli)));
+            proptest::prop_assert_eq!(info.size_bytes, Some(size));
+        }
+    }
+
     #[tokio::test]
     async fn failing_hook_reports_its_stderr() {
         let dir = tempfile::tempdir().expect("tempdir");

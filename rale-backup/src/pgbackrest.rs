@@ -544,6 +544,20 @@ mod tests {
         assert!(parse_info("{", "main").is_err());
     }
 
+    proptest::proptest! {
+        #[test]
+        fn info_parser_never_panics(text in "\\PC{0,200}") {
+            let _ = parse_info(&text, "main");
+        }
+
+        #[test]
+        fn info_parser_survives_mutations(cut in 0usize..SAMPLE.len(), byte in 0u8..128) {
+            let mut bytes = SAMPLE.as_bytes().to_vec();
+            bytes[cut] = byte;
+            let _ = parse_info(&String::from_utf8_lossy(&bytes), "main");
+        }
+    }
+
     #[test]
     fn renders_config() {
         let mut c = PgBackRestConfig::new(
