@@ -17,6 +17,7 @@
 
 pub mod config;
 pub mod consensus;
+pub mod decide;
 mod error;
 pub mod pg;
 pub mod sim;

@@ -98,7 +98,7 @@ fn client(o: &Opts) -> Result<Client, CliError> {
     })?)
 }
 
-#[tokio::main(flavor = "current_thread")]
+#[tokio::main]
 async fn main() {
     let opts = Opts::parse();
     let code = match client(&opts) {

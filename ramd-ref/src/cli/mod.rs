@@ -114,6 +114,19 @@ pub enum Cmd {
     },
     /// Who follows whom.
     Topology,
+    /// Start a local playground: an N-node cluster with real PostgreSQL on loopback.
+    /// Stays in the foreground; Ctrl-C stops everything and removes the directory.
+    Demo {
+        /// Number of nodes.
+        #[arg(long, default_value_t = 3)]
+        nodes: usize,
+        /// Directory for the playground (default: a new temporary directory).
+        #[arg(long)]
+        dir: Option<std::path::PathBuf>,
+        /// Keep the directory when stopping.
+        #[arg(long)]
+        keep: bool,
+    },
     /// Restart a member's PostgreSQL.
     Restart {
         /// Member.
@@ -207,6 +220,10 @@ fn report(ctx: &Ctx, resp: &ramd_ref::api::types::ActionResponse) -> Result<(), 
 /// Runs one command.
 pub async fn run(cmd: Cmd, ctx: &Ctx) -> Result<(), CliError> {
     match cmd {
+        Cmd::Demo { nodes, dir, keep } => {
+            let opts = ramd_ref::demo::DemoOptions { nodes, dir, keep, json: ctx.json, ..Default::default() };
+            ramd_ref::demo::run(opts).await.map_err(|e| CliError::Local(format!("{e:#}")))
+        }
         Cmd::List => {
             let cluster = ctx.client.cluster().await?;
             if ctx.json {
