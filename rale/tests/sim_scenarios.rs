@@ -19,7 +19,13 @@ fn assert_ok(report: &Report) {
 #[test]
 fn fault_free_cluster_bootstraps_replicates_and_loses_nothing() {
     let report = run(
-        SimConfig::new(3, DynamicConfig::default()),
+        SimConfig::new(
+            3,
+            DynamicConfig {
+                fence: true,
+                ..DynamicConfig::default()
+            },
+        ),
         Schedule::new(1),
     );
     assert_ok(&report);
@@ -40,7 +46,16 @@ fn primary_host_crash_fails_over() {
             down_ms: 4_000,
         },
     );
-    let report = run(SimConfig::new(3, DynamicConfig::default()), schedule);
+    let report = run(
+        SimConfig::new(
+            3,
+            DynamicConfig {
+                fence: true,
+                ..DynamicConfig::default()
+            },
+        ),
+        schedule,
+    );
     assert_ok(&report);
     assert!(report.failovers >= 1, "{}", report.explain(100));
 }
@@ -50,7 +65,10 @@ fn mode_config(mode: &str) -> SimConfig {
     use rale::Tags;
     use rale_sync::SyncMode;
     let sync = |m: SyncMode, strict: bool| {
-        let mut d = DynamicConfig::default();
+        let mut d = DynamicConfig {
+            fence: true,
+            ..DynamicConfig::default()
+        };
         d.synchronous.mode = m;
         d.synchronous.node_count = 1;
         d.synchronous.strict = strict;
@@ -67,29 +85,41 @@ fn mode_config(mode: &str) -> SimConfig {
         "sync-first1" => sync(SyncMode::On, false),
         "quorum-any1" => sync(SyncMode::Quorum, false),
         "sync-strict" => sync(SyncMode::On, true),
-        "tags" => SimConfig::new(4, DynamicConfig::default())
-            .with_tags(
-                "n2",
-                Tags {
-                    nofailover: true,
-                    ..Tags::default()
-                },
-            )
-            .with_tags(
-                "n3",
-                Tags {
-                    failover_priority: Some(3),
-                    ..Tags::default()
-                },
-            )
-            .with_tags(
-                "n4",
-                Tags {
-                    failover_priority: Some(0),
-                    ..Tags::default()
-                },
-            ),
-        _ => SimConfig::new(3, DynamicConfig::default()),
+        "tags" => SimConfig::new(
+            4,
+            DynamicConfig {
+                fence: true,
+                ..DynamicConfig::default()
+            },
+        )
+        .with_tags(
+            "n2",
+            Tags {
+                nofailover: true,
+                ..Tags::default()
+            },
+        )
+        .with_tags(
+            "n3",
+            Tags {
+                failover_priority: Some(3),
+                ..Tags::default()
+            },
+        )
+        .with_tags(
+            "n4",
+            Tags {
+                failover_priority: Some(0),
+                ..Tags::default()
+            },
+        ),
+        _ => SimConfig::new(
+            3,
+            DynamicConfig {
+                fence: true,
+                ..DynamicConfig::default()
+            },
+        ),
     }
 }
 
@@ -124,10 +154,20 @@ fn figures() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(200);
-    let mut sync = DynamicConfig::default();
+    let mut sync = DynamicConfig {
+        fence: true,
+        ..DynamicConfig::default()
+    };
     sync.synchronous.mode = SyncMode::On;
     let modes = [
-        ("async-fence", DynamicConfig::default(), true),
+        (
+            "async-fence",
+            DynamicConfig {
+                fence: true,
+                ..DynamicConfig::default()
+            },
+            true,
+        ),
         (
             "async-nofence",
             DynamicConfig {

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::state::ClusterState;
 use crate::status::MemberStatus;
-use crate::types::{Epoch, Lsn, NodeId, Role};
+use crate::types::{Epoch, Lsn, NodeId, Role, Timeline};
 
 /// Whether a member may be promoted, and if not, why.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -60,6 +60,7 @@ fn verdict(
     fresh: &BTreeSet<NodeId>,
     epoch: Epoch,
     primary_lsn: Lsn,
+    cluster_timeline: Timeline,
     require_detached: bool,
 ) -> Eligibility {
     let no = |why: String| Eligibility::Ineligible(why);
@@ -77,6 +78,12 @@ fn verdict(
     }
     if !m.tags.can_be_primary() {
         return no("failover_priority is 0".into());
+    }
+    if m.timeline < cluster_timeline {
+        return no(format!(
+            "on timeline {}, behind the cluster's timeline {cluster_timeline}: its history may have diverged",
+            m.timeline
+        ));
     }
     if require_detached && m.detached.map(|d| d.epoch) != Some(epoch) {
         return no(format!(
@@ -109,6 +116,12 @@ pub fn rank_candidates(
     require_detached: bool,
 ) -> Vec<Candidate> {
     let primary_lsn = last_primary_lsn(state, old_holder);
+    let cluster_timeline = state
+        .members
+        .values()
+        .map(|m| m.timeline)
+        .max()
+        .unwrap_or_default();
     let mut out: Vec<Candidate> = state
         .members
         .values()
@@ -121,7 +134,15 @@ pub fn rank_candidates(
                 .map(|d| d.lsn)
                 .unwrap_or(m.lsn),
             priority: m.tags.priority(),
-            eligibility: verdict(state, m, fresh, epoch, primary_lsn, require_detached),
+            eligibility: verdict(
+                state,
+                m,
+                fresh,
+                epoch,
+                primary_lsn,
+                cluster_timeline,
+                require_detached,
+            ),
         })
         .collect();
     out.sort_by(|a, b| {
@@ -139,7 +160,7 @@ pub fn rank_candidates(
 mod tests {
     use super::*;
     use crate::status::Detachment;
-    use crate::types::{Tags, Timeline};
+    use crate::types::Tags;
 
     fn member(name: &str, lsn: u64, tags: Tags) -> MemberStatus {
         MemberStatus {

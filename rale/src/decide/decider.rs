@@ -72,6 +72,7 @@ pub struct Decider {
     /// We stopped PostgreSQL to hand the lease to this member.
     switchover_stop: Option<(Epoch, NodeId)>,
     last_slots: Option<(Millis, Vec<String>)>,
+    catch_up: Option<super::sync::CatchUp>,
     last_action: BTreeMap<&'static str, Millis>,
 }
 
@@ -107,6 +108,7 @@ impl Decider {
             not_streaming_since: None,
             switchover_stop: None,
             last_slots: None,
+            catch_up: None,
             last_action: BTreeMap::new(),
         }
     }
@@ -301,6 +303,10 @@ impl Decider {
         let now = obs.now;
         let me = self.node().clone();
         match &state.bootstrap {
+            None if !self.me.tags.can_be_primary() => Decision::none(
+                DecisionKind::Bootstrap,
+                "tagged nofailover (or failover_priority 0): never initialises the cluster; waiting for another member",
+            ),
             None => {
                 let empty = obs.pg.data == DataDirState::Empty;
                 let other_has_data = state
@@ -460,6 +466,16 @@ impl Decider {
                     "maintenance mode: PostgreSQL is down and will not be restarted automatically",
                 ));
             }
+            if !self.config.fence && now >= deadline {
+                // Without the commit fence, a primary started now could accept writes
+                // after its lease ran out: renew first, restart once the lease is valid.
+                return with_renew(Decision::none(
+                    DecisionKind::Restart,
+                    format!(
+                        "PostgreSQL is down and lease epoch {epoch} must be renewed before restarting it as primary"
+                    ),
+                ));
+            }
             let since = *self.crash_since.get_or_insert(now);
             let limit = ms(self.config.restart_timeout);
             if now.since(since) < limit {
@@ -509,6 +525,12 @@ impl Decider {
                 d.kind = DecisionKind::Paused;
                 d.reason = "maintenance mode: holding the lease but not promoting".into();
             } else if self.once("promote", now, ACTION_COOLDOWN_MS) {
+                if state.config.synchronous.mode != rale_sync::SyncMode::Off {
+                    // Acknowledge nothing until the new synchronous set is in place.
+                    d.actions.push(pg(PgAction::SetSynchronousStandbyNames {
+                        value: super::sync::blocked_names(),
+                    }));
+                }
                 d.actions.push(pg(PgAction::Promote));
             }
             return d;
@@ -528,6 +550,20 @@ impl Decider {
             },
             format!("primary with lease epoch {epoch}"),
         ));
+        if super::sync::wanted(state, obs.pg) {
+            let fresh = self.fresh_members(now);
+            let me = self.node().clone();
+            if let Some((a, why)) =
+                super::sync::next_step(&me, epoch, state, obs.pg, &fresh, &mut self.catch_up)
+            {
+                let is_pg = matches!(a, Action::Pg { .. });
+                if !is_pg || self.once("sync", now, ACTION_COOLDOWN_MS / 2) {
+                    d.kind = DecisionKind::Replication;
+                    d.reason = why;
+                    d.actions.push(a);
+                }
+            }
+        }
         if let Some(a) = self.slots(state, now) {
             d.actions.push(a);
         }

@@ -32,6 +32,7 @@ use crate::types::{Millis, NodeId, Tags};
 
 mod candidate;
 mod decider;
+mod sync;
 
 pub use candidate::{Candidate, Eligibility, rank_candidates};
 pub use decider::Decider;

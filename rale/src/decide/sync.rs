@@ -1,0 +1,171 @@
+//! The primary's management of the synchronous set: choose it with `rale_sync`, then move
+//! the recorded set (consensus) and the enforced `synchronous_standby_names` (PostgreSQL)
+//! to it one safe step at a time ([`rale_sync::transition::plan_transition`]).
+
+use std::collections::BTreeSet;
+
+use rale_sync::choose::{Candidate as SyncCandidate, choose_sync_set};
+use rale_sync::names::StandbyNames;
+use rale_sync::transition::{RecordedSet, Step, Target, plan_transition};
+use rale_sync::{SyncMode, enforce};
+
+use super::{Action, PgAction};
+use crate::state::{ClusterState, Operation};
+use crate::status::PgStatus;
+use crate::types::{Epoch, Lsn, NodeId};
+
+/// What a `CatchUp` step waits for: the set, and the primary's position when it started.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) struct CatchUp {
+    set: RecordedSet,
+    lsn: Lsn,
+}
+
+/// The recorded set as `rale_sync` sees it (members sorted: consensus keeps a set).
+fn recorded(state: &ClusterState) -> RecordedSet {
+    RecordedSet::new(
+        state.sync.standbys.iter().map(|n| n.as_str().to_string()),
+        state.sync.quorum,
+    )
+}
+
+/// Whether the cluster asks for any synchronous management at all.
+pub(super) fn wanted(state: &ClusterState, pg: &PgStatus) -> bool {
+    state.config.synchronous.mode != SyncMode::Off
+        || state.config.fence
+        || state.sync.quorum > 0
+        || !pg.synchronous_standby_names.trim().is_empty()
+}
+
+/// The blocking value a new primary enforces before it is promoted in synchronous mode,
+/// so that it acknowledges nothing until its synchronous set is in place.
+pub(super) fn blocked_names() -> String {
+    format!("FIRST 1 ({})", enforce::BLOCKED_APPLICATION_NAME)
+}
+
+/// The next step towards the desired synchronous set, with a reason, or `None` when
+/// recorded and enforced sets are where they should be (or we wait for a catch-up).
+pub(super) fn next_step(
+    me: &NodeId,
+    epoch: Epoch,
+    state: &ClusterState,
+    pg: &PgStatus,
+    fresh: &BTreeSet<NodeId>,
+    catch_up: &mut Option<CatchUp>,
+) -> Option<(Action, String)> {
+    let my_lsn = pg.wal_position();
+    let candidates: Vec<SyncCandidate> = state
+        .members
+        .values()
+        .filter(|m| &m.node != me)
+        .map(|m| {
+            let row = pg
+                .replicas
+                .iter()
+                .find(|r| r.application_name.eq_ignore_ascii_case(m.node.as_str()));
+            let flush = row.and_then(|r| r.flush_lsn).unwrap_or(Lsn::ZERO);
+            let replay = row.and_then(|r| r.replay_lsn).unwrap_or(Lsn::ZERO);
+            SyncCandidate {
+                name: m.node.as_str().to_string(),
+                streaming: row.is_some_and(|r| r.state == "streaming"),
+                flush_lag_bytes: my_lsn.bytes_after(flush),
+                replay_lag_bytes: my_lsn.bytes_after(replay),
+                nosync: m.tags.nosync,
+                priority: m.tags.priority(),
+                healthy: fresh.contains(&m.node) && m.running,
+            }
+        })
+        .collect();
+    let mut plan = choose_sync_set(&state.config.synchronous, &candidates);
+    plan.standbys.sort();
+    let target = match Target::from_plan(&plan, state.config.fence) {
+        Ok(t) => t,
+        Err(e) => {
+            return Some((
+                Action::Propose {
+                    op: Operation::Record {
+                        kind: crate::state::HistoryKind::Operation,
+                        node: Some(me.clone()),
+                        actor: format!("ha:{me}"),
+                        reason: format!("synchronous set not changed: {e}"),
+                    },
+                },
+                format!("refusing an unsafe synchronous set: {e}"),
+            ));
+        }
+    };
+    let enforced =
+        StandbyNames::parse(&pg.synchronous_standby_names).unwrap_or(StandbyNames::Empty);
+    let steps = plan_transition(&recorded(state), &enforced, &target);
+    let publish = |r: &RecordedSet, why: &str| {
+        let standbys: BTreeSet<NodeId> = r
+            .members
+            .iter()
+            .filter(|m| !enforce::is_reserved_name(m))
+            .filter_map(|m| NodeId::new(m.as_str()).ok())
+            .collect();
+        let names: Vec<&str> = standbys.iter().map(NodeId::as_str).collect();
+        (
+            Action::Propose {
+                op: Operation::SetSync {
+                    epoch,
+                    standbys: standbys.clone(),
+                    quorum: r.num,
+                },
+            },
+            format!(
+                "{why}: recording synchronous set {names:?} with {} acknowledgement(s) per commit",
+                r.num
+            ),
+        )
+    };
+    match steps.first()? {
+        Step::Publish(r) => {
+            *catch_up = None;
+            Some(publish(r, "synchronous set"))
+        }
+        Step::Enforce(e) => {
+            *catch_up = None;
+            let value = e.to_string();
+            Some((
+                Action::Pg {
+                    action: PgAction::SetSynchronousStandbyNames {
+                        value: value.clone(),
+                    },
+                },
+                format!(
+                    "enforcing synchronous_standby_names = '{value}'{}",
+                    plan.degraded
+                        .as_deref()
+                        .map(|d| format!(" ({d})"))
+                        .unwrap_or_default()
+                ),
+            ))
+        }
+        Step::CatchUp(r) => {
+            let started = match catch_up {
+                Some(c) if c.set == *r => c.lsn,
+                _ => {
+                    *catch_up = Some(CatchUp {
+                        set: r.clone(),
+                        lsn: my_lsn,
+                    });
+                    my_lsn
+                }
+            };
+            let keys = r.keys();
+            let caught_up = pg
+                .replicas
+                .iter()
+                .filter(|row| keys.contains(&row.application_name.to_ascii_lowercase()))
+                .filter(|row| row.flush_lsn.is_some_and(|f| f >= started))
+                .count();
+            if caught_up >= r.required_holders() {
+                *catch_up = None;
+                Some(publish(r, "new synchronous members caught up"))
+            } else {
+                None
+            }
+        }
+    }
+}
