@@ -7,12 +7,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use rale::consensus::raft::{RaftConfig, RaftConsensus};
+use rale::Consensus;
 use rale::consensus::Peer;
+use rale::consensus::raft::{RaftConfig, RaftConsensus};
 use rale::decide::NodeIdentity;
 use rale::pg::local::{LocalPostgres, LocalPostgresConfig};
 use rale::state::{Command, Operation};
-use rale::Consensus;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
 use tracing::{info, warn};
@@ -47,7 +47,8 @@ fn local_pg_config(cfg: &NodeConfig) -> Result<LocalPostgresConfig> {
         None => cfg.state_dir.join("socket"),
     };
     let secret = |v: &Option<String>, what: &str| -> Result<String> {
-        v.clone().with_context(|| format!("postgresql.{what} is required"))
+        v.clone()
+            .with_context(|| format!("postgresql.{what} is required"))
     };
     let mut l = LocalPostgresConfig::new(
         cfg.name.clone(),
@@ -79,7 +80,10 @@ async fn seed_dynamic_config(consensus: &dyn Consensus, cfg: &NodeConfig) {
                         expected_version: Some(0),
                         config: cfg.bootstrap.clone(),
                         actor: format!("bootstrap:{}", cfg.name),
-                        reason: format!("initial dynamic configuration from {}'s [bootstrap] section", cfg.name),
+                        reason: format!(
+                            "initial dynamic configuration from {}'s [bootstrap] section",
+                            cfg.name
+                        ),
                     },
                     wall_ms: wall_ms(),
                 };
@@ -114,10 +118,14 @@ pub async fn run(cfg: NodeConfig, config_path: PathBuf) -> Result<()> {
     raft_cfg.election_timeout_min = cfg.consensus.election_timeout_min;
     raft_cfg.election_timeout_max = cfg.consensus.election_timeout_max;
     raft_cfg.auth_token = cluster_token(&cfg)?;
-    let raft = RaftConsensus::start(raft_cfg).await.context("starting consensus")?;
+    let raft = RaftConsensus::start(raft_cfg)
+        .await
+        .context("starting consensus")?;
     let consensus: Arc<dyn Consensus> = Arc::new(raft.clone());
 
-    let pg = Arc::new(LocalPostgres::new(local_pg_config(&cfg)?).context("configuring PostgreSQL control")?);
+    let pg = Arc::new(
+        LocalPostgres::new(local_pg_config(&cfg)?).context("configuring PostgreSQL control")?,
+    );
 
     let id = identity(&cfg);
     let (identity_tx, identity_rx) = watch::channel(id.clone());
@@ -129,7 +137,16 @@ pub async fn run(cfg: NodeConfig, config_path: PathBuf) -> Result<()> {
         password: cfg.api.password()?.map(api::auth::Password::new),
         ..AuthConfig::default()
     };
-    let api_state = ApiState::new(snap_rx, consensus.clone(), auth, "rale");
+    let pg_lock = Arc::new(tokio::sync::Mutex::new(()));
+    let mut api_state = ApiState::new(snap_rx, consensus.clone(), auth, "rale");
+    api_state.actions = Some(Arc::new(crate::node_actions::DaemonActions {
+        node: cfg.name.clone(),
+        pg: pg.clone(),
+        consensus: consensus.clone(),
+        pg_lock: pg_lock.clone(),
+        config_path: config_path.clone(),
+        identity_tx: identity_tx.clone(),
+    }));
     let app = api::router(api_state).merge(rale::consensus::raft::router(raft.clone()));
     let server = tokio::spawn(async move {
         let svc = app.into_make_service_with_connect_info::<SocketAddr>();
@@ -142,7 +159,7 @@ pub async fn run(cfg: NodeConfig, config_path: PathBuf) -> Result<()> {
     seed_dynamic_config(consensus.as_ref(), &cfg).await;
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let ha = HaLoop::new(identity_rx, pg, consensus.clone(), snap_tx, fence);
+    let ha = HaLoop::new(identity_rx, pg, consensus.clone(), snap_tx, fence, pg_lock);
     let ha_task = tokio::spawn(ha.run(shutdown_rx));
 
     let mut term = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
@@ -157,7 +174,10 @@ pub async fn run(cfg: NodeConfig, config_path: PathBuf) -> Result<()> {
     }
     info!(node = %cfg.name, "shutting down");
     let _ = shutdown_tx.send(true);
-    if tokio::time::timeout(Duration::from_secs(60), ha_task).await.is_err() {
+    if tokio::time::timeout(Duration::from_secs(60), ha_task)
+        .await
+        .is_err()
+    {
         warn!("HA loop did not stop within 60 s");
     }
     if let Err(e) = raft.shutdown().await {
@@ -170,12 +190,17 @@ pub async fn run(cfg: NodeConfig, config_path: PathBuf) -> Result<()> {
 fn reload(path: &Path, current: &NodeConfig, identity_tx: &watch::Sender<NodeIdentity>) {
     match NodeConfig::load(path) {
         Ok(new) => {
-            if new.name != current.name || new.api.listen != current.api.listen || new.peers.len() != current.peers.len() {
+            if new.name != current.name
+                || new.api.listen != current.api.listen
+                || new.peers.len() != current.peers.len()
+            {
                 warn!("reload: name, listen address and peers need a restart; applying tags only");
             }
             identity_tx.send_replace(identity(&new));
             info!(path = %path.display(), "configuration file reloaded");
         }
-        Err(e) => warn!(error = %format!("{e:#}"), "reload failed; keeping the running configuration"),
+        Err(e) => {
+            warn!(error = %format!("{e:#}"), "reload failed; keeping the running configuration")
+        }
     }
 }

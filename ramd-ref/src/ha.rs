@@ -4,7 +4,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use rale::decide::{Action, Decider, Decision, DecisionKind, NodeIdentity, Observation, PgAction, Policy};
+use rale::decide::{
+    Action, Decider, Decision, DecisionKind, NodeIdentity, Observation, PgAction, Policy,
+};
 use rale::pg::{StopMode, Upstream};
 use rale::state::{ClusterState, Command, HistoryKind, Operation};
 use rale::status::{DataDirState, PgStatus};
@@ -50,7 +52,8 @@ impl FenceDeadline {
         Millis(self.0.load(Ordering::SeqCst))
     }
     fn set(&self, deadline: Option<Millis>) {
-        self.0.store(deadline.map(|d| d.0).unwrap_or(0), Ordering::SeqCst);
+        self.0
+            .store(deadline.map(|d| d.0).unwrap_or(0), Ordering::SeqCst);
     }
 }
 
@@ -65,6 +68,8 @@ pub struct HaLoop {
     started_unix_ms: u64,
     /// Set by SIGHUP handling: new tags to publish.
     identity_rx: watch::Receiver<NodeIdentity>,
+    /// Held while PostgreSQL is being changed, shared with operator actions.
+    pg_lock: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl HaLoop {
@@ -75,6 +80,7 @@ impl HaLoop {
         consensus: Arc<dyn Consensus>,
         snapshot: watch::Sender<Arc<NodeSnapshot>>,
         fence: FenceDeadline,
+        pg_lock: Arc<tokio::sync::Mutex<()>>,
     ) -> Self {
         let identity = identity_rx.borrow().clone();
         Self {
@@ -86,6 +92,7 @@ impl HaLoop {
             last_logged: None,
             started_unix_ms: wall_ms(),
             identity_rx,
+            pg_lock,
         }
     }
 
@@ -119,7 +126,9 @@ impl HaLoop {
             let started = Instant::now();
             let state = self.iterate().await;
             if let Some(s) = &state {
-                interval_ms = u64::try_from(s.config.loop_interval.as_millis()).unwrap_or(100).max(10);
+                interval_ms = u64::try_from(s.config.loop_interval.as_millis())
+                    .unwrap_or(100)
+                    .max(10);
             }
             let elapsed = started.elapsed();
             let sleep = Duration::from_millis(interval_ms).saturating_sub(elapsed);
@@ -165,10 +174,16 @@ impl HaLoop {
 
     async fn propose(&self, op: Operation) -> rale::Result<rale::state::Outcome> {
         let name = op.name();
-        let cmd = Command { op, wall_ms: wall_ms() };
+        let cmd = Command {
+            op,
+            wall_ms: wall_ms(),
+        };
         match tokio::time::timeout(Duration::from_secs(2), self.consensus.propose(cmd)).await {
             Ok(r) => r,
-            Err(_) => Err(rale::Error::Timeout { operation: name, after_ms: 2000 }),
+            Err(_) => Err(rale::Error::Timeout {
+                operation: name,
+                after_ms: 2000,
+            }),
         }
     }
 
@@ -202,16 +217,23 @@ impl HaLoop {
             None
         };
         let now = monotonic_now();
-        let obs = Observation { now, wall_ms: wall_ms(), pg: &pg_status, cluster: cluster.as_deref() };
+        let obs = Observation {
+            now,
+            wall_ms: wall_ms(),
+            pg: &pg_status,
+            cluster: cluster.as_deref(),
+        };
         let decision = self.decider.step(&obs);
-        self.fence.set(self.decider.lease_deadline().map(|(_, d)| d));
+        self.fence
+            .set(self.decider.lease_deadline().map(|(_, d)| d));
         self.log(&decision, cluster.as_deref(), &pg_status);
         for action in &decision.actions {
             if let Err(e) = self.execute(action, cluster.as_deref()).await {
                 warn!(node = %me, action = ?action_name(action), error = %e, "action failed");
             }
         }
-        self.fence.set(self.decider.lease_deadline().map(|(_, d)| d));
+        self.fence
+            .set(self.decider.lease_deadline().map(|(_, d)| d));
         let membership = self.consensus.membership().await.ok();
         let snap = NodeSnapshot {
             node: me.clone(),
@@ -220,9 +242,15 @@ impl HaLoop {
             pg_port: self.decider.identity().pg_port,
             tags: self.decider.identity().tags.clone(),
             pg: pg_status,
-            cluster: cluster.clone().unwrap_or_else(|| self.snapshot.borrow().cluster.clone()),
+            cluster: cluster
+                .clone()
+                .unwrap_or_else(|| self.snapshot.borrow().cluster.clone()),
             consensus_ok: cluster.is_some(),
-            lease_epoch: self.decider.lease_deadline().filter(|(_, d)| monotonic_now() < *d).map(|(e, _)| e),
+            lease_epoch: self
+                .decider
+                .lease_deadline()
+                .filter(|(_, d)| monotonic_now() < *d)
+                .map(|(e, _)| e),
             fence_open: self.decider.fence_open(monotonic_now()),
             loop_last_unix_ms: wall_ms(),
             loop_duration_ms: u64::try_from(t0.elapsed().as_millis()).unwrap_or(u64::MAX),
@@ -239,7 +267,10 @@ impl HaLoop {
         let me = &self.decider.identity().node;
         let epoch = state.map(|s| s.epoch().0).unwrap_or(0);
         let significant = d.actions.iter().any(|a| match a {
-            Action::Propose { op } => !matches!(op, Operation::PublishMember { .. } | Operation::RenewLease { .. }),
+            Action::Propose { op } => !matches!(
+                op,
+                Operation::PublishMember { .. } | Operation::RenewLease { .. }
+            ),
             Action::Pg { action } => !matches!(action, PgAction::EnsureSlots { .. }),
         });
         let key = (d.kind, d.reason.clone());
@@ -262,7 +293,11 @@ impl HaLoop {
         let m = state
             .and_then(|s| s.members.get(node))
             .ok_or_else(|| rale::Error::Consensus(format!("no published status for {node}")))?;
-        Ok(Upstream { node: node.clone(), host: m.pg_host.clone(), port: m.pg_port })
+        Ok(Upstream {
+            node: node.clone(),
+            host: m.pg_host.clone(),
+            port: m.pg_port,
+        })
     }
 
     async fn execute(&mut self, action: &Action, state: Option<&ClusterState>) -> rale::Result<()> {
@@ -277,7 +312,17 @@ impl HaLoop {
                 }
                 Ok(())
             }
-            Action::Pg { action } => match action {
+            Action::Pg { action } => {
+                let lock = self.pg_lock.clone();
+                let _guard = lock.lock().await;
+                self.execute_pg(action, state).await
+            }
+        }
+    }
+
+    async fn execute_pg(&mut self, action: &PgAction, state: Option<&ClusterState>) -> rale::Result<()> {
+        let me = self.decider.identity().node.clone();
+        match action {
                 PgAction::Bootstrap => {
                     let sysid = self.pg.bootstrap().await?;
                     info!(node = %me, system_id = sysid, "initialised a new cluster");
@@ -327,7 +372,12 @@ impl HaLoop {
                     let reason = format!("{me} rejoined as a replica of {source} by {how}");
                     info!(node = %me, "{reason}");
                     let _ = self
-                        .propose(Operation::Record { kind: HistoryKind::Operation, node: Some(me.clone()), actor: format!("ha:{me}"), reason })
+                        .propose(Operation::Record {
+                            kind: HistoryKind::Operation,
+                            node: Some(me.clone()),
+                            actor: format!("ha:{me}"),
+                            reason,
+                        })
                         .await;
                     Ok(())
                 }
@@ -342,7 +392,6 @@ impl HaLoop {
                     self.pg.set_parameters(&params).await.map(|_| ())
                 }
                 PgAction::EnsureSlots { slots } => self.pg.ensure_slots(slots).await,
-            },
         }
     }
 }
@@ -353,13 +402,21 @@ pub fn action_name(a: &Action) -> String {
         Action::Propose { op } => format!("propose:{}", op.name()),
         Action::Pg { action } => match action {
             PgAction::Bootstrap => "pg:bootstrap".into(),
-            PgAction::Start { upstream } => format!("pg:start({})", upstream.as_ref().map(NodeId::as_str).unwrap_or("-")),
+            PgAction::Start { upstream } => format!(
+                "pg:start({})",
+                upstream.as_ref().map(NodeId::as_str).unwrap_or("-")
+            ),
             PgAction::Stop { mode } => format!("pg:stop({mode:?})"),
             PgAction::Promote => "pg:promote".into(),
-            PgAction::Follow { upstream } => format!("pg:follow({})", upstream.as_ref().map(NodeId::as_str).unwrap_or("none")),
+            PgAction::Follow { upstream } => format!(
+                "pg:follow({})",
+                upstream.as_ref().map(NodeId::as_str).unwrap_or("none")
+            ),
             PgAction::Rejoin { source, rewind } => format!("pg:rejoin({source}, rewind={rewind})"),
             PgAction::Clone { source } => format!("pg:clone({source})"),
-            PgAction::SetSynchronousStandbyNames { value } => format!("pg:sync_standby_names({value})"),
+            PgAction::SetSynchronousStandbyNames { value } => {
+                format!("pg:sync_standby_names({value})")
+            }
             PgAction::EnsureSlots { slots } => format!("pg:slots({})", slots.len()),
         },
     }

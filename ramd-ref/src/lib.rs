@@ -8,10 +8,12 @@
 //! // ramd --config /etc/rale/ramd.toml
 //! ```
 
+pub mod api;
+pub mod client;
 pub mod config;
 pub mod daemon;
 pub mod demo;
+pub mod fence;
 pub mod ha;
+pub mod node_actions;
 pub mod snapshot;
-pub mod api;
-pub mod client;
