@@ -70,6 +70,8 @@ pub struct HaLoop {
     identity_rx: watch::Receiver<NodeIdentity>,
     /// Held while PostgreSQL is being changed, shared with operator actions.
     pg_lock: Arc<tokio::sync::Mutex<()>>,
+    /// The cluster-wide PostgreSQL parameters last applied to the local server.
+    applied_parameters: Option<std::collections::BTreeMap<String, String>>,
 }
 
 impl HaLoop {
@@ -93,6 +95,7 @@ impl HaLoop {
             started_unix_ms: wall_ms(),
             identity_rx,
             pg_lock,
+            applied_parameters: None,
         }
     }
 
@@ -261,6 +264,35 @@ impl HaLoop {
         };
         self.snapshot.send_replace(Arc::new(snap));
         cluster
+    }
+
+    /// Applies the cluster-wide `postgresql_parameters` of the dynamic configuration to the
+    /// running local server (reload; those needing a restart show as `pending_restart`).
+    async fn apply_parameters(&mut self, state: &ClusterState, pg: &PgStatus) {
+        let wanted = &state.config.postgresql_parameters;
+        if !(pg.running && pg.reachable) || self.applied_parameters.as_ref() == Some(wanted) {
+            return;
+        }
+        let me = self.decider.identity().node.clone();
+        let result = {
+            let _guard = self.pg_lock.lock().await;
+            self.pg.set_parameters(wanted).await
+        };
+        match result {
+            Ok(report) => {
+                info!(node = %me, reloaded = ?report.reloaded, pending_restart = ?report.pending_restart, "cluster-wide PostgreSQL parameters applied");
+                self.applied_parameters = Some(wanted.clone());
+            }
+            Err(e) => {
+                warn!(node = %me, error = %e, "cluster-wide PostgreSQL parameters could not be applied");
+                let reason = format!("parameters of configuration version {} not applied on {me}: {e}", state.config_version);
+                let _ = self
+                    .propose(Operation::Record { kind: HistoryKind::Config, node: Some(me.clone()), actor: format!("ha:{me}"), reason })
+                    .await;
+                // Do not retry every loop: the next configuration change retries.
+                self.applied_parameters = Some(wanted.clone());
+            }
+        }
     }
 
     fn log(&mut self, d: &Decision, state: Option<&ClusterState>, pg: &PgStatus) {
