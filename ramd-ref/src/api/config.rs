@@ -40,7 +40,7 @@ pub fn merge_patch(target: &mut Value, patch: &Value) {
     }
 }
 
-fn config_json(c: &DynamicConfig) -> Result<Value, ApiError> {
+pub(crate) fn config_json(c: &DynamicConfig) -> Result<Value, ApiError> {
     serde_json::to_value(c).map_err(|e| {
         ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -108,6 +108,24 @@ async fn apply(
     new_json: Value,
     caller: Option<Extension<Caller>>,
 ) -> Result<Response, ApiError> {
+    let (version, body) =
+        change_config(st, cluster, expected_version, new_json, caller, None).await?;
+    Ok(with_version(version, body))
+}
+
+/// Validates `new_json` as the whole new configuration (including every PostgreSQL
+/// parameter, for the cluster's major version) and proposes it with `expected_version`
+/// (compare-and-set; the change is recorded in the history with `reason`, or the list of
+/// changed keys). Returns the new version and configuration; unchanged configurations are
+/// not proposed.
+pub(crate) async fn change_config(
+    st: &ApiState,
+    cluster: &ClusterState,
+    expected_version: u64,
+    new_json: Value,
+    caller: Option<Extension<Caller>>,
+    reason: Option<String>,
+) -> Result<(u64, Value), ApiError> {
     if cluster.config_version != expected_version {
         return Err(version_conflict(cluster.config_version, expected_version));
     }
@@ -116,11 +134,13 @@ async fn apply(
     config
         .validate()
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let major = super::params::cluster_major(&st.snap(), cluster);
+    super::params::check_parameters(major, &config.postgresql_parameters)?;
     let old_json = config_json(&cluster.config)?;
     let new_json = config_json(&config)?;
     let keys = changed_keys(&old_json, &new_json);
     if keys.is_empty() {
-        return Ok(with_version(cluster.config_version, new_json));
+        return Ok((cluster.config_version, new_json));
     }
     let actor = format!(
         "api:{}",
@@ -128,7 +148,7 @@ async fn apply(
             .map(|Extension(c)| c.0)
             .unwrap_or_else(|| "anonymous".into())
     );
-    let reason = format!("configuration changed: {}", keys.join(", "));
+    let reason = reason.unwrap_or_else(|| format!("configuration changed: {}", keys.join(", ")));
     tracing::info!(actor = %actor, reason = %reason, expected_version, "api proposes a configuration change");
     let op = Operation::SetConfig {
         expected_version: Some(expected_version),
@@ -137,7 +157,7 @@ async fn apply(
         reason,
     };
     match propose(st, op).await? {
-        Outcome::Applied => Ok(with_version(expected_version + 1, new_json)),
+        Outcome::Applied => Ok((expected_version + 1, new_json)),
         Outcome::Rejected(reason) => {
             let now = st.consensus.read().await.map_err(ApiError::consensus)?;
             if now.config_version != expected_version {

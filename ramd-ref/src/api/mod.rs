@@ -31,19 +31,23 @@ use tokio::sync::watch;
 
 mod actions;
 pub mod auth;
+pub mod backup;
 mod config;
 mod error;
 pub mod health;
 mod metrics;
 pub mod openapi;
 mod ops;
+mod params;
 mod read;
+mod sync;
 pub mod sync_role;
 pub mod types;
 pub mod view;
 
 pub use actions::NodeActions;
 pub use auth::{AuthConfig, Caller, Password};
+pub use backup::{BackupConfig, BackupService};
 pub use config::merge_patch;
 pub use error::{ApiError, ApiJson};
 
@@ -69,6 +73,9 @@ pub struct ApiState {
     pub actions: Option<Arc<dyn NodeActions>>,
     /// Bound on waiting for the outcome of a switchover or failover.
     pub operation_timeout: Duration,
+    /// Backups of this node; `None` answers 503 "backups are not configured on this
+    /// node" on `/api/v1/backup/*`.
+    pub backup: Option<Arc<BackupService>>,
 }
 
 impl ApiState {
@@ -86,6 +93,7 @@ impl ApiState {
             scope: scope.into(),
             actions: None,
             operation_timeout: OPERATION_TIMEOUT_DEFAULT,
+            backup: None,
         }
     }
 
@@ -201,7 +209,39 @@ fn build() -> (Router<St>, Vec<RouteSpec>) {
                 .patch(config::patch_config)
                 .put(config::put_config),
         )
-        .add("/api/v1/config/reload", &["POST"], post(actions::reload));
+        .add("/api/v1/config/reload", &["POST"], post(actions::reload))
+        .add(
+            "/api/v1/parameter/validate",
+            &["POST"],
+            post(params::validate),
+        )
+        .add("/api/v1/parameter/list", &["GET"], get(params::list))
+        .add("/api/v1/parameter/info/{name}", &["GET"], get(params::info))
+        .add(
+            "/api/v1/parameter/optimize",
+            &["POST"],
+            post(params::optimize),
+        )
+        .add("/api/v1/backup/start", &["POST"], post(backup::start))
+        .add("/api/v1/backup/restore", &["POST"], post(backup::restore))
+        .add("/api/v1/backup/list", &["GET"], get(backup::list))
+        .add("/api/v1/backup/jobs", &["GET"], get(backup::jobs))
+        .add("/api/v1/backup/status/{id}", &["GET"], get(backup::status))
+        .add("/api/v1/backup/schedule", &["POST"], post(backup::schedule))
+        .add("/api/v1/sync-standbys/status", &["GET"], get(sync::status))
+        .add("/api/v1/sync-standbys/add", &["POST"], post(sync::add))
+        .add(
+            "/api/v1/sync-standbys/remove",
+            &["POST"],
+            post(sync::remove),
+        )
+        .add("/api/v1/sync-standbys/any-n", &["POST"], post(sync::any_n))
+        .add("/api/v1/sync-standbys/count", &["POST"], post(sync::count))
+        .add(
+            "/api/v1/sync-standbys/commit-level",
+            &["POST"],
+            post(sync::commit_level),
+        );
     (b.router, b.specs)
 }
 

@@ -15,7 +15,7 @@ use utoipa::{Modify, OpenApi};
 
 use super::health::{Check, HEALTH_PATHS};
 use super::types::*;
-use super::{actions, config, metrics, ops, read};
+use super::{actions, backup, config, metrics, ops, params, read, sync};
 
 struct BasicAuth;
 
@@ -38,6 +38,10 @@ impl Modify for BasicAuth {
         config::get_config, config::patch_config, config::put_config,
         ops::switchover, ops::failover, ops::cancel_switchover, ops::promote, ops::demote,
         ops::pause, ops::resume, actions::restart, actions::reinitialize, actions::reload,
+        params::validate, params::list, params::info, params::optimize,
+        backup::start, backup::restore, backup::list, backup::jobs, backup::status,
+        backup::schedule,
+        sync::status, sync::add, sync::remove, sync::any_n, sync::count, sync::commit_level,
         serve,
     ),
     components(schemas(
@@ -45,6 +49,9 @@ impl Modify for BasicAuth {
         ScheduledSwitchover, PatroniHistoryEntry, HistoryEntryView, MemberView, LeaseView,
         SyncView, SwitchoverView, ConsensusView, ClusterStatus, ClusterHealth,
         SwitchoverRequest, RestartRequest, ReinitializeRequest, ActionResponse, ErrorBody, Lag,
+        ParameterValidateRequest, RecordedSyncView, SyncStandbyView, SyncStandbysStatus,
+        SyncNodeRequest, SyncAnyNRequest, SyncCountRequest, SyncCommitLevelRequest,
+        SyncChangeResponse,
     )),
     modifiers(&BasicAuth),
 )]

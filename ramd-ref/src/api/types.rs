@@ -9,6 +9,9 @@
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use utoipa::ToSchema;
 
+mod ext;
+pub use ext::*;
+
 fn is_false(b: &bool) -> bool {
     !*b
 }

@@ -1,0 +1,474 @@
+//! Backups (`/api/v1/backup/*`): jobs run by [`rale_backup`] on this node, with the
+//! request and response bodies of [`rale_backup::api`].
+//!
+//! Without a [`BackupService`] in [`super::ApiState::backup`] every backup path answers
+//! 503 "backups are not configured on this node".
+//!
+//! # Configuration
+//!
+//! The daemon builds the service with [`BackupService::from_config`] from a
+//! [`BackupConfig`], meant to be the `[backup]` section of the node configuration file:
+//!
+//! ```toml
+//! [backup]
+//! tool = "pgbackrest"                  # pgbackrest | barman | custom
+//! job_dir = "/var/lib/rale/backup-jobs" # one JSON file per job
+//!
+//! [backup.pgbackrest]                  # rale_backup::PgBackRestConfig
+//! stanza = "main"
+//! base_dir = "/var/lib/rale/pgbackrest"
+//! repo_path = "/var/lib/pgbackrest"
+//! pg_data_dir = "/var/lib/postgresql/15/main"
+//! pg_port = 5432
+//!
+//! # [backup.barman]                   # rale_backup::BarmanConfig (tool = "barman")
+//! # server_name = "main"
+//! # base_dir = "/var/lib/rale/barman"
+//! # conninfo = "host=/run/postgresql port=5432 user=postgres dbname=postgres"
+//!
+//! # [backup.custom]                   # rale_backup::HookConfig (tool = "custom")
+//! # state_dir = "/var/lib/rale/hooks"
+//! # backup = "my-backup --to %r/%i"
+//! # restore = "my-restore %i %d"
+//!
+//! [[backup.schedules]]                 # rale_backup::ScheduleSpec
+//! name = "nightly"
+//! kind = "full"
+//! cron = "0 30 2 * * *"
+//! placement = "prefer_replica"
+//!
+//! [backup.retention]                   # rale_backup::Retention
+//! full_count = 2
+//! ```
+//!
+//! Schedules fire only once the daemon calls [`BackupService::start_schedules`] with a
+//! view of the members (e.g. [`snapshot_members`]). `POST /api/v1/backup/schedule`
+//! replaces this node's schedules and retention in memory: the change is neither
+//! persisted nor sent to the other members.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use chrono::Utc;
+use rale::NodeId;
+use rale_backup::api::{
+    JobAccepted, JobStatusResponse, JobsResponse, ListBackupsResponse, ScheduleRequest,
+    ScheduleResponse, ScheduleStatus, StartBackupRequest, StartRestoreRequest,
+};
+use rale_backup::schedule::{ClusterView, MemberView, Schedule, ScheduleRunner};
+use rale_backup::{
+    BackupTool, Barman, BarmanConfig, CustomTool, HookConfig, JobId, JobManager, JobSpec,
+    PgBackRest, PgBackRestConfig, Retention, ScheduleSpec, Scheduler,
+};
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+use super::ApiState;
+use super::error::{ApiError, ApiJson};
+use super::types::ErrorBody;
+use crate::snapshot::NodeSnapshot;
+
+type St = State<Arc<ApiState>>;
+
+/// Which backup tool a node uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ToolKind {
+    /// pgBackRest (`[backup.pgbackrest]`).
+    Pgbackrest,
+    /// Barman in local mode (`[backup.barman]`).
+    Barman,
+    /// The integrator's hook commands (`[backup.custom]`).
+    Custom,
+}
+
+/// The `[backup]` section of a node's configuration (see the module documentation).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackupConfig {
+    /// The tool; its own section must be present.
+    pub tool: ToolKind,
+    /// Directory of the job records.
+    pub job_dir: PathBuf,
+    /// pgBackRest settings, for `tool = "pgbackrest"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pgbackrest: Option<PgBackRestConfig>,
+    /// Barman settings, for `tool = "barman"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub barman: Option<BarmanConfig>,
+    /// Hook commands, for `tool = "custom"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub custom: Option<HookConfig>,
+    /// Scheduled backups.
+    #[serde(default)]
+    pub schedules: Vec<ScheduleSpec>,
+    /// Retention applied after each successful backup.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention: Option<Retention>,
+}
+
+/// Backups on this node: the job manager (which holds the tool), the schedules and the
+/// runner that fires them.
+pub struct BackupService {
+    jobs: JobManager,
+    schedules: Mutex<Vec<ScheduleSpec>>,
+    runner: Mutex<Option<ScheduleRunner>>,
+    /// Data directories a restore must never write into (the node's live one).
+    protected_dirs: Vec<PathBuf>,
+}
+
+impl std::fmt::Debug for BackupService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BackupService")
+            .field("jobs", &self.jobs)
+            .finish_non_exhaustive()
+    }
+}
+
+fn missing(section: &str) -> rale_backup::Error {
+    rale_backup::Error::Config(format!(
+        "[backup.{section}] is required for tool = \"{section}\""
+    ))
+}
+
+impl BackupService {
+    /// A service over `jobs`, with schedules (checked) and retention. Restores into any
+    /// of `protected_dirs` are refused.
+    pub fn new(
+        jobs: JobManager,
+        schedules: Vec<ScheduleSpec>,
+        retention: Option<Retention>,
+        protected_dirs: Vec<PathBuf>,
+    ) -> rale_backup::Result<Self> {
+        Scheduler::new(schedules.clone(), Utc::now())?;
+        jobs.set_retention(retention);
+        Ok(Self {
+            jobs,
+            schedules: Mutex::new(schedules),
+            runner: Mutex::new(None),
+            protected_dirs,
+        })
+    }
+
+    /// Builds the tool named by `config`, opens the job directory (failing jobs an
+    /// earlier run left unfinished) and checks the schedules. Does not start them.
+    pub fn from_config(config: &BackupConfig, node: NodeId) -> rale_backup::Result<Self> {
+        let (tool, data_dir): (Arc<dyn BackupTool>, Option<PathBuf>) = match config.tool {
+            ToolKind::Pgbackrest => {
+                let c = config
+                    .pgbackrest
+                    .clone()
+                    .ok_or_else(|| missing("pgbackrest"))?;
+                let dir = c.pg_data_dir.clone();
+                (Arc::new(PgBackRest::new(c)?), Some(dir))
+            }
+            ToolKind::Barman => {
+                let c = config.barman.clone().ok_or_else(|| missing("barman"))?;
+                (Arc::new(Barman::new(c)?), None)
+            }
+            ToolKind::Custom => {
+                let c = config.custom.clone().ok_or_else(|| missing("custom"))?;
+                let dir = (!c.pg_data_dir.as_os_str().is_empty()).then(|| c.pg_data_dir.clone());
+                (Arc::new(CustomTool::new(c)?), dir)
+            }
+        };
+        let jobs = JobManager::open(&config.job_dir, tool, Some(node))?;
+        Self::new(
+            jobs,
+            config.schedules.clone(),
+            config.retention.clone(),
+            data_dir.into_iter().collect(),
+        )
+    }
+
+    /// The job manager.
+    pub fn jobs(&self) -> &JobManager {
+        &self.jobs
+    }
+
+    /// Starts firing the schedules on this node (placement decides which member runs
+    /// each backup), evaluating every `tick`. Replaces a runner started earlier.
+    pub fn start_schedules(&self, me: NodeId, view: Arc<dyn ClusterView>, tick: Duration) {
+        let specs = self
+            .schedules
+            .lock()
+            .expect("schedules lock poisoned")
+            .clone();
+        let scheduler = match Scheduler::new(specs, Utc::now()) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(node = %me, error = %e, "backup schedules not started");
+                return;
+            }
+        };
+        let runner = ScheduleRunner::spawn(scheduler, self.jobs.clone(), me, view, tick);
+        if let Some(old) = self
+            .runner
+            .lock()
+            .expect("runner lock poisoned")
+            .replace(runner)
+        {
+            old.stop();
+        }
+    }
+
+    /// Schedules and retention in force, with each schedule's next run.
+    pub fn schedule_status(&self) -> ScheduleResponse {
+        let now = Utc::now();
+        let specs = self
+            .schedules
+            .lock()
+            .expect("schedules lock poisoned")
+            .clone();
+        ScheduleResponse {
+            schedules: specs
+                .into_iter()
+                .map(|spec| ScheduleStatus {
+                    next_run: Schedule::parse(spec.clone())
+                        .ok()
+                        .and_then(|s| s.next_after(now)),
+                    spec,
+                })
+                .collect(),
+            retention: self.jobs.retention(),
+        }
+    }
+
+    /// Replaces the schedules and retention (checked first; nothing changes on error).
+    pub fn set_schedules(&self, req: ScheduleRequest) -> rale_backup::Result<ScheduleResponse> {
+        Scheduler::new(req.schedules.clone(), Utc::now())?;
+        if let Some(runner) = self.runner.lock().expect("runner lock poisoned").as_ref() {
+            runner.replace(req.schedules.clone())?;
+        }
+        *self.schedules.lock().expect("schedules lock poisoned") = req.schedules;
+        self.jobs.set_retention(req.retention);
+        Ok(self.schedule_status())
+    }
+}
+
+impl Drop for BackupService {
+    fn drop(&mut self) {
+        if let Ok(mut r) = self.runner.lock()
+            && let Some(runner) = r.take()
+        {
+            runner.stop();
+        }
+    }
+}
+
+/// The members as `snapshot`'s latest cluster state shows them, for the schedule
+/// placement: healthy = PostgreSQL runs (and, for a replica, streams).
+pub fn snapshot_members(snapshot: watch::Receiver<Arc<NodeSnapshot>>) -> Arc<dyn ClusterView> {
+    Arc::new(move || {
+        let snap = snapshot.borrow().clone();
+        snap.cluster
+            .members
+            .values()
+            .map(|m| {
+                let primary = snap.cluster.holder() == Some(&m.node);
+                MemberView {
+                    node: m.node.clone(),
+                    role: if primary { rale::Role::Primary } else { m.role },
+                    healthy: m.running && (primary || m.streaming),
+                }
+            })
+            .collect::<Vec<_>>()
+    })
+}
+
+fn backup_error(e: &rale_backup::Error) -> ApiError {
+    let body = rale_backup::api::ErrorResponse::from(e);
+    let status = match body.code.as_str() {
+        "busy" => StatusCode::CONFLICT,
+        "not_found" => StatusCode::NOT_FOUND,
+        "invalid" => StatusCode::BAD_REQUEST,
+        "tool_failed" => StatusCode::BAD_GATEWAY,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    ApiError::new(status, body.message).with("code", body.code)
+}
+
+fn service(st: &ApiState) -> Result<Arc<BackupService>, ApiError> {
+    st.backup
+        .clone()
+        .ok_or_else(|| ApiError::unavailable("backups are not configured on this node"))
+}
+
+fn submit(svc: &BackupService, spec: JobSpec) -> Result<(StatusCode, Json<JobAccepted>), ApiError> {
+    let job_id = svc.jobs.submit(spec).map_err(|e| backup_error(&e))?;
+    Ok((StatusCode::ACCEPTED, Json(JobAccepted { job_id })))
+}
+
+/// Start a backup on this node (a job; follow it at `status/{job_id}`).
+#[utoipa::path(post, path = "/api/v1/backup/start", tag = "backup",
+    request_body(content = Object, description = "rale_backup::api::StartBackupRequest: {kind: full|differential|incremental}"),
+    responses(
+        (status = 202, description = "Queued (rale_backup::api::JobAccepted)", body = Object),
+        (status = 400, description = "Kind not supported by the tool", body = ErrorBody),
+        (status = 409, description = "Too many jobs queued", body = ErrorBody),
+        (status = 503, description = "Backups not configured", body = ErrorBody)),
+    security(("basic" = [])))]
+pub(crate) async fn start(
+    State(st): St,
+    ApiJson(req): ApiJson<StartBackupRequest>,
+) -> Result<(StatusCode, Json<JobAccepted>), ApiError> {
+    let svc = service(&st)?;
+    if !svc.jobs.tool().supported_kinds().contains(&req.kind) {
+        return Err(ApiError::bad_request(format!(
+            "{} does not take {:?} backups",
+            svc.jobs.tool().name(),
+            req.kind
+        ))
+        .with("code", "invalid"));
+    }
+    submit(&svc, JobSpec::Backup { kind: req.kind })
+}
+
+/// Restore a backup into a data directory of this node (never the live one).
+#[utoipa::path(post, path = "/api/v1/backup/restore", tag = "backup",
+    request_body(content = Object, description = "rale_backup::api::StartRestoreRequest: data_dir, backup_id?, target, target_action, standby?, disable_archiving"),
+    responses(
+        (status = 202, description = "Queued (rale_backup::api::JobAccepted)", body = Object),
+        (status = 400, description = "Invalid (e.g. the live data directory)", body = ErrorBody),
+        (status = 409, description = "Too many jobs queued", body = ErrorBody),
+        (status = 503, description = "Backups not configured", body = ErrorBody)),
+    security(("basic" = [])))]
+pub(crate) async fn restore(
+    State(st): St,
+    ApiJson(req): ApiJson<StartRestoreRequest>,
+) -> Result<(StatusCode, Json<JobAccepted>), ApiError> {
+    let svc = service(&st)?;
+    if !req.data_dir.is_absolute() {
+        return Err(
+            ApiError::bad_request("data_dir must be an absolute path").with("code", "invalid")
+        );
+    }
+    let same = |p: &PathBuf| {
+        let canon = |x: &std::path::Path| std::fs::canonicalize(x).unwrap_or_else(|_| x.to_owned());
+        canon(p) == canon(&req.data_dir)
+    };
+    if svc.protected_dirs.iter().any(same) {
+        return Err(ApiError::bad_request(format!(
+            "{} is this node's live data directory: restore into another directory",
+            req.data_dir.display()
+        ))
+        .with("code", "invalid"));
+    }
+    submit(&svc, JobSpec::Restore { request: req })
+}
+
+/// Backups held by the tool.
+#[utoipa::path(get, path = "/api/v1/backup/list", tag = "backup",
+    responses(
+        (status = 200, description = "rale_backup::api::ListBackupsResponse", body = Object),
+        (status = 502, description = "The tool failed", body = ErrorBody),
+        (status = 503, description = "Backups not configured", body = ErrorBody)))]
+pub(crate) async fn list(State(st): St) -> Result<Json<ListBackupsResponse>, ApiError> {
+    let svc = service(&st)?;
+    let tool = svc.jobs.tool().clone();
+    let backups = tool.list().await.map_err(|e| backup_error(&e))?;
+    Ok(Json(ListBackupsResponse {
+        tool: tool.name().to_owned(),
+        backups,
+    }))
+}
+
+/// Jobs of this node, oldest first.
+#[utoipa::path(get, path = "/api/v1/backup/jobs", tag = "backup",
+    responses(
+        (status = 200, description = "rale_backup::api::JobsResponse", body = Object),
+        (status = 503, description = "Backups not configured", body = ErrorBody)))]
+pub(crate) async fn jobs(State(st): St) -> Result<Json<JobsResponse>, ApiError> {
+    let svc = service(&st)?;
+    Ok(Json(JobsResponse {
+        jobs: svc.jobs.list(),
+    }))
+}
+
+/// One job.
+#[utoipa::path(get, path = "/api/v1/backup/status/{id}", tag = "backup",
+    params(("id" = String, Path, description = "Job id")),
+    responses(
+        (status = 200, description = "rale_backup::api::JobStatusResponse", body = Object),
+        (status = 404, description = "No such job", body = ErrorBody),
+        (status = 503, description = "Backups not configured", body = ErrorBody)))]
+pub(crate) async fn status(
+    State(st): St,
+    Path(id): Path<String>,
+) -> Result<Json<JobStatusResponse>, ApiError> {
+    let svc = service(&st)?;
+    svc.jobs
+        .get(&JobId(id.clone()))
+        .map(|j| Json(j.into()))
+        .ok_or_else(|| {
+            ApiError::not_found(format!("no backup job {id} on this node"))
+                .with("code", "not_found")
+        })
+}
+
+/// Replace this node's backup schedules and retention.
+#[utoipa::path(post, path = "/api/v1/backup/schedule", tag = "backup",
+    request_body(content = Object, description = "rale_backup::api::ScheduleRequest: schedules [{name, kind, cron, placement}], retention?"),
+    responses(
+        (status = 200, description = "rale_backup::api::ScheduleResponse", body = Object),
+        (status = 400, description = "Bad cron expression", body = ErrorBody),
+        (status = 503, description = "Backups not configured", body = ErrorBody)),
+    security(("basic" = [])))]
+pub(crate) async fn schedule(
+    State(st): St,
+    ApiJson(req): ApiJson<ScheduleRequest>,
+) -> Result<Json<ScheduleResponse>, ApiError> {
+    let svc = service(&st)?;
+    svc.set_schedules(req)
+        .map(Json)
+        .map_err(|e| backup_error(&e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_section_parses_from_toml() {
+        let text = r#"
+            tool = "custom"
+            job_dir = "/tmp/jobs"
+            [custom]
+            state_dir = "/tmp/hooks"
+            backup = "true"
+            restore = "true"
+            [[schedules]]
+            name = "nightly"
+            kind = "full"
+            cron = "0 30 2 * * *"
+            placement = "prefer_replica"
+            [retention]
+            full_count = 2
+        "#;
+        let c: BackupConfig = toml::from_str(text).expect("documented shape parses");
+        assert_eq!(c.tool, ToolKind::Custom);
+        assert_eq!(c.schedules.len(), 1);
+        assert_eq!(c.retention.and_then(|r| r.full_count), Some(2));
+        assert!(toml::from_str::<BackupConfig>("tool = \"tape\"\njob_dir = \"/x\"").is_err());
+    }
+
+    #[test]
+    fn tool_section_is_required() {
+        let c = BackupConfig {
+            tool: ToolKind::Pgbackrest,
+            job_dir: "/nonexistent".into(),
+            pgbackrest: None,
+            barman: None,
+            custom: None,
+            schedules: Vec::new(),
+            retention: None,
+        };
+        let e = BackupService::from_config(&c, NodeId::new("n1").expect("name"))
+            .expect_err("no [backup.pgbackrest]");
+        assert!(e.to_string().contains("[backup.pgbackrest]"), "{e}");
+    }
+}
