@@ -32,11 +32,22 @@ pub struct DemoOptions {
     pub bootstrap_toml: Option<String>,
     /// Give up when the cluster is not ready after this long.
     pub ready_timeout: Duration,
+    /// The `ramd` binary to run (default: `RALE_RAMD_BIN`, then next to the current
+    /// executable).
+    pub ramd_bin: Option<PathBuf>,
 }
 
 impl Default for DemoOptions {
     fn default() -> Self {
-        Self { nodes: 3, dir: None, json: false, keep: false, bootstrap_toml: None, ready_timeout: Duration::from_secs(120) }
+        Self {
+            nodes: 3,
+            dir: None,
+            json: false,
+            keep: false,
+            bootstrap_toml: None,
+            ready_timeout: Duration::from_secs(120),
+            ramd_bin: None,
+        }
     }
 }
 
@@ -88,6 +99,7 @@ pub struct Playground {
     pub report: DemoReport,
     dir: PathBuf,
     keep: bool,
+    ramd: PathBuf,
     _tmp: Option<tempfile::TempDir>,
 }
 
@@ -99,7 +111,9 @@ fn free_port() -> Result<u16> {
 fn secret(len: usize) -> String {
     const CHARS: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnpqrstuvwxyz23456789";
     let mut rng = rand::thread_rng();
-    (0..len).map(|_| CHARS[rng.gen_range(0..CHARS.len())] as char).collect()
+    (0..len)
+        .map(|_| CHARS[rng.gen_range(0..CHARS.len())] as char)
+        .collect()
 }
 
 fn ramd_binary() -> Result<PathBuf> {
@@ -113,7 +127,10 @@ fn ramd_binary() -> Result<PathBuf> {
             return Ok(candidate);
         }
     }
-    bail!("cannot find the ramd binary next to {}; set RALE_RAMD_BIN", exe.display())
+    bail!(
+        "cannot find the ramd binary next to {}; set RALE_RAMD_BIN",
+        exe.display()
+    )
 }
 
 fn make_traversable(dir: &Path) -> Result<()> {
@@ -138,7 +155,10 @@ impl Playground {
                 (d.clone(), None)
             }
             None => {
-                let t = tempfile::Builder::new().prefix("rale-demo-").tempdir().context("creating a temporary directory")?;
+                let t = tempfile::Builder::new()
+                    .prefix("rale-demo-")
+                    .tempdir()
+                    .context("creating a temporary directory")?;
                 (t.path().to_path_buf(), Some(t))
             }
         };
@@ -152,9 +172,17 @@ impl Playground {
         }
         let mut peers = String::new();
         for (i, (api, _)) in ports.iter().enumerate() {
-            let _ = write!(peers, "[[peers]]\nname = \"node{}\"\nraft_id = {}\napi_url = \"http://127.0.0.1:{api}\"\n\n", i + 1, i + 1);
+            let _ = write!(
+                peers,
+                "[[peers]]\nname = \"node{}\"\nraft_id = {}\napi_url = \"http://127.0.0.1:{api}\"\n\n",
+                i + 1,
+                i + 1
+            );
         }
-        let ramd = ramd_binary()?;
+        let ramd = match &opts.ramd_bin {
+            Some(p) => p.clone(),
+            None => ramd_binary()?,
+        };
         let mut nodes = Vec::new();
         let mut children = Vec::new();
         for (i, (api, pgport)) in ports.iter().enumerate() {
@@ -175,7 +203,8 @@ impl Playground {
                 state = ndir.join("state").display(),
                 data = data_dir.display(),
             );
-            std::fs::write(&config_path, text).with_context(|| format!("writing {}", config_path.display()))?;
+            std::fs::write(&config_path, text)
+                .with_context(|| format!("writing {}", config_path.display()))?;
             let log = std::fs::File::create(ndir.join("ramd.log"))?;
             let child = Command::new(&ramd)
                 .arg("--config")
@@ -199,33 +228,101 @@ impl Playground {
         }
         Ok(Self {
             children,
-            report: DemoReport { nodes, auth: DemoAuth { user: "admin".into(), password }, dir: dir.clone() },
+            report: DemoReport {
+                nodes,
+                auth: DemoAuth {
+                    user: "admin".into(),
+                    password,
+                },
+                dir: dir.clone(),
+            },
             dir,
             keep: opts.keep,
+            ramd,
             _tmp: tmp,
         })
     }
 
+    /// The agent process of node `index` (0-based), while the playground runs.
+    pub fn agent(&mut self, index: usize) -> Option<&mut Child> {
+        self.children.get_mut(index)
+    }
+
+    /// Starts node `index`'s agent again with the same configuration (appending to its
+    /// `ramd.log`) after it exited or was killed; returns the new PID. Fails while the
+    /// previous agent still runs.
+    pub fn restart_agent(&mut self, index: usize) -> Result<u32> {
+        let node = self
+            .report
+            .nodes
+            .get(index)
+            .context("no such node")?
+            .clone();
+        let child = self
+            .children
+            .get_mut(index)
+            .context("the playground is stopped")?;
+        if child.try_wait()?.is_none() {
+            bail!("the agent of {} (pid {}) still runs", node.name, child.id());
+        }
+        let log_path = self.dir.join(&node.name).join("ramd.log");
+        let log = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(&log_path)
+            .with_context(|| format!("opening {}", log_path.display()))?;
+        let new = Command::new(&self.ramd)
+            .arg("--config")
+            .arg(&node.config)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("starting {}", self.ramd.display()))?;
+        let pid = new.id();
+        *child = new;
+        if let Some(n) = self.report.nodes.get_mut(index) {
+            n.pid = pid;
+        }
+        Ok(pid)
+    }
+
     /// Waits until one node is primary and accepts a write and every other node streams.
     pub async fn wait_ready(&mut self, timeout: Duration) -> Result<()> {
-        let client = reqwest::Client::builder().timeout(Duration::from_secs(2)).build()?;
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(2))
+            .build()?;
         let deadline = Instant::now() + timeout;
         let mut last = String::from("no agent answered yet");
         while Instant::now() < deadline {
             for (i, c) in self.children.iter_mut().enumerate() {
                 if let Ok(Some(status)) = c.try_wait() {
-                    bail!("ramd of node{} exited early ({status}); see {}", i + 1, self.dir.join(format!("node{}", i + 1)).join("ramd.log").display());
+                    bail!(
+                        "ramd of node{} exited early ({status}); see {}",
+                        i + 1,
+                        self.dir
+                            .join(format!("node{}", i + 1))
+                            .join("ramd.log")
+                            .display()
+                    );
                 }
             }
             match self.cluster_roles(&client).await {
                 Ok(roles) => {
                     let leaders: Vec<_> = roles.iter().filter(|(_, r, _)| r == "primary").collect();
-                    let streaming = roles.iter().filter(|(_, r, s)| r == "replica" && s == "streaming").count();
+                    let streaming = roles
+                        .iter()
+                        .filter(|(_, r, s)| r == "replica" && s == "streaming")
+                        .count();
                     if leaders.len() == 1 && streaming + 1 == self.report.nodes.len() {
                         let leader = leaders[0].0.clone();
                         if self.try_write(&leader).await.is_ok() {
                             for n in &mut self.report.nodes {
-                                n.role = roles.iter().find(|(name, _, _)| *name == n.name).map(|(_, r, _)| r.clone()).unwrap_or_default();
+                                n.role = roles
+                                    .iter()
+                                    .find(|(name, _, _)| *name == n.name)
+                                    .map(|(_, r, _)| r.clone())
+                                    .unwrap_or_default();
                             }
                             return Ok(());
                         }
@@ -239,24 +336,42 @@ impl Playground {
         bail!("cluster not ready after {timeout:?}; last view: {last}")
     }
 
-    async fn cluster_roles(&self, client: &reqwest::Client) -> Result<Vec<(String, String, String)>> {
+    async fn cluster_roles(
+        &self,
+        client: &reqwest::Client,
+    ) -> Result<Vec<(String, String, String)>> {
         let mut last_err = None;
         for n in &self.report.nodes {
             match client.get(format!("{}/cluster", n.api_url)).send().await {
                 Ok(resp) => {
                     let v: Value = resp.json().await?;
-                    let members = v.get("members").and_then(Value::as_array).cloned().unwrap_or_default();
+                    let members = v
+                        .get("members")
+                        .and_then(Value::as_array)
+                        .cloned()
+                        .unwrap_or_default();
                     if members.len() < self.report.nodes.len() {
-                        last_err = Some(anyhow::anyhow!("{} of {} members known", members.len(), self.report.nodes.len()));
+                        last_err = Some(anyhow::anyhow!(
+                            "{} of {} members known",
+                            members.len(),
+                            self.report.nodes.len()
+                        ));
                         continue;
                     }
                     return Ok(members
                         .iter()
                         .map(|m| {
-                            let s = |k: &str| m.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
+                            let s = |k: &str| {
+                                m.get(k)
+                                    .and_then(Value::as_str)
+                                    .unwrap_or_default()
+                                    .to_string()
+                            };
                             let role = match s("role").as_str() {
                                 "leader" | "primary" | "master" => "primary".to_string(),
-                                "replica" | "sync_standby" | "quorum_standby" => "replica".to_string(),
+                                "replica" | "sync_standby" | "quorum_standby" => {
+                                    "replica".to_string()
+                                }
                                 other => other.to_string(),
                             };
                             (s("name"), role, s("state"))
@@ -270,8 +385,17 @@ impl Playground {
     }
 
     async fn try_write(&self, leader: &str) -> Result<()> {
-        let node = self.report.nodes.iter().find(|n| n.name == leader).context("unknown leader")?;
-        let (client, conn) = tokio_postgres::connect(&format!("{} connect_timeout=2", node.dsn), tokio_postgres::NoTls).await?;
+        let node = self
+            .report
+            .nodes
+            .iter()
+            .find(|n| n.name == leader)
+            .context("unknown leader")?;
+        let (client, conn) = tokio_postgres::connect(
+            &format!("{} connect_timeout=2", node.dsn),
+            tokio_postgres::NoTls,
+        )
+        .await?;
         let task = tokio::spawn(conn);
         client
             .batch_execute("CREATE TABLE IF NOT EXISTS rale_demo (id bigserial PRIMARY KEY, at timestamptz DEFAULT now()); INSERT INTO rale_demo DEFAULT VALUES;")
@@ -284,23 +408,68 @@ impl Playground {
     /// Human-readable description and what to try next.
     pub fn table(&self) -> String {
         let mut out = String::new();
-        let _ = writeln!(out, "RALE playground in {} ({} nodes)\n", self.dir.display(), self.report.nodes.len());
-        let _ = writeln!(out, "{:<7} {:<8} {:>7}  {:<24} {:>7}  {}", "NODE", "ROLE", "PG PORT", "API", "PID", "DATA DIR / CONFIG");
+        let _ = writeln!(
+            out,
+            "RALE playground in {} ({} nodes)\n",
+            self.dir.display(),
+            self.report.nodes.len()
+        );
+        let _ = writeln!(
+            out,
+            "{:<7} {:<8} {:>7}  {:<24} {:>7}  {}",
+            "NODE", "ROLE", "PG PORT", "API", "PID", "DATA DIR / CONFIG"
+        );
         for n in &self.report.nodes {
-            let _ = writeln!(out, "{:<7} {:<8} {:>7}  {:<24} {:>7}  {}", n.name, n.role, n.pg_port, n.api_url, n.pid, n.data_dir.display());
+            let _ = writeln!(
+                out,
+                "{:<7} {:<8} {:>7}  {:<24} {:>7}  {}",
+                n.name,
+                n.role,
+                n.pg_port,
+                n.api_url,
+                n.pid,
+                n.data_dir.display()
+            );
             let _ = writeln!(out, "{:<60}  {}", "", n.config.display());
         }
         let primary = self.report.nodes.iter().find(|n| n.role == "primary");
-        let urls: Vec<&str> = self.report.nodes.iter().map(|n| n.api_url.as_str()).collect();
-        let _ = writeln!(out, "\nAPI credentials: user {} password {}", self.report.auth.user, self.report.auth.password);
+        let urls: Vec<&str> = self
+            .report
+            .nodes
+            .iter()
+            .map(|n| n.api_url.as_str())
+            .collect();
+        let _ = writeln!(
+            out,
+            "\nAPI credentials: user {} password {}",
+            self.report.auth.user, self.report.auth.password
+        );
         let _ = writeln!(out, "\nTry:");
         if let Some(p) = primary {
-            let _ = writeln!(out, "  psql \"{}\"                      # write on the primary", p.dsn);
-            let _ = writeln!(out, "  kill -9 {}   # kill the primary's agent; also kill its postmaster: head -1 {}/postmaster.pid", p.pid, p.data_dir.display());
+            let _ = writeln!(
+                out,
+                "  psql \"{}\"                      # write on the primary",
+                p.dsn
+            );
+            let _ = writeln!(
+                out,
+                "  kill -9 {}   # kill the primary's agent; also kill its postmaster: head -1 {}/postmaster.pid",
+                p.pid,
+                p.data_dir.display()
+            );
         }
         let _ = writeln!(out, "  ramctrl --url {} list", urls.join(","));
-        let _ = writeln!(out, "  ramctrl --url {} --user admin --password {} switchover", urls.join(","), self.report.auth.password);
-        let _ = writeln!(out, "\nCtrl-C stops every process and removes the directory{}.", if self.keep { " (kept: --keep)" } else { "" });
+        let _ = writeln!(
+            out,
+            "  ramctrl --url {} --user admin --password {} switchover",
+            urls.join(","),
+            self.report.auth.password
+        );
+        let _ = writeln!(
+            out,
+            "\nCtrl-C stops every process and removes the directory{}.",
+            if self.keep { " (kept: --keep)" } else { "" }
+        );
         out
     }
 
@@ -331,7 +500,11 @@ impl Playground {
         for n in &self.report.nodes {
             let pidfile = n.data_dir.join("postmaster.pid");
             if let Ok(text) = std::fs::read_to_string(&pidfile) {
-                if let Some(pid) = text.lines().next().and_then(|l| l.trim().parse::<i32>().ok()) {
+                if let Some(pid) = text
+                    .lines()
+                    .next()
+                    .and_then(|l| l.trim().parse::<i32>().ok())
+                {
                     let _ = kill(Pid::from_raw(pid), Signal::SIGQUIT);
                 }
             }
@@ -358,7 +531,11 @@ impl Drop for Playground {
 pub async fn run(opts: DemoOptions) -> Result<()> {
     let mut pg = Playground::start(&opts)?;
     if !opts.json {
-        eprintln!("starting {} nodes in {} ...", opts.nodes, pg.report.dir.display());
+        eprintln!(
+            "starting {} nodes in {} ...",
+            opts.nodes,
+            pg.report.dir.display()
+        );
     }
     let t = Instant::now();
     pg.wait_ready(opts.ready_timeout).await?;

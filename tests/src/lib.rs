@@ -27,6 +27,8 @@
 //! # Ok(()) }
 //! ```
 
+pub mod ramd_cluster;
+
 use std::collections::BTreeSet;
 use std::future::Future;
 use std::net::TcpListener;
