@@ -33,7 +33,9 @@ mod task;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use rale::LocalPostgresConfig;
+use rale::{LocalPostgresConfig, Millis};
+
+use crate::ha::FenceDeadline;
 use rale_sync::enforce::FENCE_APPLICATION_NAME;
 
 pub use conn::{Credentials, Endpoint, ReplicationConnection, SystemIdentity, parse_identify_row};
@@ -132,6 +134,26 @@ impl FenceConfig {
         let mut c = Self::unix(cfg.socket_dir.clone(), cfg.port, cfg.superuser.clone());
         c.credentials.password = Some(cfg.superuser_password.clone());
         c
+    }
+}
+
+/// What the fence asks before acknowledging: is the lease valid at `now` (monotonic
+/// `CLOCK_BOOTTIME` milliseconds, [`crate::ha::monotonic_now`])? The daemon passes its
+/// [`FenceDeadline`]; tests and tools may pass their own gate.
+pub trait LeaseGate: Send + Sync + 'static {
+    /// Whether WAL may be acknowledged at `now`.
+    fn is_open_at(&self, now: Millis) -> bool;
+}
+
+impl LeaseGate for FenceDeadline {
+    fn is_open_at(&self, now: Millis) -> bool {
+        self.is_open(now)
+    }
+}
+
+impl<G: LeaseGate + ?Sized> LeaseGate for std::sync::Arc<G> {
+    fn is_open_at(&self, now: Millis) -> bool {
+        (**self).is_open_at(now)
     }
 }
 

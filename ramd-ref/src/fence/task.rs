@@ -10,8 +10,8 @@ use tracing::{debug, info, warn};
 
 use super::conn::ReplicationConnection;
 use super::proto::{ServerMessage, StandbyStatus, pg_now_us};
-use super::{Error, FenceConfig, Result};
-use crate::ha::{FenceDeadline, monotonic_now};
+use super::{Error, FenceConfig, LeaseGate, Result};
+use crate::ha::monotonic_now;
 
 /// What the fence is doing, for observation (API, tests).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -44,7 +44,7 @@ enum SessionEnd {
 /// exponential backoff. See the [module documentation](super).
 pub async fn run(
     cfg: FenceConfig,
-    deadline: FenceDeadline,
+    deadline: impl LeaseGate,
     active: watch::Receiver<bool>,
     shutdown: watch::Receiver<bool>,
 ) {
@@ -55,7 +55,7 @@ pub async fn run(
 /// [`run`], publishing its [`FenceStatus`] on `status`.
 pub async fn run_with_status(
     cfg: FenceConfig,
-    deadline: FenceDeadline,
+    deadline: impl LeaseGate,
     mut active: watch::Receiver<bool>,
     mut shutdown: watch::Receiver<bool>,
     status: watch::Sender<FenceStatus>,
@@ -130,7 +130,7 @@ async fn bounded<T>(
 
 async fn session(
     cfg: &FenceConfig,
-    deadline: &FenceDeadline,
+    deadline: &impl LeaseGate,
     active: &mut watch::Receiver<bool>,
     shutdown: &mut watch::Receiver<bool>,
     status: &watch::Sender<FenceStatus>,
@@ -146,7 +146,7 @@ async fn session(
     .await?;
     *reached_streaming = true;
     info!(fence = "rale_fence", endpoint = %cfg.endpoint, timeline = id.timeline.0, lsn = %id.xlogpos, "fence streaming");
-    let mut fence = Gate {
+    let mut fence = AckState {
         received: id.xlogpos,
         acknowledged: Lsn::ZERO,
         open: false,
@@ -175,7 +175,12 @@ async fn session(
             }
             _ = tick.tick() => fence.report(&mut conn, deadline, status).await?,
             r = active.changed() => {
-                if r.is_err() || !*active.borrow_and_update() {
+                if r.is_err() {
+                    // The daemon dropped the switch: it is going away.
+                    conn.close().await;
+                    return Ok(SessionEnd::Shutdown);
+                }
+                if !*active.borrow_and_update() {
                     conn.close().await;
                     return Ok(SessionEnd::Inactive);
                 }
@@ -192,13 +197,13 @@ async fn session(
 
 /// The acknowledgement rule of one session.
 #[derive(Debug)]
-struct Gate {
+struct AckState {
     received: Lsn,
     acknowledged: Lsn,
     open: bool,
 }
 
-impl Gate {
+impl AckState {
     /// Advances the acknowledged position to what was received if the deadline is open
     /// now; never moves it otherwise. Returns the position to report.
     fn advance(&mut self, open: bool) -> Lsn {
@@ -215,10 +220,10 @@ impl Gate {
     async fn report(
         &mut self,
         conn: &mut ReplicationConnection,
-        deadline: &FenceDeadline,
+        deadline: &impl LeaseGate,
         status: &watch::Sender<FenceStatus>,
     ) -> Result<()> {
-        let ack = self.advance(deadline.is_open(monotonic_now()));
+        let ack = self.advance(deadline.is_open_at(monotonic_now()));
         conn.send_status(&StandbyStatus::acknowledging(ack, pg_now_us()))
             .await?;
         status.send_if_modified(|s| {
@@ -239,7 +244,7 @@ mod tests {
 
     #[test]
     fn gate_acknowledges_only_while_open_and_never_goes_back() {
-        let mut g = Gate {
+        let mut g = AckState {
             received: Lsn(100),
             acknowledged: Lsn::ZERO,
             open: false,
