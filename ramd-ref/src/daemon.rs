@@ -138,6 +138,7 @@ pub async fn run(cfg: NodeConfig, config_path: PathBuf) -> Result<()> {
         ..AuthConfig::default()
     };
     let pg_lock = Arc::new(tokio::sync::Mutex::new(()));
+    let fence_snapshots = snap_rx.clone();
     let mut api_state = ApiState::new(snap_rx, consensus.clone(), auth, "rale");
     api_state.actions = Some(Arc::new(crate::node_actions::DaemonActions {
         node: cfg.name.clone(),
@@ -159,6 +160,14 @@ pub async fn run(cfg: NodeConfig, config_path: PathBuf) -> Result<()> {
     seed_dynamic_config(consensus.as_ref(), &cfg).await;
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    // The commit fence: a synchronous standby of our own primary that acknowledges WAL
+    // only under the lease (docs/fence.md).
+    let (fence_task, _fence_status) = crate::fence::spawn(
+        crate::fence::FenceConfig::from_local(pg.config()),
+        fence.clone(),
+        fence_snapshots,
+        shutdown_rx.clone(),
+    );
     let ha = HaLoop::new(identity_rx, pg, consensus.clone(), snap_tx, fence, pg_lock);
     let ha_task = tokio::spawn(ha.run(shutdown_rx));
 
@@ -179,6 +188,12 @@ pub async fn run(cfg: NodeConfig, config_path: PathBuf) -> Result<()> {
         .is_err()
     {
         warn!("HA loop did not stop within 60 s");
+    }
+    if tokio::time::timeout(Duration::from_secs(5), fence_task)
+        .await
+        .is_err()
+    {
+        warn!("commit fence did not stop within 5 s");
     }
     if let Err(e) = raft.shutdown().await {
         warn!(error = %e, "consensus shutdown");

@@ -29,6 +29,7 @@
 mod conn;
 pub mod proto;
 mod task;
+mod wiring;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -40,6 +41,7 @@ use rale_sync::enforce::FENCE_APPLICATION_NAME;
 
 pub use conn::{Credentials, Endpoint, ReplicationConnection, SystemIdentity, parse_identify_row};
 pub use task::{FenceStatus, run, run_with_status};
+pub use wiring::{should_fence, spawn};
 
 /// What can go wrong on a fence connection (every error ends the session; the task
 /// reconnects).
