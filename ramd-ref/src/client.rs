@@ -417,6 +417,136 @@ impl Client {
         self.node_action(api_url, "/reload", None).await
     }
 
+    /// Sends `body` with `method` to `path` (at `at`, a member's base URL, when given;
+    /// else the first agent that answers) and reads the JSON answer.
+    async fn call<T: DeserializeOwned>(
+        &self,
+        at: Option<&str>,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<T> {
+        let a = match at {
+            Some(url) => self.request_to(url, method, path, body.as_ref()).await?,
+            None => self.request(method, path, body.as_ref(), &[]).await?,
+        };
+        a.into_result()?.json()
+    }
+
+    fn body<B: Serialize>(b: &B) -> Result<Value> {
+        serde_json::to_value(b).map_err(|e| Error::Setup(format!("request body: {e}")))
+    }
+
+    /// `POST /api/v1/parameter/validate`.
+    pub async fn params_validate(
+        &self,
+        req: &ParameterValidateRequest,
+    ) -> Result<rale_params::api::ValidateResponse> {
+        let body = Self::body(req)?;
+        self.call(None, Method::POST, "/api/v1/parameter/validate", Some(body))
+            .await
+    }
+
+    /// `GET /api/v1/parameter/list` (`query`: e.g. `context=postmaster&version=16`).
+    pub async fn params_list(&self, query: &str) -> Result<rale_params::api::ListResponse> {
+        self.get(&format!("/api/v1/parameter/list?{query}")).await
+    }
+
+    /// `GET /api/v1/parameter/info/{name}` (`version`: the cluster's when `None`).
+    pub async fn params_info(
+        &self,
+        name: &str,
+        version: Option<u32>,
+    ) -> Result<rale_params::api::InfoResponse> {
+        let q = version.map(|v| format!("?version={v}")).unwrap_or_default();
+        self.get(&format!("/api/v1/parameter/info/{name}{q}")).await
+    }
+
+    /// `POST /api/v1/parameter/optimize` (a `rale_params::OptimizeRequest`, `version`
+    /// optional).
+    pub async fn params_optimize(&self, req: &Value) -> Result<rale_params::OptimizeResponse> {
+        self.call(None, Method::POST, "/api/v1/parameter/optimize", Some(req.clone()))
+            .await
+    }
+
+    /// `POST /api/v1/backup/start` on `at` (or the first agent).
+    pub async fn backup_start(
+        &self,
+        at: Option<&str>,
+        req: &rale_backup::api::StartBackupRequest,
+    ) -> Result<rale_backup::api::JobAccepted> {
+        let body = Self::body(req)?;
+        self.call(at, Method::POST, "/api/v1/backup/start", Some(body))
+            .await
+    }
+
+    /// `POST /api/v1/backup/restore` on `at` (or the first agent).
+    pub async fn backup_restore(
+        &self,
+        at: Option<&str>,
+        req: &rale_backup::api::StartRestoreRequest,
+    ) -> Result<rale_backup::api::JobAccepted> {
+        let body = Self::body(req)?;
+        self.call(at, Method::POST, "/api/v1/backup/restore", Some(body))
+            .await
+    }
+
+    /// `GET /api/v1/backup/list`.
+    pub async fn backup_list(
+        &self,
+        at: Option<&str>,
+    ) -> Result<rale_backup::api::ListBackupsResponse> {
+        self.call(at, Method::GET, "/api/v1/backup/list", None).await
+    }
+
+    /// `GET /api/v1/backup/jobs`.
+    pub async fn backup_jobs(&self, at: Option<&str>) -> Result<rale_backup::api::JobsResponse> {
+        self.call(at, Method::GET, "/api/v1/backup/jobs", None).await
+    }
+
+    /// `GET /api/v1/backup/status/{id}`.
+    pub async fn backup_status(
+        &self,
+        at: Option<&str>,
+        id: &str,
+    ) -> Result<rale_backup::api::JobStatusResponse> {
+        self.call(at, Method::GET, &format!("/api/v1/backup/status/{id}"), None)
+            .await
+    }
+
+    /// `POST /api/v1/backup/schedule`.
+    pub async fn backup_schedule(
+        &self,
+        at: Option<&str>,
+        req: &rale_backup::api::ScheduleRequest,
+    ) -> Result<rale_backup::api::ScheduleResponse> {
+        let body = Self::body(req)?;
+        self.call(at, Method::POST, "/api/v1/backup/schedule", Some(body))
+            .await
+    }
+
+    /// `GET /api/v1/sync-standbys/status`.
+    pub async fn sync_status(&self) -> Result<SyncStandbysStatus> {
+        self.get("/api/v1/sync-standbys/status").await
+    }
+
+    /// `POST /api/v1/sync-standbys/{action}` (`add`, `remove`, `any-n`, `count`,
+    /// `commit-level`) with its body.
+    pub async fn sync_change<B: Serialize>(
+        &self,
+        action: &str,
+        req: &B,
+    ) -> Result<SyncChangeResponse> {
+        let body = Self::body(req)?;
+        self.call(
+            None,
+            Method::POST,
+            &format!("/api/v1/sync-standbys/{action}"),
+            Some(body),
+        )
+        .await
+    }
+
     async fn node_action(
         &self,
         api_url: &str,

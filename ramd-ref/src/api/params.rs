@@ -173,13 +173,24 @@ pub(crate) async fn list(
     Ok(Json(rale_params::api::list(&query)))
 }
 
-/// One parameter's definition; 404 with the closest names for an unknown one.
+/// A well-formed configuration parameter name (PostgreSQL identifiers, with `.` for
+/// extension parameters); anything else is a bad request rather than an unknown name.
+fn is_parameter_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 128
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '$'))
+}
+
+/// One parameter's definition; 400 for a malformed name, 404 with the closest names for an unknown one.
 #[utoipa::path(get, path = "/api/v1/parameter/info/{name}", tag = "parameters",
     params(
         ("name" = String, Path, description = "Parameter name"),
         ("version" = Option<u32>, Query, description = "PostgreSQL major (default: the cluster's)")),
     responses(
         (status = 200, description = "Definition (rale_params::api::InfoResponse)", body = Object),
+        (status = 400, description = "Malformed name or version", body = ErrorBody),
         (status = 404, description = "Unknown, or not in this major (with suggestions)", body = ErrorBody)))]
 pub(crate) async fn info(
     State(st): St,
@@ -187,6 +198,11 @@ pub(crate) async fn info(
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Json<InfoResponse>, ApiError> {
     let version = version_param(&q, &st)?;
+    if !is_parameter_name(&name) {
+        return Err(ApiError::bad_request(format!(
+            "{name:?} is not a parameter name (letters, digits, _, . and $)"
+        )));
+    }
     rale_params::api::info(version, &name)
         .map(Json)
         .map_err(|r| {

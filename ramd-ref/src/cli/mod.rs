@@ -10,6 +10,7 @@ use ramd_ref::api::types::{ReinitializeRequest, RestartRequest, SwitchoverReques
 use ramd_ref::client::{Client, Error as ClientError};
 
 pub mod edit;
+pub mod features;
 pub mod render;
 
 /// Exit codes of `ramctrl`.
@@ -151,6 +152,14 @@ pub enum Cmd {
         /// Member.
         node: String,
     },
+    /// PostgreSQL parameters: validate, info, list, optimize.
+    #[command(subcommand)]
+    Params(features::ParamsCmd),
+    /// Backups: start, list, jobs, status, restore, schedule.
+    Backup(features::BackupArgs),
+    /// Synchronous standbys: status, add, remove, any-n, count, commit-level.
+    #[command(subcommand)]
+    Sync(features::SyncCmd),
 }
 
 /// What every command gets.
@@ -221,8 +230,16 @@ fn report(ctx: &Ctx, resp: &ramd_ref::api::types::ActionResponse) -> Result<(), 
 pub async fn run(cmd: Cmd, ctx: &Ctx) -> Result<(), CliError> {
     match cmd {
         Cmd::Demo { nodes, dir, keep } => {
-            let opts = ramd_ref::demo::DemoOptions { nodes, dir, keep, json: ctx.json, ..Default::default() };
-            ramd_ref::demo::run(opts).await.map_err(|e| CliError::Local(format!("{e:#}")))
+            let opts = ramd_ref::demo::DemoOptions {
+                nodes,
+                dir,
+                keep,
+                json: ctx.json,
+                ..Default::default()
+            };
+            ramd_ref::demo::run(opts)
+                .await
+                .map_err(|e| CliError::Local(format!("{e:#}")))
         }
         Cmd::List => {
             let cluster = ctx.client.cluster().await?;
@@ -333,6 +350,9 @@ pub async fn run(cmd: Cmd, ctx: &Ctx) -> Result<(), CliError> {
             let (_, resp) = ctx.client.reload(&url).await?;
             report(ctx, &resp)
         }
+        Cmd::Params(c) => features::params(c, ctx).await,
+        Cmd::Backup(a) => features::backup(a, ctx).await,
+        Cmd::Sync(c) => features::sync(c, ctx).await,
     }
 }
 

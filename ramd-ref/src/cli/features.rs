@@ -1,0 +1,542 @@
+//! `ramctrl params …`, `ramctrl backup …` and `ramctrl sync …`: PostgreSQL parameters,
+//! backups and synchronous standbys, over `/api/v1/parameter/*`, `/api/v1/backup/*` and
+//! `/api/v1/sync-standbys/*`.
+
+use std::time::Duration;
+
+use clap::{Args, Subcommand};
+use serde_json::{Value, json};
+
+use ramd_ref::api::types::{
+    ParameterValidateRequest, SyncAnyNRequest, SyncCommitLevelRequest, SyncCountRequest,
+    SyncNodeRequest,
+};
+
+use super::{CliError, Ctx, member_api_url, print_json};
+
+/// `ramctrl params …`.
+#[derive(Subcommand, Debug, Clone)]
+pub enum ParamsCmd {
+    /// Check a value the way PostgreSQL parses it (exit 1 when refused).
+    Validate {
+        /// Parameter name.
+        name: String,
+        /// Value, as in postgresql.conf.
+        value: String,
+        /// PostgreSQL major (default: the cluster's).
+        #[arg(long)]
+        version: Option<u32>,
+    },
+    /// Describe one parameter.
+    Info {
+        /// Parameter name.
+        name: String,
+        /// PostgreSQL major (default: the cluster's).
+        #[arg(long)]
+        version: Option<u32>,
+    },
+    /// List parameters.
+    List {
+        /// Only this context: postmaster, sighup, user, superuser, backend, …
+        #[arg(long)]
+        context: Option<String>,
+        /// Only names containing this text.
+        #[arg(long)]
+        search: Option<String>,
+        /// PostgreSQL major (default: the cluster's).
+        #[arg(long)]
+        version: Option<u32>,
+    },
+    /// Recommended settings for a machine and workload.
+    Optimize {
+        /// Memory for PostgreSQL: 8GB, 512MB, or bytes.
+        #[arg(long)]
+        memory: String,
+        /// CPU cores.
+        #[arg(long)]
+        cpus: u32,
+        /// Expected client connections.
+        #[arg(long)]
+        connections: Option<u32>,
+        /// oltp, web, data_warehouse or mixed.
+        #[arg(long, default_value = "mixed")]
+        workload: String,
+        /// ssd, hdd or network.
+        #[arg(long, default_value = "ssd")]
+        storage: String,
+        /// Standbys in the cluster.
+        #[arg(long)]
+        standbys: Option<u32>,
+        /// PostgreSQL major (default: the cluster's).
+        #[arg(long)]
+        version: Option<u32>,
+    },
+}
+
+/// `ramctrl backup …`.
+#[derive(Args, Debug, Clone)]
+pub struct BackupArgs {
+    /// Member whose agent runs the request (default: the first agent that answers).
+    #[arg(long)]
+    pub node: Option<String>,
+    /// What to do.
+    #[command(subcommand)]
+    pub cmd: BackupCmd,
+}
+
+/// Backup subcommands.
+#[derive(Subcommand, Debug, Clone)]
+pub enum BackupCmd {
+    /// Take a backup (a job).
+    Start {
+        /// full, differential or incremental.
+        #[arg(long, default_value = "full")]
+        kind: String,
+        /// Wait until the job finished (polls its status).
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Backups held by the tool.
+    List,
+    /// Jobs of the node.
+    Jobs,
+    /// One job.
+    Status {
+        /// Job id.
+        id: String,
+    },
+    /// Restore a backup into a data directory (never the node's live one).
+    Restore {
+        /// Destination data directory (absolute).
+        #[arg(long)]
+        data_dir: String,
+        /// Backup to restore (default: the newest that fits the target).
+        #[arg(long)]
+        backup_id: Option<String>,
+        /// latest, immediate, time=2030-01-01T00:00:00Z, lsn=0/3000000 or name=POINT.
+        #[arg(long, default_value = "latest")]
+        target: String,
+        /// promote, pause or shutdown.
+        #[arg(long, default_value = "promote")]
+        action: String,
+    },
+    /// Replace the node's schedules and retention.
+    Schedule {
+        /// `NAME|KIND|CRON|PLACEMENT`, e.g. `nightly|full|0 30 2 * * *|prefer_replica`.
+        #[arg(long = "entry", value_name = "NAME|KIND|CRON|PLACEMENT")]
+        entries: Vec<String>,
+        /// Full backups to keep.
+        #[arg(long)]
+        keep_full: Option<u32>,
+        /// Differential backups to keep.
+        #[arg(long)]
+        keep_diff: Option<u32>,
+        /// Drop backups older than this, e.g. 7d, 36h.
+        #[arg(long)]
+        max_age: Option<String>,
+    },
+}
+
+/// `ramctrl sync …`.
+#[derive(Subcommand, Debug, Clone)]
+pub enum SyncCmd {
+    /// Configured, recorded and enforced synchronous standbys.
+    Status,
+    /// Pin a member into the synchronous set.
+    Add {
+        /// Member.
+        node: String,
+    },
+    /// Un-pin a member.
+    Remove {
+        /// Member.
+        node: String,
+    },
+    /// Quorum commit: ANY n.
+    AnyN {
+        /// Acknowledgements per commit.
+        n: u32,
+    },
+    /// Number of synchronous standbys (FIRST n, or ANY n in quorum mode).
+    Count {
+        /// Standbys.
+        n: u32,
+    },
+    /// synchronous_commit: off, local, remote_write, on, remote_apply.
+    CommitLevel {
+        /// Level.
+        level: String,
+    },
+}
+
+fn refused(msg: impl Into<String>) -> CliError {
+    CliError::Local(msg.into())
+}
+
+/// Parses `8GB`, `512MB`, `16GiB`, `1TB` or a byte count (binary multiples, as
+/// PostgreSQL's units).
+pub fn parse_bytes(text: &str) -> Result<u64, CliError> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| CliError::Usage(format!("invalid size {text:?}: use e.g. 8GB, 512MB")))?;
+    let shift = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kb" | "kib" => 10,
+        "m" | "mb" | "mib" => 20,
+        "g" | "gb" | "gib" => 30,
+        "t" | "tb" | "tib" => 40,
+        other => {
+            return Err(CliError::Usage(format!(
+                "invalid size unit {other:?} in {text:?}"
+            )));
+        }
+    };
+    n.checked_mul(1u64 << shift)
+        .ok_or_else(|| CliError::Usage(format!("size {text:?} is too large")))
+}
+
+/// `time=…`, `lsn=…`, `name=…`, `latest`, `immediate` as the API's restore target.
+pub fn parse_target(text: &str) -> Result<Value, CliError> {
+    Ok(match text.split_once('=') {
+        None if matches!(text, "latest" | "immediate") => json!({"type": text}),
+        Some((kind @ ("time" | "lsn" | "name"), value)) => json!({"type": kind, "value": value}),
+        _ => {
+            return Err(CliError::Usage(format!(
+                "invalid target {text:?}: latest, immediate, time=…, lsn=… or name=…"
+            )));
+        }
+    })
+}
+
+fn humantime_secs(text: &str) -> Result<String, CliError> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| CliError::Usage(format!("invalid age {text:?}: use e.g. 7d, 36h")))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "m" | "min" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86_400,
+        "w" => n * 604_800,
+        other => return Err(CliError::Usage(format!("invalid age unit {other:?}"))),
+    };
+    Ok(format!("{secs}s"))
+}
+
+/// Runs `ramctrl params …`.
+pub async fn params(cmd: ParamsCmd, ctx: &Ctx) -> Result<(), CliError> {
+    match cmd {
+        ParamsCmd::Validate {
+            name,
+            value,
+            version,
+        } => {
+            let req = ParameterValidateRequest {
+                version,
+                name: Some(name),
+                value: Some(rale_params::api::InputValue::Text(value)),
+                ..ParameterValidateRequest::default()
+            };
+            let resp = ctx.client.params_validate(&req).await?;
+            if ctx.json {
+                print_json(&resp)?;
+            } else {
+                for r in &resp.results {
+                    match &r.verdict {
+                        rale_params::Verdict::Ok(a) => println!(
+                            "{} = {}: valid for PostgreSQL {} (setting {}{}, {:?})",
+                            r.name,
+                            r.input,
+                            resp.version,
+                            a.setting,
+                            a.unit.map(|u| format!(" {u}")).unwrap_or_default(),
+                            a.apply
+                        ),
+                        rale_params::Verdict::Rejected(x) => println!(
+                            "{} = {}: invalid for PostgreSQL {}: {}",
+                            r.name, r.input, resp.version, x.message
+                        ),
+                    }
+                }
+            }
+            if resp.valid {
+                Ok(())
+            } else {
+                Err(refused("refused"))
+            }
+        }
+        ParamsCmd::Info { name, version } => {
+            let info = ctx.client.params_info(&name, version).await?;
+            print_json(&info)
+        }
+        ParamsCmd::List {
+            context,
+            search,
+            version,
+        } => {
+            let mut q = Vec::new();
+            if let Some(c) = context {
+                q.push(format!("context={c}"));
+            }
+            if let Some(s) = search {
+                q.push(format!("search={s}"));
+            }
+            if let Some(v) = version {
+                q.push(format!("version={v}"));
+            }
+            let list = ctx.client.params_list(&q.join("&")).await?;
+            if ctx.json {
+                return print_json(&list);
+            }
+            println!("PostgreSQL {}: {} parameters", list.version, list.count);
+            for p in &list.parameters {
+                println!(
+                    "{:<40} {:<18} {}",
+                    p.name,
+                    p.context.as_str(),
+                    p.description
+                );
+            }
+            Ok(())
+        }
+        ParamsCmd::Optimize {
+            memory,
+            cpus,
+            connections,
+            workload,
+            storage,
+            standbys,
+            version,
+        } => {
+            let req = json!({
+                "version": version,
+                "total_memory_bytes": parse_bytes(&memory)?,
+                "cpu_count": cpus,
+                "max_connections": connections,
+                "workload": workload,
+                "storage": storage,
+                "standby_count": standbys,
+            });
+            let resp = ctx.client.params_optimize(&req).await?;
+            if ctx.json {
+                return print_json(&resp);
+            }
+            for r in &resp.recommendations {
+                let restart = if r.needs_restart { " (restart)" } else { "" };
+                println!("{} = '{}'{restart}  # {}", r.name, r.value, r.rationale);
+            }
+            for n in &resp.notes {
+                println!("# {n}");
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Runs `ramctrl backup …`.
+pub async fn backup(args: BackupArgs, ctx: &Ctx) -> Result<(), CliError> {
+    let at = match &args.node {
+        Some(node) => Some(member_api_url(ctx, node).await?),
+        None => None,
+    };
+    let at = at.as_deref();
+    let c = &ctx.client;
+    match args.cmd {
+        BackupCmd::Start { kind, wait } => {
+            let req = serde_json::from_value(json!({ "kind": kind }))
+                .map_err(|e| CliError::Usage(format!("--kind: {e}")))?;
+            let accepted = c.backup_start(at, &req).await?;
+            if !wait {
+                return if ctx.json {
+                    print_json(&accepted)
+                } else {
+                    println!("backup job {} queued", accepted.job_id);
+                    Ok(())
+                };
+            }
+            // Bounded wait: 24 h of 2 s polls.
+            for _ in 0..43_200 {
+                let s = c.backup_status(at, &accepted.job_id.0).await?;
+                if s.job.state.is_finished() {
+                    print_json(&s)?;
+                    return match s.job.state {
+                        rale_backup::JobState::Succeeded => Ok(()),
+                        _ => Err(refused(format!("backup job {} failed", accepted.job_id))),
+                    };
+                }
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+            Err(refused(format!(
+                "backup job {} still running",
+                accepted.job_id
+            )))
+        }
+        BackupCmd::List => {
+            let l = c.backup_list(at).await?;
+            if ctx.json {
+                return print_json(&l);
+            }
+            println!("{} backups ({})", l.backups.len(), l.tool);
+            for b in &l.backups {
+                println!(
+                    "{:<36} {:<12?} {} .. {} {}",
+                    b.id,
+                    b.kind,
+                    b.start_time.to_rfc3339(),
+                    b.stop_time.to_rfc3339(),
+                    b.size_bytes
+                        .map(|s| format!("{s} bytes"))
+                        .unwrap_or_default()
+                );
+            }
+            Ok(())
+        }
+        BackupCmd::Jobs => print_json(&c.backup_jobs(at).await?),
+        BackupCmd::Status { id } => print_json(&c.backup_status(at, &id).await?),
+        BackupCmd::Restore {
+            data_dir,
+            backup_id,
+            target,
+            action,
+        } => {
+            let req = serde_json::from_value(json!({
+                "data_dir": data_dir,
+                "backup_id": backup_id,
+                "target": parse_target(&target)?,
+                "target_action": action,
+            }))
+            .map_err(|e| CliError::Usage(format!("restore: {e}")))?;
+            let accepted = c.backup_restore(at, &req).await?;
+            if ctx.json {
+                print_json(&accepted)
+            } else {
+                println!("restore job {} queued", accepted.job_id);
+                Ok(())
+            }
+        }
+        BackupCmd::Schedule {
+            entries,
+            keep_full,
+            keep_diff,
+            max_age,
+        } => {
+            let mut schedules = Vec::new();
+            for e in &entries {
+                let parts: Vec<&str> = e.split('|').map(str::trim).collect();
+                let [name, kind, cron, placement] = parts[..] else {
+                    return Err(CliError::Usage(format!(
+                        "--entry {e:?}: expected NAME|KIND|CRON|PLACEMENT"
+                    )));
+                };
+                schedules.push(
+                    json!({"name": name, "kind": kind, "cron": cron, "placement": placement}),
+                );
+            }
+            let max_age = max_age.as_deref().map(humantime_secs).transpose()?;
+            let retention = (keep_full.is_some() || keep_diff.is_some() || max_age.is_some())
+                .then(|| json!({"full_count": keep_full, "differential_count": keep_diff, "max_age": max_age}));
+            let req =
+                serde_json::from_value(json!({"schedules": schedules, "retention": retention}))
+                    .map_err(|e| CliError::Usage(format!("schedule: {e}")))?;
+            print_json(&c.backup_schedule(at, &req).await?)
+        }
+    }
+}
+
+/// Runs `ramctrl sync …`.
+pub async fn sync(cmd: SyncCmd, ctx: &Ctx) -> Result<(), CliError> {
+    let c = &ctx.client;
+    let resp = match cmd {
+        SyncCmd::Status => {
+            let s = c.sync_status().await?;
+            if ctx.json {
+                return print_json(&s);
+            }
+            println!(
+                "mode {} ({} standby(s), strict {}), synchronous_commit {}",
+                s.mode, s.node_count, s.strict, s.commit_level
+            );
+            println!(
+                "recorded: {:?} quorum {} (epoch {}{})",
+                s.recorded.standbys,
+                s.recorded.quorum,
+                s.recorded.epoch,
+                if s.recorded.current { "" } else { ", stale" }
+            );
+            println!(
+                "enforced: {}",
+                s.enforced_names
+                    .as_deref()
+                    .map(|n| format!("'{n}'"))
+                    .unwrap_or_else(|| "unknown (ask the primary's agent)".into())
+            );
+            println!("pinned: {:?}", s.pinned);
+            for m in &s.standbys {
+                println!(
+                    "  {:<16} {:<7} lag {:>12} {}{}",
+                    m.name,
+                    m.sync_state,
+                    m.lag_bytes
+                        .map(|l| l.to_string())
+                        .unwrap_or_else(|| "unknown".into()),
+                    if m.pinned { "pinned " } else { "" },
+                    if m.nosync { "nosync" } else { "" }
+                );
+            }
+            return Ok(());
+        }
+        SyncCmd::Add { node } => c.sync_change("add", &SyncNodeRequest { node }).await?,
+        SyncCmd::Remove { node } => c.sync_change("remove", &SyncNodeRequest { node }).await?,
+        SyncCmd::AnyN { n } => {
+            c.sync_change(
+                "any-n",
+                &SyncAnyNRequest {
+                    n,
+                    min: None,
+                    max: None,
+                },
+            )
+            .await?
+        }
+        SyncCmd::Count { n } => c.sync_change("count", &SyncCountRequest { n }).await?,
+        SyncCmd::CommitLevel { level } => {
+            c.sync_change("commit-level", &SyncCommitLevelRequest { level })
+                .await?
+        }
+    };
+    if ctx.json {
+        print_json(&resp)
+    } else {
+        println!(
+            "{} (configuration version {})",
+            resp.message, resp.config_version
+        );
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_and_targets() {
+        assert_eq!(parse_bytes("8GB").ok(), Some(8 << 30));
+        assert_eq!(parse_bytes("512MB").ok(), Some(512 << 20));
+        assert_eq!(parse_bytes("1024").ok(), Some(1024));
+        assert!(parse_bytes("8 parsecs").is_err());
+        assert_eq!(parse_target("latest").ok(), Some(json!({"type": "latest"})));
+        assert_eq!(
+            parse_target("lsn=0/3000000").ok(),
+            Some(json!({"type": "lsn", "value": "0/3000000"}))
+        );
+        assert!(parse_target("yesterday").is_err());
+        assert_eq!(humantime_secs("7d").ok().as_deref(), Some("604800s"));
+    }
+}
