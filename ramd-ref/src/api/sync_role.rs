@@ -1,11 +1,12 @@
 //! Whether a member counts as a synchronous or quorum standby, for health checks, the
 //! `/cluster` roles and metrics.
 //!
-//! One small function on purpose: `rale-sync` will provide the cluster-wide rule later and
-//! replace it here.
+//! The classification itself is `rale_sync::health::StandbySyncState::from_recorded`;
+//! this module adds what only the cluster state knows (mode, the set's epoch, the holder).
 
 use rale::{ClusterState, NodeId};
-use rale_sync::SyncMode;
+use rale_sync::health::StandbySyncState;
+use rale_sync::{RecordedSet, SyncMethod, SyncMode};
 
 /// A member's place in synchronous replication.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -28,12 +29,23 @@ pub fn sync_role(cluster: &ClusterState, node: &NodeId) -> SyncRole {
     if mode == SyncMode::Off || !current || recorded.quorum == 0 {
         return SyncRole::Async;
     }
-    if cluster.holder() == Some(node) || !recorded.standbys.contains(node) {
+    if cluster.holder() == Some(node) {
         return SyncRole::Async;
     }
-    match mode {
-        SyncMode::Quorum => SyncRole::Quorum,
-        _ => SyncRole::Sync,
+    // Patroni's rule, as rale-sync states it: a member of the recorded set is `sync`
+    // under FIRST, `quorum` under ANY (names compared as PostgreSQL does).
+    let set = RecordedSet::new(
+        recorded.standbys.iter().map(|n| n.to_string()),
+        recorded.quorum,
+    );
+    let method = match mode {
+        SyncMode::Quorum => SyncMethod::Any,
+        _ => SyncMethod::First,
+    };
+    match StandbySyncState::from_recorded(&set, method, node.as_str()) {
+        StandbySyncState::Sync => SyncRole::Sync,
+        StandbySyncState::Quorum => SyncRole::Quorum,
+        StandbySyncState::Potential | StandbySyncState::Async => SyncRole::Async,
     }
 }
 
