@@ -296,7 +296,7 @@ async fn config_merge_patch_validation_and_conflict() {
         &app,
         Method::PATCH,
         "/config",
-        Some(r#"{"fence": false}"#),
+        Some(r#"{"use_pg_rewind": false}"#),
         Some(basic(USER, PASSWORD)),
         &[("if-match", "\"1\"")],
     )
@@ -307,7 +307,7 @@ async fn config_merge_patch_validation_and_conflict() {
         &app,
         Method::PATCH,
         "/config",
-        Some(r#"{"fence": false}"#),
+        Some(r#"{"use_pg_rewind": false}"#),
         Some(basic(USER, PASSWORD)),
         &[("if-match", "\"2\"")],
     )
