@@ -199,17 +199,26 @@ async fn wait_fence_sync(c: &Client) -> anyhow::Result<()> {
     bail!("rale_fence never became the synchronous standby")
 }
 
-/// Runs `n` single-row INSERT commits; returns their latencies in µs, sorted.
-async fn commit_latencies(c: &Client, n: usize) -> anyhow::Result<Vec<u64>> {
-    let stmt = c.prepare("INSERT INTO t (v) VALUES ($1)").await?;
-    let mut out = Vec::with_capacity(n);
+/// Runs `n` single-row INSERT commits on `a` and on `b`, alternating; returns both
+/// latency lists in µs, sorted.
+async fn paired_latencies(
+    a: &Client,
+    b: &Client,
+    n: usize,
+) -> anyhow::Result<(Vec<u64>, Vec<u64>)> {
+    let sa = a.prepare("INSERT INTO t (v) VALUES ($1)").await?;
+    let sb = b.prepare("INSERT INTO t (v) VALUES ($1)").await?;
+    let (mut la, mut lb) = (Vec::with_capacity(n), Vec::with_capacity(n));
     for i in 0..n {
-        let t = Instant::now();
-        c.execute(&stmt, &[&(i as i32)]).await?;
-        out.push(u64::try_from(t.elapsed().as_micros()).unwrap_or(u64::MAX));
+        for (c, s, out) in [(a, &sa, &mut la), (b, &sb, &mut lb)] {
+            let t = Instant::now();
+            c.execute(s, &[&(i as i32)]).await?;
+            out.push(u64::try_from(t.elapsed().as_micros()).unwrap_or(u64::MAX));
+        }
     }
-    out.sort_unstable();
-    Ok(out)
+    la.sort_unstable();
+    lb.sort_unstable();
+    Ok((la, lb))
 }
 
 fn pct(sorted: &[u64], p: f64) -> u64 {
@@ -256,20 +265,25 @@ async fn commits_wait_for_the_lease_and_the_fence_task() -> anyhow::Result<()> {
     c.batch_execute("CREATE TABLE t (id bigserial PRIMARY KEY, v int)")
         .await?;
 
-    // Baseline: no synchronous standby.
-    let n = 500;
-    let base = commit_latencies(&c, n).await?;
-
     // The fence, open.
     let gate = Switch::default();
     gate.set(true);
     let f = spawn_fence(p.config(), gate.clone());
     set_sync_names(&c, "FIRST 1 (rale_fence)").await?;
     wait_fence_sync(&c).await?;
-    let fenced = commit_latencies(&c, n).await?;
+
+    // Overhead: alternating commits on two sessions, one with `synchronous_commit =
+    // local` (what a commit costs without any synchronous standby), one with `on` (waits
+    // for the fence), so that machine noise hits both alike.
+    let local = p.client().await?;
+    local
+        .batch_execute("SET synchronous_commit = local")
+        .await?;
+    let (base, fenced) = paired_latencies(&local, &c, 500).await?;
+    let n = base.len();
     println!(
-        "commit latency over {n} single-row INSERTs (µs): without fence median {} p99 {}; \
-         with fence median {} p99 {}",
+        "commit latency over {n} single-row INSERT commits each (µs): \
+         without fence median {} p99 {}; with fence median {} p99 {}",
         pct(&base, 0.5),
         pct(&base, 0.99),
         pct(&fenced, 0.5),
