@@ -38,6 +38,10 @@ pub struct NodeConfig {
     /// Log format: `text` (default) or `json`.
     #[serde(default)]
     pub log_format: LogFormat,
+    /// Backups of this node (optional): tool, job directory, schedules, retention; see
+    /// `ramd_ref::api::backup`.
+    #[serde(default)]
+    pub backup: Option<crate::api::BackupConfig>,
 }
 
 /// Log output format.
@@ -83,7 +87,9 @@ pub struct ApiConfig {
 impl ApiConfig {
     /// The advertised URL.
     pub fn url(&self) -> String {
-        self.url.clone().unwrap_or_else(|| format!("http://{}", self.listen))
+        self.url
+            .clone()
+            .unwrap_or_else(|| format!("http://{}", self.listen))
     }
 
     /// The password from `password` or `password_file`.
@@ -170,7 +176,11 @@ pub struct PeerConfig {
 
 impl From<&PeerConfig> for Peer {
     fn from(p: &PeerConfig) -> Peer {
-        Peer { node: p.name.clone(), raft_id: p.raft_id, api_url: p.api_url.clone() }
+        Peer {
+            node: p.name.clone(),
+            raft_id: p.raft_id,
+            api_url: p.api_url.clone(),
+        }
     }
 }
 
@@ -228,7 +238,9 @@ impl NodeConfig {
         if self.consensus.heartbeat_interval * 2 > self.consensus.election_timeout_min {
             bail!("consensus.heartbeat_interval must be at most half of election_timeout_min");
         }
-        self.bootstrap.validate().context("invalid [bootstrap] dynamic configuration")?;
+        self.bootstrap
+            .validate()
+            .context("invalid [bootstrap] dynamic configuration")?;
         Ok(())
     }
 
@@ -257,9 +269,14 @@ mod tests {
 
     #[test]
     fn missing_self_in_peers_is_rejected() {
-        let text = include_str!("../../docs/ramd.example.toml").replace("name = \"node1\"\nstate_dir", "name = \"node9\"\nstate_dir");
+        let text = include_str!("../../docs/ramd.example.toml")
+            .replace("name = \"node1\"\nstate_dir", "name = \"node9\"\nstate_dir");
         let cfg: NodeConfig = toml::from_str(&text).expect("parses");
-        let err = cfg.validate().err().map(|e| e.to_string()).unwrap_or_default();
+        let err = cfg
+            .validate()
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
         assert!(err.contains("node9"), "{err}");
     }
 }

@@ -139,7 +139,13 @@ pub async fn run(cfg: NodeConfig, config_path: PathBuf) -> Result<()> {
     };
     let pg_lock = Arc::new(tokio::sync::Mutex::new(()));
     let fence_snapshots = snap_rx.clone();
+    let backup_view = api::backup::snapshot_members(snap_rx.clone());
     let mut api_state = ApiState::new(snap_rx, consensus.clone(), auth, "rale");
+    if let Some(bcfg) = &cfg.backup {
+        let service = api::BackupService::from_config(bcfg, cfg.name.clone()).context("configuring backups")?;
+        service.start_schedules(cfg.name.clone(), backup_view, Duration::from_secs(1));
+        api_state.backup = Some(Arc::new(service));
+    }
     api_state.actions = Some(Arc::new(crate::node_actions::DaemonActions {
         node: cfg.name.clone(),
         pg: pg.clone(),
