@@ -1,0 +1,61 @@
+//! Run: `cargo run --release -p ramd-ref --bin ramd-bench -- --runs 3`
+//!
+//! Benchmarks failover, switchover, bootstrap, the health endpoint and an idle cluster on
+//! local playgrounds with real PostgreSQL (see `docs/benchmarks.md`). The `ramd` binary must
+//! be next to this one or in `RALE_RAMD_BIN`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use ramd_ref::bench::{BenchOptions, Scenario, run, table};
+
+/// Benchmark a local RALE cluster.
+#[derive(Parser, Debug)]
+#[command(name = "ramd-bench", version)]
+struct Args {
+    /// Repetitions of each scenario.
+    #[arg(long, default_value_t = 5)]
+    runs: usize,
+    /// Nodes per cluster.
+    #[arg(long, default_value_t = 3)]
+    nodes: usize,
+    /// Also write the rows as JSON to this file.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Comma-separated scenarios: node-loss, postmaster-crash, switchover, bootstrap,
+    /// health, idle.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "node-loss,postmaster-crash,switchover,bootstrap,health,idle"
+    )]
+    scenarios: Vec<Scenario>,
+    /// Seconds of each `GET /primary` load phase.
+    #[arg(long, default_value_t = 10)]
+    health_secs: u64,
+    /// Seconds of the idle measurement.
+    #[arg(long, default_value_t = 60)]
+    idle_secs: u64,
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let args = Args::parse();
+    let opts = BenchOptions {
+        runs: args.runs,
+        nodes: args.nodes,
+        scenarios: args.scenarios,
+        health_duration: Duration::from_secs(args.health_secs.clamp(1, 600)),
+        idle_duration: Duration::from_secs(args.idle_secs.clamp(1, 3600)),
+        ..Default::default()
+    };
+    let rows = run(&opts).await?;
+    print!("{}", table(&rows));
+    if let Some(path) = args.json {
+        let text = serde_json::to_string_pretty(&rows)?;
+        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
+}
