@@ -13,6 +13,9 @@ use super::proto::{ServerMessage, StandbyStatus, pg_now_us};
 use super::{Error, FenceConfig, LeaseGate, Result};
 use crate::ha::monotonic_now;
 
+/// How often a closed fence with unacknowledged WAL checks whether the gate reopened.
+const REOPEN_POLL: Duration = Duration::from_millis(5);
+
 /// What the fence is doing, for observation (API, tests).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct FenceStatus {
@@ -162,8 +165,17 @@ async fn session(
     fence.report(&mut conn, deadline, status).await?;
     let mut tick = tokio::time::interval(cfg.status_interval);
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    // While closed with WAL waiting, watch the gate closely so that a renewal releases the
+    // waiting commits within ~REOPEN_POLL rather than a whole status interval.
+    let mut reopen = tokio::time::interval(REOPEN_POLL);
+    reopen.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
         tokio::select! {
+            _ = reopen.tick(), if !fence.open && fence.received > fence.acknowledged => {
+                if deadline.is_open_at(monotonic_now()) {
+                    fence.report(&mut conn, deadline, status).await?;
+                }
+            }
             m = conn.next_message() => {
                 let m = m?;
                 fence.received = fence.received.max(m.received_up_to());
