@@ -10,6 +10,9 @@ use tokio::task::JoinHandle;
 use super::{FenceConfig, FenceStatus, LeaseGate, names_fence, run_with_status};
 use crate::snapshot::NodeSnapshot;
 
+/// Consecutive snapshots saying "do not fence" before the fence is switched off.
+const OFF_AFTER: u32 = 3;
+
 /// Whether the node in `snap` should run the fence: PostgreSQL runs as a primary, and
 /// either the dynamic configuration enables the fence or the server's
 /// `synchronous_standby_names` names `rale_fence` (then commits wait for it anyway).
@@ -17,6 +20,24 @@ pub fn should_fence(snap: &NodeSnapshot) -> bool {
     snap.pg.running
         && !snap.pg.in_recovery
         && (snap.cluster.config.fence || names_fence(&snap.pg.synchronous_standby_names))
+}
+
+/// Switches on at once and off after [`OFF_AFTER`] "off" readings in a row.
+#[derive(Debug, Default)]
+struct Debounce {
+    off_streak: u32,
+}
+
+impl Debounce {
+    /// The switch position to apply after reading `want`, if any.
+    fn step(&mut self, want: bool) -> Option<bool> {
+        if want {
+            self.off_streak = 0;
+            return Some(true);
+        }
+        self.off_streak = self.off_streak.saturating_add(1);
+        (self.off_streak >= OFF_AFTER).then_some(false)
+    }
 }
 
 /// Spawns the fence for the daemon: one task follows the HA loop's snapshots and
@@ -32,14 +53,19 @@ pub fn spawn(
     let (status_tx, status_rx) = watch::channel(FenceStatus::default());
     let fence_shutdown = shutdown.clone();
     tokio::spawn(async move {
+        let mut switch = Debounce::default();
         loop {
             tokio::select! {
                 r = snapshots.changed() => {
                     if r.is_err() {
                         return;
                     }
-                    let on = should_fence(&snapshots.borrow_and_update());
-                    active_tx.send_if_modified(|a| std::mem::replace(a, on) != on);
+                    // On at once; off only after OFF_AFTER snapshots in a row, so that a
+                    // failed status probe (reported as "stopped") does not cut the fence
+                    // and pause writes. A stopped server ends the session by itself.
+                    if let Some(on) = switch.step(should_fence(&snapshots.borrow_and_update())) {
+                        active_tx.send_if_modified(|a| std::mem::replace(a, on) != on);
+                    }
                 }
                 r = shutdown.changed() => {
                     if r.is_err() || *shutdown.borrow() {
@@ -76,6 +102,19 @@ mod tests {
             tags: Default::default(),
         };
         HaLoop::initial_snapshot(&id)
+    }
+
+    #[test]
+    fn switches_on_at_once_and_off_after_a_streak() {
+        let mut d = Debounce::default();
+        assert_eq!(d.step(true), Some(true));
+        assert_eq!(d.step(false), None);
+        assert_eq!(d.step(false), None);
+        assert_eq!(d.step(true), Some(true), "a blip resets the streak");
+        assert_eq!(d.step(false), None);
+        assert_eq!(d.step(false), None);
+        assert_eq!(d.step(false), Some(false));
+        assert_eq!(d.step(false), Some(false));
     }
 
     #[test]
