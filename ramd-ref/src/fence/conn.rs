@@ -308,7 +308,7 @@ impl ReplicationConnection {
                 Incoming::Backend(Message::CopyData(body)) => {
                     return ServerMessage::decode(body.data());
                 }
-                Incoming::Backend(Message::NoticeResponse(_)) => {}
+                Incoming::Backend(Message::NoticeResponse(_) | Message::ParameterStatus(_)) => {}
                 Incoming::Backend(Message::CopyDone) => {
                     return Err(Error::StreamEnded(
                         "the server ended the stream (CopyDone)".into(),
