@@ -71,7 +71,7 @@ impl Default for DynamicConfig {
             detach_timeout: Duration::from_millis(1000),
             restart_timeout: Duration::from_secs(5),
             maximum_lag_on_failover_bytes: Some(1024 * 1024),
-            fence: false,
+            fence: true,
             use_pg_rewind: true,
             synchronous: SyncConfig::default(),
             postgresql_parameters: BTreeMap::new(),
