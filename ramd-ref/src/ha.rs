@@ -305,7 +305,9 @@ impl HaLoop {
             ),
             Action::Pg { action } => !matches!(action, PgAction::EnsureSlots { .. }),
         });
-        let key = (d.kind, d.reason.clone());
+        // Renewals alternate with steady loops: log the state once, not every renewal.
+        let kind = if d.kind == DecisionKind::Renew { DecisionKind::Steady } else { d.kind };
+        let key = (kind, d.reason.clone());
         if significant || self.last_logged.as_ref() != Some(&key) {
             info!(
                 node = %me,
