@@ -107,9 +107,12 @@ pub(crate) async fn postmaster_crash(opts: &BenchOptions, rows: &mut Rows) -> Re
     let a = got.with_context(|| format!("no write accepted within {:?}", opts.recovery_timeout))?;
     let s = (a.end - t0).as_secs_f64();
     rows.push("postmaster-crash", "s", s);
+    if a.node != p {
+        rows.push("postmaster-crash: failed over", "runs", 1.0);
+    }
     eprintln!(
-        "[ramd-bench]   writes accepted again on {} after {s:.3} s",
-        pg.report.nodes[a.node].name
+        "[ramd-bench]   {}'s postmaster killed, writes accepted again on {} after {s:.3} s",
+        pg.report.nodes[p].name, pg.report.nodes[a.node].name
     );
     drop(pg);
     Ok(())
