@@ -335,12 +335,20 @@ impl PostgresControl for LocalPostgres {
         } else {
             None
         };
+        // A standby whose WAL receiver is stopped (detached) has no received timeline and
+        // pg_control's checkpoint timeline lags until the next restartpoint; the newest
+        // timeline history file in pg_wal is the timeline it follows.
+        let timeline = if obs.in_recovery {
+            obs.timeline.max(latest_history_timeline(&self.cfg.data_dir).unwrap_or_default())
+        } else {
+            obs.timeline
+        };
         Ok(PgStatus {
             data,
             running: true,
             reachable: true,
             in_recovery: obs.in_recovery,
-            timeline: obs.timeline,
+            timeline,
             write_lsn: if obs.in_recovery {
                 obs.replay_lsn.unwrap_or(Lsn::ZERO)
             } else {
@@ -533,4 +541,18 @@ impl PostgresControl for LocalPostgres {
 /// Milliseconds elapsed since `start`, for log fields.
 pub(super) fn elapsed_ms(start: Instant) -> u64 {
     duration_ms(start.elapsed())
+}
+
+/// The highest timeline with a history file (`pg_wal/XXXXXXXX.history`), if any.
+fn latest_history_timeline(data_dir: &std::path::Path) -> Option<crate::types::Timeline> {
+    let entries = std::fs::read_dir(data_dir.join("pg_wal")).ok()?;
+    entries
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let name = e.file_name().into_string().ok()?;
+            let hex = name.strip_suffix(".history")?;
+            (hex.len() == 8).then(|| u32::from_str_radix(hex, 16).ok()).flatten()
+        })
+        .max()
+        .map(crate::types::Timeline)
 }
