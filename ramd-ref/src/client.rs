@@ -465,8 +465,13 @@ impl Client {
     /// `POST /api/v1/parameter/optimize` (a `rale_params::OptimizeRequest`, `version`
     /// optional).
     pub async fn params_optimize(&self, req: &Value) -> Result<rale_params::OptimizeResponse> {
-        self.call(None, Method::POST, "/api/v1/parameter/optimize", Some(req.clone()))
-            .await
+        self.call(
+            None,
+            Method::POST,
+            "/api/v1/parameter/optimize",
+            Some(req.clone()),
+        )
+        .await
     }
 
     /// `POST /api/v1/backup/start` on `at` (or the first agent).
@@ -496,12 +501,14 @@ impl Client {
         &self,
         at: Option<&str>,
     ) -> Result<rale_backup::api::ListBackupsResponse> {
-        self.call(at, Method::GET, "/api/v1/backup/list", None).await
+        self.call(at, Method::GET, "/api/v1/backup/list", None)
+            .await
     }
 
     /// `GET /api/v1/backup/jobs`.
     pub async fn backup_jobs(&self, at: Option<&str>) -> Result<rale_backup::api::JobsResponse> {
-        self.call(at, Method::GET, "/api/v1/backup/jobs", None).await
+        self.call(at, Method::GET, "/api/v1/backup/jobs", None)
+            .await
     }
 
     /// `GET /api/v1/backup/status/{id}`.
@@ -510,8 +517,13 @@ impl Client {
         at: Option<&str>,
         id: &str,
     ) -> Result<rale_backup::api::JobStatusResponse> {
-        self.call(at, Method::GET, &format!("/api/v1/backup/status/{id}"), None)
-            .await
+        self.call(
+            at,
+            Method::GET,
+            &format!("/api/v1/backup/status/{id}"),
+            None,
+        )
+        .await
     }
 
     /// `POST /api/v1/backup/schedule`.

@@ -142,7 +142,8 @@ pub async fn run(cfg: NodeConfig, config_path: PathBuf) -> Result<()> {
     let backup_view = api::backup::snapshot_members(snap_rx.clone());
     let mut api_state = ApiState::new(snap_rx, consensus.clone(), auth, "rale");
     if let Some(bcfg) = &cfg.backup {
-        let service = api::BackupService::from_config(bcfg, cfg.name.clone()).context("configuring backups")?;
+        let service = api::BackupService::from_config(bcfg, cfg.name.clone())
+            .context("configuring backups")?;
         service.start_schedules(cfg.name.clone(), backup_view, Duration::from_secs(1));
         api_state.backup = Some(Arc::new(service));
     }

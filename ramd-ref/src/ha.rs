@@ -285,9 +285,17 @@ impl HaLoop {
             }
             Err(e) => {
                 warn!(node = %me, error = %e, "cluster-wide PostgreSQL parameters could not be applied");
-                let reason = format!("parameters of configuration version {} not applied on {me}: {e}", state.config_version);
+                let reason = format!(
+                    "parameters of configuration version {} not applied on {me}: {e}",
+                    state.config_version
+                );
                 let _ = self
-                    .propose(Operation::Record { kind: HistoryKind::Config, node: Some(me.clone()), actor: format!("ha:{me}"), reason })
+                    .propose(Operation::Record {
+                        kind: HistoryKind::Config,
+                        node: Some(me.clone()),
+                        actor: format!("ha:{me}"),
+                        reason,
+                    })
                     .await;
                 // Do not retry every loop: the next configuration change retries.
                 self.applied_parameters = Some(wanted.clone());
@@ -306,7 +314,11 @@ impl HaLoop {
             Action::Pg { action } => !matches!(action, PgAction::EnsureSlots { .. }),
         });
         // Renewals alternate with steady loops: log the state once, not every renewal.
-        let kind = if d.kind == DecisionKind::Renew { DecisionKind::Steady } else { d.kind };
+        let kind = if d.kind == DecisionKind::Renew {
+            DecisionKind::Steady
+        } else {
+            d.kind
+        };
         let key = (kind, d.reason.clone());
         if significant || self.last_logged.as_ref() != Some(&key) {
             info!(
@@ -354,78 +366,82 @@ impl HaLoop {
         }
     }
 
-    async fn execute_pg(&mut self, action: &PgAction, state: Option<&ClusterState>) -> rale::Result<()> {
+    async fn execute_pg(
+        &mut self,
+        action: &PgAction,
+        state: Option<&ClusterState>,
+    ) -> rale::Result<()> {
         let me = self.decider.identity().node.clone();
         match action {
-                PgAction::Bootstrap => {
-                    let sysid = self.pg.bootstrap().await?;
-                    info!(node = %me, system_id = sysid, "initialised a new cluster");
-                    Ok(())
+            PgAction::Bootstrap => {
+                let sysid = self.pg.bootstrap().await?;
+                info!(node = %me, system_id = sysid, "initialised a new cluster");
+                Ok(())
+            }
+            PgAction::Start { upstream } => {
+                let up = match upstream {
+                    Some(n) => Some(Self::upstream(state, n)?),
+                    None => None,
+                };
+                self.pg.start(up.as_ref()).await
+            }
+            PgAction::Stop { mode } => self.pg.stop(*mode).await,
+            PgAction::Promote => {
+                let t = Instant::now();
+                self.pg.promote(Duration::from_secs(30)).await?;
+                info!(node = %me, promote_ms = t.elapsed().as_millis() as u64, "promoted: accepts writes");
+                Ok(())
+            }
+            PgAction::Follow { upstream } => {
+                let up = match upstream {
+                    Some(n) => Some(Self::upstream(state, n)?),
+                    None => None,
+                };
+                self.pg.follow(up.as_ref()).await
+            }
+            PgAction::Rejoin { source, rewind } => {
+                let up = Self::upstream(state, source)?;
+                if let Err(e) = self.pg.stop(StopMode::Fast).await {
+                    warn!(node = %me, error = %e, "fast stop before rejoin failed; stopping immediately");
+                    self.pg.stop(StopMode::Immediate).await?;
                 }
-                PgAction::Start { upstream } => {
-                    let up = match upstream {
-                        Some(n) => Some(Self::upstream(state, n)?),
-                        None => None,
-                    };
-                    self.pg.start(up.as_ref()).await
-                }
-                PgAction::Stop { mode } => self.pg.stop(*mode).await,
-                PgAction::Promote => {
-                    let t = Instant::now();
-                    self.pg.promote(Duration::from_secs(30)).await?;
-                    info!(node = %me, promote_ms = t.elapsed().as_millis() as u64, "promoted: accepts writes");
-                    Ok(())
-                }
-                PgAction::Follow { upstream } => {
-                    let up = match upstream {
-                        Some(n) => Some(Self::upstream(state, n)?),
-                        None => None,
-                    };
-                    self.pg.follow(up.as_ref()).await
-                }
-                PgAction::Rejoin { source, rewind } => {
-                    let up = Self::upstream(state, source)?;
-                    if let Err(e) = self.pg.stop(StopMode::Fast).await {
-                        warn!(node = %me, error = %e, "fast stop before rejoin failed; stopping immediately");
-                        self.pg.stop(StopMode::Immediate).await?;
-                    }
-                    let how = if *rewind {
-                        match self.pg.rewind(&up).await {
-                            Ok(()) => "pg_rewind",
-                            Err(e) => {
-                                warn!(node = %me, error = %e, "pg_rewind failed: cloning afresh");
-                                PostgresControl::clone_from(self.pg.as_ref(), &up).await?;
-                                "a fresh clone (pg_rewind failed)"
-                            }
+                let how = if *rewind {
+                    match self.pg.rewind(&up).await {
+                        Ok(()) => "pg_rewind",
+                        Err(e) => {
+                            warn!(node = %me, error = %e, "pg_rewind failed: cloning afresh");
+                            PostgresControl::clone_from(self.pg.as_ref(), &up).await?;
+                            "a fresh clone (pg_rewind failed)"
                         }
-                    } else {
-                        PostgresControl::clone_from(self.pg.as_ref(), &up).await?;
-                        "a fresh clone"
-                    };
-                    self.pg.start(Some(&up)).await?;
-                    let reason = format!("{me} rejoined as a replica of {source} by {how}");
-                    info!(node = %me, "{reason}");
-                    let _ = self
-                        .propose(Operation::Record {
-                            kind: HistoryKind::Operation,
-                            node: Some(me.clone()),
-                            actor: format!("ha:{me}"),
-                            reason,
-                        })
-                        .await;
-                    Ok(())
-                }
-                PgAction::Clone { source } => {
-                    let up = Self::upstream(state, source)?;
+                    }
+                } else {
                     PostgresControl::clone_from(self.pg.as_ref(), &up).await?;
-                    self.pg.start(Some(&up)).await
-                }
-                PgAction::SetSynchronousStandbyNames { value } => {
-                    let mut params = std::collections::BTreeMap::new();
-                    params.insert("synchronous_standby_names".to_string(), value.clone());
-                    self.pg.set_parameters(&params).await.map(|_| ())
-                }
-                PgAction::EnsureSlots { slots } => self.pg.ensure_slots(slots).await,
+                    "a fresh clone"
+                };
+                self.pg.start(Some(&up)).await?;
+                let reason = format!("{me} rejoined as a replica of {source} by {how}");
+                info!(node = %me, "{reason}");
+                let _ = self
+                    .propose(Operation::Record {
+                        kind: HistoryKind::Operation,
+                        node: Some(me.clone()),
+                        actor: format!("ha:{me}"),
+                        reason,
+                    })
+                    .await;
+                Ok(())
+            }
+            PgAction::Clone { source } => {
+                let up = Self::upstream(state, source)?;
+                PostgresControl::clone_from(self.pg.as_ref(), &up).await?;
+                self.pg.start(Some(&up)).await
+            }
+            PgAction::SetSynchronousStandbyNames { value } => {
+                let mut params = std::collections::BTreeMap::new();
+                params.insert("synchronous_standby_names".to_string(), value.clone());
+                self.pg.set_parameters(&params).await.map(|_| ())
+            }
+            PgAction::EnsureSlots { slots } => self.pg.ensure_slots(slots).await,
         }
     }
 }

@@ -2,9 +2,9 @@
 
 use std::sync::Arc;
 
+use rale::ClusterState;
 use rale::status::PgStatus;
 use rale::types::{Epoch, NodeId, Tags};
-use rale::ClusterState;
 use serde::Serialize;
 
 /// The node's latest view, replaced after every HA loop iteration and read by the API.

@@ -17,14 +17,25 @@ use rale_e2e::ramd_cluster::{RamdCluster, TABLE, serial};
 use tokio_postgres::NoTls;
 
 fn rounds() -> usize {
-    std::env::var("RALE_SYNC_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(2)
+    std::env::var("RALE_SYNC_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2)
 }
 
 /// Inserts increasing ids on one connection until it fails or `stop` is set; every id
 /// whose COMMIT returned success goes to `acked`.
-async fn writer(dsn: String, next: Arc<AtomicI64>, acked: Arc<Mutex<Vec<i64>>>, stop: Arc<AtomicBool>) {
-    let Ok(Ok((client, conn))) =
-        tokio::time::timeout(Duration::from_secs(5), tokio_postgres::connect(&format!("{dsn} connect_timeout=1"), NoTls)).await
+async fn writer(
+    dsn: String,
+    next: Arc<AtomicI64>,
+    acked: Arc<Mutex<Vec<i64>>>,
+    stop: Arc<AtomicBool>,
+) {
+    let Ok(Ok((client, conn))) = tokio::time::timeout(
+        Duration::from_secs(5),
+        tokio_postgres::connect(&format!("{dsn} connect_timeout=1"), NoTls),
+    )
+    .await
     else {
         return;
     };
@@ -50,15 +61,26 @@ async fn writer(dsn: String, next: Arc<AtomicI64>, acked: Arc<Mutex<Vec<i64>>>, 
 
 /// One round: writes on the primary, kill -9 of its agent and postmaster, failover,
 /// every acknowledged id present on the new primary, old node back as a replica.
-async fn kill_round(c: &mut RamdCluster, next: &Arc<AtomicI64>, round: usize, mode: &str) -> anyhow::Result<(usize, Duration)> {
+async fn kill_round(
+    c: &mut RamdCluster,
+    next: &Arc<AtomicI64>,
+    round: usize,
+    mode: &str,
+) -> anyhow::Result<(usize, Duration)> {
     let old = c.primary().await?;
     let acked = Arc::new(Mutex::new(Vec::new()));
     let stop = Arc::new(AtomicBool::new(false));
-    let task = tokio::spawn(writer(c.node(&old)?.dsn.clone(), next.clone(), acked.clone(), stop.clone()));
+    let task = tokio::spawn(writer(
+        c.node(&old)?.dsn.clone(),
+        next.clone(),
+        acked.clone(),
+        stop.clone(),
+    ));
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let postmaster = c.postmaster_pid(&old)?;
     c.kill_agent(&old, Signal::SIGKILL)?;
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(postmaster), Signal::SIGKILL).context("killing the postmaster")?;
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(postmaster), Signal::SIGKILL)
+        .context("killing the postmaster")?;
     let killed = Instant::now();
     stop.store(true, Ordering::SeqCst);
     let _ = tokio::time::timeout(Duration::from_secs(15), task).await;
@@ -81,7 +103,11 @@ async fn kill_round(c: &mut RamdCluster, next: &Arc<AtomicI64>, round: usize, mo
     let kill_to_write = killed.elapsed();
     let acked: Vec<i64> = acked.lock().map(|a| a.clone()).unwrap_or_default();
     let present = c.ids(&new).await?;
-    let missing: BTreeSet<i64> = acked.iter().copied().filter(|id| !present.contains(id)).collect();
+    let missing: BTreeSet<i64> = acked
+        .iter()
+        .copied()
+        .filter(|id| !present.contains(id))
+        .collect();
     eprintln!(
         "{mode} round {round}: {old} killed, {new} writable after {:.2} s; acknowledged {} ids, present {}, missing {}",
         kill_to_write.as_secs_f64(),
@@ -89,11 +115,19 @@ async fn kill_round(c: &mut RamdCluster, next: &Arc<AtomicI64>, round: usize, mo
         acked.len() - missing.len(),
         missing.len()
     );
-    ensure!(missing.is_empty(), "{mode}: acknowledged ids lost in failover: {missing:?}");
-    ensure!(!acked.is_empty(), "{mode}: the writer acknowledged nothing before the kill");
+    ensure!(
+        missing.is_empty(),
+        "{mode}: acknowledged ids lost in failover: {missing:?}"
+    );
+    ensure!(
+        !acked.is_empty(),
+        "{mode}: the writer acknowledged nothing before the kill"
+    );
     // The old node comes back and follows the new primary.
     c.restart_agent(&old)?;
-    c.wait_streaming(&old, Duration::from_secs(120)).await.with_context(|| format!("{old} rejoining"))?;
+    c.wait_streaming(&old, Duration::from_secs(120))
+        .await
+        .with_context(|| format!("{old} rejoining"))?;
     Ok((acked.len(), kill_to_write))
 }
 
@@ -127,44 +161,75 @@ async fn campaign(mode: &str, bootstrap: &str) -> anyhow::Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn first_1_loses_no_acknowledged_commit() -> anyhow::Result<()> {
-    campaign("on (FIRST 1)", "[bootstrap.synchronous]\nmode = \"on\"\nnode_count = 1\n").await
+    campaign(
+        "on (FIRST 1)",
+        "[bootstrap.synchronous]\nmode = \"on\"\nnode_count = 1\n",
+    )
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn quorum_any_1_strict_loses_no_acknowledged_commit() -> anyhow::Result<()> {
-    campaign("quorum (ANY 1, strict)", "[bootstrap.synchronous]\nmode = \"quorum\"\nnode_count = 1\nstrict = true\n").await
+    campaign(
+        "quorum (ANY 1, strict)",
+        "[bootstrap.synchronous]\nmode = \"quorum\"\nnode_count = 1\nstrict = true\n",
+    )
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn strict_mode_blocks_writes_without_standbys() -> anyhow::Result<()> {
     let _guard = serial().await;
-    let mut c = RamdCluster::start(3, Some("[bootstrap.synchronous]\nmode = \"on\"\nnode_count = 1\nstrict = true\n")).await?;
+    let mut c = RamdCluster::start(
+        3,
+        Some("[bootstrap.synchronous]\nmode = \"on\"\nnode_count = 1\nstrict = true\n"),
+    )
+    .await?;
     let primary = c.primary().await?;
     let standbys: Vec<String> = c.names().into_iter().filter(|n| *n != primary).collect();
     // Stop every standby: agent first (so it does not restart PostgreSQL), then PostgreSQL.
     for s in &standbys {
         let pm = c.postmaster_pid(s)?;
         c.kill_agent(s, Signal::SIGKILL)?;
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pm), Signal::SIGKILL).context("killing a standby postmaster")?;
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pm), Signal::SIGKILL)
+            .context("killing a standby postmaster")?;
     }
     // Give the primary time to notice and recompute its synchronous set.
     tokio::time::sleep(Duration::from_secs(5)).await;
     let dsn = c.node(&primary)?.dsn.clone();
-    let (client, conn) = tokio_postgres::connect(&format!("{dsn} connect_timeout=2"), NoTls).await?;
+    let (client, conn) =
+        tokio_postgres::connect(&format!("{dsn} connect_timeout=2"), NoTls).await?;
     tokio::spawn(async move {
         let _ = conn.await;
     });
-    let write = tokio::spawn(async move { client.batch_execute(&format!("INSERT INTO {TABLE} (id) VALUES (777777)")).await });
+    let write = tokio::spawn(async move {
+        client
+            .batch_execute(&format!("INSERT INTO {TABLE} (id) VALUES (777777)"))
+            .await
+    });
     tokio::time::sleep(Duration::from_secs(5)).await;
-    ensure!(!write.is_finished(), "strict mode: a write committed with every standby down");
+    ensure!(
+        !write.is_finished(),
+        "strict mode: a write committed with every standby down"
+    );
     eprintln!("strict: the write is still waiting after 5 s with both standbys down");
     // One standby returns: the write completes.
     let back = standbys[0].clone();
     let returned = Instant::now();
     c.restart_agent(&back)?;
-    let outcome = tokio::time::timeout(Duration::from_secs(120), write).await.context("the write did not complete after a standby returned")?;
-    outcome.context("writer task")?.context("the blocked write failed")?;
-    eprintln!("strict: the write completed {:.2} s after {back}'s agent restarted", returned.elapsed().as_secs_f64());
-    ensure!(c.ids(&primary).await?.contains(&777_777), "row missing on the primary");
+    let outcome = tokio::time::timeout(Duration::from_secs(120), write)
+        .await
+        .context("the write did not complete after a standby returned")?;
+    outcome
+        .context("writer task")?
+        .context("the blocked write failed")?;
+    eprintln!(
+        "strict: the write completed {:.2} s after {back}'s agent restarted",
+        returned.elapsed().as_secs_f64()
+    );
+    ensure!(
+        c.ids(&primary).await?.contains(&777_777),
+        "row missing on the primary"
+    );
     Ok(())
 }

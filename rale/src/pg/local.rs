@@ -339,7 +339,8 @@ impl PostgresControl for LocalPostgres {
         // pg_control's checkpoint timeline lags until the next restartpoint; the newest
         // timeline history file in pg_wal is the timeline it follows.
         let timeline = if obs.in_recovery {
-            obs.timeline.max(latest_history_timeline(&self.cfg.data_dir).unwrap_or_default())
+            obs.timeline
+                .max(latest_history_timeline(&self.cfg.data_dir).unwrap_or_default())
         } else {
             obs.timeline
         };
@@ -551,7 +552,9 @@ fn latest_history_timeline(data_dir: &std::path::Path) -> Option<crate::types::T
         .filter_map(|e| {
             let name = e.file_name().into_string().ok()?;
             let hex = name.strip_suffix(".history")?;
-            (hex.len() == 8).then(|| u32::from_str_radix(hex, 16).ok()).flatten()
+            (hex.len() == 8)
+                .then(|| u32::from_str_radix(hex, 16).ok())
+                .flatten()
         })
         .max()
         .map(crate::types::Timeline)

@@ -27,9 +27,13 @@ fn main() -> Result<()> {
         println!("{}: configuration is valid", args.config.display());
         return Ok(());
     }
-    let filter = EnvFilter::try_from_env("RALE_LOG").unwrap_or_else(|_| EnvFilter::new("info,openraft=warn"));
+    let filter = EnvFilter::try_from_env("RALE_LOG")
+        .unwrap_or_else(|_| EnvFilter::new("info,openraft=warn"));
     match cfg.log_format {
-        LogFormat::Json => tracing_subscriber::fmt().json().with_env_filter(filter).init(),
+        LogFormat::Json => tracing_subscriber::fmt()
+            .json()
+            .with_env_filter(filter)
+            .init(),
         LogFormat::Text => tracing_subscriber::fmt().with_env_filter(filter).init(),
     }
     let rt = tokio::runtime::Builder::new_multi_thread()
