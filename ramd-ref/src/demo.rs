@@ -103,9 +103,14 @@ pub struct Playground {
     _tmp: Option<tempfile::TempDir>,
 }
 
-fn free_port() -> Result<u16> {
-    let l = TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
-    Ok(l.local_addr()?.port())
+/// `count` distinct free loopback ports. The listeners stay bound until every port is
+/// chosen, so the kernel cannot hand out the same port twice.
+fn free_ports(count: usize) -> Result<Vec<u16>> {
+    let mut held = Vec::with_capacity(count);
+    for _ in 0..count {
+        held.push(TcpListener::bind("127.0.0.1:0").context("finding a free port")?);
+    }
+    held.iter().map(|l| Ok(l.local_addr()?.port())).collect()
 }
 
 fn secret(len: usize) -> String {
@@ -167,8 +172,9 @@ impl Playground {
         let su_password = secret(20);
         let repl_password = secret(20);
         let mut ports = Vec::new();
-        for _ in 0..opts.nodes {
-            ports.push((free_port()?, free_port()?));
+        let free = free_ports(2 * opts.nodes)?;
+        for pair in free.chunks(2) {
+            ports.push((pair[0], pair[1]));
         }
         let mut peers = String::new();
         for (i, (api, _)) in ports.iter().enumerate() {

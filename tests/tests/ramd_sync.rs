@@ -3,7 +3,7 @@
 //! `quorum` (ANY 1) modes, strict mode included; and in strict mode a write blocks while
 //! every standby is down and completes once one returns.
 //! Run: `cargo test -p rale-e2e --test ramd_sync -- --nocapture`
-//! (`RALE_SYNC_ROUNDS` sets the kill rounds per mode, default 2).
+//! (`RALE_SYNC_ROUNDS` sets the kill rounds per mode, default 5).
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
@@ -20,7 +20,7 @@ fn rounds() -> usize {
     std::env::var("RALE_SYNC_ROUNDS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(2)
+        .unwrap_or(5)
 }
 
 /// Inserts increasing ids on one connection until it fails or `stop` is set; every id
