@@ -123,6 +123,9 @@ mod tests {
         assert!(!should_fence(&s), "stopped");
         s.pg.running = true;
         s.pg.in_recovery = false;
+        let mut off = ClusterState::default();
+        off.config.fence = false;
+        s.cluster = Arc::new(off);
         assert!(!should_fence(&s), "fence disabled and not named");
         s.pg.synchronous_standby_names = "FIRST 1 (rale_fence)".into();
         assert!(should_fence(&s), "named by the server's setting");
