@@ -237,6 +237,9 @@ impl HaLoop {
         }
         self.fence
             .set(self.decider.lease_deadline().map(|(_, d)| d));
+        if let Some(state) = cluster.as_deref() {
+            self.apply_parameters(state, &pg_status).await;
+        }
         let membership = self.consensus.membership().await.ok();
         let snap = NodeSnapshot {
             node: me.clone(),
