@@ -1,7 +1,7 @@
 //! Tuning recommendations from the machine's resources and the workload.
 //!
 //! The formulas and where they come from are described in the crate README
-//! ("Recommendations"). Every recommended value is run through [`crate::validate`] for the
+//! ("Recommendations"). Every recommended value is run through [`crate::validate()`] for the
 //! requested major, so a recommendation is always a value that major accepts.
 
 use serde::{Deserialize, Serialize};

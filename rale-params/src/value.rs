@@ -3,7 +3,7 @@
 //! values the way `SHOW` and `pg_settings.setting` do.
 //!
 //! [`parse_setting`] receives the string PostgreSQL's `SET`/`ALTER SYSTEM` would see (already
-//! unquoted, not trimmed); [`crate::validate`] trims and unquotes configuration-file syntax first.
+//! unquoted, not trimmed); [`crate::validate()`] trims and unquotes configuration-file syntax first.
 
 use serde::{Deserialize, Serialize};
 

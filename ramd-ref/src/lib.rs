@@ -5,7 +5,12 @@
 //! serves the REST API. `ramctrl` drives a cluster through that API.
 //!
 //! ```no_run
-//! // ramd --config /etc/rale/ramd.toml
+//! # async fn run() -> anyhow::Result<()> {
+//! // What `ramd --config /etc/rale/ramd.toml` does:
+//! let path = std::path::PathBuf::from("/etc/rale/ramd.toml");
+//! let cfg = ramd_ref::config::NodeConfig::load(&path)?;
+//! ramd_ref::daemon::run(cfg, path).await
+//! # }
 //! ```
 
 pub mod api;

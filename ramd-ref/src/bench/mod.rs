@@ -1,5 +1,5 @@
 //! `ramd-bench`: timing failover, switchover, bootstrap, the health endpoint and an idle
-//! cluster on a local [`Playground`](crate::demo::Playground) with real PostgreSQL.
+//! cluster on a local [`crate::demo::Playground`] with real PostgreSQL.
 //!
 //! Every scenario runs on loopback, every loop is bounded in count and time, and every
 //! process started is stopped at the end, also on error (the playground's `Drop`).
