@@ -53,6 +53,9 @@
 //! assert_eq!(chosen_node(Placement::Primary, &cluster).unwrap().as_str(), "n1");
 //! ```
 
+// The determinism lints of clippy.toml apply to rale::decide only.
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)]
+
 pub mod api;
 mod atomic;
 pub mod barman;

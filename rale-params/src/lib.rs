@@ -27,6 +27,9 @@
 //! # Ok::<(), rale_params::Error>(())
 //! ```
 
+// The determinism lints of clippy.toml apply to rale::decide only.
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)]
+
 pub mod api;
 pub mod catalog;
 mod error;

@@ -45,6 +45,9 @@
 //! # Ok::<(), rale_sync::Error>(())
 //! ```
 
+// The determinism lints of clippy.toml apply to rale::decide only.
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)]
+
 pub mod choose;
 pub mod config;
 pub mod enforce;

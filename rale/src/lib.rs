@@ -15,6 +15,9 @@
 //! assert_eq!(lsn.to_string(), "16/B374D848");
 //! ```
 
+// The determinism lints of clippy.toml apply to rale::decide only.
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)]
+
 pub mod config;
 pub mod consensus;
 pub mod decide;

@@ -13,6 +13,9 @@
 //! # }
 //! ```
 
+// The determinism lints of clippy.toml apply to rale::decide only.
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)]
+
 pub mod api;
 pub mod bench;
 pub mod client;

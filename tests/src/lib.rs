@@ -27,6 +27,9 @@
 //! # Ok(()) }
 //! ```
 
+// The determinism lints of clippy.toml apply to rale::decide only.
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)]
+
 pub mod ramd_cluster;
 
 use std::collections::BTreeSet;

@@ -23,6 +23,8 @@
 //! This module is deterministic: no clock reads, no randomness, no I/O, no hash-map
 //! iteration order (enforced by `clippy.toml`'s disallowed methods and types).
 
+#![deny(clippy::disallowed_methods, clippy::disallowed_types)]
+
 use serde::{Deserialize, Serialize};
 
 use crate::pg::StopMode;
