@@ -2,8 +2,8 @@
 //! it (see `docs/simulation.md`, "Findings"). Every finding is fixed; these tests keep
 //! them fixed: `cargo test -p rale --test sim_findings -- --nocapture`.
 
+use rale::DynamicConfig;
 use rale::sim::{Report, Schedule, Sim, SimConfig};
-use rale::{DynamicConfig, Tags};
 use rale_sync::SyncMode;
 
 fn run(cfg: SimConfig, schedule: Schedule) -> Report {
@@ -37,34 +37,10 @@ fn f1_sync_mode_loses_acknowledged_writes() {
 /// F2: a member tagged `nofailover` can win the bootstrap race and become primary.
 #[test]
 fn f2_nofailover_member_bootstraps() {
-    let cfg = SimConfig::new(
-        4,
-        DynamicConfig {
-            fence: true,
-            ..DynamicConfig::default()
-        },
-    )
-    .with_tags(
-        "n2",
-        Tags {
-            nofailover: true,
-            ..Tags::default()
-        },
-    )
-    .with_tags(
-        "n3",
-        Tags {
-            failover_priority: Some(3),
-            ..Tags::default()
-        },
-    )
-    .with_tags(
-        "n4",
-        Tags {
-            failover_priority: Some(0),
-            ..Tags::default()
-        },
-    );
+    let cfg = SimConfig::tagged_reference(DynamicConfig {
+        fence: true,
+        ..DynamicConfig::default()
+    });
     assert_ok(&run(cfg, Schedule::new(2618872595153060707)));
 }
 

@@ -14,7 +14,6 @@
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngSeed, TestCaseError};
 use rale::DynamicConfig;
-use rale::Tags;
 use rale::sim::strategy::{FaultMix, schedule};
 use rale::sim::{Schedule, Sim, SimConfig};
 use rale_sync::SyncMode;
@@ -92,34 +91,10 @@ fn sync(mode: SyncMode, strict: bool) -> SimConfig {
 }
 
 fn tagged() -> SimConfig {
-    SimConfig::new(
-        4,
-        DynamicConfig {
-            fence: true,
-            ..DynamicConfig::default()
-        },
-    )
-    .with_tags(
-        "n2",
-        Tags {
-            nofailover: true,
-            ..Tags::default()
-        },
-    )
-    .with_tags(
-        "n3",
-        Tags {
-            failover_priority: Some(3),
-            ..Tags::default()
-        },
-    )
-    .with_tags(
-        "n4",
-        Tags {
-            failover_priority: Some(0),
-            ..Tags::default()
-        },
-    )
+    SimConfig::tagged_reference(DynamicConfig {
+        fence: true,
+        ..DynamicConfig::default()
+    })
 }
 
 proptest! {

@@ -62,7 +62,6 @@ fn primary_host_crash_fails_over() {
 
 /// The configuration of a named property-test mode (see `sim_props.rs`).
 fn mode_config(mode: &str) -> SimConfig {
-    use rale::Tags;
     use rale_sync::SyncMode;
     let sync = |m: SyncMode, strict: bool| {
         let mut d = DynamicConfig {
@@ -85,34 +84,10 @@ fn mode_config(mode: &str) -> SimConfig {
         "sync-first1" => sync(SyncMode::On, false),
         "quorum-any1" => sync(SyncMode::Quorum, false),
         "sync-strict" => sync(SyncMode::On, true),
-        "tags" => SimConfig::new(
-            4,
-            DynamicConfig {
-                fence: true,
-                ..DynamicConfig::default()
-            },
-        )
-        .with_tags(
-            "n2",
-            Tags {
-                nofailover: true,
-                ..Tags::default()
-            },
-        )
-        .with_tags(
-            "n3",
-            Tags {
-                failover_priority: Some(3),
-                ..Tags::default()
-            },
-        )
-        .with_tags(
-            "n4",
-            Tags {
-                failover_priority: Some(0),
-                ..Tags::default()
-            },
-        ),
+        "tags" => SimConfig::tagged_reference(DynamicConfig {
+            fence: true,
+            ..DynamicConfig::default()
+        }),
         _ => SimConfig::new(
             3,
             DynamicConfig {

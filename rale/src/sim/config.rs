@@ -162,6 +162,20 @@ impl SimConfig {
         self
     }
 
+    /// The reference tagged cluster: 4 nodes where `n2` is `nofailover`, `n3` has
+    /// `failover_priority` 3 and `n4` has `failover_priority` 0 (never promoted).
+    pub fn tagged_reference(dynamic: DynamicConfig) -> Self {
+        let tags = |nofailover, failover_priority| Tags {
+            nofailover,
+            failover_priority,
+            ..Tags::default()
+        };
+        Self::new(4, dynamic)
+            .with_tags("n2", tags(true, None))
+            .with_tags("n3", tags(false, Some(3)))
+            .with_tags("n4", tags(false, Some(0)))
+    }
+
     /// Checks that the settings can run.
     pub fn validate(&self) -> crate::Result<()> {
         let bad = |m: &str| Err(crate::Error::InvalidConfig(format!("simulation: {m}")));

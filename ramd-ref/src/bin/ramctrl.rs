@@ -58,17 +58,8 @@ struct Opts {
 }
 
 fn humantime_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("invalid duration {s:?}: use e.g. 30s, 2m"))?;
-    match unit {
-        "" | "s" => Ok(Duration::from_secs(n)),
-        "ms" => Ok(Duration::from_millis(n)),
-        "m" | "min" => Ok(Duration::from_secs(n * 60)),
-        _ => Err(format!("invalid duration unit {unit:?}: use ms, s or m")),
-    }
+    humantime::parse_duration(s.trim())
+        .map_err(|e| format!("invalid duration {s:?}: {e} (use e.g. 30s, 2m, 250ms)"))
 }
 
 fn client(o: &Opts) -> Result<Client, CliError> {
