@@ -86,9 +86,12 @@ async fn kill_round(
     let _ = tokio::time::timeout(Duration::from_secs(15), task).await;
     // Another node accepts writes.
     let mut new = None;
-    let probe_id = 900_000_000 + i64::try_from(round).unwrap_or(0);
+    // A fresh id per attempt: an attempt that timed out while its commit waited for a
+    // synchronous standby commits later, and retrying its id would only hit the key.
+    let mut probe_id = 900_000_000 + 100_000 * i64::try_from(round).unwrap_or(0);
     while killed.elapsed() < WAIT {
         for n in c.names().into_iter().filter(|n| *n != old) {
+            probe_id += 1;
             if c.write(&n, probe_id).await.is_ok() {
                 new = Some(n);
                 break;

@@ -259,6 +259,9 @@ pub(crate) fn managed_settings(cfg: &LocalPostgresConfig, major: u32) -> BTreeMa
     // A standby whose upstream vanished retries (and notices promote) every 250 ms,
     // not after the default 5 s.
     set("wal_retrieve_retry_interval", "250ms".into());
+    // Standbys report their position at least every second (default 10 s), which bounds
+    // how long a commit waits after its standby became synchronous.
+    set("wal_receiver_status_interval", "1s".into());
     set("recovery_target_timeline", "latest".into());
     set("logging_collector", "off".into());
     set("log_line_prefix", "%m [%p] %q%u@%d ".into());

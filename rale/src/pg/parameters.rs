@@ -58,6 +58,10 @@ impl LocalPostgres {
             pending.insert(name, !applied);
         }
         sql::execute(&client, "set_parameters", "SELECT pg_reload_conf()").await?;
+        let sync_names = names
+            .iter()
+            .find(|(n, _)| n == "synchronous_standby_names")
+            .map(|(_, v)| v.to_string());
         let mut report = ApplyReport::default();
         for (name, _) in names {
             if pending.get(&name).copied().unwrap_or(false) {
@@ -82,8 +86,50 @@ impl LocalPostgres {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         }
+        if let Some(value) = sync_names {
+            Self::nudge_synchronous_standbys(&client, &value, self.cfg.operation_timeout).await?;
+        }
         tracing::info!(node = %self.cfg.node, reloaded = ?report.reloaded,
             pending_restart = ?report.pending_restart, "applied parameters");
         Ok(report)
+    }
+
+    /// After `synchronous_standby_names` changed on a primary, make every standby report
+    /// its position again so that commits already waiting are released at once.
+    ///
+    /// A walsender re-reads its synchronous priority on reload, but waiting commits are
+    /// only released when a standby next replies, and a caught-up standby replies only
+    /// when new WAL arrives or `wal_receiver_status_interval` passes (10 s by default):
+    /// measured here, a commit waited 10 s after its standby became synchronous. Once the
+    /// reload has reached the backends, one tiny locally-committed transaction writes a
+    /// commit record; standbys flush it and reply, and the waiters are released.
+    async fn nudge_synchronous_standbys(
+        client: &tokio_postgres::Client,
+        value: &str,
+        timeout: Duration,
+    ) -> Result<()> {
+        let in_recovery =
+            sql::scalar(client, "set_parameters", "SELECT pg_is_in_recovery()::text").await?;
+        if in_recovery.as_deref() != Some("false") {
+            return Ok(());
+        }
+        let deadline = Instant::now() + timeout.min(Duration::from_secs(1));
+        while Instant::now() < deadline {
+            let seen = sql::scalar(
+                client,
+                "set_parameters",
+                "SELECT current_setting('synchronous_standby_names')",
+            )
+            .await?;
+            if seen.as_deref() == Some(value) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        // Separate statements: one multi-statement query is one implicit transaction,
+        // whose commit would see the RESET and wait like any other.
+        sql::execute(client, "set_parameters", "SET synchronous_commit = local").await?;
+        sql::execute(client, "set_parameters", "SELECT pg_catalog.txid_current()").await?;
+        sql::execute(client, "set_parameters", "RESET synchronous_commit").await
     }
 }
