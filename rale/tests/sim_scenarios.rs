@@ -193,3 +193,54 @@ fn figures() {
         );
     }
 }
+
+/// The decider without its lease keeper grant: what `ramd` did before the keeper.
+struct NoKeeper(rale::decide::Decider);
+
+impl rale::decide::Policy for NoKeeper {
+    fn step(&mut self, obs: &rale::decide::Observation<'_>) -> rale::decide::Decision {
+        self.0.step(obs)
+    }
+    fn fence_open(&self, now: rale::Millis) -> bool {
+        self.0.fence_open(now)
+    }
+}
+
+/// A postmaster crash whose restart (crash recovery under load) takes 3 s, twice the
+/// 1.5 s lease: the lease keeper renews the lease while the HA loop waits in
+/// `pg_ctl start`, so the primary is restarted in place without a failover. Without the
+/// keeper the lease lapses during the restart and a replica takes over.
+#[test]
+fn slow_crash_recovery_is_restarted_in_place_thanks_to_the_lease_keeper() {
+    let mut cfg = SimConfig::new(
+        3,
+        DynamicConfig {
+            fence: true,
+            ..DynamicConfig::default()
+        },
+    );
+    cfg.action_times.start_ms = rale::sim::Span::new(3_000, 3_200);
+    let schedule = || {
+        Schedule::new(7).at(
+            1_000,
+            Fault::CrashPostgres {
+                target: Target::Primary,
+            },
+        )
+    };
+    let kept = run(cfg.clone(), schedule());
+    assert_ok(&kept);
+    assert_eq!(kept.failovers, 0, "{}", kept.explain(200));
+    let factory: rale::sim::PolicyFactory = Box::new(|me, now| {
+        Box::new(NoKeeper(rale::decide::Decider::new(me, now))) as Box<dyn rale::decide::Policy>
+    });
+    let without = Sim::new(cfg, schedule(), factory)
+        .expect("valid simulation")
+        .run();
+    assert_ok(&without);
+    assert!(
+        without.failovers >= 1,
+        "without the keeper the 1.5 s lease should lapse during a 3 s restart: {}",
+        without.explain(200)
+    );
+}

@@ -6,11 +6,12 @@ use std::time::{Duration, Instant};
 
 use rale::decide::{
     Action, Decider, Decision, DecisionKind, NodeIdentity, Observation, PgAction, Policy,
+    RenewalGrant,
 };
 use rale::pg::{StopMode, Upstream};
 use rale::state::{ClusterState, Command, HistoryKind, Operation};
 use rale::status::{DataDirState, PgStatus};
-use rale::{Consensus, Millis, NodeId, PostgresControl};
+use rale::{Consensus, Epoch, Millis, NodeId, PostgresControl};
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
@@ -38,22 +39,133 @@ pub fn wall_ms() -> u64 {
 }
 
 /// The lease deadline shared with the commit fence: monotonic milliseconds until which
-/// the fence may acknowledge WAL; 0 = closed.
+/// the fence may acknowledge WAL; 0 = closed. Both the HA loop and the lease keeper move
+/// it; within one lease epoch it only moves forward (each value is proven by a renewal
+/// that consensus applied).
 #[derive(Clone, Default, Debug)]
-pub struct FenceDeadline(Arc<AtomicU64>);
+pub struct FenceDeadline(Arc<FenceInner>);
+
+#[derive(Default, Debug)]
+struct FenceInner {
+    deadline: AtomicU64,
+    epoch: AtomicU64,
+    update: std::sync::Mutex<()>,
+}
 
 impl FenceDeadline {
     /// Whether the fence may acknowledge at `now`.
     pub fn is_open(&self, now: Millis) -> bool {
-        now.0 < self.0.load(Ordering::SeqCst)
+        now.0 < self.0.deadline.load(Ordering::SeqCst)
     }
     /// Current deadline.
     pub fn get(&self) -> Millis {
-        Millis(self.0.load(Ordering::SeqCst))
+        Millis(self.0.deadline.load(Ordering::SeqCst))
     }
-    fn set(&self, deadline: Option<Millis>) {
-        self.0
-            .store(deadline.map(|d| d.0).unwrap_or(0), Ordering::SeqCst);
+    /// The HA loop's view: `None` closes the fence; a lease of another epoch replaces the
+    /// deadline; the same epoch never moves it back (the lease keeper may have renewed
+    /// since the state the loop decided on was read).
+    fn set(&self, lease: Option<(Epoch, Millis)>) {
+        let _guard = self.0.update.lock().unwrap_or_else(|e| e.into_inner());
+        match lease {
+            None => {
+                self.0.deadline.store(0, Ordering::SeqCst);
+                self.0.epoch.store(0, Ordering::SeqCst);
+            }
+            Some((epoch, deadline)) => {
+                if self.0.epoch.load(Ordering::SeqCst) == epoch.0 {
+                    self.0.deadline.fetch_max(deadline.0, Ordering::SeqCst);
+                } else {
+                    self.0.epoch.store(epoch.0, Ordering::SeqCst);
+                    self.0.deadline.store(deadline.0, Ordering::SeqCst);
+                }
+            }
+        }
+    }
+    /// The lease keeper's renewal of `epoch` landed: acknowledge until `deadline`, unless
+    /// the HA loop has meanwhile closed the fence or moved to another epoch.
+    fn extend(&self, epoch: Epoch, deadline: Millis) {
+        let _guard = self.0.update.lock().unwrap_or_else(|e| e.into_inner());
+        if self.0.epoch.load(Ordering::SeqCst) == epoch.0 {
+            self.0.deadline.fetch_max(deadline.0, Ordering::SeqCst);
+        }
+    }
+}
+
+/// What the HA loop shares with its lease keeper.
+#[derive(Default, Debug)]
+struct KeeperShared {
+    /// Monotonic ms at which the running iteration started; 0 between iterations.
+    busy_since: AtomicU64,
+    /// The decider's latest [`RenewalGrant`].
+    grant: std::sync::Mutex<Option<RenewalGrant>>,
+}
+
+impl KeeperShared {
+    fn grant(&self) -> Option<RenewalGrant> {
+        *self.grant.lock().unwrap_or_else(|e| e.into_inner())
+    }
+    fn set_grant(&self, g: Option<RenewalGrant>) {
+        *self.grant.lock().unwrap_or_else(|e| e.into_inner()) = g;
+    }
+}
+
+/// Renews the lease while one HA-loop iteration runs longer than the renew interval
+/// (`pg_ctl start` with crash recovery, a slow promotion), within the decider's
+/// [`RenewalGrant`]; between iterations the loop renews by itself.
+async fn keep_lease(
+    shared: Arc<KeeperShared>,
+    consensus: Arc<dyn Consensus>,
+    fence: FenceDeadline,
+    node: NodeId,
+) {
+    let mut renewing_since: Option<u64> = None;
+    for _ in 0..u64::MAX {
+        let pause_ms = shared
+            .grant()
+            .map(|g| g.renew_interval_ms / 2)
+            .unwrap_or(100)
+            .clamp(10, 1000);
+        tokio::time::sleep(Duration::from_millis(pause_ms)).await;
+        let now = monotonic_now();
+        let busy_since = shared.busy_since.load(Ordering::SeqCst);
+        let Some(grant) = shared.grant() else {
+            renewing_since = None;
+            continue;
+        };
+        let busy_ms = now.0.saturating_sub(busy_since);
+        if busy_since == 0 || busy_ms < grant.renew_interval_ms || now >= grant.until {
+            if busy_since == 0 {
+                renewing_since = None;
+            }
+            continue;
+        }
+        if renewing_since != Some(busy_since) {
+            renewing_since = Some(busy_since);
+            info!(node = %node, epoch = grant.epoch.0, busy_ms,
+                grant_left_ms = grant.until.since(now),
+                "HA loop busy: the lease keeper renews the lease meanwhile");
+        }
+        let cmd = Command {
+            op: Operation::RenewLease {
+                node: node.clone(),
+                epoch: grant.epoch,
+                holder_clock: now,
+            },
+            wall_ms: wall_ms(),
+        };
+        let timeout = Duration::from_millis(grant.validity_ms.max(100));
+        match tokio::time::timeout(timeout, consensus.propose(cmd)).await {
+            Ok(Ok(outcome)) if outcome.is_applied() => {
+                fence.extend(grant.epoch, now.plus(grant.validity_ms));
+            }
+            Ok(Ok(outcome)) => {
+                warn!(node = %node, epoch = grant.epoch.0, ?outcome,
+                    "lease keeper: renewal refused; the lease is lost");
+                shared.set_grant(None);
+            }
+            Ok(Err(e)) => debug!(node = %node, error = %e, "lease keeper: renewal failed"),
+            Err(_) => debug!(node = %node, "lease keeper: renewal timed out"),
+        }
     }
 }
 
@@ -72,6 +184,8 @@ pub struct HaLoop {
     pg_lock: Arc<tokio::sync::Mutex<()>>,
     /// The cluster-wide PostgreSQL parameters last applied to the local server.
     applied_parameters: Option<std::collections::BTreeMap<String, String>>,
+    /// Shared with the lease keeper task.
+    keeper: Arc<KeeperShared>,
 }
 
 impl HaLoop {
@@ -96,6 +210,7 @@ impl HaLoop {
             identity_rx,
             pg_lock,
             applied_parameters: None,
+            keeper: Arc::new(KeeperShared::default()),
         }
     }
 
@@ -124,6 +239,12 @@ impl HaLoop {
     /// Runs until `shutdown` turns true. On shutdown a primary stops PostgreSQL and
     /// releases its lease so that a replica takes over at once.
     pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
+        let keeper = tokio::spawn(keep_lease(
+            self.keeper.clone(),
+            self.consensus.clone(),
+            self.fence.clone(),
+            self.decider.identity().node.clone(),
+        ));
         let mut interval_ms = 100;
         loop {
             let started = Instant::now();
@@ -140,6 +261,7 @@ impl HaLoop {
                 _ = shutdown.changed() => {}
             }
             if *shutdown.borrow() {
+                keeper.abort();
                 self.shutdown(state.as_deref()).await;
                 return;
             }
@@ -156,6 +278,7 @@ impl HaLoop {
                 let _ = self.pg.stop(StopMode::Immediate).await;
             }
             self.fence.set(None);
+            self.keeper.set_grant(None);
             let epoch = state.map(|s| s.epoch()).unwrap_or_default();
             let op = Operation::ReleaseLease {
                 node: me.clone(),
@@ -193,6 +316,15 @@ impl HaLoop {
     /// One iteration; returns the cluster state it read.
     pub async fn iterate(&mut self) -> Option<Arc<ClusterState>> {
         let t0 = Instant::now();
+        self.keeper
+            .busy_since
+            .store(monotonic_now().0.max(1), Ordering::SeqCst);
+        let cluster = self.iterate_inner(t0).await;
+        self.keeper.busy_since.store(0, Ordering::SeqCst);
+        cluster
+    }
+
+    async fn iterate_inner(&mut self, t0: Instant) -> Option<Arc<ClusterState>> {
         if self.identity_rx.has_changed().unwrap_or(false) {
             let id = self.identity_rx.borrow_and_update().clone();
             info!(node = %id.node, tags = ?id.tags, "configuration reloaded");
@@ -227,16 +359,15 @@ impl HaLoop {
             cluster: cluster.as_deref(),
         };
         let decision = self.decider.step(&obs);
-        self.fence
-            .set(self.decider.lease_deadline().map(|(_, d)| d));
+        self.keeper.set_grant(self.decider.renewal_grant(now));
+        self.fence.set(self.decider.lease_deadline());
         self.log(&decision, cluster.as_deref(), &pg_status);
         for action in &decision.actions {
             if let Err(e) = self.execute(action, cluster.as_deref()).await {
                 warn!(node = %me, action = ?action_name(action), error = %e, "action failed");
             }
         }
-        self.fence
-            .set(self.decider.lease_deadline().map(|(_, d)| d));
+        self.fence.set(self.decider.lease_deadline());
         if let Some(state) = cluster.as_deref() {
             self.apply_parameters(state, &pg_status).await;
         }
@@ -257,7 +388,7 @@ impl HaLoop {
                 .lease_deadline()
                 .filter(|(_, d)| monotonic_now() < *d)
                 .map(|(e, _)| e),
-            fence_open: self.decider.fence_open(monotonic_now()),
+            fence_open: self.fence.is_open(monotonic_now()),
             loop_last_unix_ms: wall_ms(),
             loop_duration_ms: u64::try_from(t0.elapsed().as_millis()).unwrap_or(u64::MAX),
             last_decision: format!("{:?}: {}", decision.kind, decision.reason),

@@ -6,7 +6,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use rale_sync::quorum::promotion_quorum;
 
 use super::candidate::{Eligibility, rank_candidates, sync_restricted};
-use super::{Action, Decision, DecisionKind, NodeIdentity, Observation, PgAction, Policy};
+use super::{
+    Action, Decision, DecisionKind, NodeIdentity, Observation, PgAction, Policy, RenewalGrant,
+};
 use crate::config::DynamicConfig;
 use crate::pg::StopMode;
 use crate::state::{ClusterState, HistoryKind, Lease, Operation};
@@ -1017,5 +1019,25 @@ impl Policy for Decider {
     fn fence_open(&self, now: Millis) -> bool {
         self.lease_deadline
             .is_some_and(|(_, deadline)| now < deadline)
+    }
+
+    /// While this node holds the lease (as of the last step) and is not handing it over:
+    /// how long its agent may keep renewing it while the HA loop is busy. See
+    /// [`RenewalGrant`].
+    fn renewal_grant(&self, now: Millis) -> Option<RenewalGrant> {
+        let (epoch, _) = self.lease_deadline?;
+        if self.switchover_stop.is_some() {
+            return None;
+        }
+        let until = match self.crash_since {
+            Some(since) => since.plus(ms(self.config.restart_timeout)),
+            None => now.plus(self.config.lease_ttl_ms()),
+        };
+        Some(RenewalGrant {
+            epoch,
+            until,
+            validity_ms: self.config.holder_validity_ms(),
+            renew_interval_ms: ms(self.config.renew_interval),
+        })
     }
 }

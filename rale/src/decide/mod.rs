@@ -39,6 +39,29 @@ mod sync;
 pub use candidate::{Candidate, Eligibility, rank_candidates};
 pub use decider::Decider;
 
+/// What the agent may do about the lease *while its HA loop is busy* executing a long
+/// action (`pg_ctl start` with crash recovery, a promotion): keep renewing lease `epoch`
+/// until `until` on the node's clock, each renewal valid for `validity_ms` from its own
+/// clock reading.
+///
+/// Without it, a 1.5 s lease lapses under a loop that spends 3 s in crash recovery, and a
+/// replica fails over although the primary is being restarted in place. The grant is
+/// bounded: during an in-place restart until `restart_timeout` after the crash (the same
+/// bound the decider itself applies), otherwise one `lease_ttl` after the decision, so a
+/// wedged loop cannot keep the lease for ever.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RenewalGrant {
+    /// The lease epoch this node holds.
+    pub epoch: crate::types::Epoch,
+    /// No renewal on this grant after this instant (node's monotonic clock).
+    pub until: Millis,
+    /// How long a renewal stamped at `t` lets this node acknowledge commits: until
+    /// `t + validity_ms` ([`crate::config::DynamicConfig::holder_validity_ms`]).
+    pub validity_ms: u64,
+    /// How often to renew.
+    pub renew_interval_ms: u64,
+}
+
 /// The node a decider runs for: its identity as published to the cluster.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeIdentity {
@@ -204,4 +227,12 @@ pub trait Policy: Send {
     /// valid lease by its conservative clock). Commits on a primary block while it is
     /// `false` and the fence is configured.
     fn fence_open(&self, now: Millis) -> bool;
+
+    /// Right after [`Policy::step`] at `now`: whether, and until when, the agent's lease
+    /// keeper may renew the lease while the HA loop is busy executing this step's actions
+    /// (see [`RenewalGrant`]). The default grants nothing.
+    fn renewal_grant(&self, now: Millis) -> Option<RenewalGrant> {
+        let _ = now;
+        None
+    }
 }

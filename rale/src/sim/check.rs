@@ -317,6 +317,9 @@ impl Sim {
     }
 
     pub(super) fn on_applied(&mut self, p: &Pending, outcome: &Outcome) {
+        if matches!(p.command.op, Operation::RenewLease { .. }) {
+            self.keeper_applied(p.from, p.seq, outcome.is_applied());
+        }
         let from = self.names[p.from].clone();
         let text = match outcome {
             Outcome::Applied => format!("applied {} from {from}", p.command.op.name()),

@@ -9,11 +9,12 @@
 
 use super::postgres::{RecordKind, WalRecord};
 use super::trace::TraceKind;
-use super::world::{InFlight, Sim};
+use super::world::{InFlight, Keeper, Sim};
 use crate::decide::{Action, PgAction};
 use crate::pg::StopMode;
+use crate::state::Operation;
 use crate::status::DataDirState;
-use crate::types::Timeline;
+use crate::types::{Millis, Timeline};
 
 impl Sim {
     /// Drives node `i`'s agent for one tick: completes the action in progress, starts the
@@ -35,8 +36,16 @@ impl Sim {
             self.trace
                 .push(now, Some(&self.names[i]), TraceKind::Action(text));
         }
+        if self.nodes[i].agent.policy.is_none() {
+            // The agent process is gone, and its lease keeper with it.
+            self.nodes[i].keeper = Keeper::default();
+        }
         let node = &self.nodes[i];
-        if !node.agent_running(now) || now < node.agent.stalled_until {
+        if !node.agent_running(now) {
+            return;
+        }
+        self.keep_lease(i);
+        if now < self.nodes[i].agent.stalled_until {
             return;
         }
         for _ in 0..64 {
@@ -54,11 +63,80 @@ impl Sim {
                 self.start(i, action);
                 continue;
             }
+            self.nodes[i].keeper.busy_since = None;
             if self.nodes[i].clock() >= self.nodes[i].next_loop_ms {
                 self.step_agent(i);
                 continue;
             }
             return;
+        }
+    }
+
+    /// `ramd`'s lease keeper: while node `i`'s step has been running for at least the
+    /// renew interval (a long PostgreSQL action, a stalled loop), renew the lease on the
+    /// policy's grant, one renewal in flight at a time.
+    fn keep_lease(&mut self, i: usize) {
+        let now = self.now_ms;
+        let clock = self.nodes[i].clock();
+        let stalled = now < self.nodes[i].agent.stalled_until;
+        let keeper = &mut self.nodes[i].keeper;
+        if stalled && keeper.busy_since.is_none() {
+            keeper.busy_since = Some(clock);
+        }
+        let Some(grant) = keeper.grant else {
+            return;
+        };
+        if let Some((_, stamp, _)) = keeper.pending {
+            if clock.saturating_sub(stamp) < grant.validity_ms {
+                return;
+            }
+            keeper.pending = None; // lost with a minority leader: try again
+        }
+        let busy = keeper
+            .busy_since
+            .is_some_and(|b| clock.saturating_sub(b) >= grant.renew_interval_ms);
+        let due = keeper
+            .last_sent
+            .is_none_or(|t| clock.saturating_sub(t) >= grant.renew_interval_ms);
+        if !busy || !due || clock >= grant.until.0 || !self.majority[i] {
+            return;
+        }
+        keeper.last_sent = Some(clock);
+        let op = Operation::RenewLease {
+            node: self.nodes[i].identity.node.clone(),
+            epoch: grant.epoch,
+            holder_clock: Millis(clock),
+        };
+        let delay = self.commit_delay();
+        let wall_ms = self.wall_ms();
+        let seq = self.consensus.propose(now, delay, i, op, wall_ms);
+        self.nodes[i].keeper.pending = Some((seq, clock, grant.epoch));
+    }
+
+    /// A proposal from node `i` was applied: if it is its keeper's renewal, extend the
+    /// keeper's fence deadline (or drop the grant when it was refused).
+    pub(super) fn keeper_applied(&mut self, i: usize, seq: u64, applied: bool) {
+        let keeper = &mut self.nodes[i].keeper;
+        let Some((pending, stamp, epoch)) = keeper.pending else {
+            return;
+        };
+        if pending != seq {
+            return;
+        }
+        keeper.pending = None;
+        match keeper.grant {
+            Some(g) if applied && g.epoch == epoch => {
+                let deadline = stamp + g.validity_ms;
+                keeper.deadline = Some((
+                    epoch,
+                    keeper
+                        .deadline
+                        .filter(|(e, _)| *e == epoch)
+                        .map_or(deadline, |(_, d)| d.max(deadline)),
+                ));
+                keeper.renewals += 1;
+            }
+            _ => keeper.grant = None,
         }
     }
 

@@ -63,14 +63,21 @@ impl Sim {
 
     /// Whether node `i`'s commit fence acknowledges right now: its agent runs (not
     /// frozen) and its policy says the lease is valid on its clock.
+    /// The lease keeper's applied renewals (same epoch) keep it open as in `ramd`.
     pub(super) fn fence_gate_open(&self, i: usize) -> bool {
         let node = &self.nodes[i];
+        let clock = node.clock();
+        let keeper = &node.keeper;
+        let kept = keeper.deadline.is_some_and(|(epoch, deadline)| {
+            clock < deadline && keeper.grant.is_some_and(|g| g.epoch == epoch)
+        });
         node.agent_running(self.now_ms)
-            && node
-                .agent
-                .policy
-                .as_ref()
-                .is_some_and(|p| p.fence_open(Millis(node.clock())))
+            && (kept
+                || node
+                    .agent
+                    .policy
+                    .as_ref()
+                    .is_some_and(|p| p.fence_open(Millis(clock))))
     }
 
     fn walsenders(&self, i: usize) -> Vec<Walsender> {

@@ -54,6 +54,26 @@ pub(super) struct Node {
     /// The action in progress.
     pub exec_current: Option<InFlight>,
     pub stream_rate: u64,
+    /// The lease keeper (as in `ramd`): the grant of the last step, when (clock) the
+    /// running step started, its last renewal (clock) and pending proposal, and the fence
+    /// deadline its applied renewals proved.
+    pub keeper: Keeper,
+}
+
+/// The simulated lease keeper of one agent: renews the lease within the policy's
+/// [`crate::decide::RenewalGrant`] while a step's actions run longer than the renew
+/// interval (or the loop is stalled), and extends the fence with what was applied.
+#[derive(Clone, Debug, Default)]
+pub(super) struct Keeper {
+    pub grant: Option<crate::decide::RenewalGrant>,
+    pub busy_since: Option<u64>,
+    pub last_sent: Option<u64>,
+    /// Sequence number, clock stamp and epoch of the renewal in flight.
+    pub pending: Option<(u64, u64, crate::types::Epoch)>,
+    /// Fence deadline (clock) proven by an applied keeper renewal, for that epoch.
+    pub deadline: Option<(crate::types::Epoch, u64)>,
+    /// Renewals the keeper got applied (for reports and tests).
+    pub renewals: u64,
 }
 
 impl Node {
@@ -162,6 +182,7 @@ impl Sim {
                 pg: SimPostgres::empty(),
                 exec_queue: VecDeque::new(),
                 exec_current: None,
+                keeper: Keeper::default(),
                 stream_rate,
             });
         }
@@ -539,6 +560,20 @@ impl Sim {
         let summary = self.nodes[i].pg.summary(&self.names, self.cfg.record_bytes);
         self.trace
             .decision(now, i, &self.names[i], clock, &decision, summary, majority);
+        let grant = self.nodes[i]
+            .agent
+            .policy
+            .as_ref()
+            .and_then(|p| p.renewal_grant(Millis(clock)));
+        let keeper = &mut self.nodes[i].keeper;
+        keeper.grant = grant;
+        keeper.busy_since = Some(clock);
+        if keeper
+            .deadline
+            .is_some_and(|(e, _)| Some(e) != grant.map(|g| g.epoch))
+        {
+            keeper.deadline = None;
+        }
         self.nodes[i].exec_queue = decision.actions.into();
     }
 }
