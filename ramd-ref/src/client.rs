@@ -559,6 +559,32 @@ impl Client {
         .await
     }
 
+    /// `GET /api/v1/members`: the consensus voters and learners.
+    pub async fn members(&self) -> Result<crate::api::members::MembersView> {
+        self.get("/api/v1/members").await
+    }
+
+    /// `POST /api/v1/members`: adds a consensus member (answers once it votes).
+    pub async fn add_member(
+        &self,
+        req: &crate::api::members::AddMemberRequest,
+    ) -> Result<ActionResponse> {
+        Ok(self.post("/api/v1/members", Some(req)).await?.1)
+    }
+
+    /// `DELETE /api/v1/members/{name}`: removes a consensus member.
+    pub async fn remove_member(&self, name: &str) -> Result<ActionResponse> {
+        self.request(
+            Method::DELETE,
+            &format!("/api/v1/members/{name}"),
+            None,
+            &[],
+        )
+        .await?
+        .into_result()?
+        .json()
+    }
+
     async fn node_action(
         &self,
         api_url: &str,

@@ -82,14 +82,33 @@ pub struct ApiConfig {
     /// TLS private key (PEM).
     #[serde(default)]
     pub tls_key: Option<PathBuf>,
+    /// CA certificates (PEM bundle) this agent trusts when it connects to other agents
+    /// over `https://` (Raft RPCs, forwarded requests), in addition to the public web
+    /// roots. Needed when the members' certificates come from a private CA.
+    #[serde(default)]
+    pub tls_ca: Option<PathBuf>,
 }
 
 impl ApiConfig {
-    /// The advertised URL.
+    /// The advertised URL (default `https://<listen>` with TLS, else `http://<listen>`).
     pub fn url(&self) -> String {
+        let scheme = if self.tls_enabled() { "https" } else { "http" };
         self.url
             .clone()
-            .unwrap_or_else(|| format!("http://{}", self.listen))
+            .unwrap_or_else(|| format!("{scheme}://{}", self.listen))
+    }
+
+    /// Whether the API is served over TLS (`tls_cert` and `tls_key` both set).
+    pub fn tls_enabled(&self) -> bool {
+        self.tls_cert.is_some() && self.tls_key.is_some()
+    }
+
+    /// Checks the TLS settings: `tls_cert` and `tls_key` come together.
+    pub fn validate_tls(&self) -> Result<()> {
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            bail!("api.tls_cert and api.tls_key must be set together (TLS needs both)");
+        }
+        Ok(())
     }
 
     /// The password from `password` or `password_file`.
@@ -232,6 +251,7 @@ impl NodeConfig {
         if ids.len() != self.peers.len() {
             bail!("peers have duplicate raft_id values");
         }
+        self.api.validate_tls()?;
         if self.consensus.election_timeout_min >= self.consensus.election_timeout_max {
             bail!("consensus.election_timeout_min must be below election_timeout_max");
         }
@@ -265,6 +285,30 @@ mod tests {
         assert!(cfg.validate().is_ok());
         assert_eq!(cfg.bootstrap.lease_ttl, Duration::from_millis(1500));
         assert_eq!(cfg.raft_id(), 1);
+    }
+
+    #[test]
+    fn tls_keys_come_together_and_switch_the_scheme() {
+        let base = include_str!("../../docs/ramd.example.toml");
+        let with = |extra: &str| -> NodeConfig {
+            let text = base.replace("[api]\n", &format!("[api]\n{extra}\n"));
+            toml::from_str(&text).expect("parses")
+        };
+        let plain = with("");
+        assert!(!plain.api.tls_enabled());
+        let both = with("tls_cert = \"/c.pem\"\ntls_key = \"/k.pem\"\ntls_ca = \"/ca.pem\"");
+        assert!(both.validate().is_ok());
+        assert!(both.api.tls_enabled());
+        if both.api.url.is_none() {
+            assert!(both.api.url().starts_with("https://"), "{}", both.api.url());
+        }
+        let half = with("tls_cert = \"/c.pem\"");
+        let err = half
+            .validate()
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("tls_key"), "{err}");
     }
 
     #[test]

@@ -1,7 +1,6 @@
 //! `ramd`: wires consensus (openraft), the local PostgreSQL, the HA loop and the REST API,
 //! and handles signals (SIGTERM/SIGINT: clean shutdown; SIGHUP: reload the file).
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -102,6 +101,8 @@ async fn seed_dynamic_config(consensus: &dyn Consensus, cfg: &NodeConfig) {
 pub async fn run(cfg: NodeConfig, config_path: PathBuf) -> Result<()> {
     std::fs::create_dir_all(&cfg.state_dir)
         .with_context(|| format!("creating state_dir {}", cfg.state_dir.display()))?;
+    // TLS files are checked before anything starts: a bad file is a clear startup error.
+    let tls = crate::tls::from_api_config(&cfg.api)?;
     let listener = tokio::net::TcpListener::bind(cfg.api.listen)
         .await
         .with_context(|| format!("binding the API to {}", cfg.api.listen))?;
@@ -118,6 +119,7 @@ pub async fn run(cfg: NodeConfig, config_path: PathBuf) -> Result<()> {
     raft_cfg.election_timeout_min = cfg.consensus.election_timeout_min;
     raft_cfg.election_timeout_max = cfg.consensus.election_timeout_max;
     raft_cfg.auth_token = cluster_token(&cfg)?;
+    raft_cfg.tls_ca = cfg.api.tls_ca.clone();
     let raft = RaftConsensus::start(raft_cfg)
         .await
         .context("starting consensus")?;
@@ -157,8 +159,7 @@ pub async fn run(cfg: NodeConfig, config_path: PathBuf) -> Result<()> {
     }));
     let app = api::router(api_state).merge(rale::consensus::raft::router(raft.clone()));
     let server = tokio::spawn(async move {
-        let svc = app.into_make_service_with_connect_info::<SocketAddr>();
-        if let Err(e) = axum::serve(listener, svc).await {
+        if let Err(e) = crate::tls::serve(listener, app, tls).await {
             warn!(error = %e, "API server stopped");
         }
     });

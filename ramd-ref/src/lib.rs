@@ -26,3 +26,4 @@ pub mod fence;
 pub mod ha;
 pub mod node_actions;
 pub mod snapshot;
+pub mod tls;

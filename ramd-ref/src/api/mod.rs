@@ -35,6 +35,7 @@ pub mod backup;
 mod config;
 mod error;
 pub mod health;
+pub mod members;
 mod metrics;
 pub mod openapi;
 mod ops;
@@ -199,6 +200,16 @@ fn build() -> (Router<St>, Vec<RouteSpec>) {
         .add("/api/v1/nodes/{id}", &["GET"], get(read::node))
         .add("/api/v1/history", &["GET"], get(read::api_history))
         .add("/api/v1/replication/sync", &["GET"], get(read::sync))
+        .add(
+            "/api/v1/members",
+            &["GET", "POST"],
+            get(members::list).post(members::add),
+        )
+        .add(
+            "/api/v1/members/{name}",
+            &["DELETE"],
+            axum::routing::delete(members::remove),
+        )
         .add("/api/v1/pause", &["POST"], post(ops::pause))
         .add("/api/v1/resume", &["POST"], post(ops::resume))
         .add(

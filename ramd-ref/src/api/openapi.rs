@@ -14,8 +14,9 @@ use utoipa::openapi::{ContentBuilder, OpenApi as Document, Ref, Required};
 use utoipa::{Modify, OpenApi};
 
 use super::health::{Check, HEALTH_PATHS};
+use super::members::{AddMemberRequest, MembersView, PeerView};
 use super::types::*;
-use super::{actions, backup, config, metrics, ops, params, read, sync};
+use super::{actions, backup, config, members, metrics, ops, params, read, sync};
 
 struct BasicAuth;
 
@@ -42,6 +43,7 @@ impl Modify for BasicAuth {
         backup::start, backup::restore, backup::list, backup::jobs, backup::status,
         backup::schedule,
         sync::status, sync::add, sync::remove, sync::any_n, sync::count, sync::commit_level,
+        members::list, members::add, members::remove,
         serve,
     ),
     components(schemas(
@@ -51,7 +53,7 @@ impl Modify for BasicAuth {
         SwitchoverRequest, RestartRequest, ReinitializeRequest, ActionResponse, ErrorBody, Lag,
         ParameterValidateRequest, RecordedSyncView, SyncStandbyView, SyncStandbysStatus,
         SyncNodeRequest, SyncAnyNRequest, SyncCountRequest, SyncCommitLevelRequest,
-        SyncChangeResponse,
+        SyncChangeResponse, AddMemberRequest, MembersView, PeerView,
     )),
     modifiers(&BasicAuth),
 )]

@@ -11,6 +11,7 @@ use ramd_ref::client::{Client, Error as ClientError};
 
 pub mod edit;
 pub mod features;
+pub mod members;
 pub mod render;
 
 /// Exit codes of `ramctrl`.
@@ -160,6 +161,9 @@ pub enum Cmd {
     /// Synchronous standbys: status, add, remove, any-n, count, commit-level.
     #[command(subcommand)]
     Sync(features::SyncCmd),
+    /// Consensus members: list, add, remove.
+    #[command(subcommand)]
+    Members(members::MembersCmd),
 }
 
 /// What every command gets.
@@ -353,6 +357,7 @@ pub async fn run(cmd: Cmd, ctx: &Ctx) -> Result<(), CliError> {
         Cmd::Params(c) => features::params(c, ctx).await,
         Cmd::Backup(a) => features::backup(a, ctx).await,
         Cmd::Sync(c) => features::sync(c, ctx).await,
+        Cmd::Members(c) => members::run(c, ctx).await,
     }
 }
 

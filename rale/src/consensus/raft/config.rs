@@ -73,6 +73,11 @@ pub struct RaftConfig {
     /// Raft endpoints. `None`: no authentication (trusted networks and tests only).
     #[serde(default)]
     pub auth_token: Option<String>,
+    /// PEM bundle of CA certificates trusted, in addition to the public web roots, when
+    /// connecting to members whose `api_url` is `https://` (a private CA). Read when the
+    /// node starts; an unreadable or empty bundle fails the start.
+    #[serde(default)]
+    pub tls_ca: Option<PathBuf>,
 }
 
 fn default_heartbeat_interval() -> Duration {
@@ -132,6 +137,7 @@ impl RaftConfig {
             snapshot_logs: default_snapshot_logs(),
             logs_kept_after_snapshot: default_logs_kept_after_snapshot(),
             auth_token: None,
+            tls_ca: None,
         }
     }
 

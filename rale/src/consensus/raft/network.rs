@@ -1,6 +1,7 @@
 //! The client side of Raft over HTTP: openraft's `RaftNetwork` (vote, append, snapshot
 //! chunks) plus the forwarding of client requests to the leader. JSON bodies, an optional
-//! shared secret in `Authorization: Bearer …`, a timeout on every request.
+//! shared secret in `Authorization: Bearer …`, a timeout on every request; `https://`
+//! members are verified against the public web roots plus an optional private CA bundle.
 
 use std::time::Duration;
 
@@ -69,12 +70,24 @@ pub(crate) struct HttpClient {
 }
 
 impl HttpClient {
-    /// A client that sends `auth_token` (if any) with every request.
-    pub(crate) fn new(auth_token: Option<String>, connect_timeout: Duration) -> Result<Self> {
-        let http = reqwest::Client::builder()
+    /// A client that sends `auth_token` (if any) with every request and trusts the CA
+    /// certificates of the PEM bundle `tls_ca` (if any) for `https://` members, in
+    /// addition to the public web roots.
+    pub(crate) fn new(
+        auth_token: Option<String>,
+        connect_timeout: Duration,
+        tls_ca: Option<&std::path::Path>,
+    ) -> Result<Self> {
+        let mut builder = reqwest::Client::builder()
             .connect_timeout(connect_timeout)
             .pool_idle_timeout(Duration::from_secs(30))
-            .tcp_nodelay(true)
+            .tcp_nodelay(true);
+        if let Some(path) = tls_ca {
+            for cert in read_ca_bundle(path)? {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        let http = builder
             .build()
             .map_err(|e| Error::Consensus(format!("building the Raft HTTP client: {e}")))?;
         Ok(Self { http, auth_token })
@@ -108,6 +121,21 @@ impl HttpClient {
         }
         resp.json::<Resp>().await.map_err(|e| classify(e, timeout))
     }
+}
+
+/// The certificates of a PEM CA bundle; an unreadable file, a malformed PEM or a file
+/// without any certificate is an [`Error::InvalidConfig`] naming the file.
+fn read_ca_bundle(path: &std::path::Path) -> Result<Vec<reqwest::Certificate>> {
+    let bad = |what: String| Error::InvalidConfig(format!("tls_ca {}: {what}", path.display()));
+    let pem = std::fs::read(path).map_err(|e| bad(format!("cannot read the file: {e}")))?;
+    let certs = reqwest::Certificate::from_pem_bundle(&pem)
+        .map_err(|e| bad(format!("not a PEM certificate bundle: {e}")))?;
+    if certs.is_empty() {
+        return Err(bad(
+            "holds no PEM certificate (-----BEGIN CERTIFICATE-----)".into(),
+        ));
+    }
+    Ok(certs)
 }
 
 fn classify(e: reqwest::Error, timeout: Duration) -> PostError {

@@ -87,7 +87,11 @@ impl RaftConsensus {
             .await
             .map_err(|e| Error::Consensus(format!("loading the Raft snapshot: {e}")))?;
         let log = LogStore::new(db);
-        let client = HttpClient::new(config.auth_token.clone(), config.rpc_timeout)?;
+        let client = HttpClient::new(
+            config.auth_token.clone(),
+            config.rpc_timeout,
+            config.tls_ca.as_deref(),
+        )?;
         let network = NetworkFactory::new(
             client.clone(),
             config.raft_id,
