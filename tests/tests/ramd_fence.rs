@@ -29,7 +29,7 @@ const WRITERS: usize = 4;
 const STATEMENT_TIMEOUT: Duration = Duration::from_secs(3);
 /// How long the old primary's clients keep writing after the new primary's first write,
 /// before its agent resumes.
-const AFTER_FAILOVER: Duration = Duration::from_secs(3);
+const AFTER_FAILOVER: Duration = Duration::from_secs(2);
 
 fn rounds() -> usize {
     std::env::var("RALE_FENCE_ROUNDS")

@@ -278,6 +278,50 @@ pub fn render(
         "Value is 1 while the commit fence acknowledges WAL",
         flag(snap.fence_open),
     );
+    let fence = crate::fence::view(snap);
+    for (name, help, value) in [
+        (
+            "rale_fence_enabled",
+            "Value is 1 if the dynamic configuration enables the commit fence",
+            fence.enabled,
+        ),
+        (
+            "rale_fence_active",
+            "Value is 1 while this node runs the commit fence (a running primary)",
+            fence.active,
+        ),
+        (
+            "rale_fence_streaming",
+            "Value is 1 while a fence replication session streams from the local server",
+            fence.streaming,
+        ),
+        (
+            "rale_fence_blocking",
+            "Value is 1 while the server waits for the fence and the fence does not acknowledge new WAL",
+            fence.blocking,
+        ),
+        (
+            "rale_fence_waiting",
+            "Value is 1 while WAL received by the fence waits for its acknowledgement",
+            fence.waiting,
+        ),
+    ] {
+        gauge(&mut reg, name, help, flag(value));
+    }
+    let deadline: Gauge<f64, AtomicU64> = Gauge::default();
+    deadline.set(fence.deadline_remaining_ms.unwrap_or(0) as f64 / 1000.0);
+    reg.register(
+        "rale_fence_deadline_seconds",
+        "Time left until the lease deadline after which the fence stops acknowledging (0 when closed)",
+        deadline,
+    );
+    let sessions: Counter = Counter::default();
+    sessions.inc_by(fence.sessions);
+    reg.register(
+        "rale_fence_sessions",
+        "Fence replication sessions that reached streaming since the agent started",
+        sessions,
+    );
     gauge(
         &mut reg,
         "rale_config_version",

@@ -10,7 +10,9 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use utoipa::ToSchema;
 
 mod ext;
+mod fence;
 pub use ext::*;
+pub use fence::FenceView;
 
 fn is_false(b: &bool) -> bool {
     !*b
@@ -152,6 +154,9 @@ pub struct NodeStatus {
     /// Ours: whether the commit fence acknowledges WAL.
     #[serde(default)]
     pub fence_open: bool,
+    /// Ours: the commit fence in detail (absent from older agents).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fence: Option<FenceView>,
     /// Ours: whether the last consensus read succeeded.
     #[serde(default)]
     pub consensus_ok: bool,

@@ -110,6 +110,7 @@ pub fn node_status(snap: &NodeSnapshot, cluster: &ClusterState, scope: &str) -> 
         lease_epoch: snap.lease_epoch.map(|e| e.0),
         cluster_epoch: cluster.epoch().0,
         fence_open: snap.fence_open,
+        fence: Some(crate::fence::view(snap)),
         consensus_ok: snap.consensus_ok,
         last_decision: snap.last_decision.clone(),
     }

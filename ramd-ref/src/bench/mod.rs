@@ -1,5 +1,5 @@
-//! `ramd-bench`: timing failover, switchover, bootstrap, the health endpoint and an idle
-//! cluster on a local [`crate::demo::Playground`] with real PostgreSQL.
+//! `ramd-bench`: timing failover, switchover, bootstrap, the health endpoint, an idle
+//! cluster, `pgbench` with the commit fence on and off and agent restarts on a local [`crate::demo::Playground`] with real PostgreSQL.
 //!
 //! Every scenario runs on loopback, every loop is bounded in count and time, and every
 //! process started is stopped at the end, also on error (the playground's `Drop`).
@@ -16,8 +16,14 @@
 mod health;
 mod idle;
 mod logs;
+mod pgbench;
+mod restart;
 mod scenarios;
 mod writer;
+
+pub use pgbench::{
+    FenceChoice, PgbenchOptions, PgbenchResult, parse_log_latencies_us, parse_summary,
+};
 
 use std::fmt::Write as _;
 use std::str::FromStr;
@@ -44,17 +50,24 @@ pub enum Scenario {
     Health,
     /// Agent RSS and CPU of an idle cluster.
     Idle,
+    /// `pgbench` on the primary with the commit fence on and off: TPS and latency.
+    Pgbench,
+    /// Restart of the primary's agent alone (`kill -9` + start, `SIGTERM` + start):
+    /// longest gap between successful writes.
+    AgentRestart,
 }
 
 impl Scenario {
     /// Every scenario, in the order they run.
-    pub const ALL: [Scenario; 6] = [
+    pub const ALL: [Scenario; 8] = [
         Scenario::NodeLoss,
         Scenario::PostmasterCrash,
         Scenario::Switchover,
         Scenario::Bootstrap,
         Scenario::Health,
         Scenario::Idle,
+        Scenario::Pgbench,
+        Scenario::AgentRestart,
     ];
 }
 
@@ -68,8 +81,10 @@ impl FromStr for Scenario {
             "bootstrap" => Scenario::Bootstrap,
             "health" => Scenario::Health,
             "idle" => Scenario::Idle,
+            "pgbench" => Scenario::Pgbench,
+            "agent-restart" => Scenario::AgentRestart,
             other => anyhow::bail!(
-                "unknown scenario {other:?} (node-loss, postmaster-crash, switchover, bootstrap, health, idle)"
+                "unknown scenario {other:?} (node-loss, postmaster-crash, switchover, bootstrap, health, idle, pgbench, agent-restart)"
             ),
         })
     }
@@ -92,6 +107,8 @@ pub struct BenchOptions {
     pub ready_timeout: Duration,
     /// Bound on waiting for writes to resume after a fault.
     pub recovery_timeout: Duration,
+    /// Settings of the `pgbench` scenario.
+    pub pgbench: PgbenchOptions,
 }
 
 impl Default for BenchOptions {
@@ -104,6 +121,7 @@ impl Default for BenchOptions {
             idle_duration: Duration::from_secs(60),
             ready_timeout: Duration::from_secs(120),
             recovery_timeout: Duration::from_secs(60),
+            pgbench: PgbenchOptions::default(),
         }
     }
 }
@@ -188,8 +206,8 @@ pub async fn run(opts: &BenchOptions) -> Result<Vec<Row>> {
     for &sc in &opts.scenarios {
         let mut failed = 0usize;
         let runs = match sc {
-            // One cluster serves every switchover run.
-            Scenario::Switchover => 1,
+            // One cluster serves every switchover run (and every pgbench round).
+            Scenario::Switchover | Scenario::Pgbench => 1,
             _ => opts.runs,
         };
         for i in 0..runs {
@@ -204,6 +222,8 @@ pub async fn run(opts: &BenchOptions) -> Result<Vec<Row>> {
                 Scenario::Switchover => scenarios::switchover(opts, &mut rows).await,
                 Scenario::Health => health::run(opts, &mut rows).await,
                 Scenario::Idle => idle::run(opts, &mut rows).await,
+                Scenario::Pgbench => pgbench::run(opts, &mut rows).await,
+                Scenario::AgentRestart => restart::run(opts, &mut rows).await,
             };
             if let Err(e) = res {
                 eprintln!("[ramd-bench] {sc:?} run {} failed: {e:#}", i + 1);

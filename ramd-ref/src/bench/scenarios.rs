@@ -11,7 +11,7 @@ use super::writer::{Attempt, Writer};
 use super::{BenchOptions, Rows, logs, start_cluster};
 use crate::demo::Playground;
 
-fn primary_index(pg: &Playground) -> Result<usize> {
+pub(crate) fn primary_index(pg: &Playground) -> Result<usize> {
     pg.report
         .nodes
         .iter()
@@ -29,12 +29,12 @@ fn postmaster_pid(data_dir: &Path) -> Result<i32> {
         .with_context(|| format!("no PID on the first line of {}", path.display()))
 }
 
-fn dsns(pg: &Playground) -> Vec<String> {
+pub(crate) fn dsns(pg: &Playground) -> Vec<String> {
     pg.report.nodes.iter().map(|n| n.dsn.clone()).collect()
 }
 
 /// Waits until the writer has a success on `node` after `since` (warm connections).
-async fn warm_up(w: &Writer, node: usize) -> Result<()> {
+pub(crate) async fn warm_up(w: &Writer, node: usize) -> Result<()> {
     let t0 = Instant::now();
     if w.wait_ok_after(t0, Duration::from_secs(10), |n| n == node)
         .await
@@ -120,7 +120,7 @@ pub(crate) async fn postmaster_crash(opts: &BenchOptions, rows: &mut Rows) -> Re
 
 /// Longest gap between consecutive successful writes (any node) in `[from, to]`, and the
 /// attempts on `nodes` that failed inside it.
-fn longest_gap(
+pub(crate) fn longest_gap(
     attempts: &[Attempt],
     from: Instant,
     to: Instant,
@@ -216,7 +216,11 @@ pub(crate) async fn switchover(opts: &BenchOptions, rows: &mut Rows) -> Result<(
 }
 
 /// Waits until `GET /cluster` shows one leader and every other member streaming.
-async fn wait_streaming(pg: &Playground, http: &reqwest::Client, timeout: Duration) -> Result<()> {
+pub(crate) async fn wait_streaming(
+    pg: &Playground,
+    http: &reqwest::Client,
+    timeout: Duration,
+) -> Result<()> {
     let deadline = Instant::now() + timeout;
     while Instant::now() < deadline {
         for n in &pg.report.nodes {

@@ -1,7 +1,8 @@
 //! Run: `cargo run --release -p ramd-ref --bin ramd-bench -- --runs 3`
 //!
-//! Benchmarks failover, switchover, bootstrap, the health endpoint and an idle cluster on
-//! local playgrounds with real PostgreSQL (see `docs/benchmarks.md`). The `ramd` binary must
+//! Benchmarks failover, switchover, bootstrap, the health endpoint, an idle cluster,
+//! `pgbench` with the commit fence on and off (`--scenarios pgbench --fence both`) and
+//! restarts of the primary's agent (`--scenarios agent-restart`) on local playgrounds with real PostgreSQL (see `docs/benchmarks.md`). The `ramd` binary must
 //! be next to this one or in `RALE_RAMD_BIN`.
 
 use std::path::PathBuf;
@@ -9,7 +10,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use ramd_ref::bench::{BenchOptions, Scenario, run, table};
+use ramd_ref::bench::{BenchOptions, FenceChoice, PgbenchOptions, Scenario, run, table};
 
 /// Benchmark a local RALE cluster.
 #[derive(Parser, Debug)]
@@ -25,7 +26,7 @@ struct Args {
     #[arg(long)]
     json: Option<PathBuf>,
     /// Comma-separated scenarios: node-loss, postmaster-crash, switchover, bootstrap,
-    /// health, idle.
+    /// health, idle, pgbench, agent-restart (the last two are not in the default list).
     #[arg(
         long,
         value_delimiter = ',',
@@ -38,6 +39,22 @@ struct Args {
     /// Seconds of the idle measurement.
     #[arg(long, default_value_t = 60)]
     idle_secs: u64,
+    /// pgbench scenario: fence settings to measure (on, off, both; both alternates
+    /// off/on in every run on one cluster).
+    #[arg(long, default_value = "both")]
+    fence: FenceChoice,
+    /// pgbench scenario: seconds of each measured phase (`pgbench -T`).
+    #[arg(long, default_value_t = 30)]
+    seconds: u64,
+    /// pgbench scenario: client connections (`pgbench -c`).
+    #[arg(long, default_value_t = 8)]
+    clients: u32,
+    /// pgbench scenario: scale factor of `pgbench -i`.
+    #[arg(long, default_value_t = 10)]
+    scale: u32,
+    /// The pgbench binary.
+    #[arg(long, default_value = "/usr/lib/postgresql/15/bin/pgbench")]
+    pgbench: PathBuf,
 }
 
 #[tokio::main]
@@ -49,6 +66,13 @@ async fn main() -> Result<()> {
         scenarios: args.scenarios,
         health_duration: Duration::from_secs(args.health_secs.clamp(1, 600)),
         idle_duration: Duration::from_secs(args.idle_secs.clamp(1, 3600)),
+        pgbench: PgbenchOptions {
+            pgbench: args.pgbench,
+            fence: args.fence,
+            duration: Duration::from_secs(args.seconds.clamp(1, 3600)),
+            clients: args.clients.clamp(1, 1000),
+            scale: args.scale.clamp(1, 10_000),
+        },
         ..Default::default()
     };
     let rows = run(&opts).await?;

@@ -28,6 +28,7 @@
 
 mod conn;
 pub mod proto;
+mod status;
 mod task;
 mod wiring;
 
@@ -40,6 +41,7 @@ use crate::ha::FenceDeadline;
 use rale_sync::enforce::FENCE_APPLICATION_NAME;
 
 pub use conn::{Credentials, Endpoint, ReplicationConnection, SystemIdentity, parse_identify_row};
+pub use status::{current, view, view_at};
 pub use task::{FenceStatus, run, run_with_status};
 pub use wiring::{should_fence, spawn};
 
@@ -145,17 +147,28 @@ impl FenceConfig {
 pub trait LeaseGate: Send + Sync + 'static {
     /// Whether WAL may be acknowledged at `now`.
     fn is_open_at(&self, now: Millis) -> bool;
+    /// The current deadline (monotonic milliseconds, 0 = closed), for status reports;
+    /// `None` when the gate has no single deadline.
+    fn deadline(&self) -> Option<Millis> {
+        None
+    }
 }
 
 impl LeaseGate for FenceDeadline {
     fn is_open_at(&self, now: Millis) -> bool {
         self.is_open(now)
     }
+    fn deadline(&self) -> Option<Millis> {
+        Some(self.get())
+    }
 }
 
 impl<G: LeaseGate + ?Sized> LeaseGate for std::sync::Arc<G> {
     fn is_open_at(&self, now: Millis) -> bool {
         (**self).is_open_at(now)
+    }
+    fn deadline(&self) -> Option<Millis> {
+        (**self).deadline()
     }
 }
 

@@ -42,7 +42,9 @@ impl Debounce {
 
 /// Spawns the fence for the daemon: one task follows the HA loop's snapshots and
 /// switches the fence on and off with [`should_fence`]; the fence itself
-/// ([`run_with_status`]) runs until `shutdown`. Returns the fence task and its status.
+/// ([`run_with_status`]) runs until `shutdown`. Returns the fence task and its status;
+/// both the status and the gate's deadline are also published for the API
+/// ([`super::current`], [`super::view`]).
 pub fn spawn(
     cfg: FenceConfig,
     gate: impl LeaseGate,
@@ -75,6 +77,8 @@ pub fn spawn(
             }
         }
     });
+    let gate = Arc::new(gate);
+    super::status::publish(status_rx.clone(), gate.clone());
     let task = tokio::spawn(run_with_status(
         cfg,
         gate,
