@@ -219,11 +219,23 @@ async fn round(
     for n in &others {
         c.wait_streaming(n, Duration::from_secs(120)).await?;
     }
-    // The fence is on (default dynamic configuration) and open on the primary.
-    c.wait_for(&format!("{old}'s fence open"), WAIT, || async {
-        Ok(c.get_node_status(&old).await?.fence_open.then_some(()))
-    })
-    .await?;
+    // The fence is on (default dynamic configuration), streaming and open on the
+    // primary, and its status says so.
+    let fence = c
+        .wait_for(&format!("{old}'s fence open"), WAIT, || async {
+            let s = c.get_node_status(&old).await?;
+            let open = s.fence_open;
+            Ok(s.fence.filter(|f| open && f.open && f.streaming))
+        })
+        .await?;
+    ensure!(
+        fence.enabled && fence.active && !fence.blocking && fence.sessions >= 1,
+        "{mode}: unexpected fence status on {old}: {fence:?}"
+    );
+    eprintln!(
+        "{mode}: {old}'s fence: named {}, deadline in {:?} ms, acknowledged {:?}",
+        fence.named, fence.deadline_remaining_ms, fence.acknowledged_lsn
+    );
     let postmaster = c.postmaster_pid(&old)?;
     let load = Load::start(&c.node(&old)?.dsn, next);
     tokio::time::sleep(Duration::from_millis(1500)).await;

@@ -428,4 +428,30 @@ mod tests {
             "# HELP a_x_total Things.\n# TYPE a_x_total counter\na_x_total 3\n# HELP g G.\n# TYPE g gauge\ng 1\n"
         );
     }
+    #[test]
+    fn fence_metrics_are_rendered() {
+        let id = rale::decide::NodeIdentity {
+            node: rale::NodeId::new("n1").expect("valid id"),
+            api_url: "http://127.0.0.1:8008".into(),
+            pg_host: "127.0.0.1".into(),
+            pg_port: 5432,
+            tags: Default::default(),
+        };
+        let mut snap = crate::ha::HaLoop::initial_snapshot(&id);
+        snap.pg.running = true;
+        snap.pg.in_recovery = false;
+        snap.pg.synchronous_standby_names = "FIRST 1 (rale_fence)".into();
+        let cluster = ClusterState::default();
+        let text = render(&snap, &cluster, "s", 0);
+        for line in [
+            "rale_fence_enabled{scope=\"s\",name=\"n1\"} 1",
+            "rale_fence_active{scope=\"s\",name=\"n1\"} 1",
+            // Named by the server, no fence streaming in this process: commits wait.
+            "rale_fence_blocking{scope=\"s\",name=\"n1\"} 1",
+            "rale_fence_deadline_seconds{scope=\"s\",name=\"n1\"} 0",
+            "# TYPE rale_fence_sessions_total counter",
+        ] {
+            assert!(text.contains(line), "{line} missing from:\n{text}");
+        }
+    }
 }
