@@ -205,7 +205,8 @@ impl Network {
         run(
             IP,
             &[
-                "link", "add", &root_if, "type", "veth", "peer", "name", "up0", "netns", &hub,
+                "link", "add", "name", &root_if, "type", "veth", "peer", "name", "up0", "netns",
+                &hub,
             ],
         )?;
         self.root_links.push(root_if.clone());
@@ -224,8 +225,8 @@ impl Network {
             run(
                 IP,
                 &[
-                    "-n", &ns, "link", "add", "eth0", "type", "veth", "peer", "name", &hub_port,
-                    "netns", &hub,
+                    "-n", &ns, "link", "add", "name", "eth0", "type", "veth", "peer", "name",
+                    &hub_port, "netns", &hub,
                 ],
             )?;
             run(
@@ -253,7 +254,8 @@ impl Network {
             run(
                 IP,
                 &[
-                    "link", "add", &mgmt_if, "type", "veth", "peer", "name", "mgmt0", "netns", &ns,
+                    "link", "add", "name", &mgmt_if, "type", "veth", "peer", "name", "mgmt0",
+                    "netns", &ns,
                 ],
             )?;
             self.root_links.push(mgmt_if.clone());
@@ -346,65 +348,90 @@ impl Network {
         Ok(())
     }
 
-    /// Whether the kernel offers `tc … netem` (the `sch_netem` module).
+    /// Whether the kernel offers `tc … netem` (the `sch_netem` module; missing on some
+    /// CI kernels and containers).
     pub fn netem_available(&self) -> bool {
         let Some(n) = self.nodes.first() else {
             return false;
         };
-        let ok = run(
-            TC,
-            &[
-                "-n",
-                &self.hub,
-                "qdisc",
-                "add",
-                "dev",
-                &n.hub_port,
-                "root",
-                "netem",
-                "delay",
-                "1ms",
-            ],
-        )
-        .is_ok();
-        if ok {
-            let _ = run(
-                TC,
-                &["-n", &self.hub, "qdisc", "del", "dev", &n.hub_port, "root"],
-            );
-        }
+        let ok = self.tc_both(n, &["netem", "delay", "1ms"]).is_ok();
+        let _ = self.clear_qdisc(n);
         ok
     }
 
-    /// Adds `delay_ms` of delay and `loss_percent` loss to traffic towards node `index`
-    /// (netem on its hub port). Fails where netem is unavailable.
+    /// Adds `delay_ms` of delay and `loss_percent` loss in both directions of node
+    /// `index`'s data link (netem). Fails where netem is unavailable
+    /// ([`Network::netem_available`]).
     pub fn impair(&self, index: usize, delay_ms: u32, loss_percent: u32) -> anyhow::Result<()> {
-        let port = &self.node(index)?.hub_port;
-        run(
-            TC,
+        let n = self.node(index)?;
+        self.tc_both(
+            n,
             &[
-                "-n",
-                &self.hub,
-                "qdisc",
-                "replace",
-                "dev",
-                port,
-                "root",
                 "netem",
                 "delay",
                 &format!("{delay_ms}ms"),
                 "loss",
                 &format!("{loss_percent}%"),
             ],
-        )?;
+        )
+    }
+
+    /// Limits both directions of node `index`'s data link to `rate_kbit` kbit/s with a
+    /// queue of at most `queue_ms` (token bucket, `tbf`): a slow, congested link on which
+    /// packets beyond the queue are dropped.
+    pub fn throttle(&self, index: usize, rate_kbit: u32, queue_ms: u32) -> anyhow::Result<()> {
+        let n = self.node(index)?;
+        self.tc_both(
+            n,
+            &[
+                "tbf",
+                "rate",
+                &format!("{rate_kbit}kbit"),
+                "burst",
+                "16kbit",
+                "latency",
+                &format!("{queue_ms}ms"),
+            ],
+        )
+    }
+
+    /// Removes [`Network::impair`]'s or [`Network::throttle`]'s queueing discipline from
+    /// node `index`'s data link.
+    pub fn clear_impairment(&self, index: usize) -> anyhow::Result<()> {
+        let n = self.node(index)?;
+        self.clear_qdisc(n)
+    }
+
+    /// `tc qdisc replace … root <qdisc>` on the node's `eth0` (its egress) and on its hub
+    /// port (its ingress).
+    fn tc_both(&self, n: &NodeNet, qdisc: &[&str]) -> anyhow::Result<()> {
+        for (ns, dev) in [
+            (n.netns.as_str(), "eth0"),
+            (self.hub.as_str(), n.hub_port.as_str()),
+        ] {
+            let mut args = vec!["-n", ns, "qdisc", "replace", "dev", dev, "root"];
+            args.extend_from_slice(qdisc);
+            run(TC, &args)?;
+        }
         Ok(())
     }
 
-    /// Removes [`Network::impair`]'s qdisc from node `index`'s hub port.
-    pub fn clear_impairment(&self, index: usize) -> anyhow::Result<()> {
-        let port = &self.node(index)?.hub_port;
-        run(TC, &["-n", &self.hub, "qdisc", "del", "dev", port, "root"])?;
-        Ok(())
+    fn clear_qdisc(&self, n: &NodeNet) -> anyhow::Result<()> {
+        let mut result = Ok(());
+        for (ns, dev) in [
+            (n.netns.as_str(), "eth0"),
+            (self.hub.as_str(), n.hub_port.as_str()),
+        ] {
+            let has_root_qdisc = run(TC, &["-n", ns, "qdisc", "show", "dev", dev])
+                .map(|out| out.contains("tbf") || out.contains("netem"))
+                .unwrap_or(false);
+            if has_root_qdisc
+                && let Err(e) = run(TC, &["-n", ns, "qdisc", "del", "dev", dev, "root"])
+            {
+                result = Err(e);
+            }
+        }
+        result
     }
 
     /// The PIDs of the processes inside namespace `ns`.

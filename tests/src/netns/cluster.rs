@@ -338,7 +338,8 @@ impl NetnsCluster {
             .with_context(|| format!("no node {name}"))
     }
 
-    fn index(&self, name: &str) -> anyhow::Result<usize> {
+    /// Node `name`'s index in [`NetnsCluster::net`] (0 for `node1`).
+    pub fn index(&self, name: &str) -> anyhow::Result<usize> {
         self.nodes
             .iter()
             .position(|n| n.name == name)
