@@ -42,6 +42,10 @@ pub struct NodeConfig {
     /// `ramd_ref::api::backup`.
     #[serde(default)]
     pub backup: Option<crate::api::BackupConfig>,
+    /// Scripts run when PostgreSQL starts, stops, restarts, reloads or changes role; see
+    /// `ramd_ref::callbacks`.
+    #[serde(default)]
+    pub callbacks: crate::callbacks::CallbacksConfig,
 }
 
 /// Log output format.

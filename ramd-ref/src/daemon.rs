@@ -140,6 +140,8 @@ pub async fn run(cfg: NodeConfig, config_path: PathBuf) -> Result<()> {
         ..AuthConfig::default()
     };
     let pg_lock = Arc::new(tokio::sync::Mutex::new(()));
+    let callbacks =
+        crate::callbacks::Callbacks::new(cfg.callbacks.clone(), "rale", cfg.name.as_str());
     let fence_snapshots = snap_rx.clone();
     let backup_view = api::backup::snapshot_members(snap_rx.clone());
     let mut api_state = ApiState::new(snap_rx, consensus.clone(), auth, "rale");
@@ -156,6 +158,8 @@ pub async fn run(cfg: NodeConfig, config_path: PathBuf) -> Result<()> {
         pg_lock: pg_lock.clone(),
         config_path: config_path.clone(),
         identity_tx: identity_tx.clone(),
+        scheduled: Default::default(),
+        callbacks: callbacks.clone(),
     }));
     let app = api::router(api_state).merge(rale::consensus::raft::router(raft.clone()));
     let server = tokio::spawn(async move {
@@ -176,7 +180,8 @@ pub async fn run(cfg: NodeConfig, config_path: PathBuf) -> Result<()> {
         fence_snapshots,
         shutdown_rx.clone(),
     );
-    let ha = HaLoop::new(identity_rx, pg, consensus.clone(), snap_tx, fence, pg_lock);
+    let ha = HaLoop::new(identity_rx, pg, consensus.clone(), snap_tx, fence, pg_lock)
+        .with_callbacks(callbacks);
     let ha_task = tokio::spawn(ha.run(shutdown_rx));
 
     let mut term = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;

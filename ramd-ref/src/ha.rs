@@ -15,6 +15,7 @@ use rale::{Consensus, Epoch, Millis, NodeId, PostgresControl};
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
+use crate::callbacks::{Callbacks, Transitions};
 use crate::snapshot::NodeSnapshot;
 
 /// Reads the node's monotonic clock (`CLOCK_BOOTTIME`: keeps counting through suspend and
@@ -186,6 +187,9 @@ pub struct HaLoop {
     applied_parameters: Option<std::collections::BTreeMap<String, String>>,
     /// Shared with the lease keeper task.
     keeper: Arc<KeeperShared>,
+    /// User scripts, fired on observed PostgreSQL transitions.
+    callbacks: Option<Callbacks>,
+    transitions: Transitions,
 }
 
 impl HaLoop {
@@ -211,7 +215,15 @@ impl HaLoop {
             pg_lock,
             applied_parameters: None,
             keeper: Arc::new(KeeperShared::default()),
+            callbacks: None,
+            transitions: Transitions::default(),
         }
+    }
+
+    /// Runs `callbacks` on PostgreSQL start, stop and role change as this loop sees them.
+    pub fn with_callbacks(mut self, callbacks: Callbacks) -> Self {
+        self.callbacks = Some(callbacks);
+        self
     }
 
     /// An initial snapshot for `identity` (before the first iteration).
@@ -338,6 +350,14 @@ impl HaLoop {
                 PgStatus::stopped(DataDirState::Empty)
             }
         };
+        for (event, role) in self
+            .transitions
+            .observe(pg_status.running, pg_status.role())
+        {
+            if let Some(cb) = &self.callbacks {
+                cb.fire(event, role);
+            }
+        }
         let read_timeout = Duration::from_millis(800);
         let cluster = if self.consensus.has_majority() {
             match tokio::time::timeout(read_timeout, self.consensus.read()).await {

@@ -18,6 +18,7 @@
 
 pub mod api;
 pub mod bench;
+pub mod callbacks;
 pub mod client;
 pub mod config;
 pub mod daemon;

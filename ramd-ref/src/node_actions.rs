@@ -12,10 +12,11 @@ use rale::pg::{StopMode, Upstream};
 use rale::state::{Command, HistoryKind, Operation};
 use rale::{Consensus, NodeId, PostgresControl, Role};
 use tokio::sync::{Mutex, watch};
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::api::types::{ActionResponse, ReinitializeRequest, RestartRequest};
 use crate::api::{ApiError, NodeActions};
+use crate::callbacks::{CallbackEvent, Callbacks};
 use crate::config::NodeConfig;
 use crate::ha::wall_ms;
 
@@ -33,32 +34,41 @@ pub struct DaemonActions {
     pub config_path: PathBuf,
     /// Where a reloaded identity (tags) goes.
     pub identity_tx: watch::Sender<NodeIdentity>,
+    /// The restart scheduled with `POST /restart {"schedule": …}`, if any.
+    pub scheduled: Arc<Mutex<Option<ScheduledRestart>>>,
+    /// User scripts (`on_restart`, `on_reload`).
+    pub callbacks: Callbacks,
 }
 
-impl DaemonActions {
+/// A restart waiting for its time (one per node, like Patroni's).
+#[derive(Debug)]
+pub struct ScheduledRestart {
+    /// When it runs.
+    pub at: chrono::DateTime<chrono::Utc>,
+    /// Who asked.
+    pub caller: String,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// The pieces a restart needs, cloneable into a scheduled task.
+#[derive(Clone)]
+struct Restarter {
+    node: NodeId,
+    pg: Arc<dyn PostgresControl>,
+    consensus: Arc<dyn Consensus>,
+    pg_lock: Arc<Mutex<()>>,
+    callbacks: Callbacks,
+}
+
+impl Restarter {
     async fn record(&self, caller: &str, reason: String) {
-        let cmd = Command {
-            op: Operation::Record {
-                kind: HistoryKind::Operation,
-                node: Some(self.node.clone()),
-                actor: format!("api:{caller}"),
-                reason,
-            },
-            wall_ms: wall_ms(),
-        };
-        let _ = self.consensus.propose(cmd).await;
+        record(self.consensus.as_ref(), &self.node, caller, reason).await;
     }
-}
 
-fn failed(what: &str, e: impl std::fmt::Display) -> ApiError {
-    ApiError::unavailable(format!("{what} failed: {e}"))
-}
-
-#[async_trait]
-impl NodeActions for DaemonActions {
-    async fn restart(
+    /// Checks the request's conditions now and restarts when they hold.
+    async fn restart_now(
         &self,
-        req: RestartRequest,
+        req: &RestartRequest,
         caller: &str,
     ) -> Result<(StatusCode, ActionResponse), ApiError> {
         let status = self.pg.status().await.map_err(|e| failed("status", e))?;
@@ -86,14 +96,10 @@ impl NodeActions for DaemonActions {
                 ));
             }
         }
-        if req.schedule.is_some() {
-            return Err(ApiError::bad_request(
-                "scheduled restarts are not supported yet; restart now or use cron",
-            ));
-        }
         let _guard = self.pg_lock.lock().await;
         self.pg.restart().await.map_err(|e| failed("restart", e))?;
         info!(node = %self.node, caller, "PostgreSQL restarted on request");
+        self.callbacks.fire(CallbackEvent::Restart, status.role());
         self.record(
             caller,
             format!("PostgreSQL on {} restarted on request", self.node),
@@ -103,6 +109,156 @@ impl NodeActions for DaemonActions {
             StatusCode::OK,
             ActionResponse::message("restarted successfully"),
         ))
+    }
+}
+
+async fn record(consensus: &dyn Consensus, node: &NodeId, caller: &str, reason: String) {
+    let cmd = Command {
+        op: Operation::Record {
+            kind: HistoryKind::Operation,
+            node: Some(node.clone()),
+            actor: format!("api:{caller}"),
+            reason,
+        },
+        wall_ms: wall_ms(),
+    };
+    let _ = consensus.propose(cmd).await;
+}
+
+/// Parses a `schedule` value: an RFC 3339 / ISO 8601 timestamp with an offset
+/// (`2026-11-22T03:00:00Z`, `2026-11-22T04:00:00+01:00`).
+pub fn parse_schedule(value: &str) -> Result<chrono::DateTime<chrono::Utc>, ApiError> {
+    chrono::DateTime::parse_from_rfc3339(value.trim())
+        .map(|t| t.with_timezone(&chrono::Utc))
+        .map_err(|e| {
+            ApiError::bad_request(format!(
+                "schedule {value:?} is not an ISO 8601 timestamp with a time zone \
+                 (e.g. 2026-11-22T03:00:00Z): {e}"
+            ))
+        })
+}
+
+impl DaemonActions {
+    async fn record(&self, caller: &str, reason: String) {
+        record(self.consensus.as_ref(), &self.node, caller, reason).await;
+    }
+
+    fn restarter(&self) -> Restarter {
+        Restarter {
+            node: self.node.clone(),
+            pg: self.pg.clone(),
+            consensus: self.consensus.clone(),
+            pg_lock: self.pg_lock.clone(),
+            callbacks: self.callbacks.clone(),
+        }
+    }
+
+    async fn schedule_restart(
+        &self,
+        mut req: RestartRequest,
+        value: &str,
+        caller: &str,
+    ) -> Result<(StatusCode, ActionResponse), ApiError> {
+        let at = parse_schedule(value)?;
+        let now = chrono::Utc::now();
+        if at < now - chrono::Duration::seconds(5) {
+            return Err(ApiError::bad_request(format!(
+                "cannot schedule a restart in the past ({at}, now {now})"
+            )));
+        }
+        let mut slot = self.scheduled.lock().await;
+        if let Some(s) = slot.as_ref().filter(|s| !s.task.is_finished()) {
+            return Err(ApiError::conflict(format!(
+                "another restart is already scheduled for {} (by {}); DELETE /restart first",
+                s.at, s.caller
+            )));
+        }
+        req.schedule = None;
+        let restarter = self.restarter();
+        let who = caller.to_string();
+        let delay = (at - now).to_std().unwrap_or_default();
+        let task = tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            match restarter.restart_now(&req, &who).await {
+                Ok((_, r)) => info!(node = %restarter.node, caller = %who, result = %r.message,
+                    "scheduled restart ran"),
+                Err(e) => {
+                    warn!(node = %restarter.node, caller = %who, error = %e.message,
+                        "scheduled restart failed");
+                    restarter
+                        .record(
+                            &who,
+                            format!(
+                                "scheduled restart of {} failed: {}",
+                                restarter.node, e.message
+                            ),
+                        )
+                        .await;
+                }
+            }
+        });
+        *slot = Some(ScheduledRestart {
+            at,
+            caller: caller.to_string(),
+            task,
+        });
+        drop(slot);
+        info!(node = %self.node, caller, %at, "PostgreSQL restart scheduled");
+        self.record(
+            caller,
+            format!("restart of PostgreSQL on {} scheduled for {at}", self.node),
+        )
+        .await;
+        Ok((
+            StatusCode::ACCEPTED,
+            ActionResponse::message(format!("restart scheduled for {at}")),
+        ))
+    }
+}
+
+fn failed(what: &str, e: impl std::fmt::Display) -> ApiError {
+    ApiError::unavailable(format!("{what} failed: {e}"))
+}
+
+#[async_trait]
+impl NodeActions for DaemonActions {
+    async fn restart(
+        &self,
+        req: RestartRequest,
+        caller: &str,
+    ) -> Result<(StatusCode, ActionResponse), ApiError> {
+        if let Some(value) = req.schedule.clone() {
+            return self.schedule_restart(req, &value, caller).await;
+        }
+        self.restarter().restart_now(&req, caller).await
+    }
+
+    async fn cancel_restart(&self, caller: &str) -> Result<(StatusCode, ActionResponse), ApiError> {
+        let mut slot = self.scheduled.lock().await;
+        match slot.take().filter(|s| !s.task.is_finished()) {
+            Some(s) => {
+                s.task.abort();
+                drop(slot);
+                info!(node = %self.node, caller, at = %s.at, "scheduled restart deleted");
+                self.record(
+                    caller,
+                    format!("scheduled restart of {} ({}) deleted", self.node, s.at),
+                )
+                .await;
+                Ok((
+                    StatusCode::OK,
+                    ActionResponse::message("scheduled restart deleted"),
+                ))
+            }
+            None => Err(ApiError::not_found("no restart is scheduled")),
+        }
+    }
+
+    async fn scheduled_restart(&self) -> Option<(chrono::DateTime<chrono::Utc>, String)> {
+        let slot = self.scheduled.lock().await;
+        slot.as_ref()
+            .filter(|s| !s.task.is_finished())
+            .map(|s| (s.at, s.caller.clone()))
     }
 
     async fn reinitialize(
@@ -162,6 +318,9 @@ impl NodeActions for DaemonActions {
             .map_err(|e| ApiError::bad_request(format!("{e:#}")))?;
         self.identity_tx.send_replace(crate::daemon::identity(&cfg));
         self.pg.reload().await.map_err(|e| failed("reload", e))?;
+        if let Ok(status) = self.pg.status().await {
+            self.callbacks.fire(CallbackEvent::Reload, status.role());
+        }
         info!(node = %self.node, caller, "configuration reloaded on request");
         Ok((
             StatusCode::ACCEPTED,

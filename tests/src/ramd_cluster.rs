@@ -477,6 +477,32 @@ impl RamdCluster {
         .await
     }
 
+    /// An authenticated API request to node `via`'s agent: status code and body text.
+    pub async fn api_request(
+        &self,
+        via: &str,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> anyhow::Result<(u16, String)> {
+        let auth = &self.pg()?.report.auth;
+        let url = format!("{}{path}", self.node(via)?.api_url);
+        let mut req = reqwest::Client::builder()
+            .timeout(Duration::from_secs(120))
+            .build()?
+            .request(method.clone(), &url)
+            .basic_auth(&auth.user, Some(&auth.password));
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req
+            .send()
+            .await
+            .with_context(|| format!("{method} {url}"))?;
+        let code = resp.status().as_u16();
+        Ok((code, resp.text().await.unwrap_or_default()))
+    }
+
     /// `POST /switchover {leader, candidate}` with the cluster's credentials to node
     /// `via`'s agent; returns the HTTP status and body.
     pub async fn switchover(

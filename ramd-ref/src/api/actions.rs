@@ -25,6 +25,10 @@ pub trait NodeActions: Send + Sync {
         req: RestartRequest,
         caller: &str,
     ) -> Result<(StatusCode, ActionResponse), ApiError>;
+    /// Cancel the scheduled restart (`DELETE /restart`): 404 when none is scheduled.
+    async fn cancel_restart(&self, caller: &str) -> Result<(StatusCode, ActionResponse), ApiError>;
+    /// The scheduled restart, if any: when, and who asked.
+    async fn scheduled_restart(&self) -> Option<(chrono::DateTime<chrono::Utc>, String)>;
     /// Throw away the data directory and clone it again (replicas only).
     async fn reinitialize(
         &self,
@@ -54,7 +58,9 @@ fn caller_name(caller: Option<Extension<Caller>>) -> String {
 #[utoipa::path(post, path = "/restart", tag = "operations", request_body = RestartRequest,
     responses(
         (status = 200, description = "Restarted", body = ActionResponse),
-        (status = 202, description = "Scheduled", body = ActionResponse),
+        (status = 202, description = "Scheduled (`schedule`: ISO 8601 time with zone)", body = ActionResponse),
+        (status = 400, description = "Bad schedule (unparsable or in the past)", body = ErrorBody),
+        (status = 409, description = "Another restart is already scheduled", body = ErrorBody),
         (status = 503, description = "Failed or not available", body = ErrorBody)),
     security(("basic" = [])))]
 pub(crate) async fn restart(
@@ -64,6 +70,18 @@ pub(crate) async fn restart(
 ) -> Answer {
     let a = actions(&st, "restart")?;
     let (code, body) = a.restart(req, &caller_name(caller)).await?;
+    Ok((code, Json(body)))
+}
+
+/// Delete this node's scheduled restart.
+#[utoipa::path(delete, path = "/restart", tag = "operations",
+    responses(
+        (status = 200, description = "Scheduled restart deleted", body = ActionResponse),
+        (status = 404, description = "No restart is scheduled", body = ErrorBody)),
+    security(("basic" = [])))]
+pub(crate) async fn cancel_restart(State(st): St, caller: Option<Extension<Caller>>) -> Answer {
+    let a = actions(&st, "restart")?;
+    let (code, body) = a.cancel_restart(&caller_name(caller)).await?;
     Ok((code, Json(body)))
 }
 

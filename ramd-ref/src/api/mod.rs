@@ -173,7 +173,11 @@ fn build() -> (Router<St>, Vec<RouteSpec>) {
             post(ops::switchover).delete(ops::cancel_switchover),
         )
         .add("/failover", &["POST"], post(ops::failover))
-        .add("/restart", &["POST"], post(actions::restart))
+        .add(
+            "/restart",
+            &["POST", "DELETE"],
+            post(actions::restart).delete(actions::cancel_restart),
+        )
         .add("/reinitialize", &["POST"], post(actions::reinitialize))
         .add("/reload", &["POST"], post(actions::reload))
         .add("/openapi.json", &["GET"], get(openapi::serve))

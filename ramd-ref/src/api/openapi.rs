@@ -38,7 +38,7 @@ impl Modify for BasicAuth {
         read::cluster_health, read::nodes, read::node, read::sync, metrics::metrics,
         config::get_config, config::patch_config, config::put_config,
         ops::switchover, ops::failover, ops::cancel_switchover, ops::promote, ops::demote,
-        ops::pause, ops::resume, actions::restart, actions::reinitialize, actions::reload,
+        ops::pause, ops::resume, actions::restart, actions::cancel_restart, actions::reinitialize, actions::reload,
         params::validate, params::list, params::info, params::optimize,
         backup::start, backup::restore, backup::list, backup::jobs, backup::status,
         backup::schedule,

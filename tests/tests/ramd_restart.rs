@@ -1,0 +1,146 @@
+//! `ramd` end to end: `POST /restart` now and scheduled (`{"schedule": ISO 8601}`),
+//! `DELETE /restart`, and the refusals an operator can run into (bad or past schedule,
+//! a second schedule while one is pending, nothing to delete), on a real cluster.
+//! Run: `cargo test -p rale-e2e --test ramd_restart -- --nocapture`
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, ensure};
+use rale_e2e::WAIT;
+use rale_e2e::ramd_cluster::{RamdCluster, serial};
+use reqwest::Method;
+use serde_json::json;
+
+fn at(from_now: chrono::Duration) -> String {
+    (chrono::Utc::now() + from_now).to_rfc3339()
+}
+
+async fn body(c: &RamdCluster) -> anyhow::Result<()> {
+    let primary = c.primary().await?;
+    let replica = c
+        .names()
+        .into_iter()
+        .find(|n| *n != primary)
+        .context("a replica")?;
+
+    // Refusals.
+    let (code, text) = c
+        .api_request(
+            &replica,
+            Method::POST,
+            "/restart",
+            Some(json!({"schedule": "tomorrow"})),
+        )
+        .await?;
+    ensure!(code == 400, "unparsable schedule: {code} {text}");
+    let (code, text) = c
+        .api_request(
+            &replica,
+            Method::POST,
+            "/restart",
+            Some(json!({"schedule": at(chrono::Duration::hours(-1))})),
+        )
+        .await?;
+    ensure!(code == 400, "schedule in the past: {code} {text}");
+    let (code, text) = c
+        .api_request(&replica, Method::DELETE, "/restart", None)
+        .await?;
+    ensure!(code == 404, "nothing scheduled: {code} {text}");
+
+    // Schedule far ahead, refuse a second one, delete it.
+    let (code, text) = c
+        .api_request(
+            &replica,
+            Method::POST,
+            "/restart",
+            Some(json!({"schedule": at(chrono::Duration::hours(1))})),
+        )
+        .await?;
+    ensure!(code == 202, "schedule: {code} {text}");
+    let (code, text) = c
+        .api_request(
+            &replica,
+            Method::POST,
+            "/restart",
+            Some(json!({"schedule": at(chrono::Duration::hours(2))})),
+        )
+        .await?;
+    ensure!(code == 409, "second schedule: {code} {text}");
+    let pid = c.postmaster_pid(&replica)?;
+    let (code, text) = c
+        .api_request(&replica, Method::DELETE, "/restart", None)
+        .await?;
+    ensure!(code == 200, "delete: {code} {text}");
+    ensure!(c.postmaster_pid(&replica)? == pid, "a deleted restart ran");
+
+    // A schedule a few seconds ahead runs then: the postmaster changes, the replica streams.
+    let scheduled = Instant::now();
+    let (code, text) = c
+        .api_request(
+            &replica,
+            Method::POST,
+            "/restart",
+            Some(json!({"schedule": at(chrono::Duration::seconds(3)), "role": "replica"})),
+        )
+        .await?;
+    ensure!(code == 202, "schedule: {code} {text}");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    ensure!(
+        c.postmaster_pid(&replica)? == pid,
+        "the restart ran before its time"
+    );
+    c.wait_for("the scheduled restart", WAIT, || async {
+        Ok(c.postmaster_pid(&replica)
+            .ok()
+            .filter(|p| *p != pid)
+            .map(|_| ()))
+    })
+    .await?;
+    eprintln!(
+        "scheduled restart of {replica} ran {:.1} s after it was scheduled 3 s ahead",
+        scheduled.elapsed().as_secs_f64()
+    );
+    c.wait_streaming(&replica, Duration::from_secs(90)).await?;
+    let (code, text) = c
+        .api_request(&replica, Method::DELETE, "/restart", None)
+        .await?;
+    ensure!(
+        code == 404,
+        "the restart ran, nothing left to delete: {code} {text}"
+    );
+
+    // An immediate restart of the primary keeps it primary (no failover).
+    let epoch = c.status().await?.epoch;
+    let pid = c.postmaster_pid(&primary)?;
+    let (code, text) = c
+        .api_request(&primary, Method::POST, "/restart", Some(json!({})))
+        .await?;
+    ensure!(code == 200, "restart now: {code} {text}");
+    ensure!(
+        c.postmaster_pid(&primary)? != pid,
+        "the postmaster did not change"
+    );
+    c.wait_for("a write on the restarted primary", WAIT, || async {
+        Ok(c.write(&primary, 4242).await.ok())
+    })
+    .await?;
+    ensure!(c.primary().await? == primary, "the primary changed");
+    ensure!(c.status().await?.epoch == epoch, "the lease epoch changed");
+    let history = c.history().await?;
+    ensure!(
+        history.iter().any(|h| h.reason.contains("scheduled for")),
+        "the schedule is not in the history: {history:?}"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_now_scheduled_and_cancelled() -> anyhow::Result<()> {
+    let _serial = serial().await;
+    let mut c = RamdCluster::start(3, None).await?;
+    let r = body(&c).await;
+    if r.is_err() {
+        c.keep_dir();
+    }
+    r
+}
