@@ -109,6 +109,21 @@ impl RamdCluster {
     /// and every replica streams, then creates [`TABLE`] and waits until every replica
     /// has it.
     pub async fn start(nodes: usize, bootstrap_toml: Option<&str>) -> anyhow::Result<Self> {
+        Self::start_with(nodes, bootstrap_toml, false).await
+    }
+
+    /// Like [`RamdCluster::start`], with every agent's API and Raft RPCs on HTTPS (a CA
+    /// generated for the cluster, see [`RamdCluster::ca_cert`]); the fixture's own
+    /// requests trust that CA.
+    pub async fn start_tls(nodes: usize, bootstrap_toml: Option<&str>) -> anyhow::Result<Self> {
+        Self::start_with(nodes, bootstrap_toml, true).await
+    }
+
+    async fn start_with(
+        nodes: usize,
+        bootstrap_toml: Option<&str>,
+        tls: bool,
+    ) -> anyhow::Result<Self> {
         crate::init_tracing();
         let ramd = ramd_binary()?;
         let tmp = tempfile::Builder::new()
@@ -123,6 +138,7 @@ impl RamdCluster {
             bootstrap_toml: bootstrap_toml.map(str::to_string),
             ready_timeout: READY_TIMEOUT,
             ramd_bin: Some(ramd),
+            tls,
             ..DemoOptions::default()
         };
         let mut cluster = Self {
@@ -134,7 +150,13 @@ impl RamdCluster {
             dir: dir.clone(),
             keep: false,
         };
-        cluster.playground = Some(Playground::start(&opts)?);
+        let playground = Playground::start(&opts)?;
+        if tls {
+            cluster.http = playground
+                .http_client(Duration::from_secs(5))
+                .context("building the HTTPS client")?;
+        }
+        cluster.playground = Some(playground);
         eprintln!("fixture: {nodes} ramd agents in {}", dir.display());
         match cluster.settle().await {
             Ok(()) => Ok(cluster),
@@ -185,6 +207,19 @@ impl RamdCluster {
     /// The cluster's directory (one sub-directory per node, with its `ramd.log`).
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// The CA certificate the agents' HTTPS certificates chain to (TLS clusters only).
+    pub fn ca_cert(&self) -> Option<PathBuf> {
+        self.playground
+            .as_ref()
+            .and_then(|p| p.report.ca_cert.clone())
+    }
+
+    /// The API credentials (user, password) of the cluster.
+    pub fn api_auth(&self) -> anyhow::Result<(String, String)> {
+        let auth = &self.pg()?.report.auth;
+        Ok((auth.user.clone(), auth.password.clone()))
     }
 
     /// The node names, `node1` … `nodeN`.

@@ -32,6 +32,7 @@ use tokio::sync::watch;
 mod actions;
 pub mod auth;
 pub mod backup;
+pub mod bodies;
 mod config;
 mod error;
 pub mod health;

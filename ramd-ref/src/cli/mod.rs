@@ -128,6 +128,9 @@ pub enum Cmd {
         /// Keep the directory when stopping.
         #[arg(long)]
         keep: bool,
+        /// Serve the agents over HTTPS with a CA generated for the playground.
+        #[arg(long)]
+        tls: bool,
     },
     /// Restart a member's PostgreSQL.
     Restart {
@@ -233,11 +236,17 @@ fn report(ctx: &Ctx, resp: &ramd_ref::api::types::ActionResponse) -> Result<(), 
 /// Runs one command.
 pub async fn run(cmd: Cmd, ctx: &Ctx) -> Result<(), CliError> {
     match cmd {
-        Cmd::Demo { nodes, dir, keep } => {
+        Cmd::Demo {
+            nodes,
+            dir,
+            keep,
+            tls,
+        } => {
             let opts = ramd_ref::demo::DemoOptions {
                 nodes,
                 dir,
                 keep,
+                tls,
                 json: ctx.json,
                 ..Default::default()
             };
