@@ -548,4 +548,31 @@ mod tests {
         assert!(parse_cidr("dev").is_none());
         assert!(parse_cidr("10.1.2.3/40").is_none());
     }
+
+    /// Dropping a network during a panic removes its namespaces and root-side links.
+    #[test]
+    fn network_is_removed_on_panic() {
+        if let Some(why) = skip_reason() {
+            eprintln!("skipped: needs root and ip netns ({why})");
+            return;
+        }
+        let tag = std::sync::Mutex::new(String::new());
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let net = Network::create(2).expect("creating a network");
+            if let Ok(mut t) = tag.lock() {
+                *t = net.tag.clone();
+            }
+            net.partition(&[&[0]]).expect("partition");
+            net.link_down(1).expect("link down");
+            net.heal().expect("heal");
+            panic!("on purpose, with the network alive");
+        }));
+        assert!(outcome.is_err());
+        let tag = tag.lock().map(|t| t.clone()).unwrap_or_default();
+        assert!(tag.starts_with("rl"), "{tag:?}");
+        let namespaces = run(IP, &["netns", "list"]).expect("ip netns list");
+        assert!(!namespaces.contains(&tag), "left behind: {namespaces}");
+        let links = run(IP, &["-o", "link", "show"]).expect("ip link show");
+        assert!(!links.contains(&tag), "left behind: {links}");
+    }
 }
