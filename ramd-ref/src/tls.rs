@@ -219,7 +219,10 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let files = generate_self_signed(dir.path(), &["127.0.0.1"]).expect("pki");
         let missing = dir.path().join("nope.crt");
-        let err = |r: Result<Arc<ServerConfig>>| format!("{:#}", r.err().expect("must fail"));
+        let err = |r: Result<Arc<ServerConfig>>| match r {
+            Ok(_) => panic!("must fail"),
+            Err(e) => format!("{e:#}"),
+        };
 
         let e = err(server_config(&missing, &files.key));
         assert!(e.contains("api.tls_cert") && e.contains("nope.crt"), "{e}");
@@ -242,9 +245,7 @@ mod tests {
 
         let e = format!(
             "{:#}",
-            read_ca_bundle(&garbage, "api.tls_ca")
-                .err()
-                .expect("must fail")
+            read_ca_bundle(&garbage, "api.tls_ca").expect_err("must fail")
         );
         assert!(e.contains("api.tls_ca"), "{e}");
     }

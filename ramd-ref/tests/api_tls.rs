@@ -3,6 +3,9 @@
 //! two `RaftConsensus` nodes talking over TLS while `/api/v1/members` adds and removes one.
 //! Run: cargo test -p ramd-ref --test api_tls
 
+// The determinism lints of clippy.toml apply to rale::decide only.
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)]
+
 mod api_fixture;
 
 use std::sync::Arc;

@@ -4,6 +4,9 @@
 //! `GET /primary` — and the same cluster shape served over HTTPS with a private CA.
 //! Run: `cargo test -p rale-e2e --test ramd_api -- --nocapture`
 
+// The determinism lints of clippy.toml apply to rale::decide only.
+#![allow(clippy::disallowed_methods)]
+
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, ensure};

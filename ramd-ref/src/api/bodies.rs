@@ -147,8 +147,11 @@ where
     decode_round_trip::<T>(bytes).map(|_| ())
 }
 
+/// The check of one endpoint's body.
+pub type Check = fn(&[u8]) -> Checked;
+
 /// Every write endpoint with a body, and its check.
-pub const ENDPOINTS: &[(&str, fn(&[u8]) -> Checked)] = &[
+pub const ENDPOINTS: &[(&str, Check)] = &[
     ("PATCH /config", config_patch),
     ("PUT /config", config_put),
     ("POST /switchover", switchover),
