@@ -512,6 +512,12 @@ impl RamdCluster {
         .await
     }
 
+    /// The API credentials the cluster was started with: user and password.
+    pub fn credentials(&self) -> anyhow::Result<(String, String)> {
+        let auth = &self.pg()?.report.auth;
+        Ok((auth.user.clone(), auth.password.clone()))
+    }
+
     /// An authenticated API request to node `via`'s agent: status code and body text.
     pub async fn api_request(
         &self,

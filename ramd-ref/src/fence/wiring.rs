@@ -16,8 +16,14 @@ const OFF_AFTER: u32 = 3;
 /// Whether the node in `snap` should run the fence: PostgreSQL runs as a primary, and
 /// either the dynamic configuration enables the fence or the server's
 /// `synchronous_standby_names` names `rale_fence` (then commits wait for it anyway).
+///
+/// An unreachable server counts as "no": its role is unknown, and a fence streaming from a
+/// standby would hold up the standby's fast shutdown (its walsender waits for
+/// acknowledgements the closed gate never sends), as a `reinit` right after a restart
+/// once showed (60 s `pg_ctl stop` timeout).
 pub fn should_fence(snap: &NodeSnapshot) -> bool {
     snap.pg.running
+        && snap.pg.reachable
         && !snap.pg.in_recovery
         && (snap.cluster.config.fence || names_fence(&snap.pg.synchronous_standby_names))
 }
@@ -127,6 +133,12 @@ mod tests {
         assert!(!should_fence(&s), "stopped");
         s.pg.running = true;
         s.pg.in_recovery = false;
+        s.pg.reachable = false;
+        let mut on = ClusterState::default();
+        on.config.fence = true;
+        s.cluster = Arc::new(on);
+        assert!(!should_fence(&s), "running but not answering: role unknown");
+        s.pg.reachable = true;
         let mut off = ClusterState::default();
         off.config.fence = false;
         s.cluster = Arc::new(off);
