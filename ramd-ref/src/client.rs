@@ -402,6 +402,15 @@ impl Client {
             .await
     }
 
+    /// `DELETE /restart` on the agent at `api_url`: cancel its scheduled restart.
+    pub async fn cancel_restart(&self, api_url: &str) -> Result<(u16, ActionResponse)> {
+        let a = self
+            .request_to(api_url, Method::DELETE, "/restart", None)
+            .await?
+            .into_result()?;
+        Ok((a.status.as_u16(), a.json()?))
+    }
+
     /// `POST /reinitialize` on the agent at `api_url`.
     pub async fn reinitialize(
         &self,

@@ -269,6 +269,16 @@ async fn body(c: &RamdCluster, ctl: &Ctl) -> anyhow::Result<()> {
     wait_paused(c, false).await?;
 
     // Node operations.
+    let later = (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339();
+    ctl.ok(&["restart", &replica, "--at", &later, "--force"])
+        .await?;
+    ctl.ok(&["restart", &replica, "--cancel"]).await?;
+    let o = ctl.run(&["restart", &replica, "--cancel"]).await?;
+    ensure!(
+        o.code == 1,
+        "nothing left to cancel must exit 1, got {}",
+        o.code
+    );
     ctl.ok(&["reload", &replica]).await?;
     let pid = c.postmaster_pid(&replica)?;
     ctl.ok(&["restart", &replica, "--force"]).await?;

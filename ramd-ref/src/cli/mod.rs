@@ -139,6 +139,13 @@ pub enum Cmd {
         /// Only if a setting waits for a restart.
         #[arg(long)]
         pending: bool,
+        /// Not now but at this time, ISO 8601 with a time zone (e.g.
+        /// 2030-01-01T03:00:00Z); one scheduled restart per member.
+        #[arg(long, conflicts_with = "cancel")]
+        at: Option<String>,
+        /// Cancel the member's scheduled restart.
+        #[arg(long)]
+        cancel: bool,
         /// Do not ask for confirmation.
         #[arg(long)]
         force: bool,
@@ -334,12 +341,23 @@ pub async fn run(cmd: Cmd, ctx: &Ctx) -> Result<(), CliError> {
         Cmd::Restart {
             node,
             pending,
+            at,
+            cancel,
             force,
         } => {
-            confirm(&format!("Restart PostgreSQL on {node}?"), force)?;
             let url = member_api_url(ctx, &node).await?;
+            if cancel {
+                let (_, resp) = ctx.client.cancel_restart(&url).await?;
+                return report(ctx, &resp);
+            }
+            let when = at
+                .as_deref()
+                .map(|t| format!(" at {t}"))
+                .unwrap_or_default();
+            confirm(&format!("Restart PostgreSQL on {node}{when}?"), force)?;
             let req = RestartRequest {
                 restart_pending: pending.then_some(true),
+                schedule: at,
                 ..RestartRequest::default()
             };
             let (_, resp) = ctx.client.restart(&url, &req).await?;
