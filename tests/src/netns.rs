@@ -39,6 +39,7 @@
 //! ```
 
 pub mod cluster;
+pub mod writer;
 
 use std::net::Ipv4Addr;
 use std::process::{Command, Stdio};
@@ -59,7 +60,13 @@ static CREATED: AtomicUsize = AtomicUsize::new(0);
 
 /// Why namespace tests cannot run here (`None`: they can): not root, no `ip`, or the
 /// kernel refuses to create a network namespace.
+/// Probed once per process (tests of one binary may ask concurrently).
 pub fn skip_reason() -> Option<String> {
+    static REASON: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    REASON.get_or_init(probe_skip_reason).clone()
+}
+
+fn probe_skip_reason() -> Option<String> {
     if !nix::unistd::geteuid().is_root() {
         return Some("not running as root".into());
     }

@@ -11,18 +11,20 @@
 //! (`RALE_FAULT_ROUNDS` sets the partition rounds per primary-isolation test, default 1).
 //! Without root or `ip netns` every test prints "skipped: needs root and ip netns" and passes.
 
+// The determinism lints of clippy.toml apply to rale::decide only.
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)]
+
 use std::collections::BTreeSet;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, ensure};
 use rale_e2e::WAIT;
 use rale_e2e::netns::cluster::NetnsCluster;
 use rale_e2e::netns::skip_reason;
-use rale_e2e::ramd_cluster::{TABLE, serial};
-use tokio::task::JoinHandle;
-use tokio_postgres::NoTls;
+use rale_e2e::netns::writer::Writer;
+use rale_e2e::ramd_cluster::serial;
 
 const SYNC_ON: &str = "[bootstrap.synchronous]\nmode = \"on\"\nnode_count = 1\n";
 
@@ -41,134 +43,6 @@ fn skipped() -> bool {
             true
         }
         None => false,
-    }
-}
-
-/// A client that inserts increasing ids into [`TABLE`] on one node, reconnecting after
-/// every failure or timeout, and records when each INSERT was acknowledged.
-struct Writer {
-    task: JoinHandle<()>,
-    acks: Arc<Mutex<Vec<(i64, Instant)>>>,
-    failures: Arc<Mutex<Vec<String>>>,
-    stop: Arc<AtomicBool>,
-}
-
-/// What a [`Writer`] saw.
-struct Written {
-    acks: Vec<(i64, Instant)>,
-    failures: Vec<String>,
-}
-
-impl Writer {
-    fn start(dsn: String, next: Arc<AtomicI64>, statement_timeout: Duration) -> Self {
-        let acks = Arc::new(Mutex::new(Vec::new()));
-        let failures = Arc::new(Mutex::new(Vec::new()));
-        let stop = Arc::new(AtomicBool::new(false));
-        let task = tokio::spawn(write_loop(
-            dsn,
-            next,
-            statement_timeout,
-            acks.clone(),
-            failures.clone(),
-            stop.clone(),
-        ));
-        Self {
-            task,
-            acks,
-            failures,
-            stop,
-        }
-    }
-
-    fn acked(&self) -> usize {
-        self.acks.lock().map(|a| a.len()).unwrap_or(0)
-    }
-
-    async fn finish(self) -> Written {
-        self.stop.store(true, Ordering::SeqCst);
-        if tokio::time::timeout(Duration::from_secs(20), self.task)
-            .await
-            .is_err()
-        {
-            eprintln!("writer did not stop within 20 s");
-        }
-        Written {
-            acks: self.acks.lock().map(|a| a.clone()).unwrap_or_default(),
-            failures: self.failures.lock().map(|a| a.clone()).unwrap_or_default(),
-        }
-    }
-}
-
-async fn write_loop(
-    dsn: String,
-    next: Arc<AtomicI64>,
-    statement_timeout: Duration,
-    acks: Arc<Mutex<Vec<(i64, Instant)>>>,
-    failures: Arc<Mutex<Vec<String>>>,
-    stop: Arc<AtomicBool>,
-) {
-    let fail = |what: String| {
-        if let Ok(mut f) = failures.lock() {
-            f.push(what);
-        }
-    };
-    let mut session: Option<(tokio_postgres::Client, JoinHandle<()>)> = None;
-    for _ in 0..1_000_000 {
-        if stop.load(Ordering::SeqCst) {
-            break;
-        }
-        if session.is_none() {
-            match tokio::time::timeout(
-                Duration::from_secs(3),
-                tokio_postgres::connect(&format!("{dsn} connect_timeout=2"), NoTls),
-            )
-            .await
-            {
-                Ok(Ok((client, conn))) => {
-                    let task = tokio::spawn(async move {
-                        let _ = conn.await;
-                    });
-                    session = Some((client, task));
-                }
-                Ok(Err(e)) => {
-                    fail(format!("connect: {e}"));
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-                Err(_) => {
-                    fail("connect timed out".into());
-                    continue;
-                }
-            }
-        }
-        let Some((client, _)) = &session else {
-            continue;
-        };
-        let id = next.fetch_add(1, Ordering::SeqCst);
-        let sql = format!("INSERT INTO {TABLE} (id) VALUES ({id})");
-        match tokio::time::timeout(statement_timeout, client.batch_execute(&sql)).await {
-            Ok(Ok(())) => {
-                let at = Instant::now();
-                if let Ok(mut a) = acks.lock() {
-                    a.push((id, at));
-                }
-            }
-            outcome => {
-                fail(match outcome {
-                    Ok(Err(e)) => format!("insert {id}: {e}"),
-                    _ => format!("insert {id}: no answer within {statement_timeout:?}"),
-                });
-                // Drop the session (the socket closes; a backend waiting for a
-                // synchronous acknowledgement keeps waiting on the server).
-                if let Some((_, task)) = session.take() {
-                    task.abort();
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
-    }
-    if let Some((_, task)) = session.take() {
-        task.abort();
     }
 }
 
