@@ -439,6 +439,7 @@ mod tests {
         };
         let mut snap = crate::ha::HaLoop::initial_snapshot(&id);
         snap.pg.running = true;
+        snap.pg.reachable = true;
         snap.pg.in_recovery = false;
         snap.pg.synchronous_standby_names = "FIRST 1 (rale_fence)".into();
         let cluster = ClusterState::default();

@@ -93,6 +93,7 @@ mod tests {
         };
         let mut s = HaLoop::initial_snapshot(&id);
         s.pg.running = true;
+        s.pg.reachable = true;
         s.pg.in_recovery = false;
         s.pg.synchronous_standby_names = "FIRST 1 (rale_fence)".into();
         let mut cluster = ClusterState::default();
