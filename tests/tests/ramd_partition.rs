@@ -1,12 +1,12 @@
 //! `ramd` end to end under network partitions (Linux network namespaces, see
 //! `rale_e2e::netns`): the primary cut off from every replica while a client in its
-//! partition keeps writing (asynchronous and synchronous `on`), a replica cut off, and a
-//! 2|3 split of five nodes with the primary on the minority side. Checks: no commit is
-//! acknowledged by the old primary once the new primary accepted a write (no split
-//! brain), acknowledged commits survive in synchronous mode (loss is measured in
-//! asynchronous mode), a new primary is elected on the majority side and is writable, the
-//! old primary rejoins as a streaming replica after the partition heals, and cutting off a
-//! replica changes no role and stops no write.
+//! partition keeps writing (asynchronous, synchronous `on` and `quorum` ANY 1), a replica
+//! cut off, a 2|3 split of five nodes with the primary on the minority side, and a slow
+//! primary link. Checks: no commit is acknowledged by the old primary once the new
+//! primary accepted a write (no split brain), acknowledged commits survive in synchronous
+//! modes (loss is measured in asynchronous mode), a new primary is elected on the
+//! majority side and is writable, the old primary rejoins as a streaming replica after the
+//! partition heals, and cutting off a replica changes no role and stops no write.
 //! Run (as root): `cargo test -p rale-e2e --test ramd_partition -- --nocapture --test-threads 1`
 //! (`RALE_FAULT_ROUNDS` sets the partition rounds per primary-isolation test, default 1).
 //! Without root or `ip netns` every test prints "skipped: needs root and ip netns" and passes.
@@ -27,6 +27,7 @@ use rale_e2e::netns::writer::Writer;
 use rale_e2e::ramd_cluster::serial;
 
 const SYNC_ON: &str = "[bootstrap.synchronous]\nmode = \"on\"\nnode_count = 1\n";
+const QUORUM_ANY_1: &str = "[bootstrap.synchronous]\nmode = \"quorum\"\nnode_count = 1\n";
 
 fn rounds() -> usize {
     std::env::var("RALE_FAULT_ROUNDS")
@@ -319,6 +320,15 @@ async fn isolated_primary_sync_on() -> anyhow::Result<()> {
     }
     let _serial = serial().await;
     campaign("sync on 1|2", 3, 0, Some(SYNC_ON), true, rounds()).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn isolated_primary_quorum_any_1() -> anyhow::Result<()> {
+    if skipped() {
+        return Ok(());
+    }
+    let _serial = serial().await;
+    campaign("quorum ANY 1 1|2", 3, 0, Some(QUORUM_ANY_1), true, rounds()).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
