@@ -282,6 +282,19 @@ impl HaLoop {
 
     async fn shutdown(&mut self, state: Option<&ClusterState>) {
         let me = self.decider.identity().node.clone();
+        // The freshest state: a pause (or a handover) may have landed since the last loop.
+        let fresh = match tokio::time::timeout(Duration::from_secs(1), self.consensus.read()).await
+        {
+            Ok(Ok(s)) => Some(s),
+            _ => None,
+        };
+        let state = fresh.as_deref().or(state);
+        if state.is_some_and(|s| s.paused) {
+            // Maintenance mode: the agent may be stopped (upgraded, restarted) without
+            // touching PostgreSQL; nothing fails over while paused.
+            info!(node = %me, "shutting down in maintenance mode: PostgreSQL is left running");
+            return;
+        }
         let holder = state.and_then(|s| s.holder().cloned());
         if holder.as_ref() == Some(&me) {
             info!(node = %me, "shutting down as primary: stopping PostgreSQL and releasing the lease");

@@ -129,6 +129,7 @@ async fn operator_session(c: &RamdCluster) -> anyhow::Result<()> {
     ] {
         ensure!(m.contains(name), "/metrics lacks {name}");
     }
+    promtool_check(&m)?;
     let nodes = json_of(&at(&api, c, &replicas[1], Method::GET, "/api/v1/nodes", None).await?)?;
     let nodes = nodes.as_array().context("nodes is an array")?;
     ensure!(nodes.len() == 3, "{nodes:?}");
@@ -334,4 +335,34 @@ async fn cluster_over_https() -> anyhow::Result<()> {
         c.keep_dir();
     }
     result
+}
+
+/// `promtool check metrics` (from Debian's `prometheus` package, installed by `.ci/run`)
+/// accepts the exposition. Without promtool on the machine the check says so and passes.
+fn promtool_check(exposition: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let Ok(mut child) = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+    else {
+        eprintln!("promtool not installed: skipping `promtool check metrics`");
+        return Ok(());
+    };
+    child
+        .stdin
+        .take()
+        .context("promtool stdin")?
+        .write_all(exposition.as_bytes())?;
+    let out = child.wait_with_output()?;
+    ensure!(
+        out.status.success(),
+        "promtool check metrics refused /metrics: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eprintln!("promtool check metrics: ok");
+    Ok(())
 }

@@ -144,3 +144,73 @@ async fn restart_now_scheduled_and_cancelled() -> anyhow::Result<()> {
     }
     r
 }
+
+/// Whether process `pid` has exited (gone, or a zombie not yet reaped).
+fn exited(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
+        Err(_) => true,
+    }
+}
+
+/// In maintenance mode an agent can be stopped (SIGTERM, as `systemctl stop` does) and
+/// started again without touching PostgreSQL: same postmaster, same primary, same epoch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paused_agent_restart_leaves_postgresql_running() -> anyhow::Result<()> {
+    let _serial = serial().await;
+    let mut c = RamdCluster::start(3, None).await?;
+    let r = async {
+        let primary = c.primary().await?;
+        let epoch = c.status().await?.epoch;
+        let (code, text) = c
+            .api_request(&primary, Method::POST, "/api/v1/pause", None)
+            .await?;
+        ensure!(code == 200, "pause: {code} {text}");
+        let postmaster = c.postmaster_pid(&primary)?;
+        let agent = c.kill_agent(&primary, nix::sys::signal::Signal::SIGTERM)?;
+        let stop = Instant::now();
+        while !exited(agent) {
+            ensure!(
+                stop.elapsed() < WAIT,
+                "the agent did not stop within {WAIT:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        ensure!(
+            !exited(u32::try_from(postmaster)?),
+            "stopping the agent in maintenance mode stopped PostgreSQL"
+        );
+        c.restart_agent(&primary)?;
+        c.wait_for("the agent back", WAIT, || async {
+            Ok(c.status_from(&primary)
+                .await
+                .ok()
+                .filter(|s| s.consensus.ok)
+                .map(|_| ()))
+        })
+        .await?;
+        let (code, text) = c
+            .api_request(&primary, Method::POST, "/api/v1/resume", None)
+            .await?;
+        ensure!(code == 200, "resume: {code} {text}");
+        c.wait_for("a write on the primary", WAIT, || async {
+            Ok(c.write(&primary, 6161).await.ok())
+        })
+        .await?;
+        ensure!(
+            c.postmaster_pid(&primary)? == postmaster,
+            "PostgreSQL was restarted"
+        );
+        ensure!(c.primary().await? == primary, "the primary changed");
+        ensure!(c.status().await?.epoch == epoch, "the lease epoch changed");
+        eprintln!("paused agent restart: PostgreSQL on {primary} kept running, no failover");
+        Ok(())
+    }
+    .await;
+    if r.is_err() {
+        c.keep_dir();
+    }
+    r
+}

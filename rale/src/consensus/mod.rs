@@ -59,6 +59,13 @@ pub trait Consensus: Send + Sync {
     async fn read(&self) -> Result<Arc<ClusterState>>;
     /// Commits and applies a command.
     async fn propose(&self, cmd: Command) -> Result<Outcome>;
+    /// [`Consensus::propose`], and then waits (bounded) until this node has applied it
+    /// too, so that [`Consensus::subscribe`] — and an API that answers from it — shows
+    /// the change right away (read your writes). For operator requests; the HA loop
+    /// reads linearizably and does not need it. The default is `propose`.
+    async fn propose_visible(&self, cmd: Command) -> Result<Outcome> {
+        self.propose(cmd).await
+    }
     /// Locally applied states as they change.
     fn subscribe(&self) -> watch::Receiver<Arc<ClusterState>>;
     /// Current membership.

@@ -50,7 +50,7 @@ pub(crate) async fn propose(st: &ApiState, op: Operation) -> Result<Outcome, Api
     let name = op.name();
     let outcome = st
         .consensus
-        .propose(Command {
+        .propose_visible(Command {
             op,
             wall_ms: now_unix_ms(),
         })

@@ -15,7 +15,7 @@ use tokio::sync::watch;
 
 use super::network::{PATH_ADD_MEMBER, PATH_PROPOSE, PATH_READ, PATH_REMOVE_MEMBER, PostError};
 use super::node::RaftConsensus;
-use super::types::{RaftNode, RemoveMemberRequest, WireError};
+use super::types::{Proposed, RaftNode, RemoveMemberRequest, WireError};
 use crate::consensus::{Consensus, Membership, Peer};
 use crate::state::{ClusterState, Command, Outcome};
 use crate::types::NodeId;
@@ -84,13 +84,30 @@ impl RaftConsensus {
         self.inner.config.raft_id
     }
 
+    /// A proposal, here or forwarded to the leader, with its log index.
+    async fn propose_indexed(&self, cmd: Command) -> Result<Proposed> {
+        let timeout = self.inner.config.request_timeout;
+        self.run_or_forward(
+            "propose",
+            timeout,
+            Idempotence::OnlyUndelivered,
+            PATH_PROPOSE,
+            &cmd,
+            || self.propose_local(cmd.clone()),
+        )
+        .await
+    }
+
     /// One attempt at a proposal on this node.
-    pub(crate) async fn propose_local(&self, cmd: Command) -> Result<Outcome, LocalErr> {
+    pub(crate) async fn propose_local(&self, cmd: Command) -> Result<Proposed, LocalErr> {
         self.inner
             .raft
             .client_write(cmd)
             .await
-            .map(|resp| resp.data)
+            .map(|resp| Proposed {
+                outcome: resp.data,
+                index: resp.log_id.index,
+            })
             .map_err(|e| write_err(e, false))
     }
 
@@ -324,16 +341,29 @@ impl Consensus for RaftConsensus {
     }
 
     async fn propose(&self, cmd: Command) -> Result<Outcome> {
+        Ok(self.propose_indexed(cmd).await?.outcome)
+    }
+
+    async fn propose_visible(&self, cmd: Command) -> Result<Outcome> {
         let timeout = self.inner.config.request_timeout;
-        self.run_or_forward(
-            "propose",
-            timeout,
-            Idempotence::OnlyUndelivered,
-            PATH_PROPOSE,
-            &cmd,
-            || self.propose_local(cmd.clone()),
-        )
-        .await
+        let started = Instant::now();
+        let proposed = self.propose_indexed(cmd).await?;
+        // A proposal forwarded to the leader is applied there first; wait (bounded) until
+        // this node has applied it too.
+        let left = timeout
+            .saturating_sub(started.elapsed())
+            .max(Duration::from_millis(100));
+        if let Err(e) = self
+            .inner
+            .raft
+            .wait(Some(left))
+            .applied_index_at_least(Some(proposed.index), "read your writes")
+            .await
+        {
+            tracing::debug!(index = proposed.index, error = %e,
+                "the proposal is applied on the leader but not yet here");
+        }
+        Ok(proposed.outcome)
     }
 
     fn subscribe(&self) -> watch::Receiver<Arc<ClusterState>> {

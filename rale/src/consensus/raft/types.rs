@@ -117,8 +117,18 @@ impl WireError {
     }
 }
 
+/// A proposal's outcome and the index of the log entry that carried it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Proposed {
+    /// What applying the command did.
+    pub outcome: Outcome,
+    /// Its log index: a follower that forwarded the proposal waits until it has applied
+    /// this far before answering, so its own reads see the change.
+    pub index: u64,
+}
+
 /// Reply to a forwarded proposal.
-pub(crate) type ProposeReply = std::result::Result<Outcome, WireError>;
+pub(crate) type ProposeReply = std::result::Result<Proposed, WireError>;
 /// Reply to a forwarded linearizable read.
 pub(crate) type ReadReply = std::result::Result<ClusterState, WireError>;
 /// Reply to a forwarded membership change.
@@ -160,7 +170,10 @@ mod tests {
             not_leader.into_error("http://x:1"),
             Error::NoMajority(_)
         ));
-        let reply: ProposeReply = Ok(Outcome::Applied);
+        let reply: ProposeReply = Ok(Proposed {
+            outcome: Outcome::Applied,
+            index: 7,
+        });
         let json = serde_json::to_string(&reply).expect("encodes");
         let back: ProposeReply = serde_json::from_str(&json).expect("decodes");
         assert_eq!(back, reply);
