@@ -167,6 +167,11 @@ pub struct PgConfig {
     /// Extra `postgresql.conf` parameters for this node.
     #[serde(default)]
     pub parameters: BTreeMap<String, String>,
+    /// Extra `pg_hba.conf` lines (applications, other networks), placed before RALE's
+    /// rules. The other members' hosts (from `[[peers]] api_url`) are admitted for
+    /// replication and the superuser without being listed here.
+    #[serde(default)]
+    pub hba_extra: Vec<String>,
     /// How long one status probe may take.
     #[serde(default = "default_status_timeout", with = "humantime_serde")]
     pub status_timeout: Duration,

@@ -63,6 +63,14 @@ fn local_pg_config(cfg: &NodeConfig) -> Result<LocalPostgresConfig> {
     l.superuser = pg.superuser.clone();
     l.replication_user = pg.replication_user.clone();
     l.parameters = pg.parameters.clone();
+    l.pg_hba_extra = pg.hba_extra.clone();
+    l.peer_hosts = cfg
+        .peers
+        .iter()
+        .filter(|p| p.name != cfg.name)
+        .filter_map(|p| reqwest::Url::parse(&p.api_url).ok())
+        .filter_map(|u| u.host_str().map(str::to_string))
+        .collect();
     l.status_timeout = pg.status_timeout;
     Ok(l)
 }

@@ -303,6 +303,25 @@ pub(crate) fn render_pg_hba(cfg: &LocalPostgresConfig) -> String {
     for net in ["127.0.0.1/32", "::1/128"] {
         out.push_str(&format!("host all all {net} scram-sha-256\n"));
     }
+    let su = super::conf::quote_ident(&cfg.superuser);
+    let mut seen = std::collections::BTreeSet::new();
+    for host in &cfg.peer_hosts {
+        let host = host.trim().trim_start_matches('[').trim_end_matches(']');
+        let addr = match host.parse::<std::net::IpAddr>() {
+            Ok(ip) if ip.is_loopback() => continue,
+            Ok(std::net::IpAddr::V4(ip)) => format!("{ip}/32"),
+            Ok(std::net::IpAddr::V6(ip)) => format!("{ip}/128"),
+            // A host name: PostgreSQL resolves it (and checks the reverse lookup).
+            Err(_) if host.is_empty() || host == "localhost" => continue,
+            Err(_) if host.chars().any(|c| c.is_whitespace() || c == '"') => continue,
+            Err(_) => host.to_string(),
+        };
+        if seen.insert(addr.clone()) {
+            out.push_str(&format!("# member at {host}\n"));
+            out.push_str(&format!("host replication {repl} {addr} scram-sha-256\n"));
+            out.push_str(&format!("host all {su} {addr} scram-sha-256\n"));
+        }
+    }
     out
 }
 
@@ -337,6 +356,31 @@ mod tests {
         assert!(
             text.contains("wal_retrieve_retry_interval = '250ms'\n"),
             "{text}"
+        );
+    }
+
+    #[test]
+    fn hba_admits_the_other_members() {
+        let mut c = cfg();
+        c.peer_hosts = vec![
+            "10.1.2.3".into(),
+            "127.0.0.1".into(),
+            "[fd00::7]".into(),
+            "db2.example".into(),
+            "10.1.2.3".into(),
+            "bad host".into(),
+        ];
+        let hba = render_pg_hba(&c);
+        assert!(hba.contains("host replication \"replicator\" 10.1.2.3/32 scram-sha-256\n"));
+        assert!(hba.contains("host all \"postgres\" 10.1.2.3/32 scram-sha-256\n"));
+        assert!(hba.contains("host replication \"replicator\" fd00::7/128 scram-sha-256\n"));
+        assert!(hba.contains("host replication \"replicator\" db2.example scram-sha-256\n"));
+        assert_eq!(hba.matches("10.1.2.3/32").count(), 2, "deduplicated: {hba}");
+        assert!(!hba.contains("bad host"), "{hba}");
+        assert_eq!(
+            hba.matches("127.0.0.1/32").count(),
+            2,
+            "loopback not repeated"
         );
     }
 

@@ -241,6 +241,8 @@ impl LocalPostgres {
     /// Prepares the socket directory and RALE's configuration files before a start.
     pub(super) fn prepare_files(&self) -> Result<()> {
         self.runner.ensure_private_dir(&self.cfg.socket_dir)?;
+        // Rewritten at every start: a changed member list or `hba_extra` takes effect.
+        self.data.write_pg_hba(&self.runner, &self.cfg)?;
         self.data
             .write_managed_conf(&self.runner, &self.cfg, self.bin.major())
     }

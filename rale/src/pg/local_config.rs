@@ -55,6 +55,11 @@ pub struct LocalPostgresConfig {
     /// `host replication replicator 10.0.0.0/24 scram-sha-256` line for other hosts).
     #[serde(default)]
     pub pg_hba_extra: Vec<String>,
+    /// Hosts (addresses or names) of the other members: their replication user and the
+    /// superuser may connect from there (SCRAM), for streaming, `pg_basebackup` and
+    /// `pg_rewind`. Loopback entries are skipped (already admitted).
+    #[serde(default)]
+    pub peer_hosts: Vec<String>,
     /// Extra `initdb` arguments (after RALE's `--encoding=UTF8 --locale=C`, so they win).
     #[serde(default)]
     pub initdb_args: Vec<String>,
@@ -116,6 +121,7 @@ impl LocalPostgresConfig {
             replication_password: replication_password.into(),
             parameters: BTreeMap::new(),
             pg_hba_extra: Vec::new(),
+            peer_hosts: Vec::new(),
             initdb_args: Vec::new(),
             status_timeout: default_status_timeout(),
             operation_timeout: default_operation_timeout(),
@@ -140,6 +146,7 @@ impl fmt::Debug for LocalPostgresConfig {
             .field("replication_password", &"<redacted>")
             .field("parameters", &self.parameters)
             .field("pg_hba_extra", &self.pg_hba_extra)
+            .field("peer_hosts", &self.peer_hosts)
             .field("initdb_args", &self.initdb_args)
             .field("status_timeout", &self.status_timeout)
             .field("operation_timeout", &self.operation_timeout)

@@ -273,6 +273,10 @@ pub struct PatroniCluster {
     /// A pending planned switchover.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scheduled_switchover: Option<ScheduledSwitchover>,
+    /// Whether the lease-gated commit fence is configured (dynamic configuration
+    /// `fence`; RALE's addition: the primary acknowledges commits only under its lease).
+    #[serde(default)]
+    pub fence: bool,
 }
 
 /// One row of Patroni's `GET /history`: `[timeline, lsn, reason, timestamp, new_leader]`.

@@ -191,6 +191,7 @@ pub fn patroni_cluster(cluster: &ClusterState, scope: &str) -> PatroniCluster {
             from: s.from.as_ref().map(|n| n.to_string()),
             to: s.to.as_ref().map(|n| n.to_string()),
         }),
+        fence: cluster.config.fence,
     }
 }
 

@@ -6,9 +6,9 @@
 //! Each node's `ramd.toml` mirrors `ramctrl demo`'s (see `ramd_ref::demo`), with these
 //! differences: the API listens on `0.0.0.0:8008` inside the namespace and advertises
 //! `http://<data ip>:8008`; PostgreSQL uses `host = <data ip>`, port 5432 and listens on
-//! both its data and management addresses; and `hba_file` points at a `pg_hba.conf` of
-//! the fixture's own (beside the data directory), because the one RALE writes admits TCP
-//! from loopback only and `ramd.toml` has no key for extra lines.
+//! both its data and management addresses. Replication between members relies on the
+//! `pg_hba.conf` RALE writes (it admits the other members' hosts from `[[peers]]`);
+//! `hba_extra` only admits the test's clients on the data and management networks.
 //!
 //! Dropping the cluster stops the agents (SIGTERM, SIGKILL after 15 s), then the
 //! [`Network`] kills what is left in its namespaces and deletes them. The directory (with
@@ -115,30 +115,18 @@ fn node_toml(net: &Network, i: usize, ndir: &Path, bootstrap: &str) -> anyhow::R
          username = \"{API_USER}\"\npassword = \"{API_PASSWORD}\"\n\n\
          [postgresql]\ndata_dir = \"{data}\"\nhost = \"{data_ip}\"\nport = {PG_PORT}\n\
          superuser_password = \"{SUPERUSER_PASSWORD}\"\n\
-         replication_password = \"{REPLICATION_PASSWORD}\"\n\n\
+         replication_password = \"{REPLICATION_PASSWORD}\"\n\
+         hba_extra = [\"host all all {data_net} scram-sha-256\", \"host all all {mgmt_net} scram-sha-256\"]\n\n\
          [postgresql.parameters]\nshared_buffers = \"32MB\"\nmax_connections = \"80\"\n\
-         listen_addresses = \"{data_ip},{mgmt_ip}\"\nhba_file = \"{hba}\"\n\n\
+         listen_addresses = \"{data_ip},{mgmt_ip}\"\n\n\
          {peers}[bootstrap]\n{bootstrap}\n",
         state = ndir.join("state").display(),
         data = ndir.join("pgdata").display(),
-        hba = ndir.join("pg_hba.conf").display(),
+        data_net = net.data_cidr(),
+        mgmt_net = net.mgmt_cidr(),
         data_ip = me.data_ip,
         mgmt_ip = me.mgmt_ip,
     ))
-}
-
-/// The fixture's `pg_hba.conf`: RALE's rules plus SCRAM from the data and management
-/// networks.
-fn hba(net: &Network) -> String {
-    let (data, mgmt) = (net.data_cidr(), net.mgmt_cidr());
-    format!(
-        "# Written by rale_e2e::netns::cluster.\n\
-         local all all trust\nlocal replication all trust\n\
-         host replication replicator {data} scram-sha-256\n\
-         host replication replicator 127.0.0.1/32 scram-sha-256\n\
-         host all all {data} scram-sha-256\nhost all all {mgmt} scram-sha-256\n\
-         host all all 127.0.0.1/32 scram-sha-256\n"
-    )
 }
 
 fn make_traversable(dir: &Path) -> anyhow::Result<()> {
@@ -190,7 +178,6 @@ impl NetnsCluster {
 
     async fn launch(&mut self, ramd: &Path, bootstrap: &str) -> anyhow::Result<()> {
         make_traversable(&self.dir)?;
-        let hba_text = hba(&self.net);
         let nets = self.net.nodes().to_vec();
         for (idx, nn) in nets.iter().enumerate() {
             let i = idx + 1;
@@ -198,7 +185,6 @@ impl NetnsCluster {
             let ndir = self.dir.join(&name);
             std::fs::create_dir_all(&ndir)?;
             make_traversable(&ndir)?;
-            std::fs::write(ndir.join("pg_hba.conf"), &hba_text)?;
             let config = ndir.join("ramd.toml");
             std::fs::write(&config, node_toml(&self.net, i, &ndir, bootstrap)?)
                 .with_context(|| format!("writing {}", config.display()))?;
