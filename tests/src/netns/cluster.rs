@@ -27,6 +27,8 @@
 //! # Ok(()) }
 //! ```
 
+pub mod all_nodes;
+
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::net::Ipv4Addr;
@@ -345,6 +347,122 @@ impl NetnsCluster {
             .and_then(Option::as_ref)
             .map(Child::id)
             .with_context(|| format!("{name}'s agent is not running"))
+    }
+
+    /// Sends `signal` to node `name`'s agent (a process this fixture started). After
+    /// `SIGKILL` it waits (10 s bound) until the agent is gone and forgets it, so that
+    /// [`NetnsCluster::restart_agent`] can start it again. Returns its PID.
+    pub fn signal_agent(&mut self, name: &str, signal: Signal) -> anyhow::Result<u32> {
+        let i = self.index(name)?;
+        let slot = self.agents.get_mut(i).context("node index")?;
+        let child = slot
+            .as_mut()
+            .with_context(|| format!("{name}'s agent is not running"))?;
+        let pid = child.id();
+        kill(Pid::from_raw(i32::try_from(pid)?), signal)
+            .with_context(|| format!("kill -{signal} {pid} (agent of {name})"))?;
+        if signal == Signal::SIGKILL {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while child.try_wait()?.is_none() {
+                anyhow::ensure!(
+                    Instant::now() < deadline,
+                    "agent {pid} of {name} survived SIGKILL for 10 s"
+                );
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            *slot = None;
+        }
+        Ok(pid)
+    }
+
+    /// Stops node `name`'s agent cleanly (SIGTERM; SIGKILL after `timeout`) and forgets
+    /// it. Returns whether it exited on SIGTERM.
+    pub fn stop_agent(&mut self, name: &str, timeout: Duration) -> anyhow::Result<bool> {
+        let stopped = self.stop_agents_within(&[name.to_string()], timeout)?;
+        Ok(stopped.is_empty())
+    }
+
+    /// Sends SIGTERM to every running agent at once (a full cluster shutdown), waits at
+    /// most `timeout` for all of them, SIGKILLs the rest and forgets them all. Returns the
+    /// names of the agents that needed SIGKILL.
+    pub fn stop_all_agents(&mut self, timeout: Duration) -> anyhow::Result<Vec<String>> {
+        let names = self.names();
+        self.stop_agents_within(&names, timeout)
+    }
+
+    fn stop_agents_within(
+        &mut self,
+        names: &[String],
+        timeout: Duration,
+    ) -> anyhow::Result<Vec<String>> {
+        let mut running = Vec::new();
+        for name in names {
+            let i = self.index(name)?;
+            if let Some(child) = self.agents.get_mut(i).and_then(Option::take) {
+                running.push((name.clone(), child));
+            }
+        }
+        for (_, c) in &running {
+            if let Ok(pid) = i32::try_from(c.id()) {
+                let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
+            }
+        }
+        let deadline = Instant::now() + timeout;
+        let mut killed = Vec::new();
+        for (name, c) in &mut running {
+            while Instant::now() < deadline && matches!(c.try_wait(), Ok(None)) {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            if matches!(c.try_wait(), Ok(None)) {
+                let _ = c.kill();
+                let _ = c.wait();
+                killed.push(name.clone());
+            }
+        }
+        Ok(killed)
+    }
+
+    /// Starts node `name`'s agent again with the same configuration (appending to its
+    /// `ramd.log`); refuses while the previous one still runs. Returns its PID.
+    pub fn restart_agent(&mut self, name: &str) -> anyhow::Result<u32> {
+        let i = self.index(name)?;
+        if let Some(slot) = self.agents.get_mut(i)
+            && let Some(child) = slot
+        {
+            if child.try_wait()?.is_none() {
+                bail!("{name}'s agent (PID {}) still runs", child.id());
+            }
+            *slot = None;
+        }
+        let ramd = ramd_binary()?;
+        self.spawn_agent(i, &ramd)
+    }
+
+    /// The postmaster PID of node `name` (first line of `postmaster.pid` in its data
+    /// directory, which this fixture owns).
+    pub fn postmaster_pid(&self, name: &str) -> anyhow::Result<i32> {
+        let path = self.node(name)?.data_dir.join("postmaster.pid");
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        text.lines()
+            .next()
+            .and_then(|l| l.trim().parse().ok())
+            .with_context(|| format!("no PID in {}", path.display()))
+    }
+
+    /// Sends `signal` to node `name`'s postmaster (which runs inside the node's
+    /// namespace, started by its agent); returns its PID.
+    pub fn signal_postmaster(&self, name: &str, signal: Signal) -> anyhow::Result<i32> {
+        let pid = self.postmaster_pid(name)?;
+        let netns = &self.node(name)?.netns;
+        let inside = super::run(IP, &["netns", "pids", netns])?;
+        anyhow::ensure!(
+            inside.lines().any(|l| l.trim() == pid.to_string()),
+            "postmaster {pid} of {name} does not run in {netns} (stale postmaster.pid?)"
+        );
+        kill(Pid::from_raw(pid), signal)
+            .with_context(|| format!("kill -{signal} {pid} (postmaster of {name})"))?;
+        Ok(pid)
     }
 
     /// Splits the data network into the given groups of node names (each on its own
