@@ -1,5 +1,8 @@
 //! `ramd-bench`: timing failover, switchover, bootstrap, the health endpoint, an idle
-//! cluster, `pgbench` with the commit fence on and off and agent restarts on a local [`crate::demo::Playground`] with real PostgreSQL.
+//! cluster, `pgbench` with the commit fence on and off, agent restarts, the return of a
+//! lost node (`rejoin`, `reclone`) and a no-false-failover soak under `pgbench`, on a local
+//! [`crate::demo::Playground`] with real PostgreSQL, with the default timings or the
+//! [`Profile::Fast`] ones.
 //!
 //! Every scenario runs on loopback, every loop is bounded in count and time, and every
 //! process started is stopped at the end, also on error (the playground's `Drop`).
@@ -17,13 +20,17 @@ mod health;
 mod idle;
 mod logs;
 mod pgbench;
+mod profile;
+mod rejoin;
 mod restart;
 mod scenarios;
+mod soak;
 mod writer;
 
 pub use pgbench::{
     FenceChoice, PgbenchOptions, PgbenchResult, parse_log_latencies_us, parse_summary,
 };
+pub use profile::Profile;
 
 use std::fmt::Write as _;
 use std::str::FromStr;
@@ -55,11 +62,19 @@ pub enum Scenario {
     /// Restart of the primary's agent alone (`kill -9` + start, `SIGTERM` + start):
     /// longest gap between successful writes.
     AgentRestart,
+    /// Node loss, failover, then the old node's agent starts again: start → the old node
+    /// streams from the new primary (by `pg_rewind` or a fresh clone).
+    Rejoin,
+    /// `POST /reinitialize` of a replica → it streams again (full `pg_basebackup`).
+    Reclone,
+    /// `pgbench` at full load for `--soak-secs`: role changes (must be 0), the longest
+    /// HA loop seen, TPS.
+    Soak,
 }
 
 impl Scenario {
     /// Every scenario, in the order they run.
-    pub const ALL: [Scenario; 8] = [
+    pub const ALL: [Scenario; 11] = [
         Scenario::NodeLoss,
         Scenario::PostmasterCrash,
         Scenario::Switchover,
@@ -68,6 +83,9 @@ impl Scenario {
         Scenario::Idle,
         Scenario::Pgbench,
         Scenario::AgentRestart,
+        Scenario::Rejoin,
+        Scenario::Reclone,
+        Scenario::Soak,
     ];
 }
 
@@ -83,8 +101,11 @@ impl FromStr for Scenario {
             "idle" => Scenario::Idle,
             "pgbench" => Scenario::Pgbench,
             "agent-restart" => Scenario::AgentRestart,
+            "rejoin" => Scenario::Rejoin,
+            "reclone" => Scenario::Reclone,
+            "soak" => Scenario::Soak,
             other => anyhow::bail!(
-                "unknown scenario {other:?} (node-loss, postmaster-crash, switchover, bootstrap, health, idle, pgbench, agent-restart)"
+                "unknown scenario {other:?} (node-loss, postmaster-crash, switchover, bootstrap, health, idle, pgbench, agent-restart, rejoin, reclone, soak)"
             ),
         })
     }
@@ -107,8 +128,12 @@ pub struct BenchOptions {
     pub ready_timeout: Duration,
     /// Bound on waiting for writes to resume after a fault.
     pub recovery_timeout: Duration,
-    /// Settings of the `pgbench` scenario.
+    /// Settings of the `pgbench` scenario (and the load of `soak`).
     pub pgbench: PgbenchOptions,
+    /// Duration of the `soak` load.
+    pub soak_duration: Duration,
+    /// Timing knobs of every playground (its `[bootstrap]` section).
+    pub profile: Profile,
 }
 
 impl Default for BenchOptions {
@@ -122,6 +147,8 @@ impl Default for BenchOptions {
             ready_timeout: Duration::from_secs(120),
             recovery_timeout: Duration::from_secs(60),
             pgbench: PgbenchOptions::default(),
+            soak_duration: Duration::from_secs(600),
+            profile: Profile::Default,
         }
     }
 }
@@ -168,10 +195,14 @@ impl Row {
 #[derive(Default)]
 pub(crate) struct Rows {
     rows: Vec<(String, String, Vec<f64>)>,
+    /// Put before every row name (the profile, e.g. `fast: `).
+    prefix: String,
 }
 
 impl Rows {
     pub(crate) fn push(&mut self, name: &str, unit: &str, value: f64) {
+        let name = format!("{}{name}", self.prefix);
+        let name = name.as_str();
         if let Some(r) = self.rows.iter_mut().find(|r| r.0 == name) {
             r.2.push(value);
         } else {
@@ -190,6 +221,7 @@ pub(crate) async fn start_cluster(opts: &BenchOptions) -> Result<(Playground, Du
     let demo = DemoOptions {
         nodes: opts.nodes,
         ready_timeout: opts.ready_timeout,
+        bootstrap_toml: opts.profile.bootstrap_toml().map(str::to_owned),
         ..Default::default()
     };
     let t = std::time::Instant::now();
@@ -202,12 +234,15 @@ pub(crate) async fn start_cluster(opts: &BenchOptions) -> Result<(Playground, Du
 /// on stderr and counted in a `… failed runs` row; the other runs go on.
 pub async fn run(opts: &BenchOptions) -> Result<Vec<Row>> {
     anyhow::ensure!(opts.runs >= 1, "--runs must be at least 1");
-    let mut rows = Rows::default();
+    let mut rows = Rows {
+        prefix: opts.profile.row_prefix().to_owned(),
+        ..Default::default()
+    };
     for &sc in &opts.scenarios {
         let mut failed = 0usize;
         let runs = match sc {
             // One cluster serves every switchover run (and every pgbench round).
-            Scenario::Switchover | Scenario::Pgbench => 1,
+            Scenario::Switchover | Scenario::Pgbench | Scenario::Reclone => 1,
             _ => opts.runs,
         };
         for i in 0..runs {
@@ -224,6 +259,9 @@ pub async fn run(opts: &BenchOptions) -> Result<Vec<Row>> {
                 Scenario::Idle => idle::run(opts, &mut rows).await,
                 Scenario::Pgbench => pgbench::run(opts, &mut rows).await,
                 Scenario::AgentRestart => restart::run(opts, &mut rows).await,
+                Scenario::Rejoin => rejoin::rejoin(opts, &mut rows).await,
+                Scenario::Reclone => rejoin::reclone(opts, &mut rows).await,
+                Scenario::Soak => soak::run(opts, &mut rows).await,
             };
             if let Err(e) = res {
                 eprintln!("[ramd-bench] {sc:?} run {} failed: {e:#}", i + 1);
@@ -278,6 +316,7 @@ mod tests {
             "postmaster-crash".parse::<Scenario>().ok(),
             Some(Scenario::PostmasterCrash)
         );
+        assert_eq!("soak".parse::<Scenario>().ok(), Some(Scenario::Soak));
         assert!("nope".parse::<Scenario>().is_err());
     }
 }

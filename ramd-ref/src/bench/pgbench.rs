@@ -136,7 +136,7 @@ fn primary(pg: &Playground) -> Result<usize> {
         .context("the ready cluster has no primary")
 }
 
-async fn sql_one(dsn: &str, sql: &str) -> Result<String> {
+pub(crate) async fn sql_one(dsn: &str, sql: &str) -> Result<String> {
     let (client, conn) = tokio::time::timeout(
         Duration::from_secs(5),
         tokio_postgres::connect(&format!("{dsn} connect_timeout=2"), tokio_postgres::NoTls),
@@ -202,7 +202,7 @@ async fn set_fence(pg: &Playground, p: usize, on: bool) -> Result<()> {
     bail!("the primary did not apply fence = {on} within 60 s")
 }
 
-async fn run_pgbench(
+pub(crate) async fn run_pgbench(
     bin: &Path,
     dsn: &str,
     args: &[String],

@@ -19,7 +19,7 @@ pub(crate) fn primary_index(pg: &Playground) -> Result<usize> {
         .context("the ready cluster has no primary")
 }
 
-fn postmaster_pid(data_dir: &Path) -> Result<i32> {
+pub(crate) fn postmaster_pid(data_dir: &Path) -> Result<i32> {
     let path = data_dir.join("postmaster.pid");
     let text =
         std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;

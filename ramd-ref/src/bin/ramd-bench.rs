@@ -2,15 +2,18 @@
 //!
 //! Benchmarks failover, switchover, bootstrap, the health endpoint, an idle cluster,
 //! `pgbench` with the commit fence on and off (`--scenarios pgbench --fence both`) and
-//! restarts of the primary's agent (`--scenarios agent-restart`) on local playgrounds with real PostgreSQL (see `docs/benchmarks.md`). The `ramd` binary must
-//! be next to this one or in `RALE_RAMD_BIN`.
+//! restarts of the primary's agent (`--scenarios agent-restart`), the return of a lost
+//! node (`rejoin`, `reclone`) and a no-false-failover soak (`soak --soak-secs 600`) on
+//! local playgrounds with real PostgreSQL, with the default timings or `--profile fast`
+//! (see `docs/benchmarks.md`). The `ramd` binary must be next to this one or in
+//! `RALE_RAMD_BIN`.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use ramd_ref::bench::{BenchOptions, FenceChoice, PgbenchOptions, Scenario, run, table};
+use ramd_ref::bench::{BenchOptions, FenceChoice, PgbenchOptions, Profile, Scenario, run, table};
 
 /// Benchmark a local RALE cluster.
 #[derive(Parser, Debug)]
@@ -26,7 +29,8 @@ struct Args {
     #[arg(long)]
     json: Option<PathBuf>,
     /// Comma-separated scenarios: node-loss, postmaster-crash, switchover, bootstrap,
-    /// health, idle, pgbench, agent-restart (the last two are not in the default list).
+    /// health, idle, pgbench, agent-restart, rejoin, reclone, soak (the last five are not
+    /// in the default list).
     #[arg(
         long,
         value_delimiter = ',',
@@ -52,6 +56,14 @@ struct Args {
     /// pgbench scenario: scale factor of `pgbench -i`.
     #[arg(long, default_value_t = 10)]
     scale: u32,
+    /// soak scenario: seconds of pgbench load (`-T`; clients and scale from --clients
+    /// and --scale).
+    #[arg(long, default_value_t = 600)]
+    soak_secs: u64,
+    /// Timing knobs of the playgrounds: default, or fast (lease 1 s, renew 150 ms,
+    /// loop 50 ms, member TTL 2 s; see docs/timings.md). Fast rows are prefixed `fast:`.
+    #[arg(long, default_value = "default")]
+    profile: Profile,
     /// The pgbench binary.
     #[arg(long, default_value = "/usr/lib/postgresql/15/bin/pgbench")]
     pgbench: PathBuf,
@@ -73,6 +85,8 @@ async fn main() -> Result<()> {
             clients: args.clients.clamp(1, 1000),
             scale: args.scale.clamp(1, 10_000),
         },
+        soak_duration: Duration::from_secs(args.soak_secs.clamp(1, 24 * 3600)),
+        profile: args.profile,
         ..Default::default()
     };
     let rows = run(&opts).await?;

@@ -1,0 +1,180 @@
+//! Bringing a node back: `rejoin` (the old primary's agent starts again after a node-loss
+//! failover and the node must follow the new primary, by `pg_rewind` or a fresh clone)
+//! and `reclone` (`POST /reinitialize` of a streaming replica: a full `pg_basebackup`).
+//!
+//! "Streaming" is read from the node's own server: `pg_stat_wal_receiver` shows a
+//! `streaming` receiver whose `sender_port` is the primary's port.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+use super::scenarios::{dsns, postmaster_pid, primary_index, wait_streaming, warm_up};
+use super::writer::Writer;
+use super::{BenchOptions, Rows, logs, start_cluster};
+use crate::demo::Playground;
+
+/// How the old primary came back, from its `ramd.log`.
+fn rejoin_path(log_text: &str, since: chrono::DateTime<chrono::Utc>) -> &'static str {
+    let Some(line) = log_text.lines().map(logs::strip_ansi).find(|l| {
+        l.contains("rejoined as a replica of")
+            && l.split_whitespace()
+                .next()
+                .and_then(|ts| chrono::DateTime::parse_from_rfc3339(ts).ok())
+                .is_some_and(|at| at.with_timezone(&chrono::Utc) >= since)
+    }) else {
+        return "no rejoin (followed without rewind or clone)";
+    };
+    if line.contains("pg_rewind failed") {
+        "fresh clone (pg_rewind failed)"
+    } else if line.contains("by pg_rewind") {
+        "pg_rewind"
+    } else {
+        "fresh clone"
+    }
+}
+
+/// Whether the server at `dsn` streams from the server listening on `sender_port`.
+async fn streams_from(dsn: &str, sender_port: u16) -> bool {
+    let sql = format!(
+        "SELECT count(*) FROM pg_stat_wal_receiver WHERE status = 'streaming' AND sender_port = {sender_port}"
+    );
+    matches!(super::pgbench::sql_one(dsn, &sql).await.as_deref(), Ok("1"))
+}
+
+/// Polls (every 50 ms, at most `timeout`) until node `i` streams from node `primary`.
+async fn wait_streams_from(
+    pg: &Playground,
+    i: usize,
+    primary: usize,
+    timeout: Duration,
+) -> Result<Instant> {
+    let (dsn, port) = (&pg.report.nodes[i].dsn, pg.report.nodes[primary].pg_port);
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if streams_from(dsn, port).await {
+            return Ok(Instant::now());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    bail!(
+        "{} did not stream from {} within {timeout:?}",
+        pg.report.nodes[i].name,
+        pg.report.nodes[primary].name
+    )
+}
+
+/// Node loss (kill -9 of the primary's agent and postmaster), failover, then the old
+/// node's agent starts again: agent start → the old node streams from the new primary.
+pub(crate) async fn rejoin(opts: &BenchOptions, rows: &mut Rows) -> Result<()> {
+    let (mut pg, _) = start_cluster(opts).await?;
+    let p = primary_index(&pg)?;
+    let node = pg.report.nodes[p].clone();
+    let pm = postmaster_pid(&node.data_dir)?;
+    let agent = i32::try_from(node.pid).context("agent PID out of range")?;
+    let w = Writer::start(&dsns(&pg), opts.recovery_timeout + Duration::from_secs(30));
+    warm_up(&w, p).await?;
+    let t0 = Instant::now();
+    let _ = kill(Pid::from_raw(agent), Signal::SIGKILL);
+    let _ = kill(Pid::from_raw(pm), Signal::SIGKILL);
+    let got = w.wait_ok_after(t0, opts.recovery_timeout, |n| n != p).await;
+    w.stop().await;
+    let a = got.context("no other node accepted a write after the node loss")?;
+    let new = a.node;
+    // The killed agent is reaped, then started again as systemd would (RestartSec).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while pg.agent(p).context("no such agent")?.try_wait()?.is_none() {
+        if Instant::now() > deadline {
+            bail!("the killed agent of {} did not exit", node.name);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Some writes on the new primary, so that the old node's timeline diverges for sure.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let wall1 = chrono::Utc::now();
+    let t1 = Instant::now();
+    pg.restart_agent(p)?;
+    let at = wait_streams_from(&pg, p, new, opts.ready_timeout).await?;
+    let s = (at - t1).as_secs_f64();
+    rows.push("rejoin: start→streaming", "s", s);
+    let log = node
+        .config
+        .parent()
+        .context("config has no directory")?
+        .join("ramd.log");
+    if let Some(r) = logs::phase_s(&log, wall1, "rejoined as a replica of") {
+        rows.push("rejoin: start→rejoined (log)", "s", r);
+    }
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    let path = rejoin_path(&text, wall1);
+    rows.push(&format!("rejoin by {path}"), "runs", 1.0);
+    eprintln!(
+        "[ramd-bench]   {} back as a replica of {} after {s:.3} s, by {path}",
+        node.name, pg.report.nodes[new].name
+    );
+    drop(pg);
+    Ok(())
+}
+
+/// `POST /reinitialize {"force": true}` of each replica in turn on one cluster: POST →
+/// the replica streams again from the primary (full `pg_basebackup`).
+pub(crate) async fn reclone(opts: &BenchOptions, rows: &mut Rows) -> Result<()> {
+    anyhow::ensure!(opts.nodes >= 2, "reclone needs at least 2 nodes");
+    let (pg, _) = start_cluster(opts).await?;
+    let p = primary_index(&pg)?;
+    let http = pg.http_client(Duration::from_secs(600))?;
+    let n = pg.report.nodes.len();
+    for i in 0..opts.runs {
+        let r = (p + 1 + i % (n - 1)) % n;
+        let node = &pg.report.nodes[r];
+        wait_streams_from(&pg, r, p, opts.ready_timeout).await?;
+        let t0 = Instant::now();
+        let resp = http
+            .post(format!("{}/reinitialize", node.api_url))
+            .basic_auth(&pg.report.auth.user, Some(&pg.report.auth.password))
+            .json(&serde_json::json!({"force": true}))
+            .send()
+            .await
+            .context("POST /reinitialize")?;
+        let status = resp.status();
+        let body = resp.text().await.unwrap_or_default();
+        anyhow::ensure!(
+            status.is_success(),
+            "reinitialize {}: {status}: {body}",
+            node.name
+        );
+        let returned = t0.elapsed().as_secs_f64();
+        let at = wait_streams_from(&pg, r, p, opts.ready_timeout).await?;
+        let s = (at - t0).as_secs_f64();
+        rows.push("reclone: POST→streaming", "s", s);
+        rows.push("reclone: POST returned", "s", returned);
+        eprintln!(
+            "[ramd-bench]   {} recloned: POST returned after {returned:.3} s, streaming after {s:.3} s",
+            node.name
+        );
+        // The cluster view settles before the next round.
+        wait_streaming(&pg, &http, opts.ready_timeout).await?;
+    }
+    drop(pg);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rejoin_path_from_log() {
+        let since = chrono::DateTime::parse_from_rfc3339("2026-11-22T03:00:00Z")
+            .expect("valid")
+            .with_timezone(&chrono::Utc);
+        let log = "2026-11-22T02:59:00.000000Z  INFO node1 rejoined as a replica of node2 by a fresh clone\n\
+                   2026-11-22T03:00:01.000000Z  INFO node1 rejoined as a replica of node2 by pg_rewind\n";
+        assert_eq!(rejoin_path(log, since), "pg_rewind");
+        let log = "2026-11-22T03:00:01.000000Z  INFO node1 rejoined as a replica of node2 by a fresh clone (pg_rewind failed)\n";
+        assert_eq!(rejoin_path(log, since), "fresh clone (pg_rewind failed)");
+        assert!(rejoin_path("", since).starts_with("no rejoin"));
+    }
+}
