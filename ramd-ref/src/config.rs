@@ -225,6 +225,11 @@ pub struct ConsensusConfig {
     /// Upper bound of the randomised election timeout.
     #[serde(with = "humantime_serde")]
     pub election_timeout_max: Duration,
+    /// This node joins a running cluster instead of founding one: it waits until a
+    /// member adds it (`POST /api/v1/members`, `ramctrl members add`). Its `[[peers]]`
+    /// list the running members and itself.
+    #[serde(default)]
+    pub join: bool,
 }
 
 impl Default for ConsensusConfig {
@@ -233,6 +238,7 @@ impl Default for ConsensusConfig {
             heartbeat_interval: Duration::from_millis(50),
             election_timeout_min: Duration::from_millis(200),
             election_timeout_max: Duration::from_millis(400),
+            join: false,
         }
     }
 }

@@ -115,7 +115,14 @@ pub async fn run(cfg: NodeConfig, config_path: PathBuf) -> Result<()> {
         .await
         .with_context(|| format!("binding the API to {}", cfg.api.listen))?;
 
-    let peers: Vec<Peer> = cfg.peers.iter().map(Peer::from).collect();
+    // A joining node is not an initial voter: without itself in the initial membership
+    // it waits to be added rather than founding a cluster of its own.
+    let peers: Vec<Peer> = cfg
+        .peers
+        .iter()
+        .filter(|p| !(cfg.consensus.join && p.name == cfg.name))
+        .map(Peer::from)
+        .collect();
     let mut raft_cfg = RaftConfig::new(
         cfg.name.clone(),
         cfg.raft_id(),
