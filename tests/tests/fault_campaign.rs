@@ -281,8 +281,11 @@ impl Campaign<'_> {
             if m.role == "leader" || m.state != "streaming" {
                 bail!("{n}: role {} state {} (seen by {leader})", m.role, m.state);
             }
-            if self.c.in_recovery(n).await != Some(true) {
-                bail!("{n} is not (answering as) a server in recovery");
+            // The view above holds each member's last report, which may predate a crash:
+            // ask the server itself.
+            let (recovery, receiver) = self.replica_state(n).await?;
+            if !recovery || receiver.as_deref() != Some("streaming") {
+                bail!("{n}: in recovery {recovery}, WAL receiver {receiver:?}");
             }
         }
         let id = self.w.next_id();
@@ -291,6 +294,21 @@ impl Campaign<'_> {
             .await?;
         self.w.record(id, &leader);
         Ok(leader)
+    }
+
+    /// `pg_is_in_recovery()` and the WAL receiver's status on node `n`.
+    async fn replica_state(&self, n: &str) -> anyhow::Result<(bool, Option<String>)> {
+        let client = self.c.connect(n).await?;
+        let row = tokio::time::timeout(
+            Duration::from_secs(5),
+            client.query_one(
+                "SELECT pg_is_in_recovery(), (SELECT status FROM pg_stat_wal_receiver)",
+                &[],
+            ),
+        )
+        .await
+        .with_context(|| format!("{n}: no answer within 5 s"))??;
+        Ok((row.try_get(0)?, row.try_get(1)?))
     }
 
     fn pick_replica(&self, primary: &str, pick: usize) -> anyhow::Result<String> {
@@ -613,7 +631,11 @@ async fn run(
     );
     eprintln!(
         "CAMPAIGN missing on the final primary {present_on}: {}{}",
-        missing.len(),
+        if final_primary.is_some() {
+            missing.len().to_string()
+        } else {
+            "not checked".to_string()
+        },
         if missing.is_empty() {
             String::new()
         } else {
