@@ -66,8 +66,57 @@ async fn wait_streams_from(
     )
 }
 
-/// Node loss (kill -9 of the primary's agent and postmaster), failover, then the old
-/// node's agent starts again: agent start → the old node streams from the new primary.
+/// Bulk inserts on `dsn` (one million rows per statement, at most 20 statements) until
+/// the connection dies: WAL is written faster than the replicas receive it, so a primary
+/// killed meanwhile has WAL the others never got and its timeline diverges.
+async fn bulk_writes(dsn: String) {
+    let Ok(Ok((client, conn))) = tokio::time::timeout(
+        Duration::from_secs(5),
+        tokio_postgres::connect(&format!("{dsn} connect_timeout=2"), tokio_postgres::NoTls),
+    )
+    .await
+    else {
+        return;
+    };
+    let task = tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    for _ in 0..20 {
+        let sql = "INSERT INTO rale_demo (at) SELECT now() FROM generate_series(1, 1000000)";
+        if !matches!(
+            tokio::time::timeout(Duration::from_secs(60), client.batch_execute(sql)).await,
+            Ok(Ok(()))
+        ) {
+            break;
+        }
+    }
+    task.abort();
+}
+
+/// PIDs whose parent is `parent` (`/proc/*/stat`, field 4).
+fn children_of(parent: i32) -> Vec<i32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| {
+        let pid: i32 = e.ok()?.file_name().to_str()?.parse().ok()?;
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        // The command may contain spaces; fields after the closing parenthesis.
+        let ppid: i32 = stat
+            .rsplit_once(')')?
+            .1
+            .split_whitespace()
+            .nth(1)?
+            .parse()
+            .ok()?;
+        (ppid == parent).then_some(pid)
+    })
+    .collect()
+}
+
+/// Node loss (kill -9 of the primary's agent, postmaster and its children) while the
+/// primary writes in bulk, failover, then the old node's agent starts again: agent start → the old node
+/// streams from the new primary.
 pub(crate) async fn rejoin(opts: &BenchOptions, rows: &mut Rows) -> Result<()> {
     let (mut pg, _) = start_cluster(opts).await?;
     let p = primary_index(&pg)?;
@@ -76,11 +125,20 @@ pub(crate) async fn rejoin(opts: &BenchOptions, rows: &mut Rows) -> Result<()> {
     let agent = i32::try_from(node.pid).context("agent PID out of range")?;
     let w = Writer::start(&dsns(&pg), opts.recovery_timeout + Duration::from_secs(30));
     warm_up(&w, p).await?;
+    let bulk = tokio::spawn(bulk_writes(node.dsn.clone()));
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    // The whole machine dies: the postmaster's children too (a backend in the middle of
+    // a bulk insert or a walsender would otherwise go on for a moment).
+    let children = children_of(pm);
     let t0 = Instant::now();
     let _ = kill(Pid::from_raw(agent), Signal::SIGKILL);
     let _ = kill(Pid::from_raw(pm), Signal::SIGKILL);
+    for c in children {
+        let _ = kill(Pid::from_raw(c), Signal::SIGKILL);
+    }
     let got = w.wait_ok_after(t0, opts.recovery_timeout, |n| n != p).await;
     w.stop().await;
+    bulk.abort();
     let a = got.context("no other node accepted a write after the node loss")?;
     let new = a.node;
     // The killed agent is reaped, then started again as systemd would (RestartSec).

@@ -15,10 +15,15 @@ use super::pgbench::run_pgbench;
 use super::scenarios::primary_index;
 use super::{BenchOptions, Rows, start_cluster};
 
-/// The value of an unlabelled metric in Prometheus text format.
+/// The value of the first sample of a metric in Prometheus text format (labels, if
+/// any, ignored).
 fn metric(text: &str, name: &str) -> Option<f64> {
     text.lines().find_map(|l| {
         let rest = l.strip_prefix(name)?;
+        let rest = match rest.strip_prefix('{') {
+            Some(labelled) => labelled.split_once('}')?.1,
+            None => rest,
+        };
         let rest = rest.strip_prefix(' ')?;
         rest.split_whitespace().next()?.parse().ok()
     })
@@ -194,6 +199,11 @@ mod tests {
                     # TYPE rale_ha_loop_duration_seconds gauge\n\
                     rale_ha_loop_duration_seconds 0.004\n\
                     rale_ha_loop_age_seconds 0.05\n";
+        let labelled = "rale_ha_loop_duration_seconds{scope=\"rale\",name=\"n1\"} 0.002\n";
+        assert_eq!(
+            metric(labelled, "rale_ha_loop_duration_seconds"),
+            Some(0.002)
+        );
         assert_eq!(metric(text, "rale_ha_loop_duration_seconds"), Some(0.004));
         assert_eq!(metric(text, "rale_ha_loop_age_seconds"), Some(0.05));
         assert_eq!(metric(text, "rale_ha_loop"), None);
