@@ -2,8 +2,9 @@
 //! node is killed (`kill -9` of agent and postmaster) during writes, in `on` (FIRST 1) and
 //! `quorum` (ANY 1) modes, strict mode included; and in strict mode a write blocks while
 //! every standby is down and completes once one returns.
+//! Also five nodes in quorum mode (`ANY 2` of four standbys).
 //! Run: `cargo test -p rale-e2e --test ramd_sync -- --nocapture`
-//! (`RALE_SYNC_ROUNDS` sets the kill rounds per mode, default 5).
+//! (`RALE_SYNC_ROUNDS` sets the kill rounds per mode, default 5; 1 for five nodes).
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
@@ -135,12 +136,21 @@ async fn kill_round(
 }
 
 async fn campaign(mode: &str, bootstrap: &str) -> anyhow::Result<()> {
+    campaign_on(3, rounds(), mode, bootstrap).await
+}
+
+async fn campaign_on(
+    nodes: usize,
+    rounds: usize,
+    mode: &str,
+    bootstrap: &str,
+) -> anyhow::Result<()> {
     let _guard = serial().await;
-    let mut c = RamdCluster::start(3, Some(bootstrap)).await?;
+    let mut c = RamdCluster::start(nodes, Some(bootstrap)).await?;
     let next = Arc::new(AtomicI64::new(1));
     let mut total = 0;
     let mut times = Vec::new();
-    for round in 1..=rounds() {
+    for round in 1..=rounds {
         match kill_round(&mut c, &next, round, mode).await {
             Ok((n, t)) => {
                 total += n;
@@ -176,6 +186,24 @@ async fn quorum_any_1_strict_loses_no_acknowledged_commit() -> anyhow::Result<()
     campaign(
         "quorum (ANY 1, strict)",
         "[bootstrap.synchronous]\nmode = \"quorum\"\nnode_count = 1\nstrict = true\n",
+    )
+    .await
+}
+
+/// Five nodes, `ANY 2` of four standbys: a promotion needs three of them detached
+/// (m − n + 1), and every acknowledged commit is on the new primary. One round by default
+/// (`RALE_SYNC_ROUNDS` for more).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_nodes_quorum_any_2_loses_no_acknowledged_commit() -> anyhow::Result<()> {
+    let rounds = std::env::var("RALE_SYNC_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1);
+    campaign_on(
+        5,
+        rounds,
+        "quorum (ANY 2 of 4, 5 nodes)",
+        "[bootstrap.synchronous]\nmode = \"quorum\"\nnode_count = 2\n",
     )
     .await
 }
