@@ -13,7 +13,8 @@
 //! `RALE_CAMPAIGN_SEED` replays a campaign (the seed is printed; decimal or `0x…`),
 //! `RALE_CAMPAIGN_FAULTS` (default 6), `RALE_CAMPAIGN_NODES` (default 3) and
 //! `RALE_CAMPAIGN_MODE` (`on`, the default, `quorum` or `off`) make longer or different
-//! campaigns. Without root or `ip netns` the test prints "skipped: needs root and ip
+//! campaigns; `RALE_CAMPAIGN_KINDS` restricts the fault kinds (`KillPrimary,…`, or
+//! `-FullRestart` to leave one out). Without root or `ip netns` the test prints "skipped: needs root and ip
 //! netns" and passes.
 
 // The determinism lints of clippy.toml apply to rale::decide only.
@@ -88,12 +89,12 @@ struct Fault {
 
 /// Draws `count` faults: the kinds come from a shuffled bag of all kinds (refilled when
 /// empty), so a short campaign has no repeated kind.
-fn plan(rng: &mut ChaCha8Rng, count: usize) -> Vec<Fault> {
+fn plan(rng: &mut ChaCha8Rng, count: usize, kinds: &[Kind]) -> Vec<Fault> {
     let mut bag: Vec<Kind> = Vec::new();
     let mut faults = Vec::with_capacity(count);
     for _ in 0..count {
         if bag.is_empty() {
-            bag = KINDS.to_vec();
+            bag = kinds.to_vec();
             bag.shuffle(rng);
         }
         let Some(kind) = bag.pop() else { break };
@@ -220,6 +221,48 @@ fn env_parse<T: std::str::FromStr>(name: &str, default: T) -> T {
         .ok()
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or(default)
+}
+
+/// The kinds to draw from: `RALE_CAMPAIGN_KINDS` (comma-separated names as printed,
+/// case-insensitive, e.g. `KillPrimary,PartitionPrimary`; a leading `-` excludes:
+/// `-FullRestart`), else all of them.
+fn kinds() -> anyhow::Result<Vec<Kind>> {
+    let Ok(spec) = std::env::var("RALE_CAMPAIGN_KINDS") else {
+        return Ok(KINDS.to_vec());
+    };
+    let find = |name: &str| {
+        KINDS
+            .iter()
+            .copied()
+            .find(|k| format!("{k:?}").eq_ignore_ascii_case(name))
+            .with_context(|| {
+                format!("RALE_CAMPAIGN_KINDS: no fault kind {name:?} (kinds: {KINDS:?})")
+            })
+    };
+    let words: Vec<&str> = spec
+        .split(',')
+        .map(str::trim)
+        .filter(|w| !w.is_empty())
+        .collect();
+    let mut chosen: Vec<Kind> = if words.iter().all(|w| w.starts_with('-')) {
+        KINDS.to_vec()
+    } else {
+        Vec::new()
+    };
+    for w in words {
+        match w.strip_prefix('-') {
+            Some(name) => {
+                let k = find(name)?;
+                chosen.retain(|c| *c != k);
+            }
+            None => chosen.push(find(w)?),
+        }
+    }
+    anyhow::ensure!(
+        !chosen.is_empty(),
+        "RALE_CAMPAIGN_KINDS={spec:?} leaves no fault kind"
+    );
+    Ok(chosen)
 }
 
 fn seed() -> u64 {
@@ -598,10 +641,13 @@ async fn run(
     eprintln!("CAMPAIGN REPORT ====================================================");
     eprintln!(
         "CAMPAIGN seed {seed} (0x{seed:016x}); replay: RALE_CAMPAIGN_SEED={seed} \
-         RALE_CAMPAIGN_FAULTS={} RALE_CAMPAIGN_NODES={} RALE_CAMPAIGN_MODE={}",
+         RALE_CAMPAIGN_FAULTS={} RALE_CAMPAIGN_NODES={} RALE_CAMPAIGN_MODE={}{}",
         faults.len(),
         c.names().len(),
-        std::env::var("RALE_CAMPAIGN_MODE").unwrap_or_else(|_| "on".into())
+        std::env::var("RALE_CAMPAIGN_MODE").unwrap_or_else(|_| "on".into()),
+        std::env::var("RALE_CAMPAIGN_KINDS")
+            .map(|k| format!(" RALE_CAMPAIGN_KINDS={k}"))
+            .unwrap_or_default()
     );
     for (i, d) in done.iter().enumerate() {
         eprintln!(
@@ -771,7 +817,8 @@ async fn randomized_fault_campaign() -> anyhow::Result<()> {
         other => bail!("RALE_CAMPAIGN_MODE={other:?}: expected on, quorum or off"),
     };
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let faults = plan(&mut rng, count);
+    let kinds = kinds()?;
+    let faults = plan(&mut rng, count, &kinds);
     eprintln!(
         "CAMPAIGN seed {seed} (0x{seed:016x}), {nodes} nodes, synchronous mode {mode}, {count} \
          faults: {:?}",
@@ -803,7 +850,10 @@ async fn randomized_fault_campaign() -> anyhow::Result<()> {
     // in synchronous mode and nodes that never recover are product failures.
     bail!(
         "campaign failed (replay with RALE_CAMPAIGN_SEED={seed} RALE_CAMPAIGN_FAULTS={count} \
-         RALE_CAMPAIGN_NODES={nodes} RALE_CAMPAIGN_MODE={mode}; logs in {}):\n{}",
+         RALE_CAMPAIGN_NODES={nodes} RALE_CAMPAIGN_MODE={mode}{}; logs in {}):\n{}",
+        std::env::var("RALE_CAMPAIGN_KINDS")
+            .map(|k| format!(" RALE_CAMPAIGN_KINDS={k}"))
+            .unwrap_or_default(),
         c.dir().display(),
         problems.join("\n")
     )
@@ -879,8 +929,8 @@ mod analysis {
 
     #[test]
     fn plan_is_replayable_and_varied() {
-        let a = plan(&mut ChaCha8Rng::seed_from_u64(7), 8);
-        let b = plan(&mut ChaCha8Rng::seed_from_u64(7), 8);
+        let a = plan(&mut ChaCha8Rng::seed_from_u64(7), 8, &KINDS);
+        let b = plan(&mut ChaCha8Rng::seed_from_u64(7), 8, &KINDS);
         assert_eq!(format!("{a:?}"), format!("{b:?}"));
         let kinds: BTreeSet<String> = a.iter().map(|f| format!("{:?}", f.kind)).collect();
         assert_eq!(kinds.len(), KINDS.len());
