@@ -519,13 +519,13 @@ impl ClusterState {
                 actor,
                 reason,
             } => {
-                if let Some(v) = expected_version {
-                    if *v != self.config_version {
-                        return reject(format!(
-                            "configuration version is {}, not the expected {v}",
-                            self.config_version
-                        ));
-                    }
+                if let Some(v) = expected_version
+                    && *v != self.config_version
+                {
+                    return reject(format!(
+                        "configuration version is {}, not the expected {v}",
+                        self.config_version
+                    ));
                 }
                 if let Err(e) = config.validate() {
                     return reject(e.to_string());
@@ -685,8 +685,10 @@ mod tests {
     #[test]
     fn config_change_is_validated_and_versioned() {
         let mut s = ClusterState::default();
-        let mut bad = DynamicConfig::default();
-        bad.loop_interval = std::time::Duration::ZERO;
+        let bad = DynamicConfig {
+            loop_interval: std::time::Duration::ZERO,
+            ..DynamicConfig::default()
+        };
         let set = |c: DynamicConfig, v: Option<u64>| {
             cmd(Operation::SetConfig {
                 expected_version: v,

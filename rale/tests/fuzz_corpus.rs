@@ -10,15 +10,15 @@ fn lsn_corpus_round_trips() {
     for entry in std::fs::read_dir(&dir).expect("corpus directory exists") {
         let path = entry.expect("corpus entry").path();
         let data = std::fs::read(&path).expect("corpus file is readable");
-        if let Ok(text) = std::str::from_utf8(&data) {
-            if let Ok(lsn) = text.parse::<rale::Lsn>() {
-                assert_eq!(
-                    lsn.to_string().parse::<rale::Lsn>().ok(),
-                    Some(lsn),
-                    "{}",
-                    path.display()
-                );
-            }
+        if let Ok(text) = std::str::from_utf8(&data)
+            && let Ok(lsn) = text.parse::<rale::Lsn>()
+        {
+            assert_eq!(
+                lsn.to_string().parse::<rale::Lsn>().ok(),
+                Some(lsn),
+                "{}",
+                path.display()
+            );
         }
         seen += 1;
     }

@@ -518,10 +518,10 @@ impl HaLoop {
         match action {
             Action::Propose { op } => {
                 let outcome = self.propose(op.clone()).await?;
-                if let rale::state::Outcome::Rejected(why) = &outcome {
-                    if !matches!(op, Operation::PublishMember { .. }) {
-                        debug!(node = %me, op = op.name(), reason = %why, "proposal rejected");
-                    }
+                if let rale::state::Outcome::Rejected(why) = &outcome
+                    && !matches!(op, Operation::PublishMember { .. })
+                {
+                    debug!(node = %me, op = op.name(), reason = %why, "proposal rejected");
                 }
                 Ok(())
             }

@@ -539,10 +539,10 @@ impl Decider {
         }
 
         // A running primary holding the lease.
-        if !state.paused {
-            if let Some(d) = self.switchover(state, obs, epoch) {
-                return d;
-            }
+        if !state.paused
+            && let Some(d) = self.switchover(state, obs, epoch)
+        {
+            return d;
         }
         let mut d = with_renew(Decision::none(
             if renew.is_some() {
