@@ -25,7 +25,7 @@ fn rejoin_path(log_text: &str, since: chrono::DateTime<chrono::Utc>) -> &'static
                 .and_then(|ts| chrono::DateTime::parse_from_rfc3339(ts).ok())
                 .is_some_and(|at| at.with_timezone(&chrono::Utc) >= since)
     }) else {
-        return "no rejoin (followed without rewind or clone)";
+        return "follow (no rewind needed)";
     };
     if line.contains("pg_rewind failed") {
         "fresh clone (pg_rewind failed)"
@@ -168,6 +168,7 @@ pub(crate) async fn rejoin(opts: &BenchOptions, rows: &mut Rows) -> Result<()> {
     let text = std::fs::read_to_string(&log).unwrap_or_default();
     let path = rejoin_path(&text, wall1);
     rows.push(&format!("rejoin by {path}"), "runs", 1.0);
+    rows.push(&format!("rejoin by {path}: start→streaming"), "s", s);
     eprintln!(
         "[ramd-bench]   {} back as a replica of {} after {s:.3} s, by {path}",
         node.name, pg.report.nodes[new].name
@@ -233,6 +234,6 @@ mod tests {
         assert_eq!(rejoin_path(log, since), "pg_rewind");
         let log = "2026-11-22T03:00:01.000000Z  INFO node1 rejoined as a replica of node2 by a fresh clone (pg_rewind failed)\n";
         assert_eq!(rejoin_path(log, since), "fresh clone (pg_rewind failed)");
-        assert!(rejoin_path("", since).starts_with("no rejoin"));
+        assert!(rejoin_path("", since).starts_with("follow"));
     }
 }
