@@ -567,6 +567,30 @@ impl ClusterState {
             }
             Operation::RequestSwitchover { switchover } => {
                 self.switchover = Some(switchover.clone());
+                let name = |n: &Option<NodeId>, default: &str| {
+                    n.as_ref()
+                        .map(|n| n.to_string())
+                        .unwrap_or_else(|| default.to_string())
+                };
+                let at = switchover
+                    .scheduled_at_unix_ms
+                    .map(|t| {
+                        let when = std::time::UNIX_EPOCH + std::time::Duration::from_millis(t);
+                        format!(", not before {}", humantime::format_rfc3339_millis(when))
+                    })
+                    .unwrap_or_default();
+                self.record(
+                    wall_ms,
+                    HistoryKind::Operation,
+                    switchover.to.clone(),
+                    Default::default(),
+                    switchover.requested_by.clone(),
+                    format!(
+                        "switchover requested from {} to {}{at}",
+                        name(&switchover.from, "the current primary"),
+                        name(&switchover.to, "the best candidate")
+                    ),
+                );
                 Outcome::Applied
             }
             Operation::CancelSwitchover { actor, reason } => {
