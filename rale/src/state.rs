@@ -126,6 +126,11 @@ pub struct ClusterState {
     pub lease: Option<Lease>,
     /// Members' published statuses.
     pub members: BTreeMap<NodeId, MemberStatus>,
+    /// When each member last published, by its proposer's wall clock (Unix ms). For
+    /// display only ("is its agent still reporting?"); decisions time heartbeats on the
+    /// observer's own monotonic clock.
+    #[serde(default)]
+    pub members_seen_unix_ms: BTreeMap<NodeId, u64>,
     /// Recorded synchronous set.
     pub sync: SyncState,
     /// Dynamic configuration.
@@ -362,6 +367,8 @@ impl ClusterState {
         match &cmd.op {
             Operation::PublishMember { status } => {
                 self.members.insert(status.node.clone(), status.clone());
+                self.members_seen_unix_ms
+                    .insert(status.node.clone(), wall_ms);
                 Outcome::Applied
             }
             Operation::RemoveMember { node } => {
@@ -371,6 +378,7 @@ impl ClusterState {
                 if self.members.remove(node).is_none() {
                     return reject(format!("{node} is not a member"));
                 }
+                self.members_seen_unix_ms.remove(node);
                 self.sync.standbys.remove(node);
                 self.record(
                     wall_ms,

@@ -127,7 +127,17 @@ fn cluster_role(cluster: &ClusterState, m: &MemberStatus) -> &'static str {
     }
 }
 
-fn member_state(m: &MemberStatus) -> &'static str {
+/// A member's state as published, or `unknown` when its agent has not published for
+/// twice `member_ttl` (by wall clocks: display only), since then nobody knows.
+fn member_state(cluster: &ClusterState, m: &MemberStatus) -> &'static str {
+    let stale_ms = 2 * u64::try_from(cluster.config.member_ttl.as_millis()).unwrap_or(u64::MAX);
+    if cluster
+        .members_seen_unix_ms
+        .get(&m.node)
+        .is_some_and(|seen| super::now_unix_ms().saturating_sub(*seen) > stale_ms)
+    {
+        return "unknown";
+    }
     match (m.running, m.role) {
         (false, _) => "stopped",
         (true, Role::Replica) if m.streaming => "streaming",
@@ -166,7 +176,7 @@ pub fn patroni_cluster(cluster: &ClusterState, scope: &str) -> PatroniCluster {
             PatroniMember {
                 name: m.node.to_string(),
                 role: cluster_role(cluster, m).into(),
-                state: member_state(m).into(),
+                state: member_state(cluster, m).into(),
                 api_url: format!("{}/patroni", m.api_url.trim_end_matches('/')),
                 host: m.pg_host.clone(),
                 port: m.pg_port,
@@ -201,7 +211,7 @@ pub fn member_view(cluster: &ClusterState, m: &MemberStatus) -> MemberView {
         name: m.node.to_string(),
         role: cluster_role(cluster, m).into(),
         pg_role: m.role.to_string(),
-        state: member_state(m).into(),
+        state: member_state(cluster, m).into(),
         running: m.running,
         streaming: m.streaming,
         api_url: m.api_url.clone(),
@@ -415,5 +425,46 @@ mod tests {
     fn iso_timestamps() {
         assert_eq!(iso8601(0), "1970-01-01T00:00:00.000+00:00");
         assert_eq!(iso8601(1_795_311_890_281), "2026-11-22T01:44:50.281+00:00");
+    }
+
+    #[test]
+    fn a_member_that_stopped_publishing_is_unknown() {
+        let node = rale::NodeId::new("n1").expect("valid id");
+        let m = MemberStatus {
+            node: node.clone(),
+            api_url: "http://127.0.0.1:8008".into(),
+            pg_host: "127.0.0.1".into(),
+            pg_port: 5432,
+            role: Role::Replica,
+            running: true,
+            timeline: rale::Timeline(1),
+            lsn: rale::Lsn::ZERO,
+            receive_lsn: None,
+            replay_lsn: None,
+            upstream: None,
+            streaming: true,
+            tags: Default::default(),
+            detached: None,
+            pending_restart: false,
+            server_version_num: 150_000,
+            system_id: None,
+            heartbeat: 1,
+        };
+        let mut cluster = ClusterState::default();
+        cluster.members.insert(node.clone(), m.clone());
+        assert_eq!(
+            member_state(&cluster, &m),
+            "streaming",
+            "never seen: as published"
+        );
+        let now = super::super::now_unix_ms();
+        cluster.members_seen_unix_ms.insert(node.clone(), now);
+        assert_eq!(member_state(&cluster, &m), "streaming", "fresh");
+        cluster.members_seen_unix_ms.insert(node, now - 60_000);
+        assert_eq!(
+            member_state(&cluster, &m),
+            "unknown",
+            "a minute without publishing"
+        );
     }
 }
