@@ -127,10 +127,10 @@ pub(crate) async fn run(opts: &BenchOptions, rows: &mut Rows) -> Result<()> {
                 .await
                 .and_then(|t| serde_json::from_str::<Value>(&t).ok());
             if let Some(v) = status {
-                if let Some(e) = v.get("cluster_epoch").and_then(Value::as_u64) {
-                    if seen.epochs.last() != Some(&e) {
-                        seen.epochs.push(e);
-                    }
+                if let Some(e) = v.get("cluster_epoch").and_then(Value::as_u64)
+                    && seen.epochs.last() != Some(&e)
+                {
+                    seen.epochs.push(e);
                 }
                 if v.get("lease_epoch").is_some_and(|e| !e.is_null())
                     && seen.primaries.last() != Some(&n.name)
