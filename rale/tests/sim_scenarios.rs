@@ -244,3 +244,94 @@ fn slow_crash_recovery_is_restarted_in_place_thanks_to_the_lease_keeper() {
         without.explain(200)
     );
 }
+
+/// Every host goes down at once and the old primary stays down: the two others boot with
+/// PostgreSQL stopped and the lease lapsed. They start their servers as detached
+/// standbys, report their positions, and one of them takes over (found on real clusters
+/// by the randomized fault campaign: nobody ever started a server, in synchronous mode).
+#[test]
+fn whole_cluster_down_recovers_without_the_old_primary() {
+    for sync in [false, true] {
+        let mut dynamic = DynamicConfig {
+            fence: true,
+            ..DynamicConfig::default()
+        };
+        if sync {
+            dynamic.synchronous.mode = rale_sync::SyncMode::On;
+            dynamic.synchronous.node_count = 1;
+        }
+        let schedule = Schedule::new(11)
+            .at(
+                1_000,
+                Fault::CrashNode {
+                    target: Target::Primary,
+                    down_ms: 30_000,
+                },
+            )
+            .at(
+                1_000,
+                Fault::CrashNode {
+                    target: Target::Replica(0),
+                    down_ms: 2_000,
+                },
+            )
+            .at(
+                1_000,
+                Fault::CrashNode {
+                    target: Target::Replica(1),
+                    down_ms: 2_000,
+                },
+            );
+        let report = run(SimConfig::new(3, dynamic), schedule);
+        assert_ok(&report);
+        assert!(
+            report.failovers >= 1,
+            "sync={sync}: nobody took over while the old primary was down: {}",
+            report.explain(200)
+        );
+    }
+}
+
+/// A full cluster restart the clean way (`systemctl restart` on every node): each agent
+/// stops PostgreSQL, the primary releases its lease. The agents come back to stopped
+/// servers and no lease holder; they start their servers as detached standbys and elect
+/// a new primary (before the fix nobody ever started a server: found on real clusters by
+/// the randomized fault campaign, in synchronous mode).
+#[test]
+fn full_cluster_restart_elects_a_primary_again() {
+    for sync in [false, true] {
+        let mut dynamic = DynamicConfig {
+            fence: true,
+            ..DynamicConfig::default()
+        };
+        if sync {
+            dynamic.synchronous.mode = rale_sync::SyncMode::On;
+            dynamic.synchronous.node_count = 1;
+        }
+        let stop = |target| Fault::StopAgent {
+            target,
+            down_ms: 1_500,
+        };
+        let schedule = Schedule::new(12)
+            .at(1_000, stop(Target::Primary))
+            .at(
+                1_050,
+                stop(Target::Node(rale::NodeId::new("n1").expect("id"))),
+            )
+            .at(
+                1_050,
+                stop(Target::Node(rale::NodeId::new("n2").expect("id"))),
+            )
+            .at(
+                1_050,
+                stop(Target::Node(rale::NodeId::new("n3").expect("id"))),
+            );
+        let report = run(SimConfig::new(3, dynamic), schedule);
+        assert_ok(&report);
+        assert!(
+            report.failovers >= 1 && report.promotions >= 1,
+            "sync={sync}: no new primary after the full restart: {}",
+            report.explain(200)
+        );
+    }
+}

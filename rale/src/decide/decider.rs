@@ -814,6 +814,27 @@ impl Decider {
         let successor = state.lease.as_ref().and_then(|l| l.successor.clone());
         let handed_to_me = state.holder().is_none() && successor.as_ref() == Some(self.node());
 
+        // 0. A stopped server cannot report its position nor be promoted; after a full
+        //    cluster restart every server is stopped and the lease released, and nobody
+        //    would ever move. Start it as a detached standby (never as a primary: the
+        //    lease is not ours), then it detaches and competes like any replica.
+        if !p.running && matches!(p.data, DataDirState::Initialized { .. }) {
+            if self.once("start", now, ACTION_COOLDOWN_MS) {
+                return Decision {
+                    kind: DecisionKind::Detach,
+                    reason: "primary lost and PostgreSQL is stopped here: starting it as a detached standby so that it reports its position".into(),
+                    actions: vec![
+                        pg(PgAction::Follow { upstream: None }),
+                        pg(PgAction::Start { upstream: None }),
+                    ],
+                };
+            }
+            return Decision::none(
+                DecisionKind::Detach,
+                "primary lost: waiting for PostgreSQL to start as a detached standby",
+            );
+        }
+
         // 1. Stop acknowledging the old primary and record our final position.
         if p.running && p.reachable && p.role() == Role::Replica {
             if p.upstream.is_some() || p.streaming {

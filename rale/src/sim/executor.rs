@@ -284,6 +284,14 @@ impl Sim {
                     None => None,
                 };
                 let pg = &mut self.nodes[i].pg;
+                if !pg.running {
+                    // Stopped: the standby configuration is written for the next start
+                    // (as LocalPostgres does), whatever the server was before.
+                    pg.standby = true;
+                    pg.upstream = up;
+                    pg.streaming = false;
+                    return "done: configured as a standby for the next start".into();
+                }
                 if !pg.standby {
                     return "no-op: not a standby".into();
                 }

@@ -63,6 +63,15 @@ pub enum Fault {
         /// Downtime.
         down_ms: u64,
     },
+    /// The agent is shut down cleanly (`SIGTERM`, `systemctl stop`), as `ramd` does it:
+    /// it stops PostgreSQL and, when it holds the lease, releases it (no successor). A
+    /// new agent starts after `down_ms` (PostgreSQL stays stopped until it acts).
+    StopAgent {
+        /// The node.
+        target: Target,
+        /// Downtime.
+        down_ms: u64,
+    },
     /// The agent process is stopped (`SIGSTOP`): no loop, no consensus replica, no
     /// fence acknowledgements; its clock keeps going. Continued after `frozen_ms`.
     FreezeAgent {
@@ -147,6 +156,9 @@ impl fmt::Display for Fault {
             Fault::CrashPostgres { target } => write!(f, "crash postmaster of {target}"),
             Fault::CrashAgent { target, down_ms } => {
                 write!(f, "crash agent of {target} for {down_ms} ms")
+            }
+            Fault::StopAgent { target, down_ms } => {
+                write!(f, "stop agent of {target} (SIGTERM) for {down_ms} ms")
             }
             Fault::FreezeAgent { target, frozen_ms } => {
                 write!(f, "SIGSTOP agent of {target} for {frozen_ms} ms")
@@ -234,9 +246,9 @@ impl Schedule {
             .map(|s| {
                 s.at_ms
                     + match &s.fault {
-                        Fault::CrashNode { down_ms, .. } | Fault::CrashAgent { down_ms, .. } => {
-                            *down_ms
-                        }
+                        Fault::CrashNode { down_ms, .. }
+                        | Fault::CrashAgent { down_ms, .. }
+                        | Fault::StopAgent { down_ms, .. } => *down_ms,
                         Fault::FreezeAgent { frozen_ms, .. } => *frozen_ms,
                         Fault::StallLoop { stalled_ms, .. } => *stalled_ms,
                         Fault::Partition { duration_ms, .. }

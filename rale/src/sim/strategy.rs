@@ -123,6 +123,12 @@ pub fn fault(mix: &FaultMix) -> BoxedStrategy<Fault> {
         ),
     ];
     options.push((1, Just(Fault::HealAll).boxed()));
+    options.push((
+        1,
+        (t(), d.clone())
+            .prop_map(|(target, down_ms)| Fault::StopAgent { target, down_ms })
+            .boxed(),
+    ));
     if mix.agent_faults {
         options.push((
             2,

@@ -375,6 +375,34 @@ impl Sim {
                     }
                 }
             }
+            Fault::StopAgent { target, down_ms } => {
+                let i = self.resolve(target);
+                text = format!("{text} -> {}", self.names[i]);
+                if self.nodes[i].host_up && self.nodes[i].agent.policy.is_some() {
+                    let me = self.nodes[i].identity.node.clone();
+                    let holds = self.consensus.state.holder() == Some(&me);
+                    let node = &mut self.nodes[i];
+                    node.pg.running = false;
+                    node.pg.streaming = false;
+                    node.agent.policy = None;
+                    let until = node.agent.down_until.unwrap_or(0).max(now + down_ms);
+                    node.agent.down_until = Some(until);
+                    node.exec_queue.clear();
+                    node.exec_current = None;
+                    if holds && self.majority[i] {
+                        let epoch = self.consensus.state.epoch();
+                        let op = crate::state::Operation::ReleaseLease {
+                            node: me.clone(),
+                            epoch,
+                            successor: None,
+                            reason: format!("agent {me} shut down"),
+                        };
+                        let delay = self.commit_delay();
+                        let wall_ms = self.wall_ms();
+                        self.consensus.propose(now, delay, i, op, wall_ms);
+                    }
+                }
+            }
             Fault::FreezeAgent { target, frozen_ms } => {
                 let i = self.resolve(target);
                 text = format!("{text} -> {}", self.names[i]);
