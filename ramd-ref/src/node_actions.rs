@@ -48,6 +48,9 @@ pub struct ScheduledRestart {
     /// Who asked.
     pub caller: String,
     task: tokio::task::JoinHandle<()>,
+    /// Its time came and the restart is under way: it can no longer be cancelled
+    /// (aborting it half-way could leave PostgreSQL stopped).
+    started: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// The pieces a restart needs, cloneable into a scheduled task.
@@ -177,8 +180,11 @@ impl DaemonActions {
         let restarter = self.restarter();
         let who = caller.to_string();
         let delay = (at - now).to_std().unwrap_or_default();
+        let started = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let running = started.clone();
         let task = tokio::spawn(async move {
             tokio::time::sleep(delay).await;
+            running.store(true, std::sync::atomic::Ordering::SeqCst);
             match restarter.restart_now(&req, &who).await {
                 Ok((_, r)) => info!(node = %restarter.node, caller = %who, result = %r.message,
                     "scheduled restart ran"),
@@ -201,6 +207,7 @@ impl DaemonActions {
             at,
             caller: caller.to_string(),
             task,
+            started,
         });
         drop(slot);
         info!(node = %self.node, caller, %at, "PostgreSQL restart scheduled");
@@ -235,6 +242,13 @@ impl NodeActions for DaemonActions {
 
     async fn cancel_restart(&self, caller: &str) -> Result<(StatusCode, ActionResponse), ApiError> {
         let mut slot = self.scheduled.lock().await;
+        if slot.as_ref().is_some_and(|s| {
+            !s.task.is_finished() && s.started.load(std::sync::atomic::Ordering::SeqCst)
+        }) {
+            return Err(ApiError::conflict(
+                "the scheduled restart is running now and can no longer be cancelled",
+            ));
+        }
         match slot.take().filter(|s| !s.task.is_finished()) {
             Some(s) => {
                 s.task.abort();

@@ -101,13 +101,19 @@ async fn body(c: &RamdCluster) -> anyhow::Result<()> {
         scheduled.elapsed().as_secs_f64()
     );
     c.wait_streaming(&replica, Duration::from_secs(90)).await?;
-    let (code, text) = c
-        .api_request(&replica, Method::DELETE, "/restart", None)
-        .await?;
-    ensure!(
-        code == 404,
-        "the restart ran, nothing left to delete: {code} {text}"
-    );
+    // While the restart is under way it cannot be cancelled (409); once done, nothing is
+    // left to delete (404).
+    c.wait_for("the scheduled restart to finish", WAIT, || async {
+        let (code, text) = c
+            .api_request(&replica, Method::DELETE, "/restart", None)
+            .await?;
+        match code {
+            404 => Ok(Some(())),
+            409 => Ok(None),
+            _ => anyhow::bail!("DELETE /restart after the restart ran: {code} {text}"),
+        }
+    })
+    .await?;
 
     // An immediate restart of the primary keeps it primary (no failover).
     let epoch = c.status().await?.epoch;

@@ -77,7 +77,8 @@ pub(crate) async fn restart(
 #[utoipa::path(delete, path = "/restart", tag = "operations",
     responses(
         (status = 200, description = "Scheduled restart deleted", body = ActionResponse),
-        (status = 404, description = "No restart is scheduled", body = ErrorBody)),
+        (status = 404, description = "No restart is scheduled", body = ErrorBody),
+        (status = 409, description = "The scheduled restart is running now", body = ErrorBody)),
     security(("basic" = [])))]
 pub(crate) async fn cancel_restart(State(st): St, caller: Option<Extension<Caller>>) -> Answer {
     let a = actions(&st, "restart")?;
