@@ -308,6 +308,45 @@ async fn body(c: &RamdCluster, ctl: &Ctl) -> anyhow::Result<()> {
         history.to_lowercase().contains("switchover"),
         "history lacks the switchover: {history}"
     );
+
+    // Nothing to cancel: refused.
+    let o = ctl.run(&["cancel-switchover"]).await?;
+    ensure!(
+        o.code == 1,
+        "cancel-switchover with nothing pending must exit 1, got {}",
+        o.code
+    );
+
+    // Manual failover back to the first primary (healthy cluster: a handover).
+    ctl.ok(&["failover", "--to", &primary, "--force"]).await?;
+    c.wait_for("the manual failover", Duration::from_secs(60), || async {
+        Ok((c.primary().await.ok().as_deref() == Some(primary.as_str())).then_some(()))
+    })
+    .await?;
+    c.wait_for(
+        "a write after the failover",
+        Duration::from_secs(60),
+        || async { Ok(c.write(&primary, 5252).await.ok()) },
+    )
+    .await?;
+
+    // Demote through the management API: the primary hands over to the best member.
+    c.wait_streaming(&replica, Duration::from_secs(120)).await?;
+    let (code, text) = c
+        .api_request(
+            &primary,
+            reqwest::Method::POST,
+            &format!("/api/v1/demote/{primary}"),
+            None,
+        )
+        .await?;
+    ensure!(code == 200, "demote: {code} {text}");
+    c.wait_for(
+        "a new primary after demote",
+        Duration::from_secs(60),
+        || async { Ok(c.primary().await.ok().filter(|p| *p != primary).map(|_| ())) },
+    )
+    .await?;
     Ok(())
 }
 
