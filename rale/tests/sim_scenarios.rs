@@ -245,6 +245,19 @@ fn slow_crash_recovery_is_restarted_in_place_thanks_to_the_lease_keeper() {
     );
 }
 
+/// Three nodes with the fence, asynchronous or synchronous `on` (FIRST 1).
+fn fenced(sync: bool) -> SimConfig {
+    let mut dynamic = DynamicConfig {
+        fence: true,
+        ..DynamicConfig::default()
+    };
+    if sync {
+        dynamic.synchronous.mode = rale_sync::SyncMode::On;
+        dynamic.synchronous.node_count = 1;
+    }
+    SimConfig::new(3, dynamic)
+}
+
 /// Every host goes down at once and the old primary stays down: the two others boot with
 /// PostgreSQL stopped and the lease lapsed. They start their servers as detached
 /// standbys, report their positions, and one of them takes over (found on real clusters
@@ -252,14 +265,6 @@ fn slow_crash_recovery_is_restarted_in_place_thanks_to_the_lease_keeper() {
 #[test]
 fn whole_cluster_down_recovers_without_the_old_primary() {
     for sync in [false, true] {
-        let mut dynamic = DynamicConfig {
-            fence: true,
-            ..DynamicConfig::default()
-        };
-        if sync {
-            dynamic.synchronous.mode = rale_sync::SyncMode::On;
-            dynamic.synchronous.node_count = 1;
-        }
         let schedule = Schedule::new(11)
             .at(
                 1_000,
@@ -282,7 +287,7 @@ fn whole_cluster_down_recovers_without_the_old_primary() {
                     down_ms: 2_000,
                 },
             );
-        let report = run(SimConfig::new(3, dynamic), schedule);
+        let report = run(fenced(sync), schedule);
         assert_ok(&report);
         assert!(
             report.failovers >= 1,
@@ -300,14 +305,6 @@ fn whole_cluster_down_recovers_without_the_old_primary() {
 #[test]
 fn full_cluster_restart_elects_a_primary_again() {
     for sync in [false, true] {
-        let mut dynamic = DynamicConfig {
-            fence: true,
-            ..DynamicConfig::default()
-        };
-        if sync {
-            dynamic.synchronous.mode = rale_sync::SyncMode::On;
-            dynamic.synchronous.node_count = 1;
-        }
         let stop = |target| Fault::StopAgent {
             target,
             down_ms: 1_500,
@@ -326,7 +323,7 @@ fn full_cluster_restart_elects_a_primary_again() {
                 1_050,
                 stop(Target::Node(rale::NodeId::new("n3").expect("id"))),
             );
-        let report = run(SimConfig::new(3, dynamic), schedule);
+        let report = run(fenced(sync), schedule);
         assert_ok(&report);
         assert!(
             report.failovers >= 1 && report.promotions >= 1,

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail, ensure};
 use serde::Serialize;
 
+use super::scenarios::primary_index;
 use super::{BenchOptions, Rows, start_cluster};
 use crate::demo::Playground;
 
@@ -126,14 +127,6 @@ fn quantile(sorted: &[u64], q: f64) -> f64 {
     }
     let rank = (q * sorted.len() as f64).ceil() as usize;
     sorted[rank.clamp(1, sorted.len()) - 1] as f64
-}
-
-fn primary(pg: &Playground) -> Result<usize> {
-    pg.report
-        .nodes
-        .iter()
-        .position(|n| n.role == "primary")
-        .context("the ready cluster has no primary")
 }
 
 pub(crate) async fn sql_one(dsn: &str, sql: &str) -> Result<String> {
@@ -273,8 +266,12 @@ async fn phase(po: &PgbenchOptions, dsn: &str, dir: &Path) -> Result<PgbenchResu
     })
 }
 
-/// The scenario: one cluster, `pgbench -i`, then `runs` rounds of the chosen settings.
-pub(crate) async fn run(opts: &BenchOptions, rows: &mut Rows) -> Result<()> {
+/// A ready cluster with `pgbench -i -s <scale>` done on its primary: the playground, the
+/// primary's index, its DSN and a work directory `<playground>/<dir>` for pgbench files.
+pub(crate) async fn start_initialised(
+    opts: &BenchOptions,
+    dir: &str,
+) -> Result<(Playground, usize, String, PathBuf)> {
     let po = &opts.pgbench;
     ensure!(
         po.pgbench.exists(),
@@ -282,9 +279,9 @@ pub(crate) async fn run(opts: &BenchOptions, rows: &mut Rows) -> Result<()> {
         po.pgbench.display()
     );
     let (pg, _) = start_cluster(opts).await?;
-    let p = primary(&pg)?;
+    let p = primary_index(&pg)?;
     let dsn = pg.report.nodes[p].dsn.clone();
-    let work = pg.report.dir.join("pgbench");
+    let work = pg.report.dir.join(dir);
     std::fs::create_dir_all(&work)?;
     eprintln!(
         "[ramd-bench]   pgbench -i -s {} on {}",
@@ -298,6 +295,13 @@ pub(crate) async fn run(opts: &BenchOptions, rows: &mut Rows) -> Result<()> {
         Duration::from_secs(600),
     )
     .await?;
+    Ok((pg, p, dsn, work))
+}
+
+/// The scenario: one cluster, `pgbench -i`, then `runs` rounds of the chosen settings.
+pub(crate) async fn run(opts: &BenchOptions, rows: &mut Rows) -> Result<()> {
+    let po = &opts.pgbench;
+    let (pg, p, dsn, work) = start_initialised(opts, "pgbench").await?;
     for run in 0..opts.runs {
         for &on in po.fence.settings() {
             set_fence(&pg, p, on).await?;

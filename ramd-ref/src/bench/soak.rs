@@ -8,12 +8,11 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, ensure};
+use anyhow::{Context, Result};
 use serde_json::Value;
 
-use super::pgbench::run_pgbench;
-use super::scenarios::primary_index;
-use super::{BenchOptions, Rows, start_cluster};
+use super::pgbench::{run_pgbench, start_initialised};
+use super::{BenchOptions, Rows};
 
 /// The value of the first sample of a metric in Prometheus text format (labels, if
 /// any, ignored).
@@ -67,28 +66,7 @@ struct Seen {
 /// The scenario (one cluster per run).
 pub(crate) async fn run(opts: &BenchOptions, rows: &mut Rows) -> Result<()> {
     let po = &opts.pgbench;
-    ensure!(
-        po.pgbench.exists(),
-        "{} not found (set --pgbench)",
-        po.pgbench.display()
-    );
-    let (pg, _) = start_cluster(opts).await?;
-    let p = primary_index(&pg)?;
-    let dsn = pg.report.nodes[p].dsn.clone();
-    let work = pg.report.dir.join("soak");
-    std::fs::create_dir_all(&work)?;
-    eprintln!(
-        "[ramd-bench]   pgbench -i -s {} on {}",
-        po.scale, pg.report.nodes[p].name
-    );
-    run_pgbench(
-        &po.pgbench,
-        &dsn,
-        &["-i".into(), "-q".into(), format!("-s{}", po.scale)],
-        &work,
-        Duration::from_secs(600),
-    )
-    .await?;
+    let (pg, p, dsn, work) = start_initialised(opts, "soak").await?;
     let http = pg.http_client(Duration::from_secs(2))?;
     let secs = opts.soak_duration.as_secs().max(1);
     let args = vec![
