@@ -30,6 +30,7 @@
 // The determinism lints of clippy.toml apply to rale::decide only.
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 
+pub mod ctl;
 pub mod netns;
 pub mod ramd_cluster;
 
