@@ -566,6 +566,51 @@ impl RamdCluster {
         let code = resp.status().as_u16();
         Ok((code, resp.text().await.unwrap_or_default()))
     }
+
+    /// A request with a raw body (e.g. malformed JSON) to node `via`'s agent, with the
+    /// cluster's credentials when `auth`: status code and body text.
+    pub async fn api_raw(
+        &self,
+        via: &str,
+        method: reqwest::Method,
+        path: &str,
+        body: &str,
+        auth: bool,
+    ) -> anyhow::Result<(u16, String)> {
+        let url = format!("{}{path}", self.node(via)?.api_url);
+        let mut req = self
+            .http
+            .request(method.clone(), &url)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body.to_owned());
+        if auth {
+            let a = &self.pg()?.report.auth;
+            req = req.basic_auth(&a.user, Some(&a.password));
+        }
+        let resp = req
+            .send()
+            .await
+            .with_context(|| format!("{method} {url}"))?;
+        let code = resp.status().as_u16();
+        Ok((code, resp.text().await.unwrap_or_default()))
+    }
+
+    /// The first column of the first row of `sql` on node `name`, as text (`SHOW …`,
+    /// `SELECT …::text`); `None` when the query returns no row or NULL.
+    pub async fn query_text(&self, name: &str, sql: &str) -> anyhow::Result<Option<String>> {
+        let client = self.connect(name).await?;
+        let msgs = tokio::time::timeout(Duration::from_secs(10), client.simple_query(sql))
+            .await
+            .with_context(|| format!("{name}: `{sql}` timed out"))?
+            .with_context(|| format!("{name}: `{sql}`"))?;
+        Ok(msgs
+            .iter()
+            .find_map(|m| match m {
+                tokio_postgres::SimpleQueryMessage::Row(r) => Some(r.get(0).map(str::to_owned)),
+                _ => None,
+            })
+            .flatten())
+    }
 }
 
 impl Drop for RamdCluster {
