@@ -10,6 +10,7 @@ use crate::types::{BackupInfo, BackupKind, RestoreRequest, Retention};
 
 /// `POST /api/v1/backup/start`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct StartBackupRequest {
     /// Backup kind (`full` when omitted).
     #[serde(default = "default_kind")]
@@ -33,6 +34,7 @@ pub struct JobAccepted {
 
 /// `POST /api/v1/backup/schedule`: replaces the schedules and retention.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ScheduleRequest {
     /// The new schedules (empty list: no scheduled backups).
     #[serde(default)]

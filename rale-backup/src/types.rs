@@ -161,6 +161,7 @@ pub struct StandbySetup {
 
 /// A restore into a data directory.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RestoreRequest {
     /// Destination; created if missing, must be empty (or missing).
     pub data_dir: PathBuf,
