@@ -83,7 +83,28 @@ fn ms(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
+/// PostgreSQL parameters RALE sets itself, with what to change instead.
+pub const MANAGED_PARAMETERS: &[(&str, &str)] = &[
+    (
+        "synchronous_standby_names",
+        "it follows the synchronous settings (synchronous.mode, node_count, pinned)",
+    ),
+    ("synchronous_commit", "set synchronous.commit_level instead"),
+];
+
 impl DynamicConfig {
+    /// The PostgreSQL parameters every node runs with: `postgresql_parameters` plus
+    /// `synchronous_commit` from `synchronous.commit_level` (the server-wide default;
+    /// sessions may still lower it, as PostgreSQL allows).
+    pub fn effective_postgresql_parameters(&self) -> BTreeMap<String, String> {
+        let mut p = self.postgresql_parameters.clone();
+        p.insert(
+            "synchronous_commit".into(),
+            self.synchronous.commit_level.to_string(),
+        );
+        p
+    }
+
     /// Lease length as observers measure it, in milliseconds.
     pub fn lease_ttl_ms(&self) -> u64 {
         ms(self.lease_ttl)
@@ -121,6 +142,17 @@ impl DynamicConfig {
         if self.clock_drift_ppm > 100_000 {
             return bad("clock_drift_ppm above 100000 (10%) is not supported".into());
         }
+        for (name, instead) in MANAGED_PARAMETERS {
+            if self
+                .postgresql_parameters
+                .keys()
+                .any(|k| k.eq_ignore_ascii_case(name))
+            {
+                return bad(format!(
+                    "postgresql_parameters.{name} is managed by RALE: {instead}"
+                ));
+            }
+        }
         self.synchronous
             .validate()
             .map_err(|e| Error::InvalidConfig(e.to_string()))
@@ -130,6 +162,26 @@ impl DynamicConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn managed_parameters_are_refused_and_commit_level_is_applied() {
+        let mut c = DynamicConfig::default();
+        c.synchronous.commit_level = rale_sync::CommitLevel::RemoteApply;
+        c.postgresql_parameters
+            .insert("work_mem".into(), "8MB".into());
+        let p = c.effective_postgresql_parameters();
+        assert_eq!(
+            p.get("synchronous_commit").map(String::as_str),
+            Some("remote_apply")
+        );
+        assert_eq!(p.get("work_mem").map(String::as_str), Some("8MB"));
+        for name in ["synchronous_commit", "Synchronous_Standby_Names"] {
+            let mut bad = c.clone();
+            bad.postgresql_parameters.insert(name.into(), "on".into());
+            let e = bad.validate().expect_err(name).to_string();
+            assert!(e.contains("managed by RALE"), "{e}");
+        }
+    }
 
     #[test]
     fn defaults_are_valid_and_round_trip() {

@@ -433,10 +433,12 @@ impl HaLoop {
         cluster
     }
 
-    /// Applies the cluster-wide `postgresql_parameters` of the dynamic configuration to the
-    /// running local server (reload; those needing a restart show as `pending_restart`).
+    /// Applies the cluster-wide PostgreSQL parameters of the dynamic configuration
+    /// (`postgresql_parameters` and `synchronous_commit` from `synchronous.commit_level`)
+    /// to the running local server (reload; those needing a restart show as
+    /// `pending_restart`).
     async fn apply_parameters(&mut self, state: &ClusterState, pg: &PgStatus) {
-        let wanted = &state.config.postgresql_parameters;
+        let wanted = &state.config.effective_postgresql_parameters();
         if !(pg.running && pg.reachable) || self.applied_parameters.as_ref() == Some(wanted) {
             return;
         }

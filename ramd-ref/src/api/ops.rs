@@ -91,6 +91,20 @@ fn parse_schedule(text: &str, kind: Kind, cluster: &ClusterState) -> Result<u64,
     Ok(at_ms)
 }
 
+/// 404 unless `id`, named in a request path, is a member (the resource the path
+/// addresses does not exist); the body-addressed Patroni paths answer 412 instead.
+fn addressed_member(st: &ApiState, id: &str) -> Result<(), ApiError> {
+    let cluster = st.local_cluster(&st.snap());
+    if cluster.members.keys().any(|n| n.as_str() == id) {
+        Ok(())
+    } else {
+        Err(
+            ApiError::not_found(format!("node {id:?} is not a member of this cluster"))
+                .with("node", id),
+        )
+    }
+}
+
 /// Why `candidate` cannot become primary now, if it cannot.
 fn candidate_problem(cluster: &ClusterState, candidate: &NodeId, force: bool) -> Option<String> {
     if cluster.holder() == Some(candidate) {
@@ -355,6 +369,7 @@ pub(crate) async fn failover(
     params(("id" = String, Path, description = "Member to promote")),
     responses(
         (status = 200, description = "Promoted", body = ActionResponse),
+        (status = 404, description = "Not a member", body = ErrorBody),
         (status = 412, description = "Not possible now", body = ErrorBody),
         (status = 503, description = "Outcome unknown", body = ErrorBody)),
     security(("basic" = [])))]
@@ -363,6 +378,7 @@ pub(crate) async fn promote(
     caller: Option<Extension<Caller>>,
     Path(id): Path<String>,
 ) -> Answer {
+    addressed_member(&st, &id)?;
     let req = SwitchoverRequest {
         candidate: Some(id),
         ..SwitchoverRequest::default()
@@ -375,6 +391,7 @@ pub(crate) async fn promote(
     params(("id" = String, Path, description = "The current primary")),
     responses(
         (status = 200, description = "Demoted", body = ActionResponse),
+        (status = 404, description = "Not a member", body = ErrorBody),
         (status = 412, description = "Not possible now", body = ErrorBody),
         (status = 503, description = "Outcome unknown", body = ErrorBody)),
     security(("basic" = [])))]
@@ -383,6 +400,7 @@ pub(crate) async fn demote(
     caller: Option<Extension<Caller>>,
     Path(id): Path<String>,
 ) -> Answer {
+    addressed_member(&st, &id)?;
     let req = SwitchoverRequest {
         leader: Some(id),
         ..SwitchoverRequest::default()

@@ -487,6 +487,7 @@ pub struct ClusterHealth {
 /// `POST /switchover` and `POST /failover` (Patroni's names; `from`/`to`/`target` are
 /// accepted as aliases).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct SwitchoverRequest {
     /// The current primary (required for a switchover).
     #[serde(default, alias = "from", skip_serializing_if = "Option::is_none")]
@@ -509,6 +510,7 @@ pub struct SwitchoverRequest {
 
 /// `POST /restart` (Patroni's fields).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct RestartRequest {
     /// Only when a setting waits for a restart.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -529,6 +531,7 @@ pub struct RestartRequest {
 
 /// `POST /reinitialize` (Patroni's fields).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct ReinitializeRequest {
     /// Go ahead even when PostgreSQL runs.
     #[serde(default)]

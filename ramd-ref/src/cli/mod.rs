@@ -171,8 +171,8 @@ pub enum Cmd {
     /// Synchronous standbys: status, add, remove, any-n, count, commit-level.
     #[command(subcommand)]
     Sync(features::SyncCmd),
-    /// Consensus members: list, add, remove.
-    #[command(subcommand)]
+    /// Consensus members: list, add, remove (also spelt `member`).
+    #[command(subcommand, visible_alias = "member")]
     Members(members::MembersCmd),
 }
 

@@ -11,6 +11,7 @@ use utoipa::ToSchema;
 /// `POST /api/v1/parameter/validate`: one setting (`name` + `value`) or several
 /// (`parameters`), or both.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct ParameterValidateRequest {
     /// PostgreSQL major (13..17); the cluster's when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -95,6 +96,7 @@ pub struct SyncStandbysStatus {
 
 /// `POST /api/v1/sync-standbys/add` and `/remove`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct SyncNodeRequest {
     /// Member name.
     pub node: String,
@@ -102,6 +104,7 @@ pub struct SyncNodeRequest {
 
 /// `POST /api/v1/sync-standbys/any-n`: quorum commit, `ANY n`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct SyncAnyNRequest {
     /// Acknowledgements each commit waits for.
     pub n: u32,
@@ -116,6 +119,7 @@ pub struct SyncAnyNRequest {
 
 /// `POST /api/v1/sync-standbys/count`: `FIRST n` (or `ANY n` when already in quorum mode).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct SyncCountRequest {
     /// Number of synchronous standbys.
     pub n: u32,
@@ -123,6 +127,7 @@ pub struct SyncCountRequest {
 
 /// `POST /api/v1/sync-standbys/commit-level`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct SyncCommitLevelRequest {
     /// `off`, `local`, `remote_write`, `on` or `remote_apply`.
     pub level: String,
