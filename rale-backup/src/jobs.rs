@@ -1,10 +1,15 @@
 //! Tracked jobs: every backup, restore, expire or check runs as a [`Job`] with an id and
 //! a state, persisted as one JSON file per job (written atomically) so that jobs survive
 //! an agent restart. At most one heavy job (backup, restore, expire) runs per node.
+//!
+//! The repository is prepared on first use: before the first backup or check job of a
+//! [`JobManager`] runs, it calls [`BackupTool::prepare`] (idempotent: pgBackRest
+//! `stanza-create`, Barman's WAL switch) until that succeeds once, so a new cluster needs
+//! no separate setup step. [`JobManager::prepare`] does the same on demand.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -218,6 +223,10 @@ struct Inner {
     queued_max: usize,
     seq: AtomicU64,
     changed: tokio::sync::watch::Sender<u64>,
+    /// Whether [`BackupTool::prepare`] succeeded once in this process.
+    prepared: AtomicBool,
+    /// Serialises preparations (a schedule's backup and a manual one).
+    preparing: tokio::sync::Mutex<()>,
 }
 
 /// Runs jobs against one tool on one node. Cheap to clone.
@@ -253,6 +262,8 @@ impl JobManager {
                 queued_max: 16,
                 seq: AtomicU64::new(seq),
                 changed,
+                prepared: AtomicBool::new(false),
+                preparing: tokio::sync::Mutex::new(()),
             }),
         })
     }
@@ -348,6 +359,30 @@ impl JobManager {
         jobs
     }
 
+    /// Prepares the tool's repository ([`BackupTool::prepare`]) unless that already
+    /// succeeded in this process; backups and checks call it first. Concurrent callers
+    /// wait for one preparation.
+    pub async fn prepare(&self) -> Result<()> {
+        if self.is_prepared() {
+            return Ok(());
+        }
+        let _one = self.inner.preparing.lock().await;
+        if self.is_prepared() {
+            return Ok(());
+        }
+        let tool = self.inner.tool.name().to_owned();
+        tracing::info!(tool = %tool, "preparing the backup repository");
+        self.inner.tool.prepare().await?;
+        self.inner.prepared.store(true, Ordering::Release);
+        tracing::info!(tool = %tool, "backup repository prepared");
+        Ok(())
+    }
+
+    /// Whether [`Self::prepare`] succeeded in this process.
+    pub fn is_prepared(&self) -> bool {
+        self.inner.prepared.load(Ordering::Acquire)
+    }
+
     /// Waits until the job finished, at most `timeout`.
     pub async fn wait(&self, id: &JobId, timeout: Duration) -> Result<Job> {
         let mut rx = self.inner.changed.subscribe();
@@ -399,20 +434,27 @@ impl JobManager {
         self.update(&job);
         tracing::info!(job = %job.id, "job running");
         let tool = self.inner.tool.clone();
-        let result = match &job.spec {
-            JobSpec::Backup { kind } => tool.backup(*kind).await.map(|o| {
+        let needs_repository = matches!(job.spec, JobSpec::Backup { .. } | JobSpec::Check);
+        let prepared = if needs_repository {
+            self.prepare().await
+        } else {
+            Ok(())
+        };
+        let result = match (&job.spec, prepared) {
+            (_, Err(e)) => Err(e),
+            (JobSpec::Backup { kind }, Ok(())) => tool.backup(*kind).await.map(|o| {
                 job.backup_id = o.backup.map(|b| b.id);
                 o.output_tail
             }),
-            JobSpec::Restore { request } => tool.restore(request).await.map(|o| {
+            (JobSpec::Restore { request }, Ok(())) => tool.restore(request).await.map(|o| {
                 job.backup_id = o.backup_id;
                 o.output_tail
             }),
-            JobSpec::Expire { retention } => tool.expire(retention).await.map(|o| {
+            (JobSpec::Expire { retention }, Ok(())) => tool.expire(retention).await.map(|o| {
                 job.removed_backup_ids = o.removed_ids;
                 o.output_tail
             }),
-            JobSpec::Check => tool.check().await.map(|r| r.output_tail),
+            (JobSpec::Check, Ok(())) => tool.check().await.map(|r| r.output_tail),
         };
         match result {
             Ok(tail) => {
@@ -471,6 +513,8 @@ mod tests {
         running: AtomicUsize,
         running_max: AtomicUsize,
         fail: bool,
+        prepares: AtomicUsize,
+        prepare_fails: AtomicUsize,
     }
 
     #[async_trait]
@@ -485,6 +529,17 @@ mod tests {
             Vec::new()
         }
         async fn prepare(&self) -> Result<()> {
+            self.prepares.fetch_add(1, Ordering::SeqCst);
+            let left = self.prepare_fails.load(Ordering::SeqCst);
+            if left > 0 {
+                self.prepare_fails.store(left - 1, Ordering::SeqCst);
+                return Err(Error::ToolFailed {
+                    tool: "slow".into(),
+                    command: "stanza-create".into(),
+                    status: "exit status: 1".into(),
+                    stderr_tail: "repository unreachable".into(),
+                });
+            }
             Ok(())
         }
         async fn check(&self) -> Result<CheckReport> {
@@ -539,6 +594,7 @@ mod tests {
             assert!(job.duration_ms().is_some());
         }
         assert_eq!(tool.running_max.load(Ordering::SeqCst), 1);
+        assert_eq!(tool.prepares.load(Ordering::SeqCst), 1, "prepared once");
         let on_disk = JobStore::open(dir.path())
             .expect("open")
             .load_all()
@@ -567,6 +623,50 @@ mod tests {
         assert_eq!(job.state, JobState::Failed);
         assert!(job.error.as_deref().unwrap_or("").contains("no space left"));
         assert_eq!(job.output_tail, "no space left");
+    }
+
+    #[tokio::test]
+    async fn repository_is_prepared_before_the_first_backup_until_it_succeeds() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let tool = Arc::new(SlowTool {
+            prepare_fails: AtomicUsize::new(1),
+            ..SlowTool::default()
+        });
+        let m = JobManager::open(dir.path(), tool.clone(), None).expect("open");
+        let backup = || {
+            m.submit(JobSpec::Backup {
+                kind: BackupKind::Full,
+            })
+            .expect("submit")
+        };
+        let first = m
+            .wait(&backup(), Duration::from_secs(30))
+            .await
+            .expect("finishes");
+        assert_eq!(first.state, JobState::Failed);
+        assert!(
+            first
+                .error
+                .as_deref()
+                .unwrap_or("")
+                .contains("repository unreachable"),
+            "{first:?}"
+        );
+        assert_eq!(tool.running_max.load(Ordering::SeqCst), 0, "no backup ran");
+        assert!(!m.is_prepared());
+        for _ in 0..2 {
+            let job = m
+                .wait(&backup(), Duration::from_secs(30))
+                .await
+                .expect("finishes");
+            assert_eq!(job.state, JobState::Succeeded);
+        }
+        assert!(m.is_prepared());
+        assert_eq!(
+            tool.prepares.load(Ordering::SeqCst),
+            2,
+            "retried once, then kept"
+        );
     }
 
     #[test]

@@ -140,9 +140,21 @@ pub async fn run(cfg: NodeConfig, config_path: PathBuf) -> Result<()> {
         .context("starting consensus")?;
     let consensus: Arc<dyn Consensus> = Arc::new(raft.clone());
 
-    let pg = Arc::new(
-        LocalPostgres::new(local_pg_config(&cfg)?).context("configuring PostgreSQL control")?,
-    );
+    // Backups first: their tool's WAL-archiving settings go into the managed
+    // configuration (`rale.conf`) unless `[postgresql.parameters]` sets them.
+    let backup = match &cfg.backup {
+        Some(bcfg) => Some(
+            api::BackupService::from_config(bcfg, cfg.name.clone())
+                .context("configuring backups")?,
+        ),
+        None => None,
+    };
+    let mut pg_cfg = local_pg_config(&cfg)?;
+    if let Some(service) = &backup {
+        let added = service.add_server_parameters(&mut pg_cfg.parameters);
+        info!(node = %cfg.name, parameters = ?added, "PostgreSQL settings for backups");
+    }
+    let pg = Arc::new(LocalPostgres::new(pg_cfg).context("configuring PostgreSQL control")?);
 
     let id = identity(&cfg);
     let (identity_tx, identity_rx) = watch::channel(id.clone());
@@ -160,9 +172,12 @@ pub async fn run(cfg: NodeConfig, config_path: PathBuf) -> Result<()> {
     let fence_snapshots = snap_rx.clone();
     let backup_view = api::backup::snapshot_members(snap_rx.clone());
     let mut api_state = ApiState::new(snap_rx, consensus.clone(), auth, "rale");
-    if let Some(bcfg) = &cfg.backup {
-        let service = api::BackupService::from_config(bcfg, cfg.name.clone())
-            .context("configuring backups")?;
+    if let Some(service) = backup {
+        service.prepare_when_primary(
+            cfg.name.clone(),
+            backup_view.clone(),
+            Duration::from_secs(1),
+        );
         service.start_schedules(cfg.name.clone(), backup_view, Duration::from_secs(1));
         api_state.backup = Some(Arc::new(service));
     }

@@ -95,6 +95,32 @@ fn locate_or_build() -> anyhow::Result<PathBuf> {
     Ok(candidate)
 }
 
+/// How [`RamdCluster::start_opts`] starts a cluster.
+#[derive(Clone, Debug, Default)]
+pub struct ClusterOptions {
+    /// Number of agents.
+    pub nodes: usize,
+    /// Extra `[bootstrap]` lines (the cluster-wide configuration), e.g.
+    /// `lease_ttl = "5s"`.
+    pub bootstrap_toml: Option<String>,
+    /// Extra TOML tables appended to every node's configuration, a template with
+    /// `{name}`, `{node_dir}`, `{data_dir}`, `{pg_port}`, `{api_port}` and
+    /// `{cluster_dir}` filled per node (see [`ramd_ref::demo::node_toml`]).
+    pub node_toml: Option<String>,
+    /// HTTPS for the API and Raft RPCs (see [`RamdCluster::start_tls`]).
+    pub tls: bool,
+}
+
+impl ClusterOptions {
+    /// `nodes` agents, no extra configuration, plain HTTP.
+    pub fn new(nodes: usize) -> Self {
+        Self {
+            nodes,
+            ..Self::default()
+        }
+    }
+}
+
 /// A running cluster of `ramd` agents; see the [module docs](self).
 pub struct RamdCluster {
     playground: Option<Playground>,
@@ -119,11 +145,49 @@ impl RamdCluster {
         Self::start_with(nodes, bootstrap_toml, true).await
     }
 
+    /// Like [`RamdCluster::start`] with every option of [`ClusterOptions`], e.g. extra
+    /// per-node TOML such as a `[backup]` section (`tests/tests/ramd_backup.rs` has one
+    /// for pgBackRest):
+    ///
+    /// ```no_run
+    /// # async fn demo() -> anyhow::Result<()> {
+    /// use rale_e2e::ramd_cluster::{ClusterOptions, RamdCluster};
+    ///
+    /// const BACKUP: &str = r#"
+    /// [backup]
+    /// tool = "custom"
+    /// job_dir = "{node_dir}/jobs"
+    /// [backup.custom]
+    /// state_dir = "{node_dir}/hooks"
+    /// backup = "true"
+    /// restore = "true"
+    /// "#;
+    /// let cluster = RamdCluster::start_opts(ClusterOptions {
+    ///     node_toml: Some(BACKUP.into()),
+    ///     ..ClusterOptions::new(3)
+    /// })
+    /// .await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn start_opts(opts: ClusterOptions) -> anyhow::Result<Self> {
+        Self::start_from(&opts).await
+    }
+
     async fn start_with(
         nodes: usize,
         bootstrap_toml: Option<&str>,
         tls: bool,
     ) -> anyhow::Result<Self> {
+        Self::start_from(&ClusterOptions {
+            bootstrap_toml: bootstrap_toml.map(str::to_string),
+            tls,
+            ..ClusterOptions::new(nodes)
+        })
+        .await
+    }
+
+    async fn start_from(o: &ClusterOptions) -> anyhow::Result<Self> {
+        let (nodes, tls) = (o.nodes, o.tls);
         crate::init_tracing();
         let ramd = ramd_binary()?;
         let tmp = tempfile::Builder::new()
@@ -135,7 +199,8 @@ impl RamdCluster {
             nodes,
             dir: Some(dir.clone()),
             keep: true,
-            bootstrap_toml: bootstrap_toml.map(str::to_string),
+            bootstrap_toml: o.bootstrap_toml.clone(),
+            node_toml: o.node_toml.clone(),
             ready_timeout: READY_TIMEOUT,
             ramd_bin: Some(ramd),
             tls,

@@ -45,7 +45,19 @@
 //! view of the members (e.g. [`snapshot_members`]). `POST /api/v1/backup/schedule`
 //! replaces this node's schedules and retention in memory: the change is neither
 //! persisted nor sent to the other members.
+//!
+//! # WAL archiving and the repository
+//!
+//! A backup tool needs settings in PostgreSQL (pgBackRest and Barman: `archive_mode = on`
+//! and an `archive_command` that pushes WAL into their repository).
+//! [`BackupService::add_server_parameters`] adds them to the parameters of the
+//! configuration file ramd writes (`rale.conf`) where the node's `[postgresql.parameters]`
+//! does not set them; cluster-wide parameters (`ALTER SYSTEM`) override both.
+//! The repository is prepared (pgBackRest `stanza-create`) by
+//! [`BackupService::prepare_when_primary`] as soon as this node is the healthy primary,
+//! and in any case before the first backup (see [`rale_backup::jobs`]).
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -117,9 +129,14 @@ pub struct BackupService {
     jobs: JobManager,
     schedules: Mutex<Vec<ScheduleSpec>>,
     runner: Mutex<Option<ScheduleRunner>>,
+    /// The task preparing the repository once this node is primary.
+    preparer: Mutex<Option<tokio::task::JoinHandle<()>>>,
     /// Data directories a restore must never write into (the node's live one).
     protected_dirs: Vec<PathBuf>,
 }
+
+/// How long [`BackupService::prepare_when_primary`] waits after a failed preparation.
+pub const PREPARE_RETRY_INTERVAL: Duration = Duration::from_secs(30);
 
 impl std::fmt::Debug for BackupService {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -150,6 +167,7 @@ impl BackupService {
             jobs,
             schedules: Mutex::new(schedules),
             runner: Mutex::new(None),
+            preparer: Mutex::new(None),
             protected_dirs,
         })
     }
@@ -188,6 +206,51 @@ impl BackupService {
     /// The job manager.
     pub fn jobs(&self) -> &JobManager {
         &self.jobs
+    }
+
+    /// Adds the PostgreSQL settings the tool needs ([`BackupTool::server_parameters`]:
+    /// `archive_mode`, `archive_command`, `wal_level`, …) to `parameters` (the node's
+    /// `[postgresql.parameters]`, which ramd writes into `rale.conf`), except those
+    /// `parameters` already sets (names compared case-insensitively): the operator's
+    /// value wins. Returns the names added.
+    pub fn add_server_parameters(&self, parameters: &mut BTreeMap<String, String>) -> Vec<String> {
+        add_tool_parameters(self.jobs.tool().server_parameters(), parameters)
+    }
+
+    /// Prepares the tool's repository (pgBackRest `stanza-create`) as soon as `view`
+    /// shows `me` as the healthy primary: checks every `tick`, retries a failure after
+    /// [`PREPARE_RETRY_INTERVAL`], stops once it succeeded. Until then WAL archiving fails
+    /// and PostgreSQL keeps the segments. Replaces a task started earlier.
+    pub fn prepare_when_primary(&self, me: NodeId, view: Arc<dyn ClusterView>, tick: Duration) {
+        let jobs = self.jobs.clone();
+        let task = tokio::spawn(async move {
+            let mut interval = tokio::time::interval(tick.max(Duration::from_millis(10)));
+            interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+            while !jobs.is_prepared() {
+                interval.tick().await;
+                let primary = view
+                    .members()
+                    .iter()
+                    .any(|m| m.node == me && m.role == rale::Role::Primary && m.healthy);
+                if !primary {
+                    continue;
+                }
+                if let Err(e) = jobs.prepare().await {
+                    tracing::warn!(node = %me, tool = %jobs.tool().name(), error = %e,
+                        retry_ms = u64::try_from(PREPARE_RETRY_INTERVAL.as_millis()).unwrap_or(u64::MAX),
+                        "backup repository not prepared");
+                    tokio::time::sleep(PREPARE_RETRY_INTERVAL).await;
+                }
+            }
+        });
+        if let Some(old) = self
+            .preparer
+            .lock()
+            .expect("preparer lock poisoned")
+            .replace(task)
+        {
+            old.abort();
+        }
     }
 
     /// Starts firing the schedules on this node (placement decides which member runs
@@ -257,7 +320,29 @@ impl Drop for BackupService {
         {
             runner.stop();
         }
+        if let Ok(mut p) = self.preparer.lock()
+            && let Some(task) = p.take()
+        {
+            task.abort();
+        }
     }
+}
+
+/// [`BackupService::add_server_parameters`] for a list of tool parameters.
+fn add_tool_parameters(
+    wanted: Vec<rale_backup::ServerParameter>,
+    parameters: &mut BTreeMap<String, String>,
+) -> Vec<String> {
+    let mut added = Vec::new();
+    for p in wanted {
+        let name = p.name.to_ascii_lowercase();
+        if parameters.keys().any(|k| k.eq_ignore_ascii_case(&name)) {
+            continue;
+        }
+        parameters.insert(name.clone(), p.value);
+        added.push(name);
+    }
+    added
 }
 
 /// The members as `snapshot`'s latest cluster state shows them, for the schedule
@@ -454,6 +539,52 @@ mod tests {
         assert_eq!(c.schedules.len(), 1);
         assert_eq!(c.retention.and_then(|r| r.full_count), Some(2));
         assert!(toml::from_str::<BackupConfig>("tool = \"tape\"\njob_dir = \"/x\"").is_err());
+    }
+
+    #[test]
+    fn example_backup_section_parses() {
+        // docs/ramd.example.toml carries [backup] commented out: uncomment and parse it.
+        let example = include_str!("../../../docs/ramd.example.toml");
+        let start = example
+            .find("# [backup]\n")
+            .expect("example has a [backup] block");
+        let text: String = example[start..]
+            .lines()
+            .take_while(|l| l.starts_with('#'))
+            .map(|l| format!("{}\n", l.trim_start_matches('#').trim_start()))
+            .collect();
+        let node: toml::Table = toml::from_str(&text).expect("uncommented block parses");
+        let section = node.get("backup").cloned().expect("[backup]");
+        let c: BackupConfig = section.try_into().expect("documented [backup] shape");
+        assert_eq!(c.tool, ToolKind::Pgbackrest);
+        let pgbr = c.pgbackrest.expect("[backup.pgbackrest]");
+        assert_eq!(pgbr.stanza, "rale");
+        assert!(pgbr.pg_socket_dir.is_some());
+        assert_eq!(c.schedules.len(), 1);
+        assert_eq!(c.retention.and_then(|r| r.full_count), Some(2));
+    }
+
+    #[test]
+    fn tool_parameters_do_not_override_the_operator() {
+        use rale_backup::ServerParameter;
+        let mut params = BTreeMap::from([
+            ("Archive_Command".to_string(), "/bin/true".to_string()),
+            ("shared_buffers".to_string(), "32MB".to_string()),
+        ]);
+        let added = add_tool_parameters(
+            vec![
+                ServerParameter::restart("archive_mode", "on"),
+                ServerParameter::reload("archive_command", "pgbackrest archive-push %p"),
+            ],
+            &mut params,
+        );
+        assert_eq!(added, vec!["archive_mode".to_string()]);
+        assert_eq!(params.get("archive_mode").map(String::as_str), Some("on"));
+        assert_eq!(
+            params.get("Archive_Command").map(String::as_str),
+            Some("/bin/true")
+        );
+        assert!(!params.contains_key("archive_command"));
     }
 
     #[test]
