@@ -1,8 +1,9 @@
 //! `ramd` end to end: growing and shrinking a running cluster. A fourth agent started with
-//! the existing members as its peers waits to be added; `POST /api/v1/members` adds it
-//! (learner, then voter), its agent clones its PostgreSQL from the primary and streams;
-//! `DELETE /api/v1/members/{name}` removes it again. Refusals: removing the primary, an
-//! unknown member, a duplicate add — and nothing changes after them.
+//! the existing members as its peers waits to be added; `ramctrl member add` (`POST
+//! /api/v1/members`) adds it (learner, then voter), its agent clones its PostgreSQL from
+//! the primary and streams; `ramctrl member remove` (`DELETE /api/v1/members/{name}`)
+//! removes it again. Refusals through the API: removing the primary, an unknown member, a
+//! duplicate add — and nothing changes after them.
 //! Run: `cargo test -p rale-e2e --test ramd_members -- --nocapture`
 
 use std::net::TcpListener;
@@ -12,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, ensure};
 use rale_e2e::WAIT;
+use rale_e2e::ctl::Ctl;
 use rale_e2e::ramd_cluster::{RamdCluster, ramd_binary, serial};
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -160,15 +162,17 @@ async fn body(c: &RamdCluster) -> anyhow::Result<()> {
 
     // Add the fourth member.
     let added = Instant::now();
-    let (code, text) = c
-        .api_request(
-            &primary,
-            Method::POST,
-            "/api/v1/members",
-            Some(json!({"name": "node4", "raft_id": 4, "api_url": api_url})),
-        )
-        .await?;
-    ensure!(code == 200 || code == 201, "adding node4: {code} {text}");
+    let ctl = Ctl::for_cluster(c)?;
+    ctl.ok(&[
+        "member",
+        "add",
+        "node4",
+        "--raft-id",
+        "4",
+        "--api-url",
+        &api_url,
+    ])
+    .await?;
     let m = members(c, &primary).await?;
     ensure!(
         voter_names(&m).contains(&"node4".to_string()),
@@ -213,10 +217,12 @@ async fn body(c: &RamdCluster) -> anyhow::Result<()> {
     .await?;
 
     // Remove it again.
-    let (code, text) = c
-        .api_request(&primary, Method::DELETE, "/api/v1/members/node4", None)
-        .await?;
-    ensure!(code == 200, "removing node4: {code} {text}");
+    let listed = ctl.ok(&["member", "list"]).await?;
+    ensure!(
+        listed.contains("node4"),
+        "member list lacks node4: {listed}"
+    );
+    ctl.ok(&["member", "remove", "node4", "--force"]).await?;
     let m = members(c, &primary).await?;
     ensure!(voter_names(&m).len() == 3, "node4 still a member: {m}");
     ensure!(c.primary().await? == primary, "the primary changed");
