@@ -15,8 +15,9 @@
 //! - WAL written after the backup reaches the repository, and `backup restore` into a
 //!   fresh directory gives a server (started here with `pg_ctl`) holding a row written
 //!   before the backup and one written after it;
-//! - refusals: restore into the live data directory or to a relative path, the status of
-//!   an unknown job (404), a bad cron expression (400);
+//! - refusals: a backup asked of a standby (409, naming the primary), restore into the
+//!   live data directory or to a relative path (400), the status of an unknown job (404),
+//!   a bad cron expression (400);
 //! - `backup schedule` replaces the schedules and retention.
 
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
@@ -443,6 +444,29 @@ async fn scenario(cluster: &RamdCluster) -> anyhow::Result<()> {
         )
         .await?;
     ensure!(o.said().contains("absolute"), "{o:?}");
+    // pgBackRest backs up the primary only: a standby refuses (409) and names it.
+    let o = ctl
+        .refused(
+            1,
+            &[
+                "backup", "--node", &replica, "start", "--kind", "full", "--wait",
+            ],
+        )
+        .await?;
+    ensure!(
+        o.said()
+            .contains(&format!("is not the primary: send it to {primary}")),
+        "{o:?}"
+    );
+    let (code, body) = cluster
+        .api_request(
+            &replica,
+            reqwest::Method::POST,
+            "/api/v1/backup/start",
+            Some(serde_json::json!({ "kind": "full" })),
+        )
+        .await?;
+    ensure!(code == 409 && body.contains("not_primary"), "{code} {body}");
     let o = ctl
         .refused(1, &["backup", "--node", &primary, "status", "job-nope"])
         .await?;

@@ -55,7 +55,8 @@
 //! does not set them; cluster-wide parameters (`ALTER SYSTEM`) override both.
 //! The repository is prepared (pgBackRest `stanza-create`) by
 //! [`BackupService::prepare_when_primary`] as soon as this node is the healthy primary,
-//! and in any case before the first backup (see [`rale_backup::jobs`]).
+//! and in any case before the first backup (see [`rale_backup::jobs`]). pgBackRest backs
+//! up the primary only: `start` on another node answers 409 (`code: not_primary`).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -133,6 +134,9 @@ pub struct BackupService {
     preparer: Mutex<Option<tokio::task::JoinHandle<()>>>,
     /// Data directories a restore must never write into (the node's live one).
     protected_dirs: Vec<PathBuf>,
+    /// Backups run only where PostgreSQL is the primary (pgBackRest without a standby
+    /// configuration): `start` refuses elsewhere.
+    primary_only: bool,
 }
 
 /// How long [`BackupService::prepare_when_primary`] waits after a failed preparation.
@@ -169,7 +173,15 @@ impl BackupService {
             runner: Mutex::new(None),
             preparer: Mutex::new(None),
             protected_dirs,
+            primary_only: false,
         })
+    }
+
+    /// Refuses `POST /api/v1/backup/start` (409) unless this node's PostgreSQL is the
+    /// primary; [`Self::from_config`] sets it for pgBackRest, which backs up the primary.
+    pub fn with_primary_only(mut self, primary_only: bool) -> Self {
+        self.primary_only = primary_only;
+        self
     }
 
     /// Builds the tool named by `config`, opens the job directory (failing jobs an
@@ -195,12 +207,13 @@ impl BackupService {
             }
         };
         let jobs = JobManager::open(&config.job_dir, tool, Some(node))?;
-        Self::new(
+        Ok(Self::new(
             jobs,
             config.schedules.clone(),
             config.retention.clone(),
             data_dir.into_iter().collect(),
-        )
+        )?
+        .with_primary_only(config.tool == ToolKind::Pgbackrest))
     }
 
     /// The job manager.
@@ -394,7 +407,7 @@ fn submit(svc: &BackupService, spec: JobSpec) -> Result<(StatusCode, Json<JobAcc
     responses(
         (status = 202, description = "Queued (rale_backup::api::JobAccepted)", body = Object),
         (status = 400, description = "Kind not supported by the tool", body = ErrorBody),
-        (status = 409, description = "Too many jobs queued", body = ErrorBody),
+        (status = 409, description = "Too many jobs queued, or a pgBackRest backup asked of a node that is not the primary", body = ErrorBody),
         (status = 503, description = "Backups not configured", body = ErrorBody)),
     security(("basic" = [])))]
 pub(crate) async fn start(
@@ -402,6 +415,25 @@ pub(crate) async fn start(
     ApiJson(req): ApiJson<StartBackupRequest>,
 ) -> Result<(StatusCode, Json<JobAccepted>), ApiError> {
     let svc = service(&st)?;
+    if svc.primary_only {
+        let snap = st.snap();
+        if snap.pg.role() != rale::Role::Primary {
+            let cluster = st.local_cluster(&snap);
+            let at = cluster
+                .holder()
+                .map(|p| format!(": send it to {p}"))
+                .unwrap_or_default();
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                format!(
+                    "{} backs up the primary and {} is not the primary{at}",
+                    svc.jobs.tool().name(),
+                    snap.node
+                ),
+            )
+            .with("code", "not_primary"));
+        }
+    }
     if !svc.jobs.tool().supported_kinds().contains(&req.kind) {
         return Err(ApiError::bad_request(format!(
             "{} does not take {:?} backups",
