@@ -91,6 +91,18 @@ pub struct ApiConfig {
     /// roots. Needed when the members' certificates come from a private CA.
     #[serde(default)]
     pub tls_ca: Option<PathBuf>,
+    /// Reads (`GET`) need no credentials. The Patroni health checks (`/primary`,
+    /// `/replica`, …) stay open either way: load balancers probe them.
+    #[serde(default = "default_true")]
+    pub read_open: bool,
+    /// Client networks (CIDR, e.g. `10.0.0.0/8`, `::1/128`) allowed to change state;
+    /// empty: any network (credentials are still required).
+    #[serde(default)]
+    pub allow_networks: Vec<ipnet::IpNet>,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 impl ApiConfig {
@@ -113,6 +125,16 @@ impl ApiConfig {
             bail!("api.tls_cert and api.tls_key must be set together (TLS needs both)");
         }
         Ok(())
+    }
+
+    /// The access rules of the API this section describes (reads the password file).
+    pub fn auth(&self) -> Result<crate::api::AuthConfig> {
+        Ok(crate::api::AuthConfig {
+            username: self.username.clone().unwrap_or_else(|| "rale".into()),
+            password: self.password()?.map(crate::api::Password::new),
+            read_open: self.read_open,
+            allow_networks: self.allow_networks.clone(),
+        })
     }
 
     /// The password from `password` or `password_file`.

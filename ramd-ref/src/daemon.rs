@@ -1,7 +1,7 @@
 //! `ramd`: wires consensus (openraft), the local PostgreSQL, the HA loop and the REST API,
 //! and handles signals (SIGTERM/SIGINT: clean shutdown; SIGHUP: reload the file).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,7 +16,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use crate::api::{self, ApiState, AuthConfig};
+use crate::api::{self, ApiState};
 use crate::config::NodeConfig;
 use crate::ha::{FenceDeadline, HaLoop, wall_ms};
 
@@ -161,17 +161,20 @@ pub async fn run(cfg: NodeConfig, config_path: PathBuf) -> Result<()> {
     let (snap_tx, snap_rx) = watch::channel(Arc::new(HaLoop::initial_snapshot(&id)));
     let fence = FenceDeadline::default();
 
-    let auth = AuthConfig {
-        username: cfg.api.username.clone().unwrap_or_else(|| "rale".into()),
-        password: cfg.api.password()?.map(api::auth::Password::new),
-        ..AuthConfig::default()
-    };
+    let auth = cfg.api.auth()?;
     let pg_lock = Arc::new(tokio::sync::Mutex::new(()));
     let callbacks =
         crate::callbacks::Callbacks::new(cfg.callbacks.clone(), "rale", cfg.name.as_str());
     let fence_snapshots = snap_rx.clone();
     let backup_view = api::backup::snapshot_members(snap_rx.clone());
     let mut api_state = ApiState::new(snap_rx, consensus.clone(), auth, "rale");
+    let file_reload = FileReload {
+        path: config_path.clone(),
+        running: cfg.clone(),
+        identity: identity_tx.clone(),
+        auth: api_state.auth.clone(),
+        tls: tls.clone(),
+    };
     if let Some(service) = backup {
         service.prepare_when_primary(
             cfg.name.clone(),
@@ -186,8 +189,7 @@ pub async fn run(cfg: NodeConfig, config_path: PathBuf) -> Result<()> {
         pg: pg.clone(),
         consensus: consensus.clone(),
         pg_lock: pg_lock.clone(),
-        config_path: config_path.clone(),
-        identity_tx: identity_tx.clone(),
+        file_reload: file_reload.clone(),
         scheduled: Default::default(),
         callbacks: callbacks.clone(),
     }));
@@ -221,7 +223,9 @@ pub async fn run(cfg: NodeConfig, config_path: PathBuf) -> Result<()> {
         tokio::select! {
             _ = term.recv() => break,
             _ = int.recv() => break,
-            _ = hup.recv() => reload(&config_path, &cfg, &identity_tx),
+            _ = hup.recv() => if let Err(e) = file_reload.apply() {
+                warn!(error = %format!("{e:#}"), "reload failed; keeping the running configuration");
+            },
         }
     }
     info!(node = %cfg.name, "shutting down");
@@ -245,20 +249,54 @@ pub async fn run(cfg: NodeConfig, config_path: PathBuf) -> Result<()> {
     Ok(())
 }
 
-fn reload(path: &Path, current: &NodeConfig, identity_tx: &watch::Sender<NodeIdentity>) {
-    match NodeConfig::load(path) {
-        Ok(new) => {
-            if new.name != current.name
-                || new.api.listen != current.api.listen
-                || new.peers.len() != current.peers.len()
-            {
-                warn!("reload: name, listen address and peers need a restart; applying tags only");
+/// What re-reading the configuration file changes in a running agent (SIGHUP and
+/// `POST /reload`): the tags, the API's access rules (user, password or password file,
+/// `read_open`, `allow_networks`) and the TLS certificate and key (same paths, renewed
+/// contents).
+#[derive(Clone)]
+pub struct FileReload {
+    path: PathBuf,
+    /// The configuration the agent started with (what needs a restart is compared to it).
+    running: NodeConfig,
+    identity: watch::Sender<NodeIdentity>,
+    auth: api::SharedAuth,
+    tls: Option<crate::tls::ApiTls>,
+}
+
+impl FileReload {
+    /// Re-reads the file and applies it. A file that does not load changes nothing (the
+    /// error says why); a part that cannot be applied (password file unreadable, renewed
+    /// certificate broken) is logged and keeps its running value.
+    pub fn apply(&self) -> Result<()> {
+        let new = NodeConfig::load(&self.path)?;
+        let current = &self.running;
+        if new.name != current.name
+            || new.api.listen != current.api.listen
+            || new.peers.len() != current.peers.len()
+            || new.api.tls_cert != current.api.tls_cert
+            || new.api.tls_key != current.api.tls_key
+        {
+            warn!(
+                "reload: name, listen address, peers, and turning TLS on or off or moving its \
+                 files need a restart; those stay as they are"
+            );
+        }
+        self.identity.send_replace(identity(&new));
+        match new.api.auth() {
+            Ok(auth) => self.auth.replace(auth),
+            Err(e) => warn!(error = %format!("{e:#}"), "reload: API access rules not changed"),
+        }
+        if let Some(tls) = &self.tls {
+            match tls.reload() {
+                Ok(()) => {
+                    info!(cert = %tls.files().0.display(), "reload: TLS certificate reloaded")
+                }
+                Err(e) => {
+                    warn!(error = %format!("{e:#}"), "reload: keeping the TLS certificate in use")
+                }
             }
-            identity_tx.send_replace(identity(&new));
-            info!(path = %path.display(), "configuration file reloaded");
         }
-        Err(e) => {
-            warn!(error = %format!("{e:#}"), "reload failed; keeping the running configuration")
-        }
+        info!(path = %self.path.display(), "configuration file reloaded");
+        Ok(())
     }
 }

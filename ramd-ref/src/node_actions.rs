@@ -2,22 +2,19 @@
 //! this node's PostgreSQL, serialised with the HA loop's own actions and recorded in the
 //! cluster history.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use axum::http::StatusCode;
-use rale::decide::NodeIdentity;
 use rale::pg::{StopMode, Upstream};
 use rale::state::{Command, HistoryKind, Operation};
 use rale::{Consensus, NodeId, PostgresControl, Role};
-use tokio::sync::{Mutex, watch};
+use tokio::sync::Mutex;
 use tracing::{info, warn};
 
 use crate::api::types::{ActionResponse, ReinitializeRequest, RestartRequest};
 use crate::api::{ApiError, NodeActions};
 use crate::callbacks::{CallbackEvent, Callbacks};
-use crate::config::NodeConfig;
 use crate::ha::wall_ms;
 
 /// Operator actions on the local PostgreSQL.
@@ -30,10 +27,8 @@ pub struct DaemonActions {
     pub consensus: Arc<dyn Consensus>,
     /// Held while PostgreSQL is being changed (shared with the HA loop).
     pub pg_lock: Arc<Mutex<()>>,
-    /// The configuration file, re-read on reload.
-    pub config_path: PathBuf,
-    /// Where a reloaded identity (tags) goes.
-    pub identity_tx: watch::Sender<NodeIdentity>,
+    /// Re-reads the configuration file on reload (tags, API access rules, TLS).
+    pub file_reload: crate::daemon::FileReload,
     /// The restart scheduled with `POST /restart {"schedule": …}`, if any.
     pub scheduled: Arc<Mutex<Option<ScheduledRestart>>>,
     /// User scripts (`on_restart`, `on_reload`).
@@ -328,9 +323,9 @@ impl NodeActions for DaemonActions {
     }
 
     async fn reload(&self, caller: &str) -> Result<(StatusCode, ActionResponse), ApiError> {
-        let cfg = NodeConfig::load(&self.config_path)
+        self.file_reload
+            .apply()
             .map_err(|e| ApiError::bad_request(format!("{e:#}")))?;
-        self.identity_tx.send_replace(crate::daemon::identity(&cfg));
         self.pg.reload().await.map_err(|e| failed("reload", e))?;
         if let Ok(status) = self.pg.status().await {
             self.callbacks.fire(CallbackEvent::Reload, status.role());

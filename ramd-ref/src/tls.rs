@@ -8,12 +8,15 @@
 //! ```no_run
 //! # async fn serve(app: axum::Router) -> anyhow::Result<()> {
 //! use std::path::Path;
-//! let tls = ramd_ref::tls::server_config(
+//! let tls = ramd_ref::tls::ApiTls::load(
 //!     Path::new("/etc/rale/api.crt"),
 //!     Path::new("/etc/rale/api.key"),
 //! )?;
 //! let listener = tokio::net::TcpListener::bind("0.0.0.0:8008").await?;
-//! ramd_ref::tls::serve(listener, app, Some(tls)).await?;
+//! let handle = tls.clone();
+//! tokio::spawn(ramd_ref::tls::serve(listener, app, Some(tls)));
+//! // After the certificate was renewed on disk (ramd does this on SIGHUP):
+//! handle.reload()?;
 //! # Ok(()) }
 //! ```
 
@@ -60,16 +63,60 @@ pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>> {
     Ok(Arc::new(config))
 }
 
-/// The server configuration an `[api]` section asks for: `None` without `tls_cert` /
-/// `tls_key`. Also checks that `tls_ca`, when set, is a readable CA bundle, so that every
-/// TLS file problem stops `ramd` at startup with the file's name.
-pub fn from_api_config(api: &crate::config::ApiConfig) -> Result<Option<Arc<ServerConfig>>> {
+/// The API's TLS configuration and the files it came from: a served listener picks up
+/// a renewed certificate with [`ApiTls::reload`], without a restart; connections already
+/// open keep the certificate they were established with.
+#[derive(Clone)]
+pub struct ApiTls {
+    live: axum_server::tls_rustls::RustlsConfig,
+    cert: PathBuf,
+    key: PathBuf,
+}
+
+impl std::fmt::Debug for ApiTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiTls")
+            .field("cert", &self.cert)
+            .field("key", &self.key)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ApiTls {
+    /// Loads the certificate chain at `cert` and the key at `key` (see [`server_config`]).
+    pub fn load(cert: &Path, key: &Path) -> Result<Self> {
+        let config = server_config(cert, key)?;
+        Ok(Self {
+            live: axum_server::tls_rustls::RustlsConfig::from_config(config),
+            cert: cert.to_owned(),
+            key: key.to_owned(),
+        })
+    }
+
+    /// Reads both files again and serves new connections with them. On any error the
+    /// configuration in use stays, and the error names the file.
+    pub fn reload(&self) -> Result<()> {
+        let config = server_config(&self.cert, &self.key)?;
+        self.live.reload_from_config(config);
+        Ok(())
+    }
+
+    /// The certificate and key files.
+    pub fn files(&self) -> (&Path, &Path) {
+        (&self.cert, &self.key)
+    }
+}
+
+/// The TLS an `[api]` section asks for: `None` without `tls_cert` / `tls_key`. Also
+/// checks that `tls_ca`, when set, is a readable CA bundle, so that every TLS file
+/// problem stops `ramd` at startup with the file's name.
+pub fn from_api_config(api: &crate::config::ApiConfig) -> Result<Option<ApiTls>> {
     api.validate_tls()?;
     if let Some(ca) = &api.tls_ca {
         read_ca_bundle(ca, "api.tls_ca")?;
     }
     match (&api.tls_cert, &api.tls_key) {
-        (Some(cert), Some(key)) => server_config(cert, key).map(Some),
+        (Some(cert), Some(key)) => ApiTls::load(cert, key).map(Some),
         _ => Ok(None),
     }
 }
@@ -115,15 +162,14 @@ fn pem_error(e: &rustls::pki_types::pem::Error) -> String {
 pub async fn serve(
     listener: tokio::net::TcpListener,
     app: Router,
-    tls: Option<Arc<ServerConfig>>,
+    tls: Option<ApiTls>,
 ) -> std::io::Result<()> {
     let svc = app.into_make_service_with_connect_info::<SocketAddr>();
     match tls {
         None => axum::serve(listener, svc).await,
-        Some(config) => {
+        Some(tls) => {
             let std_listener = listener.into_std()?;
-            let config = axum_server::tls_rustls::RustlsConfig::from_config(config);
-            axum_server::tls_rustls::from_tcp_rustls(std_listener, config)
+            axum_server::tls_rustls::from_tcp_rustls(std_listener, tls.live)
                 .serve(svc)
                 .await
         }

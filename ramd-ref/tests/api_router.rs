@@ -169,7 +169,8 @@ async fn allow_list_and_closed_reads() {
             read_open: false,
             allow_networks: vec!["10.0.0.0/8".parse().expect("net")],
             ..AuthConfig::basic(USER, PASSWORD)
-        };
+        }
+        .into();
     })
     .await;
     let app = node.app.layer(axum::extract::connect_info::MockConnectInfo(
@@ -204,7 +205,11 @@ async fn allow_list_and_closed_reads() {
         "health checks stay open"
     );
     let inside = node_with(&consensus, "n1", |api| {
-        api.auth.allow_networks = vec!["10.0.0.0/8".parse().expect("net")];
+        api.auth = AuthConfig {
+            allow_networks: vec!["10.0.0.0/8".parse().expect("net")],
+            ..(*api.auth.current()).clone()
+        }
+        .into();
     })
     .await
     .app

@@ -19,7 +19,7 @@ use rale::{ClusterState, Consensus};
 use ramd_ref::api::members::AddMemberRequest;
 use ramd_ref::api::{ApiState, AuthConfig, Password, router};
 use ramd_ref::client::{Client, ClientConfig, Error as ClientError};
-use ramd_ref::tls::{GeneratedTls, generate_self_signed, serve, server_config};
+use ramd_ref::tls::{ApiTls, GeneratedTls, generate_self_signed, serve};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -46,7 +46,7 @@ fn client(urls: Vec<String>, ca: Option<&GeneratedTls>) -> Client {
 async fn serve_tls(app: axum::Router, tls: &GeneratedTls) -> (String, tokio::task::JoinHandle<()>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let url = format!("https://{}", listener.local_addr().expect("address"));
-    let config = server_config(&tls.cert, &tls.key).expect("server TLS config");
+    let config = ApiTls::load(&tls.cert, &tls.key).expect("server TLS config");
     let task = tokio::spawn(async move {
         let _ = serve(listener, app, Some(config)).await;
     });
@@ -79,6 +79,64 @@ async fn api_over_https_needs_the_ca() {
     // Plain HTTP to the TLS port gets no HTTP answer.
     let plain = client(vec![url.replace("https://", "http://")], Some(&tls));
     assert!(plain.cluster().await.is_err());
+    server.abort();
+}
+
+#[tokio::test]
+async fn a_renewed_certificate_is_served_after_reload() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let live = dir.path().join("live");
+    std::fs::create_dir_all(&live).expect("dir");
+    for sub in ["old", "new"] {
+        std::fs::create_dir_all(dir.path().join(sub)).expect("dir");
+    }
+    let old = pki(&dir.path().join("old"));
+    let new = pki(&dir.path().join("new"));
+    // The files the server is configured with start as the old certificate.
+    let (cert, key) = (live.join("api.crt"), live.join("api.key"));
+    std::fs::copy(&old.cert, &cert).expect("copy");
+    std::fs::copy(&old.key, &key).expect("copy");
+    let consensus = cluster(false).await;
+    let app = node(&consensus, "n1").await.app;
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("https://{}", listener.local_addr().expect("address"));
+    let tls = ApiTls::load(&cert, &key).expect("server TLS config");
+    let handle = tls.clone();
+    let server = tokio::spawn(async move {
+        let _ = serve(listener, app, Some(tls)).await;
+    });
+    let trusts_old = client(vec![url.clone()], Some(&old));
+    let trusts_new = client(vec![url.clone()], Some(&new));
+    trusts_old.cluster().await.expect("old certificate served");
+    assert!(
+        trusts_new.cluster().await.is_err(),
+        "new CA before the renewal"
+    );
+
+    // A broken renewal (key missing) is refused and the old certificate stays.
+    std::fs::copy(&new.cert, &cert).expect("copy");
+    std::fs::write(&key, "not a key").expect("write");
+    let e = handle.reload().expect_err("a broken key must be refused");
+    assert!(format!("{e:#}").contains("api.key"), "{e:#}");
+    let fresh_old = client(vec![url.clone()], Some(&old));
+    fresh_old
+        .cluster()
+        .await
+        .expect("still the old certificate");
+
+    // The complete renewal is served to new connections.
+    std::fs::copy(&new.key, &key).expect("copy");
+    handle.reload().expect("reload");
+    let fresh_new = client(vec![url.clone()], Some(&new));
+    fresh_new
+        .cluster()
+        .await
+        .expect("renewed certificate served");
+    let fresh_old = client(vec![url], Some(&old));
+    assert!(
+        fresh_old.cluster().await.is_err(),
+        "old CA after the renewal"
+    );
     server.abort();
 }
 
@@ -119,7 +177,7 @@ async fn agent(
         "tls",
     );
     let app = router(state).merge(rale::consensus::raft::router(raft.clone()));
-    let server_tls = server_config(&tls.cert, &tls.key).expect("server TLS config");
+    let server_tls = ApiTls::load(&tls.cert, &tls.key).expect("server TLS config");
     let task = tokio::spawn(async move {
         let _ = serve(listener, app, Some(server_tls)).await;
     });

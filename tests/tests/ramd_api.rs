@@ -1,7 +1,9 @@
 //! `ramd` end to end: the REST API as an operator uses it, on a real 3-node cluster —
 //! health checks per role, cluster/history/metrics/nodes/members reads, a configuration
 //! round trip, pause and resume, credentials refused, a switchover seen through
-//! `GET /primary` — and the same cluster shape served over HTTPS with a private CA.
+//! `GET /primary`, the node's file reloaded without a restart (password rotation on
+//! SIGHUP, a client-network allow-list through `POST /reload`) — and the same cluster
+//! shape served over HTTPS with a private CA.
 //! Run: `cargo test -p rale-e2e --test ramd_api -- --nocapture`
 
 // The determinism lints of clippy.toml apply to rale::decide only.
@@ -267,6 +269,89 @@ async fn operator_session(c: &RamdCluster) -> anyhow::Result<()> {
         history.iter().any(|h| h.kind == "switchover"),
         "no switchover in {history:?}"
     );
+    file_reload(c, &replicas[1]).await
+}
+
+/// `POST /reload` on node `name` with these credentials; the HTTP status.
+async fn reload_as(c: &RamdCluster, name: &str, user: &str, password: &str) -> anyhow::Result<u16> {
+    let url = format!("{}/reload", c.node(name)?.api_url);
+    let resp = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()?
+        .post(&url)
+        .basic_auth(user, Some(password))
+        .send()
+        .await
+        .with_context(|| format!("POST {url}"))?;
+    Ok(resp.status().as_u16())
+}
+
+/// The node's own file reloads without a restart: a rotated API password (SIGHUP), then
+/// a client-network allow-list (`POST /reload`), then back (SIGHUP).
+async fn file_reload(c: &RamdCluster, name: &str) -> anyhow::Result<()> {
+    let (user, old) = c.credentials()?;
+    let path = c.node(name)?.config.clone();
+    let original = std::fs::read_to_string(&path)?;
+    let rotated = "rotated-Secret-42";
+    let old_line = format!("password = \"{old}\"");
+    ensure!(
+        original.contains(&old_line),
+        "no password line in {}",
+        path.display()
+    );
+    let hup = || -> anyhow::Result<()> {
+        let pid = i32::try_from(c.agent_pid(name)?)?;
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGHUP,
+        )?;
+        Ok(())
+    };
+    let pid = c.agent_pid(name)?;
+    std::fs::write(
+        &path,
+        original.replace(&old_line, &format!("password = \"{rotated}\"")),
+    )?;
+    hup()?;
+    c.wait_for("the old password refused after SIGHUP", WAIT, || async {
+        Ok((reload_as(c, name, &user, &old).await? == 401).then_some(()))
+    })
+    .await?;
+    let code = reload_as(c, name, &user, rotated).await?;
+    ensure!(code == 202, "the rotated password: {code}");
+
+    // An allow-list without loopback, applied through POST /reload: writes from here are
+    // refused with 403 (reads stay open).
+    let listen_line = original
+        .lines()
+        .find(|l| l.starts_with("listen = "))
+        .context("listen line")?
+        .to_owned();
+    std::fs::write(
+        &path,
+        original
+            .replace(&old_line, &format!("password = \"{rotated}\""))
+            .replace(
+                &listen_line,
+                &format!("{listen_line}\nallow_networks = [\"10.0.0.0/8\"]"),
+            ),
+    )?;
+    ensure!(reload_as(c, name, &user, rotated).await? == 202, "reload");
+    let code = reload_as(c, name, &user, rotated).await?;
+    ensure!(code == 403, "a write from outside the allow-list: {code}");
+    ensure!(
+        c.get_node_status(name).await.is_ok(),
+        "reads are open with an allow-list"
+    );
+
+    // Back to the original file; the agent never restarted.
+    std::fs::write(&path, &original)?;
+    hup()?;
+    c.wait_for("the original password accepted again", WAIT, || async {
+        Ok((reload_as(c, name, &user, &old).await? == 202).then_some(()))
+    })
+    .await?;
+    ensure!(c.agent_pid(name)? == pid, "the agent restarted");
     Ok(())
 }
 

@@ -125,6 +125,43 @@ impl AuthConfig {
     }
 }
 
+/// The access rules in force, shared between the API and whoever reloads them (the
+/// daemon, on SIGHUP): requests already past the check keep the rules they were checked
+/// with, new requests see the new ones.
+#[derive(Clone, Debug)]
+pub struct SharedAuth(Arc<std::sync::RwLock<Arc<AuthConfig>>>);
+
+impl SharedAuth {
+    /// Rules that start as `auth`.
+    pub fn new(auth: AuthConfig) -> Self {
+        Self(Arc::new(std::sync::RwLock::new(Arc::new(auth))))
+    }
+
+    /// The rules now.
+    pub fn current(&self) -> Arc<AuthConfig> {
+        // A writer cannot panic half-way through replacing an `Arc`: poisoning leaves a
+        // whole value behind, which is safe to keep using.
+        self.0
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Replaces the rules for every later request.
+    pub fn replace(&self, auth: AuthConfig) {
+        *self
+            .0
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(auth);
+    }
+}
+
+impl From<AuthConfig> for SharedAuth {
+    fn from(auth: AuthConfig) -> Self {
+        Self::new(auth)
+    }
+}
+
 /// The authenticated caller, as an extension on the request (`"anonymous"` for open reads).
 #[derive(Clone, Debug)]
 pub struct Caller(pub String);
@@ -139,7 +176,7 @@ pub(crate) async fn enforce(
     mut req: Request,
     next: Next,
 ) -> Response {
-    let auth = &st.auth;
+    let auth = st.auth.current();
     let method = req.method().clone();
     let authorization = req
         .headers()
@@ -211,6 +248,26 @@ mod tests {
         let none = AuthConfig::default();
         let e = none.check_basic(Some(&header("rale", ""))).err();
         assert_eq!(e.map(|e| e.status.as_u16()), Some(403));
+    }
+
+    #[test]
+    fn shared_rules_are_replaced_for_later_readers() {
+        let shared = SharedAuth::new(AuthConfig::basic("admin", "old"));
+        let before = shared.current();
+        shared.replace(AuthConfig::basic("admin", "new"));
+        assert!(before.check_basic(Some(&header("admin", "old"))).is_ok());
+        assert!(
+            shared
+                .current()
+                .check_basic(Some(&header("admin", "old")))
+                .is_err()
+        );
+        assert!(
+            shared
+                .current()
+                .check_basic(Some(&header("admin", "new")))
+                .is_ok()
+        );
     }
 
     #[test]

@@ -48,7 +48,7 @@ pub mod types;
 pub mod view;
 
 pub use actions::NodeActions;
-pub use auth::{AuthConfig, Caller, Password};
+pub use auth::{AuthConfig, Caller, Password, SharedAuth};
 pub use backup::{BackupConfig, BackupService};
 pub use config::merge_patch;
 pub use error::{ApiError, ApiJson};
@@ -66,8 +66,8 @@ pub struct ApiState {
     pub snapshot: watch::Receiver<Arc<NodeSnapshot>>,
     /// The replicated cluster state.
     pub consensus: Arc<dyn Consensus>,
-    /// Access rules.
-    pub auth: AuthConfig,
+    /// Access rules (replaceable at run time, see [`SharedAuth`]).
+    pub auth: SharedAuth,
     /// Cluster name (Patroni's `scope`).
     pub scope: String,
     /// Restart, reinitialise and reload of the local PostgreSQL; `None` answers 503
@@ -91,7 +91,7 @@ impl ApiState {
         Self {
             snapshot,
             consensus,
-            auth,
+            auth: auth.into(),
             scope: scope.into(),
             actions: None,
             operation_timeout: OPERATION_TIMEOUT_DEFAULT,
