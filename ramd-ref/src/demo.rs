@@ -497,8 +497,8 @@ impl Playground {
         );
         let _ = writeln!(
             out,
-            "{:<7} {:<8} {:>7}  {:<24} {:>7}  {}",
-            "NODE", "ROLE", "PG PORT", "API", "PID", "DATA DIR / CONFIG"
+            "{:<7} {:<8} {:>7}  {:<24} {:>7}  DATA DIR / CONFIG",
+            "NODE", "ROLE", "PG PORT", "API", "PID"
         );
         for n in &self.report.nodes {
             let _ = writeln!(
@@ -586,14 +586,13 @@ impl Playground {
         // Agents stop PostgreSQL on SIGTERM; a postmaster left by a killed agent is stopped here.
         for n in &self.report.nodes {
             let pidfile = n.data_dir.join("postmaster.pid");
-            if let Ok(text) = std::fs::read_to_string(&pidfile) {
-                if let Some(pid) = text
+            if let Ok(text) = std::fs::read_to_string(&pidfile)
+                && let Some(pid) = text
                     .lines()
                     .next()
                     .and_then(|l| l.trim().parse::<i32>().ok())
-                {
-                    let _ = kill(Pid::from_raw(pid), Signal::SIGQUIT);
-                }
+            {
+                let _ = kill(Pid::from_raw(pid), Signal::SIGQUIT);
             }
         }
         if self.keep {

@@ -5,103 +5,11 @@
 //! changed after a refusal.
 //! Run: `cargo test -p rale-e2e --test ramctrl_cli -- --nocapture`
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, ensure};
-use rale_e2e::ramd_cluster::{RamdCluster, ramd_binary, serial};
-
-/// The `ramctrl` next to `ramd` (built with it under `cargo test`).
-fn ramctrl_binary() -> anyhow::Result<PathBuf> {
-    let ramd = ramd_binary()?;
-    let path = ramd.with_file_name("ramctrl");
-    if let Some(cargo) = std::env::var_os("CARGO") {
-        let mut cmd = std::process::Command::new(cargo);
-        cmd.args(["build", "-p", "ramd-ref", "--bin", "ramctrl"]);
-        if let Some(target) = ramd.parent().and_then(|p| p.parent()) {
-            cmd.env("CARGO_TARGET_DIR", target);
-            if ramd.parent().is_some_and(|p| p.ends_with("release")) {
-                cmd.arg("--release");
-            }
-        }
-        let status = cmd.status().context("building ramctrl")?;
-        ensure!(status.success(), "building ramctrl failed ({status})");
-    }
-    ensure!(path.exists(), "{} does not exist", path.display());
-    Ok(path)
-}
-
-struct Ctl {
-    bin: PathBuf,
-    urls: String,
-    user: String,
-    password: String,
-}
-
-struct Out {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl Ctl {
-    async fn run_with(
-        &self,
-        urls: &str,
-        password: &str,
-        env: &[(&str, &str)],
-        args: &[&str],
-    ) -> anyhow::Result<Out> {
-        let mut cmd = tokio::process::Command::new(&self.bin);
-        cmd.arg("--url")
-            .arg(urls)
-            .arg("--user")
-            .arg(&self.user)
-            .arg("--timeout")
-            .arg("90s")
-            .args(args)
-            .env("RALE_PASSWORD", password)
-            .env_remove("RALE_URL")
-            .kill_on_drop(true);
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let out = tokio::time::timeout(Duration::from_secs(180), cmd.output())
-            .await
-            .with_context(|| format!("ramctrl {args:?} timed out"))?
-            .with_context(|| format!("running ramctrl {args:?}"))?;
-        let o = Out {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        };
-        eprintln!(
-            "$ ramctrl {}\n{}{}(exit {})",
-            args.join(" "),
-            o.stdout,
-            o.stderr,
-            o.code
-        );
-        Ok(o)
-    }
-
-    async fn run(&self, args: &[&str]) -> anyhow::Result<Out> {
-        self.run_with(&self.urls, &self.password, &[], args).await
-    }
-
-    /// Runs and requires exit 0; returns stdout.
-    async fn ok(&self, args: &[&str]) -> anyhow::Result<String> {
-        let o = self.run(args).await?;
-        ensure!(
-            o.code == 0,
-            "ramctrl {args:?} exited {}: {}{}",
-            o.code,
-            o.stdout,
-            o.stderr
-        );
-        Ok(o.stdout)
-    }
-}
+use rale_e2e::ctl::Ctl;
+use rale_e2e::ramd_cluster::{RamdCluster, serial};
 
 /// Waits until every agent's view shows maintenance mode `on` (or off).
 async fn wait_paused(c: &RamdCluster, on: bool) -> anyhow::Result<()> {
@@ -353,21 +261,8 @@ async fn body(c: &RamdCluster, ctl: &Ctl) -> anyhow::Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ramctrl_drives_a_real_cluster() -> anyhow::Result<()> {
     let _serial = serial().await;
-    let bin = ramctrl_binary()?;
     let mut c = RamdCluster::start(3, None).await?;
-    let (user, password) = c.credentials()?;
-    let urls = c
-        .names()
-        .iter()
-        .map(|n| c.node(n).map(|d| d.api_url.clone()))
-        .collect::<anyhow::Result<Vec<_>>>()?
-        .join(",");
-    let ctl = Ctl {
-        bin,
-        urls,
-        user,
-        password,
-    };
+    let ctl = Ctl::for_cluster(&c)?;
     let r = body(&c, &ctl).await;
     if r.is_err() {
         c.keep_dir();
