@@ -119,6 +119,13 @@ pub enum BackupCmd {
         /// promote, pause or shutdown.
         #[arg(long, default_value = "promote")]
         action: String,
+        /// Turn WAL archiving off in the restored copy, so that it never pushes a new
+        /// timeline into the repository it came from (for side copies and tests).
+        #[arg(long)]
+        no_archiving: bool,
+        /// Wait until the job finished (polls its status).
+        #[arg(long)]
+        wait: bool,
     },
     /// Replace the node's schedules and retention.
     Schedule {
@@ -339,6 +346,38 @@ pub async fn params(cmd: ParamsCmd, ctx: &Ctx) -> Result<(), CliError> {
     }
 }
 
+/// Prints the queued job, or with `wait` polls it (bounded: 24 h of 1 s polls) and
+/// prints its final status; a job that did not succeed is a refusal (exit 1).
+async fn queued_or_wait(
+    ctx: &Ctx,
+    at: Option<&str>,
+    accepted: &rale_backup::api::JobAccepted,
+    what: &str,
+    wait: bool,
+) -> Result<(), CliError> {
+    let id = &accepted.job_id;
+    if !wait {
+        return if ctx.json {
+            print_json(accepted)
+        } else {
+            println!("{what} job {id} queued");
+            Ok(())
+        };
+    }
+    for _ in 0..86_400 {
+        let s = ctx.client.backup_status(at, &id.0).await?;
+        if s.job.state.is_finished() {
+            print_json(&s)?;
+            return match s.job.state {
+                rale_backup::JobState::Succeeded => Ok(()),
+                _ => Err(refused(format!("{what} job {id} failed"))),
+            };
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    Err(refused(format!("{what} job {id} still running")))
+}
+
 /// Runs `ramctrl backup …`.
 pub async fn backup(args: BackupArgs, ctx: &Ctx) -> Result<(), CliError> {
     let at = match &args.node {
@@ -352,30 +391,7 @@ pub async fn backup(args: BackupArgs, ctx: &Ctx) -> Result<(), CliError> {
             let req = serde_json::from_value(json!({ "kind": kind }))
                 .map_err(|e| CliError::Usage(format!("--kind: {e}")))?;
             let accepted = c.backup_start(at, &req).await?;
-            if !wait {
-                return if ctx.json {
-                    print_json(&accepted)
-                } else {
-                    println!("backup job {} queued", accepted.job_id);
-                    Ok(())
-                };
-            }
-            // Bounded wait: 24 h of 2 s polls.
-            for _ in 0..43_200 {
-                let s = c.backup_status(at, &accepted.job_id.0).await?;
-                if s.job.state.is_finished() {
-                    print_json(&s)?;
-                    return match s.job.state {
-                        rale_backup::JobState::Succeeded => Ok(()),
-                        _ => Err(refused(format!("backup job {} failed", accepted.job_id))),
-                    };
-                }
-                tokio::time::sleep(Duration::from_secs(2)).await;
-            }
-            Err(refused(format!(
-                "backup job {} still running",
-                accepted.job_id
-            )))
+            queued_or_wait(ctx, at, &accepted, "backup", wait).await
         }
         BackupCmd::List => {
             let l = c.backup_list(at).await?;
@@ -404,21 +420,19 @@ pub async fn backup(args: BackupArgs, ctx: &Ctx) -> Result<(), CliError> {
             backup_id,
             target,
             action,
+            no_archiving,
+            wait,
         } => {
             let req = serde_json::from_value(json!({
                 "data_dir": data_dir,
                 "backup_id": backup_id,
                 "target": parse_target(&target)?,
                 "target_action": action,
+                "disable_archiving": no_archiving,
             }))
             .map_err(|e| CliError::Usage(format!("restore: {e}")))?;
             let accepted = c.backup_restore(at, &req).await?;
-            if ctx.json {
-                print_json(&accepted)
-            } else {
-                println!("restore job {} queued", accepted.job_id);
-                Ok(())
-            }
+            queued_or_wait(ctx, at, &accepted, "restore", wait).await
         }
         BackupCmd::Schedule {
             entries,
