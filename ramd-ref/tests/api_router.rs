@@ -728,3 +728,22 @@ async fn metrics_use_patroni_names_in_prometheus_text() {
     )));
     assert!(text.contains("patroni_replica{scope=\"anchor\",name=\"n1\"} 1"));
 }
+
+/// `docs/api.md` names every route the router serves (the operator's reference).
+#[test]
+fn the_api_reference_names_every_route() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/api.md");
+    let doc = std::fs::read_to_string(&path).expect("docs/api.md");
+    let mut missing = Vec::new();
+    for route in ramd_ref::api::route_table() {
+        let named = [" ", "`", ",", "?"].iter().any(|end| {
+            doc.contains(&format!("`{}{end}", route.path))
+                || doc.contains(&format!(" {}{end}", route.path))
+        });
+        if !named {
+            missing.push(route.path);
+        }
+    }
+    missing.dedup();
+    assert!(missing.is_empty(), "docs/api.md does not name {missing:?}");
+}
