@@ -410,6 +410,13 @@ async fn scenario(cluster: &RamdCluster) -> anyhow::Result<()> {
     );
     server.stop()?;
 
+    // The backup and the restore are in the cluster history, with who asked.
+    let history = ctl.ok(&["history"]).await?;
+    ensure!(
+        history.contains("full backup job") && history.contains("restore job"),
+        "backup operations missing from the history: {history}"
+    );
+
     // 7. Refusals.
     let live = cluster.node(&primary)?.data_dir.display().to_string();
     let o = ctl

@@ -9,7 +9,7 @@ use axum::extract::{Extension, State};
 use axum::http::StatusCode;
 
 use super::ApiState;
-use super::auth::Caller;
+use super::auth::{Caller, caller_name};
 use super::error::{ApiError, ApiJson};
 use super::types::{ActionResponse, ErrorBody, ReinitializeRequest, RestartRequest};
 
@@ -46,12 +46,6 @@ fn actions(st: &ApiState, what: &str) -> Result<Arc<dyn NodeActions>, ApiError> 
     st.actions
         .clone()
         .ok_or_else(|| ApiError::unavailable(format!("{what} is not available yet on this agent")))
-}
-
-fn caller_name(caller: Option<Extension<Caller>>) -> String {
-    caller
-        .map(|Extension(c)| c.0)
-        .unwrap_or_else(|| "anonymous".into())
 }
 
 /// Restart this node's PostgreSQL.

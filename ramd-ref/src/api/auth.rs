@@ -166,6 +166,13 @@ impl From<AuthConfig> for SharedAuth {
 #[derive(Clone, Debug)]
 pub struct Caller(pub String);
 
+/// The caller's name for the history (`"anonymous"` without one).
+pub(crate) fn caller_name(caller: Option<axum::extract::Extension<Caller>>) -> String {
+    caller
+        .map(|axum::extract::Extension(c)| c.0)
+        .unwrap_or_else(|| "anonymous".into())
+}
+
 fn is_safe(method: &Method) -> bool {
     matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
 }

@@ -64,7 +64,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::{Extension, Path, State};
 use axum::http::StatusCode;
 use chrono::Utc;
 use rale::NodeId;
@@ -81,6 +81,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use super::ApiState;
+use super::auth::{Caller, caller_name};
 use super::error::{ApiError, ApiJson};
 use super::types::ErrorBody;
 use crate::snapshot::NodeSnapshot;
@@ -412,6 +413,7 @@ fn submit(svc: &BackupService, spec: JobSpec) -> Result<(StatusCode, Json<JobAcc
     security(("basic" = [])))]
 pub(crate) async fn start(
     State(st): St,
+    caller: Option<Extension<Caller>>,
     ApiJson(req): ApiJson<StartBackupRequest>,
 ) -> Result<(StatusCode, Json<JobAccepted>), ApiError> {
     let svc = service(&st)?;
@@ -442,7 +444,15 @@ pub(crate) async fn start(
         ))
         .with("code", "invalid"));
     }
-    submit(&svc, JobSpec::Backup { kind: req.kind })
+    let answer = submit(&svc, JobSpec::Backup { kind: req.kind })?;
+    let reason = format!(
+        "{} backup job {} queued ({})",
+        format!("{:?}", req.kind).to_lowercase(),
+        answer.1.job_id,
+        svc.jobs.tool().name()
+    );
+    super::ops::record_operation(&st, &caller_name(caller), reason).await;
+    Ok(answer)
 }
 
 /// Restore a backup into a data directory of this node (never the live one).
@@ -456,6 +466,7 @@ pub(crate) async fn start(
     security(("basic" = [])))]
 pub(crate) async fn restore(
     State(st): St,
+    caller: Option<Extension<Caller>>,
     ApiJson(req): ApiJson<StartRestoreRequest>,
 ) -> Result<(StatusCode, Json<JobAccepted>), ApiError> {
     let svc = service(&st)?;
@@ -475,7 +486,11 @@ pub(crate) async fn restore(
         ))
         .with("code", "invalid"));
     }
-    submit(&svc, JobSpec::Restore { request: req })
+    let into = req.data_dir.display().to_string();
+    let answer = submit(&svc, JobSpec::Restore { request: req })?;
+    let reason = format!("restore job {} into {into} queued", answer.1.job_id);
+    super::ops::record_operation(&st, &caller_name(caller), reason).await;
+    Ok(answer)
 }
 
 /// Backups held by the tool.
@@ -537,12 +552,19 @@ pub(crate) async fn status(
     security(("basic" = [])))]
 pub(crate) async fn schedule(
     State(st): St,
+    caller: Option<Extension<Caller>>,
     ApiJson(req): ApiJson<ScheduleRequest>,
 ) -> Result<Json<ScheduleResponse>, ApiError> {
     let svc = service(&st)?;
-    svc.set_schedules(req)
-        .map(Json)
-        .map_err(|e| backup_error(&e))
+    let names: Vec<String> = req.schedules.iter().map(|s| s.name.clone()).collect();
+    let answer = svc.set_schedules(req).map_err(|e| backup_error(&e))?;
+    let reason = if names.is_empty() {
+        "backup schedules cleared".to_owned()
+    } else {
+        format!("backup schedules replaced: {}", names.join(", "))
+    };
+    super::ops::record_operation(&st, &caller_name(caller), reason).await;
+    Ok(Json(answer))
 }
 
 #[cfg(test)]

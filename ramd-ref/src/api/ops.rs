@@ -12,7 +12,7 @@ use rale::state::{Command, Operation, Outcome, Switchover};
 use rale::{ClusterState, NodeId, Role};
 use rale_sync::SyncMode;
 
-use super::auth::Caller;
+use super::auth::{Caller, caller_name};
 use super::error::{ApiError, ApiJson};
 use super::sync_role::{SyncRole, sync_role};
 use super::types::{ActionResponse, ErrorBody, SwitchoverRequest};
@@ -60,6 +60,27 @@ pub(crate) async fn propose(st: &ApiState, op: Operation) -> Result<Outcome, Api
         tracing::info!(operation = name, reason = %reason, "api proposal rejected");
     }
     Ok(outcome)
+}
+
+/// Records an operator action of this node in the history (`api:<caller>`). Best
+/// effort: the action already happened, so a failed record is logged, not answered.
+pub(crate) async fn record_operation(st: &ApiState, caller: &str, reason: String) {
+    let op = Operation::Record {
+        kind: rale::state::HistoryKind::Operation,
+        node: Some(st.snap().node.clone()),
+        actor: format!("api:{caller}"),
+        reason,
+    };
+    if let Err(e) = st
+        .consensus
+        .propose(Command {
+            op,
+            wall_ms: now_unix_ms(),
+        })
+        .await
+    {
+        tracing::warn!(error = %e, "operation not recorded in the history");
+    }
 }
 
 fn node_name(text: &str, what: &str) -> Result<NodeId, ApiError> {
@@ -318,12 +339,6 @@ async fn wait_for_new_primary(
         kind.noun(),
         st.operation_timeout.as_secs()
     )))
-}
-
-fn caller_name(caller: Option<Extension<Caller>>) -> String {
-    caller
-        .map(|Extension(c)| c.0)
-        .unwrap_or_else(|| "anonymous".into())
 }
 
 /// Planned switchover from `leader` to `candidate` (or the best member), now or at
