@@ -4,7 +4,8 @@
 //! synchronous-standby commands (`ramctrl sync count|add|any-n|commit-level|remove`,
 //! checked against what the primary's PostgreSQL enforces), parameters
 //! (`ramctrl params list|optimize` and their endpoints), `ramctrl member`, and
-//! `POST /api/v1/promote/{id}`.
+//! `POST /api/v1/promote/{id}`; every `GET` route on a live agent, a scheduled switchover
+//! cancelled, and `PUT /config`.
 //! Run: `cargo test -p rale-e2e --test ramd_api_surface -- --nocapture`
 
 use std::collections::BTreeSet;
@@ -472,6 +473,100 @@ async fn promote(c: &RamdCluster, primary: &str, target: &str) -> anyhow::Result
     Ok(())
 }
 
+/// Every `GET` route on a live agent: 2xx with a body (JSON, or Prometheus text for the
+/// metrics); the backup reads say 503 "not configured" on this cluster without a backup
+/// tool (`tests/tests/ramd_backup.rs` has one).
+async fn every_read(c: &RamdCluster, via: &str, member: &str) -> anyhow::Result<()> {
+    let mut answered = 0;
+    for route in ramd_ref::api::route_table() {
+        if route.method != "GET" || ramd_ref::api::health::check_for_path(route.path).is_some() {
+            continue;
+        }
+        let path = route
+            .path
+            .replace("{id}", member)
+            .replace("{name}", "shared_buffers");
+        let path = if path.starts_with("/api/v1/backup/status/") {
+            "/api/v1/backup/status/job-1".to_owned()
+        } else {
+            path
+        };
+        let (code, text) = c.api_request(via, Method::GET, &path, None).await?;
+        if path.starts_with("/api/v1/backup/") {
+            ensure!(code == 503, "GET {path}: {code} {text}");
+            ensure!(message(code, &text)?.contains("not configured"), "{text}");
+        } else if path.ends_with("metrics") {
+            ensure!(
+                code == 200 && text.contains("rale_consensus_term"),
+                "GET {path}: {code}"
+            );
+        } else {
+            ensure!(code == 200, "GET {path}: {code} {text}");
+            parse(&text).with_context(|| format!("GET {path}"))?;
+        }
+        answered += 1;
+    }
+    eprintln!("FIGURE reads: {answered} GET routes answered on a live agent");
+    Ok(())
+}
+
+/// A switchover scheduled an hour ahead through the management path, visible in
+/// `GET /cluster`, cancelled through Patroni's `DELETE /switchover`; `PUT /config`
+/// replaces the configuration with what `GET` returned (a no-op change, accepted).
+async fn schedule_and_replace(c: &RamdCluster, primary: &str, replica: &str) -> anyhow::Result<()> {
+    let at = (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339();
+    let (code, text) = c
+        .api_request(
+            replica,
+            Method::POST,
+            "/api/v1/cluster/switchover",
+            Some(json!({"leader": primary, "candidate": replica, "scheduled_at": at})),
+        )
+        .await?;
+    ensure!(
+        code == 202 || code == 200,
+        "scheduling a switchover: {code} {text}"
+    );
+    let cluster = c.cluster_from(primary).await?;
+    ensure!(
+        cluster.scheduled_switchover.is_some(),
+        "GET /cluster does not show the scheduled switchover"
+    );
+    let (code, text) = c
+        .api_request(primary, Method::DELETE, "/switchover", None)
+        .await?;
+    ensure!(code == 200, "cancelling: {code} {text}");
+    ensure!(
+        c.cluster_from(replica)
+            .await?
+            .scheduled_switchover
+            .is_none(),
+        "still scheduled after DELETE /switchover"
+    );
+    ensure!(c.primary().await? == primary, "the primary moved");
+
+    let (code, text) = c.api_request(primary, Method::GET, "/config", None).await?;
+    ensure!(code == 200, "GET /config: {code}");
+    let mut config = parse(&text)?;
+    config["maximum_lag_on_failover_bytes"] = json!(5 * 1024 * 1024);
+    let (code, text) = c
+        .api_request(replica, Method::PUT, "/config", Some(config))
+        .await?;
+    ensure!(code == 200, "PUT /config: {code} {text}");
+    let (_, text) = c
+        .api_request(primary, Method::GET, "/api/v1/config", None)
+        .await?;
+    ensure!(
+        parse(&text)?["maximum_lag_on_failover_bytes"] == json!(5 * 1024 * 1024),
+        "PUT /config not applied: {text}"
+    );
+    let (code, text) = c
+        .api_request(replica, Method::POST, "/api/v1/config/reload", None)
+        .await?;
+    ensure!(code == 202, "POST /api/v1/config/reload: {code} {text}");
+    Ok(())
+}
+
 async fn body(c: &RamdCluster) -> anyhow::Result<()> {
     let ctl = Ctl::for_cluster(c)?;
     let primary = c.primary().await?;
@@ -480,6 +575,8 @@ async fn body(c: &RamdCluster) -> anyhow::Result<()> {
         c.wait_streaming(r, WAIT).await?;
     }
     openapi_and_refusals(c, &primary, &replicas[0]).await?;
+    every_read(c, &replicas[1], &primary).await?;
+    schedule_and_replace(c, &primary, &replicas[0]).await?;
     parameter_commands(c, &ctl, &replicas[1]).await?;
     member_commands(c, &ctl, &primary).await?;
     synchronous_commands(c, &ctl, &primary, &replicas).await?;
