@@ -527,22 +527,26 @@ async fn schedule_and_replace(c: &RamdCluster, primary: &str, replica: &str) -> 
         code == 202 || code == 200,
         "scheduling a switchover: {code} {text}"
     );
-    let cluster = c.cluster_from(primary).await?;
-    ensure!(
-        cluster.scheduled_switchover.is_some(),
-        "GET /cluster does not show the scheduled switchover"
-    );
+    // Another agent applies the change within a moment (reads are local).
+    c.wait_for("the scheduled switchover in GET /cluster", WAIT, || async {
+        Ok(c.cluster_from(primary)
+            .await?
+            .scheduled_switchover
+            .map(|_| ()))
+    })
+    .await?;
     let (code, text) = c
         .api_request(primary, Method::DELETE, "/switchover", None)
         .await?;
     ensure!(code == 200, "cancelling: {code} {text}");
-    ensure!(
-        c.cluster_from(replica)
+    c.wait_for("no scheduled switchover after DELETE", WAIT, || async {
+        Ok(c.cluster_from(replica)
             .await?
             .scheduled_switchover
-            .is_none(),
-        "still scheduled after DELETE /switchover"
-    );
+            .is_none()
+            .then_some(()))
+    })
+    .await?;
     ensure!(c.primary().await? == primary, "the primary moved");
 
     let (code, text) = c.api_request(primary, Method::GET, "/config", None).await?;
@@ -553,13 +557,16 @@ async fn schedule_and_replace(c: &RamdCluster, primary: &str, replica: &str) -> 
         .api_request(replica, Method::PUT, "/config", Some(config))
         .await?;
     ensure!(code == 200, "PUT /config: {code} {text}");
-    let (_, text) = c
-        .api_request(primary, Method::GET, "/api/v1/config", None)
-        .await?;
-    ensure!(
-        parse(&text)?["maximum_lag_on_failover_bytes"] == json!(5 * 1024 * 1024),
-        "PUT /config not applied: {text}"
-    );
+    c.wait_for("PUT /config seen on another agent", WAIT, || async {
+        let (_, text) = c
+            .api_request(primary, Method::GET, "/api/v1/config", None)
+            .await?;
+        Ok(
+            (parse(&text)?["maximum_lag_on_failover_bytes"] == json!(5 * 1024 * 1024))
+                .then_some(()),
+        )
+    })
+    .await?;
     let (code, text) = c
         .api_request(replica, Method::POST, "/api/v1/config/reload", None)
         .await?;
@@ -581,6 +588,49 @@ async fn body(c: &RamdCluster) -> anyhow::Result<()> {
     member_commands(c, &ctl, &primary).await?;
     synchronous_commands(c, &ctl, &primary, &replicas).await?;
     promote(c, &primary, &replicas[0]).await?;
+    secrets_stay_secret(c).await
+}
+
+/// After all of the above (including refused credentials), no agent log, no
+/// configuration answer and no history entry contains the API or PostgreSQL passwords.
+async fn secrets_stay_secret(c: &RamdCluster) -> anyhow::Result<()> {
+    let (_, api_password) = c.credentials()?;
+    let mut secrets = vec![api_password];
+    for n in c.names() {
+        if let Some(p) = c
+            .node(&n)?
+            .dsn
+            .split_whitespace()
+            .find_map(|kv| kv.strip_prefix("password="))
+        {
+            secrets.push(p.to_owned());
+        }
+    }
+    let via = c.names().first().cloned().context("a node")?;
+    let mut texts = Vec::new();
+    for path in [
+        "/config",
+        "/api/v1/history",
+        "/cluster",
+        "/patroni",
+        "/api/v1/nodes",
+    ] {
+        texts.push((
+            path.to_owned(),
+            c.api_request(&via, Method::GET, path, None).await?.1,
+        ));
+    }
+    for n in c.names() {
+        texts.push((format!("{n}/ramd.log"), c.log(&n)));
+    }
+    for (what, text) in &texts {
+        for secret in &secrets {
+            ensure!(
+                !text.contains(secret.as_str()),
+                "{what} contains a password"
+            );
+        }
+    }
     Ok(())
 }
 
