@@ -213,7 +213,8 @@ pub async fn run(cfg: NodeConfig, config_path: PathBuf) -> Result<()> {
         shutdown_rx.clone(),
     );
     let ha = HaLoop::new(identity_rx, pg, consensus.clone(), snap_tx, fence, pg_lock)
-        .with_callbacks(callbacks);
+        .with_callbacks(callbacks)
+        .with_parameter_record(cfg.state_dir.join("postgresql_parameters.json"));
     let ha_task = tokio::spawn(ha.run(shutdown_rx));
 
     let mut term = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;

@@ -16,6 +16,7 @@ use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
 use crate::callbacks::{Callbacks, Transitions};
+use crate::pg_params::Applied;
 use crate::snapshot::NodeSnapshot;
 
 /// Reads the node's monotonic clock (`CLOCK_BOOTTIME`: keeps counting through suspend and
@@ -183,8 +184,9 @@ pub struct HaLoop {
     identity_rx: watch::Receiver<NodeIdentity>,
     /// Held while PostgreSQL is being changed, shared with operator actions.
     pg_lock: Arc<tokio::sync::Mutex<()>>,
-    /// The cluster-wide PostgreSQL parameters last applied to the local server.
-    applied_parameters: Option<std::collections::BTreeMap<String, String>>,
+    /// The cluster-wide PostgreSQL parameters: applied once per change, removed when the
+    /// configuration drops them, rolled back by the primary when they fail.
+    parameters: crate::pg_params::ParameterApplier,
     /// Shared with the lease keeper task.
     keeper: Arc<KeeperShared>,
     /// User scripts, fired on observed PostgreSQL transitions.
@@ -213,11 +215,18 @@ impl HaLoop {
             started_unix_ms: wall_ms(),
             identity_rx,
             pg_lock,
-            applied_parameters: None,
+            parameters: crate::pg_params::ParameterApplier::default(),
             keeper: Arc::new(KeeperShared::default()),
             callbacks: None,
             transitions: Transitions::default(),
         }
+    }
+
+    /// Keeps the record of the PostgreSQL parameters this agent set in `file` (in the
+    /// state directory), so that removals survive agent restarts.
+    pub fn with_parameter_record(mut self, file: std::path::PathBuf) -> Self {
+        self.parameters = crate::pg_params::ParameterApplier::load(file);
+        self
     }
 
     /// Runs `callbacks` on PostgreSQL start, stop and role change as this loop sees them.
@@ -436,39 +445,36 @@ impl HaLoop {
     /// Applies the cluster-wide PostgreSQL parameters of the dynamic configuration
     /// (`postgresql_parameters` and `synchronous_commit` from `synchronous.commit_level`)
     /// to the running local server (reload; those needing a restart show as
-    /// `pending_restart`).
+    /// `pending_restart`); a failure is recorded, and on the primary rolled back.
     async fn apply_parameters(&mut self, state: &ClusterState, pg: &PgStatus) {
-        let wanted = &state.config.effective_postgresql_parameters();
-        if !(pg.running && pg.reachable) || self.applied_parameters.as_ref() == Some(wanted) {
+        if !(pg.running && pg.reachable) {
             return;
         }
         let me = self.decider.identity().node.clone();
-        let result = {
+        let primary = state.holder() == Some(&me);
+        let outcome = {
             let _guard = self.pg_lock.lock().await;
-            self.pg.set_parameters(wanted).await
+            self.parameters
+                .apply(self.pg.as_ref(), state, primary)
+                .await
         };
-        match result {
-            Ok(report) => {
-                info!(node = %me, reloaded = ?report.reloaded, pending_restart = ?report.pending_restart, "cluster-wide PostgreSQL parameters applied");
-                self.applied_parameters = Some(wanted.clone());
-            }
-            Err(e) => {
-                warn!(node = %me, error = %e, "cluster-wide PostgreSQL parameters could not be applied");
-                let reason = format!(
-                    "parameters of configuration version {} not applied on {me}: {e}",
-                    state.config_version
-                );
-                let _ = self
-                    .propose(Operation::Record {
-                        kind: HistoryKind::Config,
-                        node: Some(me.clone()),
-                        actor: format!("ha:{me}"),
-                        reason,
-                    })
-                    .await;
-                // Do not retry every loop: the next configuration change retries.
-                self.applied_parameters = Some(wanted.clone());
-            }
+        let op = match outcome {
+            Applied::Unchanged | Applied::Done { .. } => return,
+            Applied::Failed { reason } => Operation::Record {
+                kind: HistoryKind::Config,
+                node: Some(me.clone()),
+                actor: format!("ha:{me}"),
+                reason: format!("{reason} (on {me})"),
+            },
+            Applied::RollBack { config, reason } => Operation::SetConfig {
+                expected_version: Some(state.config_version),
+                config: *config,
+                actor: format!("ha:{me}"),
+                reason: format!("{reason} (on {me})"),
+            },
+        };
+        if let Err(e) = self.propose(op).await {
+            warn!(node = %me, error = %e, "could not record the parameter failure");
         }
     }
 

@@ -26,5 +26,6 @@ pub mod demo;
 pub mod fence;
 pub mod ha;
 pub mod node_actions;
+pub mod pg_params;
 pub mod snapshot;
 pub mod tls;

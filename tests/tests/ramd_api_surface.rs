@@ -5,7 +5,8 @@
 //! checked against what the primary's PostgreSQL enforces), parameters
 //! (`ramctrl params list|optimize` and their endpoints), `ramctrl member`, and
 //! `POST /api/v1/promote/{id}`; every `GET` route on a live agent, a scheduled switchover
-//! cancelled, and `PUT /config`.
+//! cancelled, `PUT /config`; PostgreSQL parameters set, removed, and rolled back when
+//! the server refuses them; no password in any log or answer.
 //! Run: `cargo test -p rale-e2e --test ramd_api_surface -- --nocapture`
 
 use std::collections::BTreeSet;
@@ -574,6 +575,77 @@ async fn schedule_and_replace(c: &RamdCluster, primary: &str, replica: &str) -> 
     Ok(())
 }
 
+/// `SHOW name` on every node equals `want`, within [`WAIT`].
+async fn wait_setting(c: &RamdCluster, name: &str, want: &str) -> anyhow::Result<()> {
+    for n in c.names() {
+        c.wait_for(&format!("{name} = {want} on {n}"), WAIT, || async {
+            let v = c.query_text(&n, &format!("SHOW {name}")).await?;
+            Ok((v.as_deref() == Some(want)).then_some(()))
+        })
+        .await?;
+    }
+    Ok(())
+}
+
+/// PostgreSQL parameters through the dynamic configuration: set on every node, removed
+/// again with `null` (back to the default), and a value the server refuses rolled back
+/// by the primary and reported in the history.
+async fn parameter_changes(c: &RamdCluster, via: &str) -> anyhow::Result<()> {
+    let patch = |body: Value| async move {
+        let (code, text) = c
+            .api_request(via, Method::PATCH, "/config", Some(body))
+            .await?;
+        ensure!(code == 200, "PATCH /config: {code} {text}");
+        anyhow::Ok(())
+    };
+    patch(json!({"postgresql_parameters": {"work_mem": "8MB"}})).await?;
+    wait_setting(c, "work_mem", "8MB").await?;
+    patch(json!({"postgresql_parameters": {"work_mem": null}})).await?;
+    wait_setting(c, "work_mem", "4MB").await?;
+
+    // Managed parameters are refused with the setting to use instead.
+    let (code, text) = c
+        .api_request(
+            via,
+            Method::PATCH,
+            "/config",
+            Some(json!({"postgresql_parameters": {"synchronous_commit": "off"}})),
+        )
+        .await?;
+    ensure!(code == 400, "a managed parameter: {code} {text}");
+    ensure!(message(code, &text)?.contains("commit_level"), "{text}");
+
+    // Valid for the catalog, refused by the server: the primary rolls it back.
+    let before = c.query_text(via, "SHOW timezone").await?;
+    patch(json!({"postgresql_parameters": {"timezone": "Mars/Olympus_Mons"}})).await?;
+    c.wait_for("the rollback in the history", WAIT, || async {
+        let h = c.history().await?;
+        Ok(h.iter()
+            .any(|e| e.reason.contains("rolled back"))
+            .then_some(()))
+    })
+    .await?;
+    c.wait_for(
+        "the configuration without the refused value",
+        WAIT,
+        || async {
+            let (_, text) = c.api_request(via, Method::GET, "/config", None).await?;
+            Ok(parse(&text)?["postgresql_parameters"]
+                .get("timezone")
+                .is_none()
+                .then_some(()))
+        },
+    )
+    .await?;
+    for n in c.names() {
+        ensure!(
+            c.query_text(&n, "SHOW timezone").await? == before,
+            "the timezone changed on {n}"
+        );
+    }
+    Ok(())
+}
+
 async fn body(c: &RamdCluster) -> anyhow::Result<()> {
     let ctl = Ctl::for_cluster(c)?;
     let primary = c.primary().await?;
@@ -584,6 +656,7 @@ async fn body(c: &RamdCluster) -> anyhow::Result<()> {
     openapi_and_refusals(c, &primary, &replicas[0]).await?;
     every_read(c, &replicas[1], &primary).await?;
     schedule_and_replace(c, &primary, &replicas[0]).await?;
+    parameter_changes(c, &replicas[1]).await?;
     parameter_commands(c, &ctl, &replicas[1]).await?;
     member_commands(c, &ctl, &primary).await?;
     synchronous_commands(c, &ctl, &primary, &replicas).await?;

@@ -536,6 +536,10 @@ impl PostgresControl for LocalPostgres {
         self.apply_parameters(parameters).await
     }
 
+    async fn reset_parameters(&self, names: &[String]) -> Result<ApplyReport> {
+        self.remove_parameters(names).await
+    }
+
     async fn ensure_slots(&self, slots: &[String]) -> Result<()> {
         self.ensure_physical_slots(slots).await
     }

@@ -99,6 +99,10 @@ pub trait PostgresControl: Send + Sync {
     async fn clone_from(&self, source: &Upstream) -> Result<()>;
     /// Applies parameters (`ALTER SYSTEM` + reload); says which wait for a restart.
     async fn set_parameters(&self, parameters: &BTreeMap<String, String>) -> Result<ApplyReport>;
+    /// Removes parameters set with [`PostgresControl::set_parameters`] (`ALTER SYSTEM
+    /// RESET` + reload): they fall back to the configuration files' or built-in values.
+    /// Names that need a restart to take the fallback are in `pending_restart`.
+    async fn reset_parameters(&self, names: &[String]) -> Result<ApplyReport>;
     /// On a primary: makes the physical replication slots exactly `slots` (creates the
     /// missing ones, drops other inactive slots this agent created).
     async fn ensure_slots(&self, slots: &[String]) -> Result<()>;

@@ -94,6 +94,56 @@ impl LocalPostgres {
         Ok(report)
     }
 
+    /// See [`super::PostgresControl::reset_parameters`]: `ALTER SYSTEM RESET` for each,
+    /// reload; a `postmaster`-context name is reported as waiting for a restart.
+    pub(super) async fn remove_parameters(&self, names: &[String]) -> Result<ApplyReport> {
+        let mut valid = Vec::with_capacity(names.len());
+        for name in names {
+            valid.push(validate_parameter_name(name)?);
+        }
+        if valid.is_empty() {
+            return Ok(ApplyReport::default());
+        }
+        let client = self.admin_client().await?;
+        for name in &valid {
+            Self::alter_system(&client, name, None).await?;
+        }
+        sql::execute(&client, "reset_parameters", "SELECT pg_reload_conf()").await?;
+        let list = valid
+            .iter()
+            .map(|n| quote_literal(n))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let rows = sql::simple(
+            &client,
+            "reset_parameters",
+            &format!(
+                "SELECT name FROM pg_settings WHERE context = 'postmaster' \
+                 AND lower(name) IN ({})",
+                list.to_lowercase()
+            ),
+        )
+        .await?;
+        let restart: Vec<String> = rows
+            .first()
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|r| r.get(0).map(str::to_lowercase))
+            .collect();
+        let mut report = ApplyReport::default();
+        for name in valid {
+            if restart.contains(&name.to_lowercase()) {
+                report.pending_restart.push(name);
+            } else {
+                report.reloaded.push(name);
+            }
+        }
+        tracing::info!(node = %self.cfg.node, reset = ?report.reloaded,
+            pending_restart = ?report.pending_restart, "removed parameters");
+        Ok(report)
+    }
+
     /// After `synchronous_standby_names` changed on a primary, make every standby report
     /// its position again so that commits already waiting are released at once.
     ///

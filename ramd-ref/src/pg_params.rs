@@ -1,0 +1,182 @@
+//! Applying the cluster-wide PostgreSQL parameters of the dynamic configuration to the
+//! local server, for the HA loop.
+//!
+//! - What the configuration names is set (`ALTER SYSTEM` + reload, through
+//!   [`PostgresControl::set_parameters`]); what RALE set before and the configuration no
+//!   longer names is removed (`ALTER SYSTEM RESET`). The names RALE has set are kept in a
+//!   file in the agent's state directory, so that a parameter removed while the agent
+//!   was down is still removed when it comes back, and a parameter an operator set by
+//!   hand with `ALTER SYSTEM` is never touched.
+//! - When the primary cannot apply a change, the parameters go back to the last ones that
+//!   applied: [`Applied::RollBack`] tells the HA loop which configuration to propose.
+//!
+//! ```no_run
+//! # async fn demo(pg: &dyn rale::PostgresControl, state: &rale::ClusterState) {
+//! let mut applier = ramd_ref::pg_params::ParameterApplier::load(
+//!     std::path::PathBuf::from("/var/lib/rale/state/postgresql_parameters.json"),
+//! );
+//! match applier.apply(pg, state, true).await {
+//!     ramd_ref::pg_params::Applied::RollBack { config, reason } => { /* propose it */ }
+//!     _ => {}
+//! }
+//! # }
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use rale::{ClusterState, DynamicConfig, PostgresControl};
+use tracing::{info, warn};
+
+/// What one [`ParameterApplier::apply`] did.
+#[derive(Debug)]
+pub enum Applied {
+    /// Nothing to do (already applied, or PostgreSQL not reachable).
+    Unchanged,
+    /// Applied: names reloaded and names waiting for a restart.
+    Done {
+        /// Applied by reload (set or removed).
+        reloaded: Vec<String>,
+        /// Waiting for a restart.
+        pending_restart: Vec<String>,
+    },
+    /// Could not be applied on a replica (recorded; no rollback from a replica).
+    Failed {
+        /// Why, for the history.
+        reason: String,
+    },
+    /// Could not be applied on the primary: propose `config` (the current configuration
+    /// with the parameters of the last one that applied), recorded with `reason`.
+    RollBack {
+        /// The configuration to propose (compare-and-set on the failed version).
+        config: Box<DynamicConfig>,
+        /// Why, for the history.
+        reason: String,
+    },
+}
+
+/// Applies the parameters of each new configuration once, and remembers what it set.
+#[derive(Debug, Default)]
+pub struct ParameterApplier {
+    /// Where the record lives (`None`: memory only).
+    file: Option<PathBuf>,
+    /// Every name RALE has set on this server (persisted).
+    installed: BTreeMap<String, String>,
+    /// The parameter set last attempted (not retried every loop).
+    attempted: Option<BTreeMap<String, String>>,
+    /// The last configuration whose parameters applied.
+    good: Option<DynamicConfig>,
+}
+
+impl ParameterApplier {
+    /// An applier whose record of set names lives in `file` (read now if it exists; an
+    /// unreadable record is logged and treated as empty). [`Default`] keeps the record in
+    /// memory only.
+    pub fn load(file: PathBuf) -> Self {
+        let installed = match std::fs::read(&file) {
+            Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+                warn!(file = %file.display(), error = %e, "ignoring an unreadable parameter record");
+                BTreeMap::new()
+            }),
+            Err(_) => BTreeMap::new(),
+        };
+        Self {
+            file: Some(file),
+            installed,
+            attempted: None,
+            good: None,
+        }
+    }
+
+    fn save(&self) {
+        let Some(file) = &self.file else { return };
+        let text = match serde_json::to_vec_pretty(&self.installed) {
+            Ok(t) => t,
+            Err(e) => {
+                warn!(error = %e, "cannot serialise the parameter record");
+                return;
+            }
+        };
+        let tmp = file.with_extension("json.tmp");
+        if let Err(e) = std::fs::write(&tmp, text).and_then(|()| std::fs::rename(&tmp, file)) {
+            warn!(file = %file.display(), error = %e, "cannot write the parameter record");
+        }
+    }
+
+    /// Applies `state`'s parameters to `pg` when they changed since the last attempt.
+    /// `primary`: this node holds the lease (only the primary rolls a failed change back).
+    pub async fn apply(
+        &mut self,
+        pg: &dyn PostgresControl,
+        state: &ClusterState,
+        primary: bool,
+    ) -> Applied {
+        let wanted = state.config.effective_postgresql_parameters();
+        if self.attempted.as_ref() == Some(&wanted) {
+            return Applied::Unchanged;
+        }
+        let removed: Vec<String> = self
+            .installed
+            .keys()
+            .filter(|k| !wanted.contains_key(*k))
+            .cloned()
+            .collect();
+        let result = async {
+            let mut reloaded = Vec::new();
+            let mut pending = Vec::new();
+            if !removed.is_empty() {
+                let r = pg.reset_parameters(&removed).await?;
+                reloaded.extend(r.reloaded);
+                pending.extend(r.pending_restart);
+            }
+            let r = pg.set_parameters(&wanted).await?;
+            reloaded.extend(r.reloaded);
+            pending.extend(r.pending_restart);
+            Ok::<_, rale::Error>((reloaded, pending))
+        }
+        .await;
+        self.attempted = Some(wanted.clone());
+        match result {
+            Ok((reloaded, pending_restart)) => {
+                self.installed = wanted;
+                self.save();
+                self.good = Some(state.config.clone());
+                info!(reloaded = ?reloaded, pending_restart = ?pending_restart,
+                    version = state.config_version, "cluster-wide PostgreSQL parameters applied");
+                Applied::Done {
+                    reloaded,
+                    pending_restart,
+                }
+            }
+            Err(e) => {
+                // Part of the batch may have been written: remember every name, so that
+                // a later configuration without them removes them.
+                for (k, v) in &wanted {
+                    self.installed.entry(k.clone()).or_insert_with(|| v.clone());
+                }
+                self.save();
+                let reason = format!(
+                    "PostgreSQL parameters of configuration version {} could not be applied: {e}",
+                    state.config_version
+                );
+                warn!(error = %e, version = state.config_version, "cluster-wide PostgreSQL parameters not applied");
+                match (&self.good, primary) {
+                    (Some(good), true)
+                        if good.postgresql_parameters != state.config.postgresql_parameters
+                            || good.synchronous.commit_level
+                                != state.config.synchronous.commit_level =>
+                    {
+                        let mut config = state.config.clone();
+                        config.postgresql_parameters = good.postgresql_parameters.clone();
+                        config.synchronous.commit_level = good.synchronous.commit_level;
+                        Applied::RollBack {
+                            config: Box::new(config),
+                            reason: format!("{reason}; rolled back to the parameters that applied"),
+                        }
+                    }
+                    _ => Applied::Failed { reason },
+                }
+            }
+        }
+    }
+}
