@@ -284,7 +284,20 @@ impl FileReload {
         }
         self.identity.send_replace(identity(&new));
         match new.api.auth() {
-            Ok(auth) => self.auth.replace(auth),
+            Ok(auth) => {
+                let old = self.auth.current();
+                let rotated = old.password.as_ref().map(api::Password::expose)
+                    != auth.password.as_ref().map(api::Password::expose);
+                if rotated && current.api.cluster_token.is_none() {
+                    warn!(
+                        "reload: the API password changed and the consensus token is derived \
+                         from it: this agent keeps its old token until it restarts, and members \
+                         must agree on it; set [api] cluster_token on every member before \
+                         rotating passwords"
+                    );
+                }
+                self.auth.replace(auth);
+            }
             Err(e) => warn!(error = %format!("{e:#}"), "reload: API access rules not changed"),
         }
         if let Some(tls) = &self.tls {
