@@ -591,22 +591,8 @@ impl RamdCluster {
         path: &str,
         body: Option<serde_json::Value>,
     ) -> anyhow::Result<(u16, String)> {
-        let auth = &self.pg()?.report.auth;
-        let url = format!("{}{path}", self.node(via)?.api_url);
-        let mut req = reqwest::Client::builder()
-            .timeout(Duration::from_secs(120))
-            .build()?
-            .request(method.clone(), &url)
-            .basic_auth(&auth.user, Some(&auth.password));
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let resp = req
-            .send()
-            .await
-            .with_context(|| format!("{method} {url}"))?;
-        let code = resp.status().as_u16();
-        Ok((code, resp.text().await.unwrap_or_default()))
+        let body = body.map(|b| b.to_string());
+        self.send(via, method, path, body.as_deref(), true).await
     }
 
     /// `POST /switchover {leader, candidate}` with the cluster's credentials to node
@@ -617,19 +603,9 @@ impl RamdCluster {
         leader: &str,
         candidate: &str,
     ) -> anyhow::Result<(u16, String)> {
-        let auth = &self.pg()?.report.auth;
-        let url = format!("{}/switchover", self.node(via)?.api_url);
-        let resp = reqwest::Client::builder()
-            .timeout(Duration::from_secs(120))
-            .build()?
-            .post(&url)
-            .basic_auth(&auth.user, Some(&auth.password))
-            .json(&serde_json::json!({ "leader": leader, "candidate": candidate }))
-            .send()
+        let body = serde_json::json!({ "leader": leader, "candidate": candidate });
+        self.api_request(via, reqwest::Method::POST, "/switchover", Some(body))
             .await
-            .with_context(|| format!("POST {url}"))?;
-        let code = resp.status().as_u16();
-        Ok((code, resp.text().await.unwrap_or_default()))
     }
 
     /// A request with a raw body (e.g. malformed JSON) to node `via`'s agent, with the
@@ -642,12 +618,29 @@ impl RamdCluster {
         body: &str,
         auth: bool,
     ) -> anyhow::Result<(u16, String)> {
+        self.send(via, method, path, Some(body), auth).await
+    }
+
+    /// One request (JSON body when given), bounded by 120 s: operations such as a
+    /// switchover answer only when done.
+    async fn send(
+        &self,
+        via: &str,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&str>,
+        auth: bool,
+    ) -> anyhow::Result<(u16, String)> {
         let url = format!("{}{path}", self.node(via)?.api_url);
         let mut req = self
             .http
             .request(method.clone(), &url)
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(body.to_owned());
+            .timeout(Duration::from_secs(120));
+        if let Some(b) = body {
+            req = req
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(b.to_owned());
+        }
         if auth {
             let a = &self.pg()?.report.auth;
             req = req.basic_auth(&a.user, Some(&a.password));
