@@ -603,6 +603,54 @@ async fn parameter_changes(c: &RamdCluster, via: &str) -> anyhow::Result<()> {
     patch(json!({"postgresql_parameters": {"work_mem": null}})).await?;
     wait_setting(c, "work_mem", "4MB").await?;
 
+    // A postmaster parameter waits for a restart: visible in GET /cluster and `ramctrl
+    // list`; `ramctrl restart --pending` applies it where it waits and skips elsewhere.
+    patch(json!({"postgresql_parameters": {"max_connections": "60"}})).await?;
+    // A replica: raising max_connections on a primary before its standbys stops them.
+    let primary = c.primary().await?;
+    let target = c
+        .names()
+        .into_iter()
+        .find(|n| n != via && *n != primary)
+        .context("another replica")?;
+    c.wait_for("pending_restart on every member", WAIT, || async {
+        let cl = c.cluster_from(via).await?;
+        Ok(cl.members.iter().all(|m| m.pending_restart).then_some(()))
+    })
+    .await?;
+    let ctl = Ctl::for_cluster(c)?;
+    let list = ctl.ok(&["list"]).await?;
+    ensure!(list.contains("Pending restart"), "ramctrl list: {list}");
+    ctl.ok(&["restart", &target, "--pending", "--force"])
+        .await?;
+    c.wait_for(
+        &format!("max_connections = 60 on {target}"),
+        WAIT,
+        || async {
+            let v = c
+                .query_text(&target, "SHOW max_connections")
+                .await
+                .ok()
+                .flatten();
+            Ok((v.as_deref() == Some("60")).then_some(()))
+        },
+    )
+    .await?;
+    c.wait_for(&format!("{target} no longer pending"), WAIT, || async {
+        let cl = c.cluster_from(via).await?;
+        Ok(cl
+            .members
+            .iter()
+            .any(|m| m.name == target && !m.pending_restart)
+            .then_some(()))
+    })
+    .await?;
+    let skipped = ctl
+        .ok(&["restart", &target, "--pending", "--force"])
+        .await?;
+    ensure!(skipped.contains("no restart needed"), "{skipped}");
+    patch(json!({"postgresql_parameters": {"max_connections": null}})).await?;
+
     // Managed parameters are refused with the setting to use instead.
     let (code, text) = c
         .api_request(

@@ -53,20 +53,30 @@ fn role_name(m: &PatroniMember) -> &str {
 
 /// `ramctrl list`.
 pub fn list(cluster: &PatroniCluster, status: Option<&ClusterStatus>) -> String {
+    // Like `patronictl list`: the column appears when a member waits for a restart.
+    let pending = cluster.members.iter().any(|m| m.pending_restart);
     let rows: Vec<Vec<String>> = cluster
         .members
         .iter()
         .map(|m| {
-            vec![
+            let mut row = vec![
                 m.name.clone(),
                 format!("{}:{}", m.host, m.port),
                 role_name(m).to_owned(),
                 m.state.clone(),
                 m.timeline.to_string(),
                 lag_mb(m.lag),
-            ]
+            ];
+            if pending {
+                row.push(if m.pending_restart { "*" } else { "" }.to_owned());
+            }
+            row
         })
         .collect();
+    let mut header = vec!["Member", "Host", "Role", "State", "TL", "Lag in MB"];
+    if pending {
+        header.push("Pending restart");
+    }
     let mut title = format!("Cluster: {}", cluster.scope);
     if let Some(s) = status {
         if let Some(id) = &s.system_identifier {
@@ -80,13 +90,7 @@ pub fn list(cluster: &PatroniCluster, status: Option<&ClusterStatus>) -> String 
             s.consensus.leader.as_deref().unwrap_or("unknown")
         ));
     }
-    let mut out = format!(
-        "{title}\n{}",
-        table(
-            &["Member", "Host", "Role", "State", "TL", "Lag in MB"],
-            &rows
-        )
-    );
+    let mut out = format!("{title}\n{}", table(&header, &rows));
     if cluster.pause {
         out.push_str("\n Maintenance mode: on");
     }
