@@ -520,6 +520,15 @@ impl Client {
             .await
     }
 
+    /// `GET /api/v1/backup/schedule`.
+    pub async fn backup_schedules(
+        &self,
+        at: Option<&str>,
+    ) -> Result<rale_backup::api::ScheduleResponse> {
+        self.call(at, Method::GET, "/api/v1/backup/schedule", None)
+            .await
+    }
+
     /// `GET /api/v1/backup/status/{id}`.
     pub async fn backup_status(
         &self,

@@ -23,6 +23,7 @@ const ROUTES: &[(&str, &str, Option<&str>)] = &[
     ),
     ("GET", "/api/v1/backup/list", None),
     ("GET", "/api/v1/backup/jobs", None),
+    ("GET", "/api/v1/backup/schedule", None),
     ("GET", "/api/v1/backup/status/job-1", None),
     (
         "POST",
@@ -235,4 +236,49 @@ async fn schedules_are_checked_and_replaced() {
         1,
         "unchanged after a refusal"
     );
+}
+
+/// Schedules set through the API survive a restart of the agent (a new service from the
+/// same configuration) and take precedence over the file's; `GET` shows them.
+#[tokio::test]
+async fn schedules_set_through_the_api_are_kept() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config: ramd_ref::api::BackupConfig = serde_json::from_value(serde_json::json!({
+        "tool": "custom",
+        "job_dir": dir.path().join("jobs"),
+        "custom": {
+            "state_dir": dir.path().join("hooks"),
+            "backup": "true",
+            "restore": "true",
+        },
+        "schedules": [{"name": "from-file", "kind": "full", "cron": "0 0 3 * * *", "placement": "primary"}],
+    }))
+    .expect("backup config");
+    let first = Arc::new(BackupService::from_config(&config, n("n1")).expect("service"));
+    let consensus = cluster(false).await;
+    let n1 = node_with(&consensus, "n1", |api| api.backup = Some(first.clone())).await;
+    let shown = call(&n1.app, Method::GET, "/api/v1/backup/schedule", None, false).await;
+    assert_eq!(shown.status, StatusCode::OK);
+    assert_eq!(shown.json()["schedules"][0]["name"], "from-file");
+    let set = call(
+        &n1.app,
+        Method::POST,
+        "/api/v1/backup/schedule",
+        Some(r#"{"schedules": [{"name": "from-api", "kind": "full", "cron": "0 0 4 * * *", "placement": "primary"}], "retention": {"full_count": 3}}"#),
+        true,
+    )
+    .await;
+    assert_eq!(set.status, StatusCode::OK, "{:?}", set.body);
+    drop(n1);
+    drop(first);
+
+    let again = BackupService::from_config(&config, n("n1")).expect("service after restart");
+    let status = again.schedule_status();
+    let names: Vec<&str> = status
+        .schedules
+        .iter()
+        .map(|s| s.spec.name.as_str())
+        .collect();
+    assert_eq!(names, ["from-api"]);
+    assert_eq!(status.retention.and_then(|r| r.full_count), Some(3));
 }

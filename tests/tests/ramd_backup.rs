@@ -532,6 +532,18 @@ async fn scenario(cluster: &RamdCluster) -> anyhow::Result<()> {
     )?;
     ensure!(names(&replaced) == ["weekly"], "{replaced}");
     ensure!(replaced.get("retention").is_none(), "{replaced}");
+    // Kept across agent restarts: the job directory holds what was set.
+    let saved = cluster
+        .dir()
+        .join(&primary)
+        .join("backup-jobs")
+        .join(ramd_ref::api::backup::SCHEDULE_FILE);
+    let saved =
+        std::fs::read_to_string(&saved).with_context(|| format!("reading {}", saved.display()))?;
+    ensure!(
+        saved.contains("weekly") && !saved.contains("yearly"),
+        "{saved}"
+    );
     let o = ctl
         .refused(
             1,
@@ -546,6 +558,14 @@ async fn scenario(cluster: &RamdCluster) -> anyhow::Result<()> {
         )
         .await?;
     ensure!(o.said().contains("cron"), "{o:?}");
+    let shown = json(
+        &ctl.ok(&["backup", "--node", &primary, "schedules"]).await?,
+        "backup schedules",
+    )?;
+    ensure!(
+        names(&shown) == ["weekly"],
+        "a refused schedule changed them: {shown}"
+    );
     let (code, body) = cluster
         .api_request(
             &primary,

@@ -138,7 +138,14 @@ pub struct BackupService {
     /// Backups run only where PostgreSQL is the primary (pgBackRest without a standby
     /// configuration): `start` refuses elsewhere.
     primary_only: bool,
+    /// Where schedules set through the API are kept across restarts (`None`: memory).
+    schedule_file: Option<PathBuf>,
 }
+
+/// The file, in the job directory, holding the schedules and retention last set through
+/// `POST /api/v1/backup/schedule`; while it exists it takes precedence over the
+/// `[backup]` section's `schedules` and `retention`.
+pub const SCHEDULE_FILE: &str = "schedules.json";
 
 /// How long [`BackupService::prepare_when_primary`] waits after a failed preparation.
 pub const PREPARE_RETRY_INTERVAL: Duration = Duration::from_secs(30);
@@ -175,7 +182,14 @@ impl BackupService {
             preparer: Mutex::new(None),
             protected_dirs,
             primary_only: false,
+            schedule_file: None,
         })
+    }
+
+    /// Keeps schedules set through the API in `file` (written on every change).
+    pub fn with_schedule_file(mut self, file: PathBuf) -> Self {
+        self.schedule_file = Some(file);
+        self
     }
 
     /// Refuses `POST /api/v1/backup/start` (409) unless this node's PostgreSQL is the
@@ -208,13 +222,25 @@ impl BackupService {
             }
         };
         let jobs = JobManager::open(&config.job_dir, tool, Some(node))?;
-        Ok(Self::new(
-            jobs,
-            config.schedules.clone(),
-            config.retention.clone(),
-            data_dir.into_iter().collect(),
-        )?
-        .with_primary_only(config.tool == ToolKind::Pgbackrest))
+        let file = config.job_dir.join(SCHEDULE_FILE);
+        let (schedules, retention) = match std::fs::read(&file) {
+            Ok(bytes) => {
+                let saved: ScheduleRequest = serde_json::from_slice(&bytes).map_err(|e| {
+                    rale_backup::Error::Config(format!(
+                        "{}: {e} (schedules set through the API; fix or delete the file)",
+                        file.display()
+                    ))
+                })?;
+                tracing::info!(file = %file.display(), "backup schedules set through the API override [backup] schedules");
+                (saved.schedules, saved.retention)
+            }
+            Err(_) => (config.schedules.clone(), config.retention.clone()),
+        };
+        Ok(
+            Self::new(jobs, schedules, retention, data_dir.into_iter().collect())?
+                .with_primary_only(config.tool == ToolKind::Pgbackrest)
+                .with_schedule_file(file),
+        )
     }
 
     /// The job manager.
@@ -318,6 +344,16 @@ impl BackupService {
     /// Replaces the schedules and retention (checked first; nothing changes on error).
     pub fn set_schedules(&self, req: ScheduleRequest) -> rale_backup::Result<ScheduleResponse> {
         Scheduler::new(req.schedules.clone(), Utc::now())?;
+        if let Some(file) = &self.schedule_file {
+            let text = serde_json::to_vec_pretty(&req)
+                .map_err(|e| rale_backup::Error::Config(format!("schedules: {e}")))?;
+            let tmp = file.with_extension("json.tmp");
+            std::fs::write(&tmp, text)
+                .and_then(|()| std::fs::rename(&tmp, file))
+                .map_err(|e| {
+                    rale_backup::Error::Config(format!("writing {}: {e}", file.display()))
+                })?;
+        }
         if let Some(runner) = self.runner.lock().expect("runner lock poisoned").as_ref() {
             runner.replace(req.schedules.clone())?;
         }
@@ -542,7 +578,16 @@ pub(crate) async fn status(
         })
 }
 
-/// Replace this node's backup schedules and retention.
+/// This node's backup schedules (with their next run) and retention.
+#[utoipa::path(get, path = "/api/v1/backup/schedule", tag = "backup",
+    responses(
+        (status = 200, description = "rale_backup::api::ScheduleResponse", body = Object),
+        (status = 503, description = "Backups not configured", body = ErrorBody)))]
+pub(crate) async fn get_schedule(State(st): St) -> Result<Json<ScheduleResponse>, ApiError> {
+    Ok(Json(service(&st)?.schedule_status()))
+}
+
+/// Replace this node's backup schedules and retention (kept across agent restarts).
 #[utoipa::path(post, path = "/api/v1/backup/schedule", tag = "backup",
     request_body(content = Object, description = "rale_backup::api::ScheduleRequest: schedules [{name, kind, cron, placement}], retention?"),
     responses(

@@ -243,7 +243,11 @@ fn build() -> (Router<St>, Vec<RouteSpec>) {
         .add("/api/v1/backup/list", &["GET"], get(backup::list))
         .add("/api/v1/backup/jobs", &["GET"], get(backup::jobs))
         .add("/api/v1/backup/status/{id}", &["GET"], get(backup::status))
-        .add("/api/v1/backup/schedule", &["POST"], post(backup::schedule))
+        .add(
+            "/api/v1/backup/schedule",
+            &["GET", "POST"],
+            get(backup::get_schedule).post(backup::schedule),
+        )
         .add("/api/v1/sync-standbys/status", &["GET"], get(sync::status))
         .add("/api/v1/sync-standbys/add", &["POST"], post(sync::add))
         .add(

@@ -41,7 +41,7 @@ impl Modify for BasicAuth {
         ops::pause, ops::resume, actions::restart, actions::cancel_restart, actions::reinitialize, actions::reload,
         params::validate, params::list, params::info, params::optimize,
         backup::start, backup::restore, backup::list, backup::jobs, backup::status,
-        backup::schedule,
+        backup::schedule, backup::get_schedule,
         sync::status, sync::add, sync::remove, sync::any_n, sync::count, sync::commit_level,
         members::list, members::add, members::remove,
         serve,

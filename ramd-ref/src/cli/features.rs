@@ -127,7 +127,10 @@ pub enum BackupCmd {
         #[arg(long)]
         wait: bool,
     },
-    /// Replace the node's schedules and retention.
+    /// The node's schedules (with their next run) and retention.
+    Schedules,
+    /// Replace the node's schedules and retention (kept across agent restarts; no
+    /// `--entry` clears them).
     Schedule {
         /// `NAME|KIND|CRON|PLACEMENT`, e.g. `nightly|full|0 30 2 * * *|prefer_replica`.
         #[arg(long = "entry", value_name = "NAME|KIND|CRON|PLACEMENT")]
@@ -414,6 +417,7 @@ pub async fn backup(args: BackupArgs, ctx: &Ctx) -> Result<(), CliError> {
             Ok(())
         }
         BackupCmd::Jobs => print_json(&c.backup_jobs(at).await?),
+        BackupCmd::Schedules => print_json(&c.backup_schedules(at).await?),
         BackupCmd::Status { id } => print_json(&c.backup_status(at, &id).await?),
         BackupCmd::Restore {
             data_dir,
