@@ -321,6 +321,12 @@ impl Client {
         self.get("/patroni").await
     }
 
+    /// `GET /patroni` of the agent at `url` (that member's own view, not the first
+    /// agent's).
+    pub async fn node_status_at(&self, url: &str) -> Result<NodeStatus> {
+        self.call(Some(url), Method::GET, "/patroni", None).await
+    }
+
     /// `POST /switchover`; the status is 200 when done, 202 when scheduled.
     pub async fn switchover(&self, req: &SwitchoverRequest) -> Result<(u16, ActionResponse)> {
         self.post("/switchover", Some(req)).await

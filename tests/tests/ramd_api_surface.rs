@@ -604,15 +604,11 @@ async fn parameter_changes(c: &RamdCluster, via: &str) -> anyhow::Result<()> {
     wait_setting(c, "work_mem", "4MB").await?;
 
     // A postmaster parameter waits for a restart: visible in GET /cluster and `ramctrl
-    // list`; `ramctrl restart --pending` applies it where it waits and skips elsewhere.
+    // list`; `ramctrl restart --all --pending` restarts the members one at a time,
+    // replicas first, and the primary keeps its lease (no failover).
     patch(json!({"postgresql_parameters": {"max_connections": "60"}})).await?;
-    // A replica: raising max_connections on a primary before its standbys stops them.
     let primary = c.primary().await?;
-    let target = c
-        .names()
-        .into_iter()
-        .find(|n| n != via && *n != primary)
-        .context("another replica")?;
+    let epoch = c.status().await?.epoch;
     c.wait_for("pending_restart on every member", WAIT, || async {
         let cl = c.cluster_from(via).await?;
         Ok(cl.members.iter().all(|m| m.pending_restart).then_some(()))
@@ -621,34 +617,40 @@ async fn parameter_changes(c: &RamdCluster, via: &str) -> anyhow::Result<()> {
     let ctl = Ctl::for_cluster(c)?;
     let list = ctl.ok(&["list"]).await?;
     ensure!(list.contains("Pending restart"), "ramctrl list: {list}");
-    ctl.ok(&["restart", &target, "--pending", "--force"])
+    let t = Instant::now();
+    let out = ctl
+        .ok(&["restart", "--all", "--pending", "--force"])
         .await?;
-    c.wait_for(
-        &format!("max_connections = 60 on {target}"),
-        WAIT,
-        || async {
-            let v = c
-                .query_text(&target, "SHOW max_connections")
-                .await
-                .ok()
-                .flatten();
-            Ok((v.as_deref() == Some("60")).then_some(()))
-        },
-    )
-    .await?;
-    c.wait_for(&format!("{target} no longer pending"), WAIT, || async {
+    eprintln!(
+        "FIGURE rolling restart of 3 members: {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+    let order: Vec<&str> = out.lines().filter_map(|l| l.split(':').next()).collect();
+    ensure!(
+        order.last() == Some(&primary.as_str()),
+        "the primary must be restarted last: {out}"
+    );
+    wait_setting(c, "max_connections", "60").await?;
+    c.wait_for("nothing pending", WAIT, || async {
         let cl = c.cluster_from(via).await?;
-        Ok(cl
-            .members
-            .iter()
-            .any(|m| m.name == target && !m.pending_restart)
-            .then_some(()))
+        Ok(cl.members.iter().all(|m| !m.pending_restart).then_some(()))
     })
     .await?;
+    ensure!(
+        c.primary().await? == primary,
+        "the rolling restart moved the primary"
+    );
+    ensure!(
+        c.status().await?.epoch == epoch,
+        "the rolling restart changed the epoch"
+    );
     let skipped = ctl
-        .ok(&["restart", &target, "--pending", "--force"])
+        .ok(&["restart", "--all", "--pending", "--force"])
         .await?;
-    ensure!(skipped.contains("no restart needed"), "{skipped}");
+    ensure!(
+        skipped.matches("no restart needed").count() == 3,
+        "{skipped}"
+    );
     patch(json!({"postgresql_parameters": {"max_connections": null}})).await?;
 
     // Managed parameters are refused with the setting to use instead.

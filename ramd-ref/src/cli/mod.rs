@@ -13,6 +13,7 @@ pub mod edit;
 pub mod features;
 pub mod members;
 pub mod render;
+mod restart;
 
 /// Exit codes of `ramctrl`.
 pub mod exit {
@@ -132,10 +133,15 @@ pub enum Cmd {
         #[arg(long)]
         tls: bool,
     },
-    /// Restart a member's PostgreSQL.
+    /// Restart a member's PostgreSQL, or with --all every member (replicas first).
     Restart {
         /// Member.
-        node: String,
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        node: Option<String>,
+        /// Every member, one at a time, replicas first and the primary last, each back
+        /// in service before the next.
+        #[arg(long, conflicts_with_all = ["at", "cancel"])]
+        all: bool,
         /// Only if a setting waits for a restart.
         #[arg(long)]
         pending: bool,
@@ -340,11 +346,15 @@ pub async fn run(cmd: Cmd, ctx: &Ctx) -> Result<(), CliError> {
         }
         Cmd::Restart {
             node,
+            all,
             pending,
             at,
             cancel,
             force,
         } => {
+            let Some(node) = node.filter(|_| !all) else {
+                return restart::all(ctx, pending, force).await;
+            };
             let url = member_api_url(ctx, &node).await?;
             if cancel {
                 let (_, resp) = ctx.client.cancel_restart(&url).await?;
