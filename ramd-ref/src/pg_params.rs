@@ -7,8 +7,10 @@
 //!   file in the agent's state directory, so that a parameter removed while the agent
 //!   was down is still removed when it comes back, and a parameter an operator set by
 //!   hand with `ALTER SYSTEM` is never touched.
-//! - When the primary cannot apply a change, the parameters go back to the last ones that
-//!   applied: [`Applied::RollBack`] tells the HA loop which configuration to propose.
+//! - When the primary's server refuses a change (a value or name it rejects), the
+//!   parameters go back to the last ones that applied: [`Applied::RollBack`] tells the HA
+//!   loop which configuration to propose. A transient failure (connection lost, timeout)
+//!   is reported once and retried every [`RETRY_INTERVAL`], never rolled back.
 //!
 //! ```no_run
 //! # async fn demo(pg: &dyn rale::PostgresControl, state: &rale::ClusterState) {
@@ -24,6 +26,7 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 use rale::{ClusterState, DynamicConfig, PostgresControl};
 use tracing::{info, warn};
@@ -66,6 +69,28 @@ pub struct ParameterApplier {
     attempted: Option<BTreeMap<String, String>>,
     /// The last configuration whose parameters applied.
     good: Option<DynamicConfig>,
+    /// After a transient failure (connection, timeout): no new attempt before this.
+    retry_at: Option<Instant>,
+    /// The configuration version whose transient failure is already in the history.
+    reported_version: Option<u64>,
+}
+
+/// Pause between attempts after a transient failure.
+pub const RETRY_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Whether `e` is the server refusing a value or a name (`ALTER SYSTEM` failed with a
+/// data exception, an unknown object or a parameter that cannot be changed): worth a
+/// rollback. Anything else (connection lost, timeout) is transient and retried.
+pub fn refused_by_server(e: &rale::Error) -> bool {
+    match e {
+        rale::Error::Postgres { operation, message } => {
+            *operation == "ALTER SYSTEM"
+                && ["22", "42", "55"].iter().any(|class| {
+                    message.starts_with(class) && message.as_bytes().get(5) == Some(&b':')
+                })
+        }
+        _ => false,
+    }
 }
 
 impl ParameterApplier {
@@ -85,6 +110,8 @@ impl ParameterApplier {
             installed,
             attempted: None,
             good: None,
+            retry_at: None,
+            reported_version: None,
         }
     }
 
@@ -112,7 +139,9 @@ impl ParameterApplier {
         primary: bool,
     ) -> Applied {
         let wanted = state.config.effective_postgresql_parameters();
-        if self.attempted.as_ref() == Some(&wanted) {
+        if self.attempted.as_ref() == Some(&wanted)
+            || self.retry_at.is_some_and(|t| Instant::now() < t)
+        {
             return Applied::Unchanged;
         }
         let removed: Vec<String> = self
@@ -136,6 +165,7 @@ impl ParameterApplier {
         }
         .await;
         self.attempted = Some(wanted.clone());
+        self.retry_at = None;
         match result {
             Ok((reloaded, pending_restart)) => {
                 self.installed = wanted;
@@ -160,6 +190,18 @@ impl ParameterApplier {
                     state.config_version
                 );
                 warn!(error = %e, version = state.config_version, "cluster-wide PostgreSQL parameters not applied");
+                if !refused_by_server(&e) {
+                    // Transient: try again in a moment, report once per version.
+                    self.attempted = None;
+                    self.retry_at = Some(Instant::now() + RETRY_INTERVAL);
+                    if self.reported_version == Some(state.config_version) {
+                        return Applied::Unchanged;
+                    }
+                    self.reported_version = Some(state.config_version);
+                    return Applied::Failed {
+                        reason: format!("{reason}; retrying every {} s", RETRY_INTERVAL.as_secs()),
+                    };
+                }
                 match (&self.good, primary) {
                     (Some(good), true)
                         if good.postgresql_parameters != state.config.postgresql_parameters
@@ -178,5 +220,38 @@ impl ParameterApplier {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pg(operation: &'static str, message: &str) -> rale::Error {
+        rale::Error::Postgres {
+            operation,
+            message: message.into(),
+        }
+    }
+
+    #[test]
+    fn only_server_refusals_are_rolled_back() {
+        assert!(refused_by_server(&pg(
+            "ALTER SYSTEM",
+            "22023: invalid value for parameter \"TimeZone\": \"Mars/Olympus_Mons\""
+        )));
+        assert!(refused_by_server(&pg(
+            "ALTER SYSTEM",
+            "42704: unrecognized configuration parameter \"wrok_mem\""
+        )));
+        assert!(!refused_by_server(&pg("ALTER SYSTEM", "connection closed")));
+        assert!(!refused_by_server(&pg(
+            "connect",
+            "22023: looks like a code"
+        )));
+        assert!(!refused_by_server(&rale::Error::Timeout {
+            operation: "set_parameters",
+            after_ms: 5000
+        }));
     }
 }
