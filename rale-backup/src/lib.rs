@@ -57,7 +57,7 @@
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 
 pub mod api;
-mod atomic;
+pub mod atomic;
 pub mod barman;
 pub mod custom;
 mod error;

@@ -585,13 +585,7 @@ impl Playground {
         self.children.clear();
         // Agents stop PostgreSQL on SIGTERM; a postmaster left by a killed agent is stopped here.
         for n in &self.report.nodes {
-            let pidfile = n.data_dir.join("postmaster.pid");
-            if let Ok(text) = std::fs::read_to_string(&pidfile)
-                && let Some(pid) = text
-                    .lines()
-                    .next()
-                    .and_then(|l| l.trim().parse::<i32>().ok())
-            {
+            if let Some(pid) = rale::pg::postmaster_pid(&n.data_dir) {
                 let _ = kill(Pid::from_raw(pid), Signal::SIGQUIT);
             }
         }

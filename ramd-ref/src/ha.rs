@@ -447,7 +447,7 @@ impl HaLoop {
     /// to the running local server (reload; those needing a restart show as
     /// `pending_restart`); a failure is recorded, and on the primary rolled back.
     async fn apply_parameters(&mut self, state: &ClusterState, pg: &PgStatus) {
-        if !(pg.running && pg.reachable) {
+        if !(pg.running && pg.reachable && self.parameters.is_due(state)) {
             return;
         }
         let me = self.decider.identity().node.clone();

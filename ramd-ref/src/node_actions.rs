@@ -110,7 +110,9 @@ impl Restarter {
     }
 }
 
-async fn record(consensus: &dyn Consensus, node: &NodeId, caller: &str, reason: String) {
+/// Records an operator action on `node` in the history (`api:<caller>`). Best effort:
+/// the action already happened, so a failed record is logged, not answered.
+pub(crate) async fn record(consensus: &dyn Consensus, node: &NodeId, caller: &str, reason: String) {
     let cmd = Command {
         op: Operation::Record {
             kind: HistoryKind::Operation,
@@ -120,7 +122,9 @@ async fn record(consensus: &dyn Consensus, node: &NodeId, caller: &str, reason: 
         },
         wall_ms: wall_ms(),
     };
-    let _ = consensus.propose(cmd).await;
+    if let Err(e) = consensus.propose(cmd).await {
+        tracing::warn!(error = %e, "operation not recorded in the history");
+    }
 }
 
 /// Parses a `schedule` value: an RFC 3339 / ISO 8601 timestamp with an offset

@@ -98,13 +98,12 @@ impl ParameterApplier {
     /// unreadable record is logged and treated as empty). [`Default`] keeps the record in
     /// memory only.
     pub fn load(file: PathBuf) -> Self {
-        let installed = match std::fs::read(&file) {
-            Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+        let installed = rale_backup::atomic::read_json(&file)
+            .unwrap_or_else(|e| {
                 warn!(file = %file.display(), error = %e, "ignoring an unreadable parameter record");
-                BTreeMap::new()
-            }),
-            Err(_) => BTreeMap::new(),
-        };
+                None
+            })
+            .unwrap_or_default();
         Self {
             file: Some(file),
             installed,
@@ -117,17 +116,17 @@ impl ParameterApplier {
 
     fn save(&self) {
         let Some(file) = &self.file else { return };
-        let text = match serde_json::to_vec_pretty(&self.installed) {
-            Ok(t) => t,
-            Err(e) => {
-                warn!(error = %e, "cannot serialise the parameter record");
-                return;
-            }
-        };
-        let tmp = file.with_extension("json.tmp");
-        if let Err(e) = std::fs::write(&tmp, text).and_then(|()| std::fs::rename(&tmp, file)) {
+        if let Err(e) = rale_backup::atomic::write_json(file, &self.installed) {
             warn!(file = %file.display(), error = %e, "cannot write the parameter record");
         }
+    }
+
+    /// Whether [`Self::apply`] has work for `state`: its parameters changed since the
+    /// last attempt, and no retry pause is running. Cheap; the HA loop asks before it
+    /// takes the PostgreSQL lock.
+    pub fn is_due(&self, state: &ClusterState) -> bool {
+        self.attempted.as_ref() != Some(&state.config.effective_postgresql_parameters())
+            && self.retry_at.is_none_or(|t| Instant::now() >= t)
     }
 
     /// Applies `state`'s parameters to `pg` when they changed since the last attempt.
@@ -138,12 +137,10 @@ impl ParameterApplier {
         state: &ClusterState,
         primary: bool,
     ) -> Applied {
-        let wanted = state.config.effective_postgresql_parameters();
-        if self.attempted.as_ref() == Some(&wanted)
-            || self.retry_at.is_some_and(|t| Instant::now() < t)
-        {
+        if !self.is_due(state) {
             return Applied::Unchanged;
         }
+        let wanted = state.config.effective_postgresql_parameters();
         let removed: Vec<String> = self
             .installed
             .keys()

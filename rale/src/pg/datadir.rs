@@ -71,12 +71,16 @@ impl DataDir {
         }
     }
 
+    /// The PID on the first line of `postmaster.pid` (possibly stale).
+    pub fn recorded_pid(&self) -> Option<i32> {
+        let text = fs::read_to_string(self.file("postmaster.pid")).ok()?;
+        text.lines().next()?.trim().parse().ok()
+    }
+
     /// The postmaster's PID from `postmaster.pid` when that process is alive.
     pub fn running_pid(&self) -> Option<i32> {
-        let text = fs::read_to_string(self.file("postmaster.pid")).ok()?;
-        let pid: i32 = text.lines().next()?.trim().parse().ok()?;
         // A negative PID marks a single-user backend.
-        let pid = pid.checked_abs()?;
+        let pid = self.recorded_pid()?.checked_abs()?;
         if pid <= 1 {
             return None;
         }

@@ -28,6 +28,13 @@ pub use binaries::{MAJOR_VERSION_MIN, PgBinaries};
 pub use local::{LocalPostgres, LocalPostgresConfig};
 pub use process::OsUser;
 
+/// The PID on the first line of `data_dir/postmaster.pid`, or `None` without a readable
+/// one. The file may be stale (a killed postmaster leaves it behind): check the process
+/// before relying on it.
+pub fn postmaster_pid(data_dir: &std::path::Path) -> Option<i32> {
+    datadir::DataDir::new(data_dir.to_owned()).recorded_pid()
+}
+
 /// How to stop PostgreSQL (`pg_ctl stop -m …`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -223,18 +223,13 @@ impl BackupService {
         };
         let jobs = JobManager::open(&config.job_dir, tool, Some(node))?;
         let file = config.job_dir.join(SCHEDULE_FILE);
-        let (schedules, retention) = match std::fs::read(&file) {
-            Ok(bytes) => {
-                let saved: ScheduleRequest = serde_json::from_slice(&bytes).map_err(|e| {
-                    rale_backup::Error::Config(format!(
-                        "{}: {e} (schedules set through the API; fix or delete the file)",
-                        file.display()
-                    ))
-                })?;
+        let saved: Option<ScheduleRequest> = rale_backup::atomic::read_json(&file)?;
+        let (schedules, retention) = match saved {
+            Some(saved) => {
                 tracing::info!(file = %file.display(), "backup schedules set through the API override [backup] schedules");
                 (saved.schedules, saved.retention)
             }
-            Err(_) => (config.schedules.clone(), config.retention.clone()),
+            None => (config.schedules.clone(), config.retention.clone()),
         };
         Ok(
             Self::new(jobs, schedules, retention, data_dir.into_iter().collect())?
@@ -345,14 +340,7 @@ impl BackupService {
     pub fn set_schedules(&self, req: ScheduleRequest) -> rale_backup::Result<ScheduleResponse> {
         Scheduler::new(req.schedules.clone(), Utc::now())?;
         if let Some(file) = &self.schedule_file {
-            let text = serde_json::to_vec_pretty(&req)
-                .map_err(|e| rale_backup::Error::Config(format!("schedules: {e}")))?;
-            let tmp = file.with_extension("json.tmp");
-            std::fs::write(&tmp, text)
-                .and_then(|()| std::fs::rename(&tmp, file))
-                .map_err(|e| {
-                    rale_backup::Error::Config(format!("writing {}: {e}", file.display()))
-                })?;
+            rale_backup::atomic::write_json(file, &req)?;
         }
         if let Some(runner) = self.runner.lock().expect("runner lock poisoned").as_ref() {
             runner.replace(req.schedules.clone())?;

@@ -62,25 +62,10 @@ pub(crate) async fn propose(st: &ApiState, op: Operation) -> Result<Outcome, Api
     Ok(outcome)
 }
 
-/// Records an operator action of this node in the history (`api:<caller>`). Best
-/// effort: the action already happened, so a failed record is logged, not answered.
+/// Records an operator action of this node in the history (`api:<caller>`).
 pub(crate) async fn record_operation(st: &ApiState, caller: &str, reason: String) {
-    let op = Operation::Record {
-        kind: rale::state::HistoryKind::Operation,
-        node: Some(st.snap().node.clone()),
-        actor: format!("api:{caller}"),
-        reason,
-    };
-    if let Err(e) = st
-        .consensus
-        .propose(Command {
-            op,
-            wall_ms: now_unix_ms(),
-        })
-        .await
-    {
-        tracing::warn!(error = %e, "operation not recorded in the history");
-    }
+    let node = st.snap().node.clone();
+    crate::node_actions::record(st.consensus.as_ref(), &node, caller, reason).await;
 }
 
 fn node_name(text: &str, what: &str) -> Result<NodeId, ApiError> {

@@ -20,13 +20,8 @@ pub(crate) fn primary_index(pg: &Playground) -> Result<usize> {
 }
 
 pub(crate) fn postmaster_pid(data_dir: &Path) -> Result<i32> {
-    let path = data_dir.join("postmaster.pid");
-    let text =
-        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    text.lines()
-        .next()
-        .and_then(|l| l.trim().parse::<i32>().ok())
-        .with_context(|| format!("no PID on the first line of {}", path.display()))
+    rale::pg::postmaster_pid(data_dir)
+        .with_context(|| format!("no PID in {}/postmaster.pid", data_dir.display()))
 }
 
 pub(crate) fn dsns(pg: &Playground) -> Vec<String> {

@@ -441,13 +441,9 @@ impl NetnsCluster {
     /// The postmaster PID of node `name` (first line of `postmaster.pid` in its data
     /// directory, which this fixture owns).
     pub fn postmaster_pid(&self, name: &str) -> anyhow::Result<i32> {
-        let path = self.node(name)?.data_dir.join("postmaster.pid");
-        let text = std::fs::read_to_string(&path)
-            .with_context(|| format!("reading {}", path.display()))?;
-        text.lines()
-            .next()
-            .and_then(|l| l.trim().parse().ok())
-            .with_context(|| format!("no PID in {}", path.display()))
+        let data_dir = &self.node(name)?.data_dir;
+        rale::pg::postmaster_pid(data_dir)
+            .with_context(|| format!("no PID in {}/postmaster.pid", data_dir.display()))
     }
 
     /// Sends `signal` to node `name`'s postmaster (which runs inside the node's
