@@ -450,15 +450,14 @@ impl ClusterState {
                 if matches!(kind, HistoryKind::Switchover) {
                     self.switchover = None;
                 }
-                // The new primary inherits the recorded set (minus itself): until it records
-                // its own, failover stays bound by the promise of the previous one.
-                let mut standbys = std::mem::take(&mut self.sync.standbys);
-                standbys.remove(node);
-                self.sync = SyncState {
-                    epoch,
-                    standbys,
-                    quorum: self.sync.quorum,
-                };
+                // The new primary inherits the recorded set *with itself in it*: until it
+                // records its own, failover stays bound by the promise of the previous
+                // primary, and the taker is one of the members that may hold its commits.
+                // Removing it would leave a set that no longer covers them: a taker that
+                // dies or steps down before promoting, or a new primary that publishes a
+                // set of standbys that have not caught up, would let failover promote a
+                // member lacking acknowledged commits (or nobody at all, for ever).
+                self.sync.epoch = epoch;
                 self.record(
                     wall_ms,
                     *kind,

@@ -4,7 +4,7 @@
 //! Run: `cargo test -p rale --test sim_scenarios`
 
 use rale::DynamicConfig;
-use rale::sim::{Fault, Report, Schedule, Sim, SimConfig, Target};
+use rale::sim::{Fault, Mode, Report, Schedule, Sim, SimConfig, Target};
 
 fn run(cfg: SimConfig, schedule: Schedule) -> Report {
     Sim::with_decider(cfg, schedule)
@@ -62,40 +62,12 @@ fn primary_host_crash_fails_over() {
 
 /// The configuration of a named property-test mode (see `sim_props.rs`).
 fn mode_config(mode: &str) -> SimConfig {
-    use rale_sync::SyncMode;
-    let sync = |m: SyncMode, strict: bool| {
-        let mut d = DynamicConfig {
-            fence: true,
-            ..DynamicConfig::default()
-        };
-        d.synchronous.mode = m;
-        d.synchronous.node_count = 1;
-        d.synchronous.strict = strict;
-        SimConfig::new(3, d)
-    };
-    match mode {
-        "async-nofence" => SimConfig::new(
-            3,
-            DynamicConfig {
-                fence: false,
-                ..DynamicConfig::default()
-            },
-        ),
-        "sync-first1" => sync(SyncMode::On, false),
-        "quorum-any1" => sync(SyncMode::Quorum, false),
-        "sync-strict" => sync(SyncMode::On, true),
-        "tags" => SimConfig::tagged_reference(DynamicConfig {
-            fence: true,
-            ..DynamicConfig::default()
-        }),
-        _ => SimConfig::new(
-            3,
-            DynamicConfig {
-                fence: true,
-                ..DynamicConfig::default()
-            },
-        ),
+    if mode.is_empty() {
+        return Mode::AsyncFence.config();
     }
+    mode.parse::<Mode>()
+        .unwrap_or_else(|e| panic!("RALE_SIM_MODE: {e}"))
+        .config()
 }
 
 /// Replays a schedule: `RALE_SIM_REPLAY` holds its JSON (or a file holding it),

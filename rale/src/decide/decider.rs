@@ -156,8 +156,12 @@ impl Decider {
         }
         self.lease_deadline = match &state.lease {
             Some(l) if l.holder.as_ref() == Some(self.node()) => {
-                let deadline = if l.holder_clock > now {
-                    now // a clock reading from the future (clock reset): trust nothing
+                let deadline = if l.holder_clock > now || l.holder_clock < self.started {
+                    // A stamp this agent process did not write: from a future reading (the
+                    // host rebooted and its clock restarted) or from before this process
+                    // started — possibly on another boot, whose readings mean nothing on
+                    // this clock. Trust nothing until a renewal of our own lands.
+                    now
                 } else {
                     l.holder_clock.plus(self.config.holder_validity_ms())
                 };
@@ -448,7 +452,16 @@ impl Decider {
             self.switchover_stop = None;
         }
 
-        if now >= deadline && !self.config.fence && obs.pg.running && obs.pg.role() == Role::Primary
+        // A new agent process starts with an unproven deadline (see `observe`); without the
+        // fence, a running primary is given one validity period from the agent's start for
+        // its first renewal to land before it is stopped — no more than a dead agent would
+        // have left it.
+        let settled = now.since(self.started) >= self.config.holder_validity_ms();
+        if now >= deadline
+            && settled
+            && !self.config.fence
+            && obs.pg.running
+            && obs.pg.role() == Role::Primary
         {
             // Renewals did not land in time: stop accepting writes now; renewing later is
             // safe because a takeover needs the lease unchanged.

@@ -489,6 +489,9 @@ impl Sim {
         node.agent.down_until = None;
         node.exec_queue.clear();
         node.exec_current = None;
+        // The lease keeper lives in the agent process: a host crash ends it, with the
+        // fence deadline it proved (in the old boot's clock).
+        node.keeper = Keeper::default();
     }
 
     /// Ends every fault now.
@@ -521,7 +524,10 @@ impl Sim {
                 let node = &mut self.nodes[i];
                 node.host_down_until = None;
                 node.host_up = true;
-                node.clock_offset_ms = 0;
+                // CLOCK_BOOTTIME restarts with the host; the agent reads it some time after
+                // boot. A random reading makes stamps of the previous boot both larger and
+                // smaller than the new clock: neither may be trusted.
+                node.clock_offset_ms = self.rng.gen_range(0..=self.cfg.clock_offset_max_ms);
                 node.clock_ns = 0;
                 node.agent.down_until = Some(now);
                 node.agent.frozen_until = 0;
@@ -529,7 +535,7 @@ impl Sim {
                 self.trace.push(
                     now,
                     Some(&self.names[i]),
-                    TraceKind::Fault("host boots (clock restarts at 0)".into()),
+                    TraceKind::Fault(format!("host boots (clock restarts at {})", self.nodes[i].clock())),
                 );
             }
             let node = &self.nodes[i];
@@ -539,6 +545,8 @@ impl Sim {
                 let node = &mut self.nodes[i];
                 node.agent.policy = Some(policy);
                 node.agent.down_until = None;
+                // A new agent process starts with a new lease keeper and a closed fence.
+                node.keeper = Keeper::default();
                 node.next_loop_ms = clock;
                 if now > 0 {
                     self.trace.push(
