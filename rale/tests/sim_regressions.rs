@@ -64,3 +64,58 @@ fn r4_new_primary_publishes_only_caught_up_standbys() {
         r#"{"seed":11227749347455420759,"faults":[{"at_ms":4291,"fault":{"fault":"stop_agent","target":"primary","down_ms":100}},{"at_ms":1571,"fault":{"fault":"crash_agent","target":"primary","down_ms":1861}},{"at_ms":31,"fault":{"fault":"cut_link","a":{"replica":2},"b":"primary","duration_ms":2251}}]}"#,
     );
 }
+
+/// R5 (`RALE_SIM_CASES=20000`, seeds 101 and 202; `async-fence`, `quorum-any1`, `tags`,
+/// I3): after a former primary kept writing on its old timeline (its agent frozen or
+/// dead, its fence or standbys holding every commit), failover measured every candidate
+/// against that diverged position — more than `maximum_lag_on_failover` ahead — and
+/// refused them all, for ever. Cause: the product (`rank_candidates`: the lost primary's
+/// position is now the furthest one on the cluster's newest timeline).
+#[test]
+fn r5_lag_is_measured_on_the_newest_timeline_only() {
+    for (mode, json) in [
+        (Mode::AsyncFence, r#"{"seed":0,"faults":[{"at_ms":2911,"fault":{"fault":"stop_agent","target":"primary","down_ms":2201}},{"at_ms":371,"fault":{"fault":"freeze_agent","target":"primary","frozen_ms":4681}},{"at_ms":2911,"fault":{"fault":"stop_agent","target":"primary","down_ms":100}}]}"#),
+        (Mode::QuorumAny1, r#"{"seed":6661464402124427284,"faults":[{"at_ms":2961,"fault":{"fault":"stop_agent","target":"primary","down_ms":1831}},{"at_ms":971,"fault":{"fault":"freeze_agent","target":"primary","frozen_ms":4551}},{"at_ms":5401,"fault":{"fault":"stop_agent","target":"primary","down_ms":100}}]}"#),
+        (Mode::Tags, r#"{"seed":1252970750422656719,"faults":[{"at_ms":2241,"fault":{"fault":"crash_agent","target":"primary","down_ms":4861}},{"at_ms":4321,"fault":{"fault":"stop_agent","target":"primary","down_ms":2631}}]}"#),
+        (Mode::AsyncFence, r#"{"seed":7287060746680638162,"faults":[{"at_ms":3911,"fault":{"fault":"stop_agent","target":"primary","down_ms":1791}},{"at_ms":1211,"fault":{"fault":"partition","sides":[["n1","n3"],[],["n2"]],"client_side":2,"duration_ms":1541}},{"at_ms":1871,"fault":{"fault":"crash_agent","target":"primary","down_ms":2711}}]}"#),
+        (Mode::Tags, r#"{"seed":2210867675748290367,"faults":[{"at_ms":3751,"fault":{"fault":"stop_agent","target":"primary","down_ms":671}},{"at_ms":3821,"fault":{"fault":"crash_agent","target":"primary","down_ms":2481}},{"at_ms":1241,"fault":{"fault":"crash_agent","target":"primary","down_ms":4621}}]}"#),
+    ] {
+        assert_ok(mode, json);
+    }
+}
+
+/// R6 (seeds 101 and 202; `sync-first1`, `quorum-any1`, I2): a new primary whose
+/// standbys could not stream yet degraded to asynchronous replication — recording
+/// `quorum 0` first, as non-strict synchronous mode allows — and a second failover lost
+/// writes of that window. The checker counted them as synchronous losses. Cause: the
+/// checker (a write is covered by the synchronous promise only when the recorded set
+/// required acknowledgements as it was acknowledged; the others are asynchronous and
+/// bounded by `maximum_lag_on_failover`). The window itself is issue 14's item 7.
+#[test]
+fn r6_writes_of_a_recorded_asynchronous_window_are_asynchronous() {
+    for (mode, json) in [
+        (Mode::SyncFirst1, r#"{"seed":9570551066341167451,"faults":[{"at_ms":5451,"fault":{"fault":"partition","sides":[[],["n2","n3"],["n1"]],"client_side":0,"duration_ms":1640}},{"at_ms":2981,"fault":{"fault":"crash_agent","target":"primary","down_ms":1921}},{"at_ms":2981,"fault":{"fault":"cut_link","a":"primary","b":{"replica":2},"duration_ms":751}}]}"#),
+        (Mode::SyncFirst1, r#"{"seed":11426264224007581878,"faults":[{"at_ms":6901,"fault":{"fault":"crash_node","target":"primary","down_ms":1810}},{"at_ms":4301,"fault":{"fault":"crash_agent","target":"primary","down_ms":1881}}]}"#),
+        (Mode::QuorumAny1, r#"{"seed":8844700654307777906,"faults":[{"at_ms":3191,"fault":{"fault":"crash_node","target":"primary","down_ms":1711}},{"at_ms":1661,"fault":{"fault":"stop_agent","target":"primary","down_ms":861}},{"at_ms":2281,"fault":{"fault":"cut_link","a":"primary","b":{"replica":2},"duration_ms":451}}]}"#),
+    ] {
+        let report = assert_ok(mode, json);
+        assert!(
+            report.acked.iter().any(|a| !a.covered),
+            "mode {mode}: expected writes acknowledged while asynchronous"
+        );
+    }
+}
+
+/// R7 (strict mode, no fault, I2 as tightened for R6): the first primary acknowledged
+/// commits before any synchronous set existed (it started with an empty
+/// `synchronous_standby_names`), and once a standby streamed it enforced the new value
+/// before recording the set. Causes: the product — a new cluster now starts with
+/// `synchronous_standby_names` set by `PgAction::Bootstrap` (blocked in strict mode), and
+/// a primary whose commits are blocked catches up, records, then enforces
+/// (`rale_sync::transition::plan_transition`).
+#[test]
+fn r7_strict_mode_never_acknowledges_without_a_recorded_set() {
+    let report = assert_ok(Mode::SyncStrict, r#"{"seed":0,"faults":[]}"#);
+    assert!(!report.acked.is_empty());
+    assert!(report.acked.iter().all(|a| a.covered));
+}

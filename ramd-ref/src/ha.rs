@@ -548,8 +548,8 @@ impl HaLoop {
     ) -> rale::Result<()> {
         let me = self.decider.identity().node.clone();
         match action {
-            PgAction::Bootstrap => {
-                let sysid = self.pg.bootstrap().await?;
+            PgAction::Bootstrap { parameters } => {
+                let sysid = self.pg.bootstrap(parameters).await?;
                 info!(node = %me, system_id = sysid, "initialised a new cluster");
                 Ok(())
             }
@@ -626,7 +626,7 @@ pub fn action_name(a: &Action) -> String {
     match a {
         Action::Propose { op } => format!("propose:{}", op.name()),
         Action::Pg { action } => match action {
-            PgAction::Bootstrap => "pg:bootstrap".into(),
+            PgAction::Bootstrap { .. } => "pg:bootstrap".into(),
             PgAction::Start { upstream } => format!(
                 "pg:start({})",
                 upstream.as_ref().map(NodeId::as_str).unwrap_or("-")

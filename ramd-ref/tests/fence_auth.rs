@@ -59,7 +59,7 @@ async fn start_primary() -> anyhow::Result<Primary> {
         pg: LocalPostgres::new(cfg)?,
         _dir: dir,
     };
-    p.pg.bootstrap().await.context("bootstrap")?;
+    p.pg.bootstrap(&Default::default()).await.context("bootstrap")?;
     Ok(p)
 }
 

@@ -91,7 +91,7 @@ impl Primary {
         );
         let pg = LocalPostgres::new(cfg)?;
         let primary = Self { pg, _dir: dir };
-        primary.pg.bootstrap().await.context("bootstrap")?;
+        primary.pg.bootstrap(&Default::default()).await.context("bootstrap")?;
         Ok(primary)
     }
 

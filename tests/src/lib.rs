@@ -14,7 +14,7 @@
 //!
 //! let cluster = TempCluster::new()?;
 //! let primary = cluster.add_node("n1")?;
-//! primary.pg().bootstrap().await?;
+//! primary.pg().bootstrap(&Default::default()).await?;
 //! primary.pg().ensure_slots(&["n2".to_string()]).await?;
 //! let replica = cluster.add_node("n2")?;
 //! replica.pg().clone_from(&primary.upstream()).await?;

@@ -28,7 +28,7 @@ async fn replication_life_cycle() -> anyhow::Result<()> {
     let c = cluster.add_node("node-c")?;
 
     // Bootstrap the primary.
-    let system_id = a.pg().bootstrap().await.context("bootstrap a")?;
+    let system_id = a.pg().bootstrap(&Default::default()).await.context("bootstrap a")?;
     let sa = a.status().await?;
     ensure!(sa.role() == Role::Primary, "a is primary: {sa:?}");
     ensure!(sa.data == DataDirState::Initialized { system_id }, "{sa:?}");
@@ -199,8 +199,8 @@ async fn clone_is_the_fallback_when_rewind_fails() -> anyhow::Result<()> {
     let cluster = TempCluster::new()?;
     let x = cluster.add_node("x")?;
     let y = cluster.add_node("y")?;
-    let x_id = x.pg().bootstrap().await?;
-    let y_id = y.pg().bootstrap().await?;
+    let x_id = x.pg().bootstrap(&Default::default()).await?;
+    let y_id = y.pg().bootstrap(&Default::default()).await?;
     ensure!(x_id != y_id);
     x.execute("CREATE TABLE ha_check (id int); INSERT INTO ha_check VALUES (1)")
         .await?;
@@ -246,7 +246,7 @@ async fn clone_is_the_fallback_when_rewind_fails() -> anyhow::Result<()> {
 async fn parameters_reload_or_wait_for_restart() -> anyhow::Result<()> {
     let cluster = TempCluster::new()?;
     let n = cluster.add_node("p1")?;
-    n.pg().bootstrap().await?;
+    n.pg().bootstrap(&Default::default()).await?;
     ensure!(!n.status().await?.pending_restart);
 
     let mut params = BTreeMap::new();
@@ -287,9 +287,9 @@ async fn status_of_empty_and_stopped_nodes() -> anyhow::Result<()> {
         "starting an empty data dir must fail"
     );
 
-    let system_id = n.pg().bootstrap().await?;
+    let system_id = n.pg().bootstrap(&Default::default()).await?;
     ensure!(
-        n.pg().bootstrap().await.is_err(),
+        n.pg().bootstrap(&Default::default()).await.is_err(),
         "bootstrap twice must fail"
     );
     n.pg().stop(StopMode::Fast).await?;

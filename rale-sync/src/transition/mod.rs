@@ -50,6 +50,12 @@
 //!    first, then publish").
 //! 4. Publish `R1`.
 //!
+//! When `E0` acknowledges nothing ([`acknowledges_nothing`]: a new primary promoted
+//! under `FIRST 1 (rale_blocked)`, a strict cluster waiting for its first standby) and
+//! `R1` promises something, the order is instead: catch up (WAL streams while commits
+//! are blocked), publish `R1`, enforce `E1` — so no commit is ever acknowledged while
+//! the recorded set promises less than the enforced value delivers.
+//!
 //! Every step keeps the invariant and keeps every acknowledged commit on enough members
 //! of the recorded set; the property tests check both after every step and every commit
 //! of a simulated cluster.
@@ -153,6 +159,25 @@ pub fn is_safe(recorded: &RecordedSet, enforced: &StandbyNames) -> bool {
     n_e.saturating_sub(outside) >= required
 }
 
+/// Whether `E` can acknowledge no commit at all: fewer distinct usable names than it
+/// waits for (a new primary's `FIRST 1 (rale_blocked)`).
+pub fn acknowledges_nothing(enforced: &StandbyNames) -> bool {
+    let Some(list) = enforced.list() else {
+        return false;
+    };
+    if list.has_wildcard() {
+        return false;
+    }
+    let n_e = usize::try_from(list.num()).unwrap_or(usize::MAX);
+    let usable: BTreeSet<String> = list
+        .members()
+        .iter()
+        .filter(|m| !m.eq_ignore_ascii_case(BLOCKED_APPLICATION_NAME))
+        .map(|m| m.to_ascii_lowercase())
+        .collect();
+    usable.len() < n_e
+}
+
 /// Whether replacing `from` by `to` keeps every commit `from` covers covered: `to`
 /// promises nothing, or keeps all members of `from` and requires no more holders.
 pub fn is_loosening(from: &RecordedSet, to: &RecordedSet) -> bool {
@@ -250,6 +275,22 @@ pub fn plan_transition(
 ) -> Vec<Step> {
     let mut steps = Vec::new();
     let mut current = recorded.clone();
+    if *enforced != desired.enforced
+        && acknowledges_nothing(enforced)
+        && current != desired.recorded
+        && desired.recorded.required_holders() > 0
+    {
+        // Commits are blocked (a new primary, a strict cluster waiting for its first
+        // standby): WAL still streams, so prove the new members hold everything written
+        // so far, record them, and only then let commits be acknowledged under the new
+        // value. No commit is ever acknowledged while the recorded set does not cover it.
+        if !is_loosening(&current, &desired.recorded) {
+            steps.push(Step::CatchUp(desired.recorded.clone()));
+        }
+        steps.push(Step::Publish(desired.recorded.clone()));
+        steps.push(Step::Enforce(desired.enforced.clone()));
+        return steps;
+    }
     if *enforced != desired.enforced {
         if !is_safe(&current, &desired.enforced) {
             let mid = if is_loosening(&current, &desired.recorded)
@@ -438,6 +479,48 @@ mod tests {
                 Step::Enforce(first(2, &[FENCE_APPLICATION_NAME, "a"])),
                 Step::CatchUp(set(&["a"], 1)),
                 Step::Publish(set(&["a"], 1)),
+            ]
+        );
+    }
+
+    #[test]
+    fn blocked_primary_catches_up_and_publishes_before_it_acknowledges() {
+        let blocked = first(1, &[BLOCKED_APPLICATION_NAME]);
+        assert!(acknowledges_nothing(&blocked));
+        assert!(!acknowledges_nothing(&first(1, &[FENCE_APPLICATION_NAME])));
+        assert!(!acknowledges_nothing(&StandbyNames::Empty));
+        // A new primary inherits the recorded set with itself in it.
+        let steps = plan_transition(
+            &set(&["new", "b"], 1),
+            &blocked,
+            &target(&["b"], 1, first(2, &[FENCE_APPLICATION_NAME, "b"])),
+        );
+        assert_eq!(
+            steps,
+            [
+                Step::CatchUp(set(&["b"], 1)),
+                Step::Publish(set(&["b"], 1)),
+                Step::Enforce(first(2, &[FENCE_APPLICATION_NAME, "b"])),
+            ]
+        );
+        // Strict cluster from nothing.
+        let steps = plan_transition(
+            &set(&[], 0),
+            &blocked,
+            &target(&["b"], 1, first(2, &[FENCE_APPLICATION_NAME, "b"])),
+        );
+        assert_eq!(steps[0], Step::CatchUp(set(&["b"], 1)));
+        // Going asynchronous from blocked: publish "nothing promised", then enforce.
+        let steps = plan_transition(
+            &set(&["b"], 1),
+            &blocked,
+            &target(&[], 0, first(1, &[FENCE_APPLICATION_NAME])),
+        );
+        assert_eq!(
+            steps,
+            [
+                Step::Publish(set(&[], 0)),
+                Step::Enforce(first(1, &[FENCE_APPLICATION_NAME])),
             ]
         );
     }

@@ -40,18 +40,29 @@ pub fn sync_restricted(state: &ClusterState) -> bool {
     state.config.synchronous.mode != SyncMode::Off && state.sync.quorum > 0
 }
 
-/// The best-known WAL position of the lost primary: what it last published, or what any
-/// detached replica holds, whichever is further.
-pub fn last_primary_lsn(state: &ClusterState, old_holder: Option<&NodeId>) -> Lsn {
-    let published = old_holder
-        .and_then(|h| state.members.get(h))
-        .map(|m| m.lsn)
-        .unwrap_or(Lsn::ZERO);
+/// The newest timeline any member reports: the lost primary's history is on it.
+pub fn cluster_timeline(state: &ClusterState) -> Timeline {
     state
         .members
         .values()
+        .map(|m| m.timeline)
+        .max()
+        .unwrap_or_default()
+}
+
+/// The best-known WAL position of the lost primary: the furthest position published by
+/// a member on the cluster's newest timeline (the old primary itself or a replica that
+/// streamed from it). Positions on older timelines are not on the lost primary's history
+/// (a former primary that kept writing after it lost its lease, for instance) and do not
+/// count: LSNs of different timelines are not comparable.
+pub fn last_primary_lsn(state: &ClusterState) -> Lsn {
+    let newest = cluster_timeline(state);
+    state
+        .members
+        .values()
+        .filter(|m| m.timeline == newest)
         .map(|m| m.lsn)
-        .fold(published, Lsn::max)
+        .fold(Lsn::ZERO, Lsn::max)
 }
 
 fn verdict(
@@ -115,13 +126,8 @@ pub fn rank_candidates(
     old_holder: Option<&NodeId>,
     require_detached: bool,
 ) -> Vec<Candidate> {
-    let primary_lsn = last_primary_lsn(state, old_holder);
-    let cluster_timeline = state
-        .members
-        .values()
-        .map(|m| m.timeline)
-        .max()
-        .unwrap_or_default();
+    let primary_lsn = last_primary_lsn(state);
+    let cluster_timeline = cluster_timeline(state);
     let mut out: Vec<Candidate> = state
         .members
         .values()

@@ -348,7 +348,11 @@ impl Decider {
                         "this node won the bootstrap: running initdb",
                     );
                     if self.once("bootstrap", now, REBUILD_COOLDOWN_MS) {
-                        d.actions.push(pg(PgAction::Bootstrap));
+                        let parameters = super::sync::bootstrap_names(&state.config)
+                            .map(|v| ("synchronous_standby_names".to_string(), v))
+                            .into_iter()
+                            .collect();
+                        d.actions.push(pg(PgAction::Bootstrap { parameters }));
                     }
                     d
                 }

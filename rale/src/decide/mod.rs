@@ -96,8 +96,14 @@ pub struct Observation<'a> {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "action", rename_all = "snake_case")]
 pub enum PgAction {
-    /// `initdb` an empty data directory and start it as a primary.
-    Bootstrap,
+    /// `initdb` an empty data directory, set `parameters` (before the first start) and
+    /// start it as a primary.
+    Bootstrap {
+        /// Settings the new server starts with (`synchronous_standby_names`, so that it
+        /// acknowledges nothing before its lease or synchronous set is in place).
+        #[serde(default)]
+        parameters: std::collections::BTreeMap<String, String>,
+    },
     /// Start PostgreSQL: as a standby of `upstream`, or (`None`) with its current role.
     Start {
         /// The primary to stream from.

@@ -43,6 +43,19 @@ pub(super) fn blocked_names() -> String {
     format!("FIRST 1 ({})", enforce::BLOCKED_APPLICATION_NAME)
 }
 
+/// The `synchronous_standby_names` a new cluster's first server starts with: blocked in
+/// strict synchronous mode (no standby exists yet), gated by the commit fence when it is
+/// on (nothing is acknowledged before the first lease), nothing otherwise.
+pub(super) fn bootstrap_names(config: &crate::config::DynamicConfig) -> Option<String> {
+    if config.synchronous.mode != SyncMode::Off && config.synchronous.strict {
+        Some(blocked_names())
+    } else if config.fence {
+        Some(format!("FIRST 1 ({})", enforce::FENCE_APPLICATION_NAME))
+    } else {
+        None
+    }
+}
+
 /// The next step towards the desired synchronous set, with a reason, or `None` when
 /// recorded and enforced sets are where they should be (or we wait for a catch-up).
 pub(super) fn next_step(

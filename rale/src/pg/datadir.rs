@@ -190,6 +190,27 @@ impl DataDir {
         self.write_upstream_note(runner, upstream)
     }
 
+    /// Writes `parameters` into `postgresql.auto.conf` of the stopped server, as
+    /// `ALTER SYSTEM` would (used before the first start of a new cluster).
+    pub fn write_auto_conf(
+        &self,
+        runner: &Runner,
+        parameters: &BTreeMap<String, String>,
+    ) -> Result<()> {
+        if parameters.is_empty() {
+            return Ok(());
+        }
+        let changes: BTreeMap<&str, Option<String>> = parameters
+            .iter()
+            .map(|(n, v)| (n.as_str(), Some(v.clone())))
+            .collect();
+        let auto = self.read_optional("postgresql.auto.conf")?;
+        runner.write_file(
+            &self.file("postgresql.auto.conf"),
+            &edit_auto_conf(&auto, &changes),
+        )
+    }
+
     /// Records which member `primary_conninfo` points at (`None` removes the note).
     pub fn write_upstream_note(&self, runner: &Runner, upstream: Option<&Upstream>) -> Result<()> {
         match upstream {

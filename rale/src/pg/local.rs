@@ -66,7 +66,7 @@ use crate::{Error, Result};
 ///     5432, "superuser-secret", "replication-secret",
 /// );
 /// let pg = LocalPostgres::new(cfg)?;
-/// let system_id = pg.bootstrap().await?;
+/// let system_id = pg.bootstrap(&Default::default()).await?;
 /// let status = pg.status().await?;
 /// assert!(status.reachable && !status.in_recovery);
 /// # let _ = system_id;
@@ -368,7 +368,7 @@ impl PostgresControl for LocalPostgres {
         })
     }
 
-    async fn bootstrap(&self) -> Result<u64> {
+    async fn bootstrap(&self, parameters: &BTreeMap<String, String>) -> Result<u64> {
         self.bin.ensure_supported("bootstrap")?;
         if !self.data.is_empty()? {
             return Err(Error::pg(
@@ -405,14 +405,17 @@ impl PostgresControl for LocalPostgres {
         self.data.write_pg_hba(&self.runner, &self.cfg)?;
         self.data.remove("standby.signal")?;
         self.data.write_upstream_note(&self.runner, None)?;
+        self.data.write_auto_conf(&self.runner, parameters)?;
         self.set_upstream(None);
         self.pg_ctl_start().await?;
 
         let client = self.admin_client().await?;
         let su_verifier =
             postgres_protocol::password::scram_sha_256(self.cfg.superuser_password.as_bytes());
+        // The server may start with commits gated (synchronous_standby_names from
+        // `parameters`): these role changes are durable locally and wait for nobody.
         let mut script = format!(
-            "ALTER ROLE {} PASSWORD {};",
+            "SET synchronous_commit = local; ALTER ROLE {} PASSWORD {};",
             quote_ident(&self.cfg.superuser),
             quote_literal(&su_verifier)
         );

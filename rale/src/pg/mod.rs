@@ -84,9 +84,12 @@ pub struct ApplyReport {
 pub trait PostgresControl: Send + Sync {
     /// Observes the server (with a short timeout).
     async fn status(&self) -> Result<PgStatus>;
-    /// Initialises an empty data directory and starts it as a primary; returns the
-    /// database system identifier.
-    async fn bootstrap(&self) -> Result<u64>;
+    /// Initialises an empty data directory, sets `parameters` as `ALTER SYSTEM` would
+    /// (before the first start, so that the server never runs without them — the
+    /// decision core passes the `synchronous_standby_names` that keeps a strict or fenced
+    /// cluster from acknowledging commits before its synchronous set is in place), and
+    /// starts it as a primary; returns the database system identifier.
+    async fn bootstrap(&self, parameters: &BTreeMap<String, String>) -> Result<u64>;
     /// Starts the server, as a standby of `upstream` if given, else with its current
     /// recovery configuration.
     async fn start(&self, upstream: Option<&Upstream>) -> Result<()>;

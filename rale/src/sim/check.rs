@@ -86,6 +86,11 @@ pub struct AckedWrite {
     pub timeline: Timeline,
     /// When.
     pub at_ms: u64,
+    /// Whether a synchronous promise covered it: synchronous mode with a recorded
+    /// synchronous set that requires acknowledgements (`quorum > 0`) when it was
+    /// acknowledged. A non-strict primary that lost its synchronous standbys records
+    /// `quorum 0` before it acknowledges alone; writes of that window are asynchronous.
+    pub covered: bool,
 }
 
 /// Acknowledged writes an asynchronous-mode promotion left behind.
@@ -157,6 +162,7 @@ impl Report {
 #[derive(Clone, Debug)]
 pub(super) struct Checker {
     sync_mode: bool,
+    strict: bool,
     fault_free: bool,
     record_bytes: u64,
     max_lag: Option<u64>,
@@ -176,6 +182,7 @@ impl Checker {
     pub fn new(cfg: &SimConfig, schedule: &Schedule) -> Self {
         Checker {
             sync_mode: cfg.dynamic.synchronous.mode != SyncMode::Off,
+            strict: cfg.dynamic.synchronous.mode != SyncMode::Off && cfg.dynamic.synchronous.strict,
             fault_free: schedule.faults.is_empty(),
             record_bytes: cfg.record_bytes,
             max_lag: cfg.dynamic.maximum_lag_on_failover_bytes,
@@ -229,13 +236,25 @@ impl Sim {
     /// Acknowledged writes (not already counted as asynchronous losses) missing from
     /// node `i`'s WAL.
     fn missing_from(&self, i: usize) -> Vec<u64> {
+        self.missing_writes(i).map(|a| a.id).collect()
+    }
+
+    fn missing_writes(&self, i: usize) -> impl Iterator<Item = &AckedWrite> {
         let wal = &self.nodes[i].pg.wal;
         self.check
             .acked
             .iter()
             .filter(|a| !self.check.lost.contains(&a.id) && !wal.contains(a.idx, a.id))
-            .map(|a| a.id)
-            .collect()
+    }
+
+    /// Missing writes of node `i` split into (covered by a synchronous promise, not).
+    fn missing_split(&self, i: usize) -> (Vec<u64>, Vec<u64>) {
+        let (covered, uncovered): (Vec<&AckedWrite>, Vec<&AckedWrite>) =
+            self.missing_writes(i).partition(|a| a.covered);
+        (
+            covered.into_iter().map(|a| a.id).collect(),
+            uncovered.into_iter().map(|a| a.id).collect(),
+        )
     }
 
     pub(super) fn on_ack(&mut self, w: &PendingWrite, timeline: Timeline) {
@@ -258,35 +277,53 @@ impl Sim {
             );
         }
         self.check.max_timeline = self.check.max_timeline.max(timeline);
+        let covered = self.check.sync_mode && self.consensus.state.sync.quorum > 0;
+        if self.check.strict && !covered {
+            self.violate(
+                Invariant::LostWrite,
+                format!(
+                    "{node} acknowledged write {} in strict synchronous mode while the recorded synchronous set promised nothing",
+                    w.id
+                ),
+            );
+        }
         self.check.acked.push(AckedWrite {
             id: w.id,
             node,
             idx: w.idx,
             timeline,
             at_ms: self.now_ms,
+            covered,
         });
     }
 
     pub(super) fn on_promoted(&mut self, i: usize) {
         self.check.promotions += 1;
-        let missing = self.missing_from(i);
-        if missing.is_empty() {
-            return;
-        }
+        let (covered, missing) = self.missing_split(i);
         let name = self.names[i].clone();
-        let bytes = u64::try_from(missing.len()).unwrap_or(u64::MAX) * self.check.record_bytes;
-        if self.check.sync_mode || self.check.fault_free {
-            let first: Vec<u64> = missing.iter().take(10).copied().collect();
+        let size = |n: usize| u64::try_from(n).unwrap_or(u64::MAX) * self.check.record_bytes;
+        if !covered.is_empty() || (self.check.fault_free && !missing.is_empty()) {
+            let all: Vec<u64> = covered.iter().chain(&missing).copied().collect();
+            let first: Vec<u64> = all.iter().take(10).copied().collect();
+            let bytes = size(all.len());
             self.violate(
                 Invariant::LostWrite,
                 format!(
                     "{name} was promoted without {} acknowledged writes ({bytes} bytes; first ids {first:?}){}",
-                    missing.len(),
-                    if self.check.sync_mode { " in synchronous mode" } else { " in a fault-free run" }
+                    all.len(),
+                    if covered.is_empty() {
+                        " in a fault-free run"
+                    } else {
+                        " that a synchronous promise covered"
+                    }
                 ),
             );
             return;
         }
+        if missing.is_empty() {
+            return;
+        }
+        let bytes = size(missing.len());
         self.check.lost.extend(missing.iter().copied());
         self.check.losses.push(AsyncLoss {
             at_ms: self.now_ms,
@@ -358,13 +395,15 @@ impl Sim {
             );
             return;
         }
-        if *kind != HistoryKind::Failover || self.check.sync_mode || !self.check.check_lag {
+        if *kind != HistoryKind::Failover || !self.check.check_lag {
             return;
         }
         let (Some(i), Some(max)) = (self.index_of(node), self.check.max_lag) else {
             return;
         };
-        let missing = self.missing_from(i);
+        // Writes a synchronous promise covered are checked when the taker promotes (I2);
+        // the others are bounded by maximum_lag_on_failover.
+        let (_, missing) = self.missing_split(i);
         let bytes = u64::try_from(missing.len()).unwrap_or(u64::MAX) * self.check.record_bytes;
         if bytes > max {
             self.violate(

@@ -161,7 +161,7 @@ impl Sim {
         };
         let t = self.cfg.action_times.clone();
         let span = match &action {
-            PgAction::Bootstrap => t.bootstrap_ms,
+            PgAction::Bootstrap { .. } => t.bootstrap_ms,
             PgAction::Start { .. } => t.start_ms,
             PgAction::Stop {
                 mode: StopMode::Immediate,
@@ -195,9 +195,18 @@ impl Sim {
 
     fn finish(&mut self, i: usize, action: &PgAction) -> String {
         match action {
-            PgAction::Bootstrap => {
+            PgAction::Bootstrap { parameters } => {
                 if self.nodes[i].pg.data != DataDirState::Empty {
                     return "failed: data directory not empty".into();
+                }
+                if let Some(value) = parameters.get("synchronous_standby_names") {
+                    match rale_sync::names::StandbyNames::parse(value) {
+                        Ok(names) => {
+                            self.nodes[i].pg.sync_names = names;
+                            self.nodes[i].pg.sync_names_text = value.clone();
+                        }
+                        Err(e) => return format!("failed: PostgreSQL rejects the value: {e}"),
+                    }
                 }
                 let system_id = 7_000_000_000_000_000_000 + self.next_record_id;
                 let id = self.record_id();
@@ -373,7 +382,7 @@ impl Sim {
 
 fn action_name(a: &PgAction) -> String {
     match a {
-        PgAction::Bootstrap => "bootstrap".into(),
+        PgAction::Bootstrap { .. } => "bootstrap".into(),
         PgAction::Start { upstream } => format!("start(upstream {upstream:?})"),
         PgAction::Stop { mode } => format!("stop({mode:?})"),
         PgAction::Promote => "promote".into(),
