@@ -119,3 +119,22 @@ fn r7_strict_mode_never_acknowledges_without_a_recorded_set() {
     assert!(!report.acked.is_empty());
     assert!(report.acked.iter().all(|a| a.covered));
 }
+
+/// R8 (seed 303; `sync-first1`, `quorum-any1`, `tags`, I4 then I2): the lost primary
+/// acknowledged, alone, writes that no other member had received and that it had not
+/// yet reported; failover chose the most advanced eligible member, and the checker
+/// counted those writes against `maximum_lag_on_failover`. No lag rule can see them.
+/// Cause: the checker (the bound now covers what the cluster could know: writes another
+/// surviving member holds or below the lost primary's last reported position; the rest
+/// is reported as asynchronous loss).
+#[test]
+fn r8_the_unreported_tail_of_an_asynchronous_primary_is_not_lag() {
+    for (mode, json) in [
+        (Mode::SyncFirst1, r#"{"seed":11786642114626808379,"faults":[{"at_ms":721,"fault":{"fault":"freeze_agent","target":"primary","frozen_ms":4041}},{"at_ms":5441,"fault":{"fault":"crash_node","target":"primary","down_ms":1690}}]}"#),
+        (Mode::QuorumAny1, r#"{"seed":13761044336400531515,"faults":[{"at_ms":3601,"fault":{"fault":"partition","sides":[["n3"],["n1"],["n2"]],"client_side":2,"duration_ms":3191}},{"at_ms":101,"fault":{"fault":"crash_node","target":{"node":"n1"},"down_ms":3261}},{"at_ms":7261,"fault":{"fault":"crash_node","target":"primary","down_ms":1770}}]}"#),
+        (Mode::Tags, r#"{"seed":12469452126521227026,"faults":[{"at_ms":5681,"fault":{"fault":"crash_node","target":"primary","down_ms":1460}},{"at_ms":671,"fault":{"fault":"stop_agent","target":"primary","down_ms":3961}}]}"#),
+    ] {
+        let report = assert_ok(mode, json);
+        assert!(!report.async_losses.is_empty(), "mode {mode}: expected an asynchronous loss");
+    }
+}

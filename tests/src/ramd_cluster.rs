@@ -477,6 +477,31 @@ impl RamdCluster {
         Ok(pid)
     }
 
+    /// Sends `SIGTERM` to node `name`'s agent (a clean shutdown: a primary stops
+    /// PostgreSQL and releases its lease) and waits up to `timeout` until it exited.
+    pub fn stop_agent(&mut self, name: &str, timeout: Duration) -> anyhow::Result<u32> {
+        let pid = self.kill_agent(name, Signal::SIGTERM)?;
+        self.wait_agent_exit(name, timeout)?;
+        Ok(pid)
+    }
+
+    /// Waits up to `timeout` until node `name`'s agent process has exited.
+    pub fn wait_agent_exit(&mut self, name: &str, timeout: Duration) -> anyhow::Result<()> {
+        let i = self.index(name)?;
+        let child = self.pg_mut()?.agent(i).context("agent gone")?;
+        let pid = child.id();
+        let deadline = Instant::now() + timeout;
+        while child.try_wait()?.is_none() {
+            ensure!(
+                Instant::now() < deadline,
+                "agent {pid} of {name} still runs after {} s",
+                timeout.as_secs()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(())
+    }
+
     /// Starts node `name`'s agent again with the same configuration; returns its PID.
     pub fn restart_agent(&mut self, name: &str) -> anyhow::Result<u32> {
         let i = self.index(name)?;
