@@ -113,6 +113,15 @@ fn lsn(text: &str) -> Lsn {
     text.parse().unwrap_or(Lsn::ZERO)
 }
 
+/// `pg_current_wal_lsn()` of node `name` (a primary; read-only, answered even while
+/// commits wait).
+async fn wal_lsn(c: &RamdCluster, name: &str) -> anyhow::Result<Lsn> {
+    Ok(c.query_text(name, "SELECT pg_current_wal_lsn()::text")
+        .await?
+        .map(|t| lsn(&t))
+        .unwrap_or(Lsn::ZERO))
+}
+
 async fn diverged_former_primary(c: &mut RamdCluster) -> anyhow::Result<()> {
     let old = c.primary().await?;
     c.sql(
@@ -124,24 +133,9 @@ async fn diverged_former_primary(c: &mut RamdCluster) -> anyhow::Result<()> {
     for n in c.names() {
         c.wait_row(&n, 1, RECOVERY).await?;
     }
-    // Freeze the primary's agent: its fence stops acknowledging, commits wait, but the
-    // server keeps writing WAL for every transaction sent to it.
+    // Freeze the primary's agent: its fence stops acknowledging and the cluster fails
+    // over; the frozen primary's server keeps running.
     c.kill_agent(&old, Signal::SIGSTOP)?;
-    let dsn = c.node(&old)?.dsn.clone();
-    let (client, conn) = tokio_postgres::connect(&format!("{dsn} connect_timeout=2"), NoTls)
-        .await
-        .context("connecting to the frozen primary")?;
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    // About 12 MB of WAL, far beyond maximum_lag_on_failover (1 MiB); never acknowledged.
-    let blocked = tokio::spawn(async move {
-        client
-            .batch_execute(
-                "INSERT INTO rale_e2e_big SELECT g, repeat('x', 1000) FROM generate_series(1, 10000) g",
-            )
-            .await
-    });
     let new = c
         .wait_for("a new leader", RECOVERY, || async {
             let p = c.primary().await.ok();
@@ -150,7 +144,30 @@ async fn diverged_former_primary(c: &mut RamdCluster) -> anyhow::Result<()> {
         .await?;
     eprintln!("{new} took over from the frozen {old}");
     c.wait_writable_leader(&[&old], 2, RECOVERY).await?;
+    // Now write on the old primary, whose standbys have left it: about 12 MB of WAL on
+    // timeline 1, far beyond maximum_lag_on_failover (1 MiB), never acknowledged.
+    let dsn = c.node(&old)?.dsn.clone();
+    let (client, conn) = tokio_postgres::connect(&format!("{dsn} connect_timeout=2"), NoTls)
+        .await
+        .context("connecting to the frozen primary")?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    let blocked = tokio::spawn(async move {
+        client
+            .batch_execute(
+                "INSERT INTO rale_e2e_big SELECT g, repeat('x', 1000) FROM generate_series(1, 10000) g",
+            )
+            .await
+    });
+    let at_new = wal_lsn(c, &new).await?;
+    c.wait_for(&format!("{old} 8 MB ahead on its old timeline"), RECOVERY, || async {
+        let at_old = wal_lsn(c, &old).await?;
+        Ok((at_old.bytes_after(at_new) > 8 << 20).then_some(()))
+    })
+    .await?;
     ensure!(!blocked.is_finished(), "the frozen primary acknowledged a commit");
+    let diverged_end = wal_lsn(c, &old).await?;
     let third = c
         .names()
         .into_iter()
@@ -158,40 +175,23 @@ async fn diverged_former_primary(c: &mut RamdCluster) -> anyhow::Result<()> {
         .context("three nodes")?;
     c.wait_row(&third, 2, RECOVERY).await?;
 
-    // The new primary's host dies; then the old primary's agent wakes up: it stops its
-    // server (another node holds the lease), fails to rejoin the dead primary, and
-    // reports its timeline-1 position, far ahead of the third node's.
+    // The old primary's agent wakes up: another node holds the lease, so it stops its
+    // server and rejoins the new primary. While it does, the new primary's host dies:
+    // the rejoin fails, and the old node reports its timeline-1 position, far ahead of
+    // the third node's, then starts as a standby of its own WAL and detaches there.
+    c.kill_agent(&old, Signal::SIGCONT)?;
+    let data_dir = c.node(&old)?.data_dir.clone();
+    let deadline = Instant::now() + RECOVERY;
+    while rale::pg::postmaster_pid(&data_dir).is_some() {
+        ensure!(Instant::now() < deadline, "{old} never stopped its server");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     let pm = c.postmaster_pid(&new)?;
-    c.kill_agent(&new, Signal::SIGKILL)?;
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pm), Signal::SIGKILL)
         .context("killing the new primary's postmaster")?;
+    c.kill_agent(&new, Signal::SIGKILL)?;
     let killed = Instant::now();
-    c.kill_agent(&old, Signal::SIGCONT)?;
-    let seen = c
-        .wait_for(
-            &format!("{old} reporting its timeline-1 position"),
-            RECOVERY,
-            || async {
-                let s = c.status_from(&third).await?;
-                let o = s.members.iter().find(|m| m.name == old).cloned();
-                let t = s.members.iter().find(|m| m.name == third).cloned();
-                Ok(match (o, t) {
-                    (Some(o), Some(t)) if o.timeline < t.timeline || s.leader.as_deref() == Some(&third) => {
-                        Some((o, t))
-                    }
-                    _ => None,
-                })
-            },
-        )
-        .await?;
-    eprintln!(
-        "{old}: timeline {} at {} (ahead by {} bytes); {third}: timeline {} at {}",
-        seen.0.timeline,
-        seen.0.lsn,
-        lsn(&seen.0.lsn).bytes_after(lsn(&seen.1.lsn)),
-        seen.1.timeline,
-        seen.1.lsn
-    );
+    eprintln!("{new}'s host died while {old} was rejoining it");
     let primary = c
         .wait_writable_leader(&[&old, &new], 3, RECOVERY)
         .await
@@ -201,6 +201,24 @@ async fn diverged_former_primary(c: &mut RamdCluster) -> anyhow::Result<()> {
         "FIGURE R5: {third} writable {:.2} s after {new}'s host died",
         killed.elapsed().as_secs_f64()
     );
+    // The diverged node reports its own timeline with its position until it is rewound:
+    // never the new timelines (a history file it fetched does not make its WAL theirs).
+    for _ in 0..30 {
+        let s = c.status_from(&third).await?;
+        if let Some(m) = s.members.iter().find(|m| m.name == old) {
+            ensure!(
+                !(m.timeline > 1 && lsn(&m.lsn) >= diverged_end),
+                "{old} reported timeline {} at {} (its timeline-1 WAL ends at {diverged_end})",
+                m.timeline,
+                m.lsn
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let s = c.status_from(&third).await?;
+    for m in &s.members {
+        eprintln!("  {}: timeline {} at {} ({})", m.name, m.timeline, m.lsn, m.state);
+    }
     let ids = c.ids(&third).await?;
     ensure!(ids.contains(&1) && ids.contains(&2) && ids.contains(&3), "{ids:?}");
     Ok(())

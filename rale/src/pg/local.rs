@@ -337,12 +337,16 @@ impl PostgresControl for LocalPostgres {
         } else {
             None
         };
-        // A standby whose WAL receiver is stopped (detached) has no received timeline and
-        // pg_control's checkpoint timeline lags until the next restartpoint; the newest
-        // timeline history file in pg_wal is the timeline it follows.
+        // A standby's timeline is the one its WAL at the reported position belongs to
+        // (`super::timeline`): a detached standby has no received timeline, pg_control's
+        // lags, and a history file alone would put a diverged node on a timeline it is
+        // not on.
         let timeline = if obs.in_recovery {
-            obs.timeline
-                .max(latest_history_timeline(&self.cfg.data_dir).unwrap_or_default())
+            let position = obs
+                .receive_lsn
+                .unwrap_or(Lsn::ZERO)
+                .max(obs.replay_lsn.unwrap_or(Lsn::ZERO));
+            super::timeline::standby_timeline(&self.cfg.data_dir, obs.timeline, position)
         } else {
             obs.timeline
         };
@@ -553,18 +557,3 @@ pub(super) fn elapsed_ms(start: Instant) -> u64 {
     duration_ms(start.elapsed())
 }
 
-/// The highest timeline with a history file (`pg_wal/XXXXXXXX.history`), if any.
-fn latest_history_timeline(data_dir: &std::path::Path) -> Option<crate::types::Timeline> {
-    let entries = std::fs::read_dir(data_dir.join("pg_wal")).ok()?;
-    entries
-        .filter_map(|e| e.ok())
-        .filter_map(|e| {
-            let name = e.file_name().into_string().ok()?;
-            let hex = name.strip_suffix(".history")?;
-            (hex.len() == 8)
-                .then(|| u32::from_str_radix(hex, 16).ok())
-                .flatten()
-        })
-        .max()
-        .map(crate::types::Timeline)
-}

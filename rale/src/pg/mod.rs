@@ -23,6 +23,7 @@ mod parameters;
 mod process;
 mod replication;
 mod sql;
+mod timeline;
 
 pub use binaries::{MAJOR_VERSION_MIN, PgBinaries};
 pub use local::{LocalPostgres, LocalPostgresConfig};

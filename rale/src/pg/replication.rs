@@ -27,6 +27,28 @@ impl LocalPostgres {
             ));
         }
         let started = Instant::now();
+        // The data directory is emptied before the copy: never do that when the source
+        // cannot serve it (a primary that just died, a wrong address). The data of a
+        // former primary may be the only copy of its last writes.
+        let source_target = ConnectTarget {
+            host: source.host.clone(),
+            port: source.port,
+            user: self.cfg.superuser.clone(),
+            password: self.cfg.superuser_password.clone(),
+        };
+        let probe = async {
+            let client = sql::connect(&source_target, self.cfg.operation_timeout, None).await?;
+            sql::scalar(&client, "clone_from", "SELECT pg_is_in_recovery()::text").await
+        };
+        if let Err(e) = probe.await {
+            return Err(Error::pg(
+                "clone_from",
+                format!(
+                    "source {} ({}:{}) does not answer, the data directory is left as it is: {e}",
+                    source.node, source.host, source.port
+                ),
+            ));
+        }
         self.data.clear()?;
         self.runner.ensure_private_dir(&self.cfg.data_dir)?;
         let port = source.port.to_string();
