@@ -143,6 +143,11 @@ pub struct ClusterState {
     pub switchover: Option<Switchover>,
     /// Recent history, oldest first.
     pub history: VecDeque<HistoryEntry>,
+    /// Members removed from the cluster (`RemoveMember`): their publications, lease and
+    /// bootstrap claims are refused, so that an agent still running after its removal
+    /// cannot take part again by itself. [`Operation::AdmitMember`] lifts it.
+    #[serde(default)]
+    pub removed: BTreeSet<NodeId>,
     /// Last history sequence number used.
     pub history_seq: u64,
 }
@@ -157,8 +162,13 @@ pub enum Operation {
         /// The status.
         status: MemberStatus,
     },
-    /// Forget a member.
+    /// Forget a member, and refuse its publications and claims from now on.
     RemoveMember {
+        /// The member.
+        node: NodeId,
+    },
+    /// Accept a member again after a removal (it is being added back).
+    AdmitMember {
         /// The member.
         node: NodeId,
     },
@@ -272,6 +282,7 @@ impl Operation {
         match self {
             Operation::PublishMember { .. } => "publish_member",
             Operation::RemoveMember { .. } => "remove_member",
+            Operation::AdmitMember { .. } => "admit_member",
             Operation::ClaimBootstrap { .. } => "claim_bootstrap",
             Operation::CompleteBootstrap { .. } => "complete_bootstrap",
             Operation::AcquireLease { .. } => "acquire_lease",
@@ -366,6 +377,12 @@ impl ClusterState {
         let reject = |m: String| Outcome::Rejected(m);
         match &cmd.op {
             Operation::PublishMember { status } => {
+                if self.removed.contains(&status.node) {
+                    return reject(format!(
+                        "{} was removed from the cluster; add it again first",
+                        status.node
+                    ));
+                }
                 self.members.insert(status.node.clone(), status.clone());
                 self.members_seen_unix_ms
                     .insert(status.node.clone(), wall_ms);
@@ -375,9 +392,11 @@ impl ClusterState {
                 if self.holder() == Some(node) {
                     return reject(format!("{node} holds the primary lease; switch over first"));
                 }
-                if self.members.remove(node).is_none() {
+                let known = self.members.remove(node).is_some();
+                if !known && self.removed.contains(node) {
                     return reject(format!("{node} is not a member"));
                 }
+                self.removed.insert(node.clone());
                 self.members_seen_unix_ms.remove(node);
                 self.sync.standbys.remove(node);
                 self.record(
@@ -389,6 +408,15 @@ impl ClusterState {
                     format!("member {node} removed"),
                 );
                 Outcome::Applied
+            }
+            Operation::AdmitMember { node } => {
+                if !self.removed.remove(node) {
+                    return reject(format!("{node} was not removed"));
+                }
+                Outcome::Applied
+            }
+            Operation::ClaimBootstrap { node } if self.removed.contains(node) => {
+                reject(format!("{node} was removed from the cluster"))
             }
             Operation::ClaimBootstrap { node } => match &self.bootstrap {
                 Some(b) => reject(format!("bootstrap already claimed by {}", b.node)),
@@ -427,6 +455,9 @@ impl ClusterState {
                 kind,
                 reason,
             } => {
+                if self.removed.contains(node) {
+                    return reject(format!("{node} was removed from the cluster"));
+                }
                 let current = self.epoch();
                 if current != *expected_epoch {
                     return reject(format!(

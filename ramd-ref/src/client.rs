@@ -596,11 +596,13 @@ impl Client {
         Ok(self.post("/api/v1/members", Some(req)).await?.1)
     }
 
-    /// `DELETE /api/v1/members/{name}`: removes a consensus member.
-    pub async fn remove_member(&self, name: &str) -> Result<ActionResponse> {
+    /// `DELETE /api/v1/members/{name}`: removes a consensus member (`force`: even though
+    /// its agent still reports).
+    pub async fn remove_member(&self, name: &str, force: bool) -> Result<ActionResponse> {
+        let query = if force { "?force=true" } else { "" };
         self.request(
             Method::DELETE,
-            &format!("/api/v1/members/{name}"),
+            &format!("/api/v1/members/{name}{query}"),
             None,
             &[],
         )

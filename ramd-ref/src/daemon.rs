@@ -105,16 +105,27 @@ async fn seed_dynamic_config(consensus: &dyn Consensus, cfg: &NodeConfig) {
     warn!("could not seed the dynamic configuration within 30 s; continuing with the defaults");
 }
 
-/// Runs the agent until SIGTERM/SIGINT.
-pub async fn run(cfg: NodeConfig, config_path: PathBuf) -> Result<()> {
-    std::fs::create_dir_all(&cfg.state_dir)
-        .with_context(|| format!("creating state_dir {}", cfg.state_dir.display()))?;
-    // TLS files are checked before anything starts: a bad file is a clear startup error.
-    let tls = crate::tls::from_api_config(&cfg.api)?;
-    let listener = tokio::net::TcpListener::bind(cfg.api.listen)
-        .await
-        .with_context(|| format!("binding the API to {}", cfg.api.listen))?;
+/// Everything `ramd` builds from its configuration file before it starts anything, with
+/// every rule the start applies already checked. `ramd --check` runs exactly this.
+pub struct Prepared {
+    /// Consensus settings (validated: peers distinct by name, id and endpoint).
+    pub raft: RaftConfig,
+    /// The local PostgreSQL control (binaries found, OS user resolved).
+    pub pg: LocalPostgres,
+    /// What the permanent-failure checks found ([`LocalPostgres::check_permanent`]).
+    pub pg_summary: String,
+    /// The API's TLS certificate and key, loaded.
+    pub tls: Option<crate::tls::ApiTls>,
+    /// The API's access rules.
+    pub auth: api::AuthConfig,
+    /// Backups, when configured.
+    pub backup: Option<api::BackupService>,
+}
 
+/// Builds and checks everything the start needs from `cfg` (see [`Prepared`]); the
+/// error names the rule that is broken. Creates nothing but the backup job directory.
+pub fn prepare(cfg: &NodeConfig) -> Result<Prepared> {
+    cfg.validate()?;
     // A joining node is not an initial voter: without itself in the initial membership
     // it waits to be added rather than founding a cluster of its own.
     let peers: Vec<Peer> = cfg
@@ -123,23 +134,24 @@ pub async fn run(cfg: NodeConfig, config_path: PathBuf) -> Result<()> {
         .filter(|p| !(cfg.consensus.join && p.name == cfg.name))
         .map(Peer::from)
         .collect();
-    let mut raft_cfg = RaftConfig::new(
+    // Every configured peer, the joining node included, must be a distinct agent.
+    Peer::check_distinct(&cfg.peers.iter().map(Peer::from).collect::<Vec<_>>())?;
+    let mut raft = RaftConfig::new(
         cfg.name.clone(),
         cfg.raft_id(),
         cfg.api.url(),
         cfg.state_dir.join("raft"),
         peers,
     );
-    raft_cfg.heartbeat_interval = cfg.consensus.heartbeat_interval;
-    raft_cfg.election_timeout_min = cfg.consensus.election_timeout_min;
-    raft_cfg.election_timeout_max = cfg.consensus.election_timeout_max;
-    raft_cfg.auth_token = cluster_token(&cfg)?;
-    raft_cfg.tls_ca = cfg.api.tls_ca.clone();
-    let raft = RaftConsensus::start(raft_cfg)
-        .await
-        .context("starting consensus")?;
-    let consensus: Arc<dyn Consensus> = Arc::new(raft.clone());
-
+    raft.heartbeat_interval = cfg.consensus.heartbeat_interval;
+    raft.election_timeout_min = cfg.consensus.election_timeout_min;
+    raft.election_timeout_max = cfg.consensus.election_timeout_max;
+    raft.auth_token = cluster_token(cfg)?;
+    raft.tls_ca = cfg.api.tls_ca.clone();
+    raft.validate().context("[consensus] and [[peers]]")?;
+    // TLS files are checked before anything starts: a bad file is a clear startup error.
+    let tls = crate::tls::from_api_config(&cfg.api)?;
+    let auth = cfg.api.auth()?;
     // Backups first: their tool's WAL-archiving settings go into the managed
     // configuration (`rale.conf`) unless `[postgresql.parameters]` sets them.
     let backup = match &cfg.backup {
@@ -149,19 +161,50 @@ pub async fn run(cfg: NodeConfig, config_path: PathBuf) -> Result<()> {
         ),
         None => None,
     };
-    let mut pg_cfg = local_pg_config(&cfg)?;
+    let mut pg_cfg = local_pg_config(cfg)?;
     if let Some(service) = &backup {
-        let added = service.add_server_parameters(&mut pg_cfg.parameters);
-        info!(node = %cfg.name, parameters = ?added, "PostgreSQL settings for backups");
+        service.add_server_parameters(&mut pg_cfg.parameters);
     }
-    let pg = Arc::new(LocalPostgres::new(pg_cfg).context("configuring PostgreSQL control")?);
+    let pg = LocalPostgres::new(pg_cfg).context("configuring PostgreSQL control")?;
+    let pg_summary = pg.check_permanent().context("[postgresql]")?;
+    Ok(Prepared {
+        raft,
+        pg,
+        pg_summary,
+        tls,
+        auth,
+        backup,
+    })
+}
+
+/// Runs the agent until SIGTERM/SIGINT, or until a permanent failure (then the error is
+/// a [`PermanentFailure`] that says what is wrong).
+pub async fn run(cfg: NodeConfig, config_path: PathBuf) -> Result<()> {
+    let Prepared {
+        raft: raft_cfg,
+        pg,
+        pg_summary,
+        tls,
+        auth,
+        backup,
+    } = prepare(&cfg).map_err(|e| PermanentFailure(format!("{e:#}")))?;
+    info!(node = %cfg.name, "{pg_summary}");
+    std::fs::create_dir_all(&cfg.state_dir)
+        .with_context(|| format!("creating state_dir {}", cfg.state_dir.display()))?;
+    let listener = tokio::net::TcpListener::bind(cfg.api.listen)
+        .await
+        .with_context(|| format!("binding the API to {}", cfg.api.listen))?;
+    let raft = RaftConsensus::start(raft_cfg)
+        .await
+        .context("starting consensus")?;
+    let consensus: Arc<dyn Consensus> = Arc::new(raft.clone());
+    let pg = Arc::new(pg);
 
     let id = identity(&cfg);
     let (identity_tx, identity_rx) = watch::channel(id.clone());
     let (snap_tx, snap_rx) = watch::channel(Arc::new(HaLoop::initial_snapshot(&id)));
     let fence = FenceDeadline::default();
 
-    let auth = cfg.api.auth()?;
     let pg_lock = Arc::new(tokio::sync::Mutex::new(()));
     let callbacks =
         crate::callbacks::Callbacks::new(cfg.callbacks.clone(), "rale", cfg.name.as_str());
@@ -215,11 +258,12 @@ pub async fn run(cfg: NodeConfig, config_path: PathBuf) -> Result<()> {
     let ha = HaLoop::new(identity_rx, pg, consensus.clone(), snap_tx, fence, pg_lock)
         .with_callbacks(callbacks)
         .with_parameter_record(cfg.state_dir.join("postgresql_parameters.json"));
-    let ha_task = tokio::spawn(ha.run(shutdown_rx));
+    let mut ha_task = tokio::spawn(ha.run(shutdown_rx));
 
     let mut term = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
     let mut hup = signal(SignalKind::hangup()).context("installing SIGHUP handler")?;
+    let mut fatal = None;
     loop {
         tokio::select! {
             _ = term.recv() => break,
@@ -227,13 +271,22 @@ pub async fn run(cfg: NodeConfig, config_path: PathBuf) -> Result<()> {
             _ = hup.recv() => if let Err(e) = file_reload.apply() {
                 warn!(error = %format!("{e:#}"), "reload failed; keeping the running configuration");
             },
+            ended = &mut ha_task => {
+                fatal = Some(match ended {
+                    Ok(Err(why)) => why,
+                    Ok(Ok(())) => "the HA loop stopped".to_string(),
+                    Err(e) => format!("the HA loop panicked: {e}"),
+                });
+                break;
+            }
         }
     }
     info!(node = %cfg.name, "shutting down");
     let _ = shutdown_tx.send(true);
-    if tokio::time::timeout(Duration::from_secs(60), ha_task)
-        .await
-        .is_err()
+    if fatal.is_none()
+        && tokio::time::timeout(Duration::from_secs(60), &mut ha_task)
+            .await
+            .is_err()
     {
         warn!("HA loop did not stop within 60 s");
     }
@@ -247,7 +300,23 @@ pub async fn run(cfg: NodeConfig, config_path: PathBuf) -> Result<()> {
         warn!(error = %e, "consensus shutdown");
     }
     server.abort();
-    Ok(())
+    match fatal {
+        Some(why) => Err(PermanentFailure(why).into()),
+        None => Ok(()),
+    }
+}
+
+/// A failure that restarting the agent cannot cure (a configuration the start refuses,
+/// a data directory the PostgreSQL user cannot use, missing binaries): `ramd` exits with
+/// [`PermanentFailure::EXIT_CODE`], and the systemd unit does not restart it
+/// (`RestartPreventExitStatus`).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct PermanentFailure(pub String);
+
+impl PermanentFailure {
+    /// `EX_CONFIG` (sysexits.h): configuration error.
+    pub const EXIT_CODE: i32 = 78;
 }
 
 /// What re-reading the configuration file changes in a running agent (SIGHUP and

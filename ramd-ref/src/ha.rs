@@ -192,6 +192,8 @@ pub struct HaLoop {
     /// User scripts, fired on observed PostgreSQL transitions.
     callbacks: Option<Callbacks>,
     transitions: Transitions,
+    /// A permanent failure found after an action failed: the loop stops with it.
+    fatal: Option<String>,
 }
 
 impl HaLoop {
@@ -219,6 +221,7 @@ impl HaLoop {
             keeper: Arc::new(KeeperShared::default()),
             callbacks: None,
             transitions: Transitions::default(),
+            fatal: None,
         }
     }
 
@@ -257,9 +260,12 @@ impl HaLoop {
         }
     }
 
-    /// Runs until `shutdown` turns true. On shutdown a primary stops PostgreSQL and
-    /// releases its lease so that a replica takes over at once.
-    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
+    /// Runs until `shutdown` turns true, or until a PostgreSQL action failed for a
+    /// permanent reason ([`PostgresControl::preflight`]: permissions, binaries, a foreign
+    /// data directory) — then it returns that reason, after the same shutdown. On
+    /// shutdown a primary stops PostgreSQL and releases its lease so that a replica takes
+    /// over at once.
+    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) -> Result<(), String> {
         let keeper = tokio::spawn(keep_lease(
             self.keeper.clone(),
             self.consensus.clone(),
@@ -275,6 +281,11 @@ impl HaLoop {
                     .unwrap_or(100)
                     .max(10);
             }
+            if let Some(why) = self.fatal.clone() {
+                keeper.abort();
+                self.shutdown(state.as_deref()).await;
+                return Err(why);
+            }
             let elapsed = started.elapsed();
             let sleep = Duration::from_millis(interval_ms).saturating_sub(elapsed);
             tokio::select! {
@@ -284,7 +295,7 @@ impl HaLoop {
             if *shutdown.borrow() {
                 keeper.abort();
                 self.shutdown(state.as_deref()).await;
-                return;
+                return Ok(());
             }
         }
     }
@@ -407,6 +418,17 @@ impl HaLoop {
         for action in &decision.actions {
             if let Err(e) = self.execute(action, cluster.as_deref()).await {
                 warn!(node = %me, action = ?action_name(action), error = %e, "action failed");
+                if matches!(action, Action::Pg { .. })
+                    && let Err(permanent) = self.pg.preflight().await
+                {
+                    let why = format!(
+                        "{} failed and will keep failing: {permanent}",
+                        action_name(action)
+                    );
+                    tracing::error!(node = %me, error = %permanent, "permanent failure: the agent stops");
+                    self.fatal = Some(why);
+                    break;
+                }
             }
         }
         self.fence.set(self.decider.lease_deadline());

@@ -269,7 +269,7 @@ async fn raft_over_tls_with_members_added_and_removed_through_the_api() {
     );
 
     // The last-voter rule is not in the way with two voters; remove n2, then n1 stays.
-    let removed = api.remove_member("n2").await.expect("DELETE n2");
+    let removed = api.remove_member("n2", false).await.expect("DELETE n2");
     assert_eq!(removed.node.as_deref(), Some("n2"));
     eventually("n2 gone", || async {
         api.members()
@@ -278,7 +278,7 @@ async fn raft_over_tls_with_members_added_and_removed_through_the_api() {
             .unwrap_or(false)
     })
     .await;
-    match api.remove_member("n1").await {
+    match api.remove_member("n1", false).await {
         Err(ClientError::Refused { status, message }) => {
             assert_eq!(status, 409, "{message}");
             assert!(message.contains("last voter"), "{message}");

@@ -222,9 +222,47 @@ async fn body(c: &RamdCluster) -> anyhow::Result<()> {
         listed.contains("node4"),
         "member list lacks node4: {listed}"
     );
-    ctl.ok(&["member", "remove", "node4", "--force"]).await?;
+    // Its agent still runs: refused, and nothing changes.
+    let refused = ctl
+        .refused(
+            1, // ramctrl: refused
+            &["member", "remove", "node4", "--force"],
+        )
+        .await?;
+    ensure!(
+        refused.stderr.contains("still reports"),
+        "refusal does not say why: {}",
+        refused.stderr
+    );
+    ensure!(
+        voter_names(&members(c, &primary).await?).len() == 4,
+        "a refused removal changed the members"
+    );
+    // Forced: removed, and the agent still running there stops taking part.
+    ctl.ok(&["member", "remove", "node4", "--force", "--even-if-running"])
+        .await?;
     let m = members(c, &primary).await?;
     ensure!(voter_names(&m).len() == 3, "node4 still a member: {m}");
+    let node4 = reqwest::Client::new();
+    c.wait_for("node4 saying it was removed", WAIT, || async {
+        let Ok(r) = node4
+            .get(format!("{api_url}/patroni"))
+            .timeout(Duration::from_secs(2))
+            .send()
+            .await
+        else {
+            return Ok(None);
+        };
+        let text = r.text().await.unwrap_or_default();
+        Ok(text.contains("removed from the cluster").then_some(()))
+    })
+    .await?;
+    let cl = c.cluster_from(&primary).await?;
+    ensure!(
+        !cl.members.iter().any(|m| m.name == "node4"),
+        "the removed node4 still appears in /cluster: {:?}",
+        cl.members
+    );
     ensure!(c.primary().await? == primary, "the primary changed");
     c.write(&primary, 4445).await?;
     Ok(())

@@ -29,6 +29,59 @@ pub struct Peer {
     pub api_url: String,
 }
 
+impl Peer {
+    /// The agent this peer's `api_url` reaches, as `host:port` (host in lower case,
+    /// without a trailing dot, the scheme's default port filled in). Two peers with the
+    /// same endpoint are one agent, which would answer — and vote — for both.
+    pub fn endpoint(&self) -> Result<String> {
+        endpoint(&self.api_url)
+    }
+
+    /// Refuses a peer list in which two members share a name, a consensus id or an
+    /// endpoint ([`Peer::endpoint`]); the error names both.
+    pub fn check_distinct(peers: &[Peer]) -> Result<()> {
+        for (i, a) in peers.iter().enumerate() {
+            let ea = a.endpoint()?;
+            for b in &peers[i + 1..] {
+                let bad = |what: String| {
+                    Err(crate::Error::InvalidConfig(format!(
+                        "peers {} (raft_id {}) and {} (raft_id {}) {what}",
+                        a.node, a.raft_id, b.node, b.raft_id
+                    )))
+                };
+                if a.node == b.node {
+                    return bad("have the same name".into());
+                }
+                if a.raft_id == b.raft_id {
+                    return bad("have the same raft_id".into());
+                }
+                if ea == b.endpoint()? {
+                    return bad(format!(
+                        "reach the same agent at {ea}: one agent would hold two votes"
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `host:port` of an agent base URL (see [`Peer::endpoint`]).
+pub fn endpoint(api_url: &str) -> Result<String> {
+    let bad = |why: String| crate::Error::InvalidConfig(format!("api_url {api_url:?}: {why}"));
+    let url = reqwest::Url::parse(api_url.trim()).map_err(|e| bad(e.to_string()))?;
+    let port = url
+        .port_or_known_default()
+        .ok_or_else(|| bad("no port and no default port for its scheme".into()))?;
+    let host = url
+        .host_str()
+        .filter(|h| !h.is_empty())
+        .ok_or_else(|| bad("no host".into()))?
+        .trim_end_matches('.')
+        .to_ascii_lowercase();
+    Ok(format!("{host}:{port}"))
+}
+
 /// Who takes part in consensus right now.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Membership {
@@ -76,4 +129,35 @@ pub trait Consensus: Send + Sync {
     async fn remove_member(&self, node: &NodeId) -> Result<()>;
     /// Whether this node can currently reach a majority.
     fn has_majority(&self) -> bool;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn peer(name: &str, id: u64, url: &str) -> Peer {
+        Peer {
+            node: NodeId::new(name).expect("name"),
+            raft_id: id,
+            api_url: url.into(),
+        }
+    }
+
+    #[test]
+    fn endpoints_are_normalised_and_duplicates_refused() {
+        assert_eq!(endpoint("http://Node1.Example.:8008/").ok().as_deref(), Some("node1.example:8008"));
+        assert_eq!(endpoint("https://10.0.0.1").ok().as_deref(), Some("10.0.0.1:443"));
+        assert_eq!(endpoint("http://[::1]:8008").ok().as_deref(), Some("[::1]:8008"));
+        assert!(endpoint("not a url").is_err());
+        let ok = [peer("a", 1, "http://h:1"), peer("b", 2, "http://h:2")];
+        assert!(Peer::check_distinct(&ok).is_ok());
+        let same = [peer("a", 1, "http://h:80"), peer("b", 2, "http://H/")];
+        let e = Peer::check_distinct(&same).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(e.contains("same agent at h:80") && e.contains("two votes"), "{e}");
+        let e = Peer::check_distinct(&[peer("a", 1, "http://h:1"), peer("a", 2, "http://h:2")])
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(e.contains("same name"), "{e}");
+    }
 }

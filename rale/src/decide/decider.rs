@@ -1028,6 +1028,24 @@ impl Policy for Decider {
         let Some(state) = obs.cluster else {
             return self.no_majority(obs);
         };
+        if state.removed.contains(self.node()) {
+            // Removed by an operator while its agent still runs: take no part at all —
+            // publish nothing, claim nothing, and never leave a primary behind.
+            self.lease_deadline = None;
+            if obs.pg.running && obs.pg.reachable && obs.pg.role() == Role::Primary {
+                return Decision {
+                    kind: DecisionKind::Removed,
+                    reason: "this member was removed from the cluster: stopping its PostgreSQL, which runs as a primary".into(),
+                    actions: vec![pg(PgAction::Stop {
+                        mode: StopMode::Fast,
+                    })],
+                };
+            }
+            return Decision::none(
+                DecisionKind::Removed,
+                "this member was removed from the cluster (DELETE /api/v1/members): it takes no action until it is added again",
+            );
+        }
         self.observe(state, obs.now);
         let initialised = state
             .bootstrap

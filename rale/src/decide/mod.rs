@@ -201,6 +201,8 @@ pub enum DecisionKind {
     Switchover,
     /// Managing the synchronous set or slots.
     Replication,
+    /// This member was removed from the cluster: it takes no part.
+    Removed,
 }
 
 /// The outcome of one step: what to do and why.

@@ -155,6 +155,30 @@ impl LocalPostgres {
         })
     }
 
+    /// The permanent-failure checks of [`PostgresControl::preflight`], synchronously
+    /// (`ramd --check` and the agent's start run them).
+    pub fn check_permanent(&self) -> Result<String> {
+        use super::preflight::{DataDirFinding, Identity, check_data_dir};
+        self.bin.ensure_supported("preflight")?;
+        let agent = Identity::current();
+        let pg = match self.runner.user() {
+            Some(u) => Identity::of_user(&u.name, u.uid, u.gid),
+            None => agent.clone(),
+        };
+        let finding = check_data_dir(&self.cfg.data_dir, self.bin.major(), &pg, &agent)?;
+        let data = match finding {
+            DataDirFinding::Empty => "empty (initialised or cloned at start)".to_string(),
+            DataDirFinding::Cluster { major } => format!("a PostgreSQL {major} data directory"),
+        };
+        Ok(format!(
+            "PostgreSQL {} in {}, run as {}; {} is {data}",
+            self.bin.version_num,
+            self.bin.bin_dir.display(),
+            pg.name,
+            self.cfg.data_dir.display()
+        ))
+    }
+
     /// The configuration.
     pub fn config(&self) -> &LocalPostgresConfig {
         &self.cfg
@@ -549,6 +573,10 @@ impl PostgresControl for LocalPostgres {
 
     async fn ensure_slots(&self, slots: &[String]) -> Result<()> {
         self.ensure_physical_slots(slots).await
+    }
+
+    async fn preflight(&self) -> Result<String> {
+        self.check_permanent()
     }
 }
 

@@ -20,6 +20,7 @@ mod datadir;
 pub mod local;
 mod local_config;
 mod parameters;
+pub mod preflight;
 mod process;
 mod replication;
 mod sql;
@@ -117,4 +118,11 @@ pub trait PostgresControl: Send + Sync {
     /// On a primary: makes the physical replication slots exactly `slots` (creates the
     /// missing ones, drops other inactive slots this agent created).
     async fn ensure_slots(&self, slots: &[String]) -> Result<()>;
+    /// Checks that nothing *permanent* prevents running the server: supported binaries,
+    /// a data directory the PostgreSQL OS user can reach and own, no foreign contents.
+    /// `Ok` carries a one-line summary. An error here does not go away by retrying: the
+    /// agent reports it and stops instead of looping. The default finds nothing wrong.
+    async fn preflight(&self) -> Result<String> {
+        Ok(String::new())
+    }
 }

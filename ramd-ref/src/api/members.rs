@@ -2,11 +2,17 @@
 //! learners, `POST /api/v1/members` adds a member (a learner that becomes a voter once
 //! it has caught up), `DELETE /api/v1/members/{name}` removes one.
 //!
-//! Removal is refused (409) for the holder of the primary lease (switch over first) and
-//! for the last voter; the consensus implementation also refuses a removal that would
-//! leave the remaining voters without an up-to-date majority. After a removal the
-//! member's published status is forgotten too, so it leaves `/cluster`. Stop the removed
-//! member's agent first: a running agent keeps trying to take part.
+//! Removal is refused (409) for the holder of the primary lease (switch over first), for
+//! the last voter, and for a member whose agent still reports (it published its status
+//! within [`still_reporting_ms`]): stop that agent first, or pass `?force=true` for a
+//! host that is gone for good. The consensus implementation also refuses a removal that
+//! would leave the remaining voters without an up-to-date majority. After a removal the
+//! member's published status is forgotten and the cluster refuses its publications and
+//! claims: an agent still running there takes no action (its status says "removed")
+//! until the member is added again.
+//!
+//! Adding is refused (409) for a member whose `api_url` reaches the same agent
+//! (`host:port`) as an existing member's: one agent would hold two votes.
 //!
 //! The request and answer bodies are defined here and shared with the client
 //! ([`crate::client::Client::members`] and friends).
@@ -14,7 +20,7 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{Extension, Path, State};
+use axum::extract::{Extension, Path, Query, State};
 use axum::http::StatusCode;
 use rale::consensus::{Membership, Peer};
 use rale::state::{Operation, Outcome};
@@ -182,7 +188,22 @@ pub(crate) async fn add(
             )));
         }
     }
+    let endpoint = peer.endpoint().map_err(|e| ApiError::bad_request(e.to_string()))?;
+    for m in current.voters.iter().chain(&current.learners) {
+        if m.node != peer.node && m.endpoint().is_ok_and(|e| e == endpoint) {
+            return Err(ApiError::conflict(format!(
+                "{} would reach the same agent as member {} ({endpoint}): one agent would hold two votes",
+                peer.node, m.node
+            ))
+            .with("node", m.node.to_string()));
+        }
+    }
     let who = caller.map(|Extension(c)| c.0).unwrap_or_default();
+    let cluster = st.consensus.read().await.map_err(ApiError::consensus)?;
+    if cluster.removed.contains(&peer.node) {
+        // It was removed before: let its agent take part again.
+        propose(&st, Operation::AdmitMember { node: peer.node.clone() }).await?;
+    }
     tracing::info!(node = %peer.node, raft_id = peer.raft_id, api_url = %peer.api_url, caller = %who, reason = "api", "adding consensus member");
     let node = peer.node.to_string();
     st.consensus
@@ -199,21 +220,43 @@ pub(crate) async fn add(
     ))
 }
 
-/// Removes a consensus member. Refused for the primary lease holder and the last voter.
+/// `DELETE /api/v1/members/{name}` options.
+#[derive(Clone, Debug, Default, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct RemoveQuery {
+    /// Remove it even though its agent still reports (a host being decommissioned
+    /// while its agent runs; the agent then stops taking part).
+    #[serde(default)]
+    pub force: bool,
+}
+
+/// How recently a member must have published its status to count as "still reporting"
+/// when it is removed: three `member_ttl`s, at least 10 s (publications are stamped with
+/// the publisher's wall clock, so this leaves room for clock skew).
+pub fn still_reporting_ms(config: &rale::DynamicConfig) -> u64 {
+    u64::try_from(config.member_ttl.as_millis())
+        .unwrap_or(u64::MAX)
+        .saturating_mul(3)
+        .max(10_000)
+}
+
+/// Removes a consensus member. Refused for the primary lease holder, the last voter and
+/// (without `force`) a member whose agent still reports.
 #[utoipa::path(delete, path = "/api/v1/members/{name}", tag = "members",
-    params(("name" = String, Path, description = "Member to remove")),
+    params(("name" = String, Path, description = "Member to remove"), RemoveQuery),
     responses(
         (status = 200, description = "Removed", body = ActionResponse),
         (status = 400, description = "Bad name", body = ErrorBody),
         (status = 401, description = "Credentials required", body = ErrorBody),
         (status = 404, description = "Not a member", body = ErrorBody),
-        (status = 409, description = "Lease holder, last voter, or no majority left", body = ErrorBody),
+        (status = 409, description = "Lease holder, last voter, agent still reporting (use force), or no majority left", body = ErrorBody),
         (status = 503, description = "Consensus unavailable or outcome unknown", body = ErrorBody)),
     security(("basic" = [])))]
 pub(crate) async fn remove(
     State(st): St,
     caller: Option<Extension<Caller>>,
     Path(name): Path<String>,
+    Query(q): Query<RemoveQuery>,
 ) -> Result<Json<ActionResponse>, ApiError> {
     let node = NodeId::new(&name).map_err(|e| ApiError::bad_request(format!("name: {e}")))?;
     let cluster = st.consensus.read().await.map_err(ApiError::consensus)?;
@@ -222,6 +265,19 @@ pub(crate) async fn remove(
             "{node} holds the primary lease: switch over to another member first"
         ))
         .with("node", node.to_string()));
+    }
+    let who = caller.map(|Extension(c)| c.0).unwrap_or_default();
+    if let Some(seen) = cluster.members_seen_unix_ms.get(&node) {
+        let age_ms = crate::ha::wall_ms().saturating_sub(*seen);
+        let limit_ms = still_reporting_ms(&cluster.config);
+        if age_ms < limit_ms && !q.force {
+            tracing::warn!(node = %node, caller = %who, age_ms, "refused to remove a member whose agent still reports");
+            return Err(ApiError::conflict(format!(
+                "{node}'s agent still reports (last status {age_ms} ms ago): stop it first, or \
+                 remove with ?force=true if its host is gone for good (the agent then stops taking part)"
+            ))
+            .with("node", node.to_string()));
+        }
     }
     let current = membership(&st).await?;
     let is_voter = current.voters.iter().any(|p| p.node == node);
@@ -237,8 +293,7 @@ pub(crate) async fn remove(
         ))
         .with("node", node.to_string()));
     }
-    let who = caller.map(|Extension(c)| c.0).unwrap_or_default();
-    tracing::info!(node = %node, caller = %who, reason = "api", "removing consensus member");
+    tracing::info!(node = %node, caller = %who, force = q.force, reason = "api", "removing consensus member");
     st.consensus
         .remove_member(&node)
         .await

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::Parser;
 use ramd_ref::config::{LogFormat, NodeConfig};
+use ramd_ref::daemon::PermanentFailure;
 use tracing_subscriber::EnvFilter;
 
 /// The RALE high-availability agent for one PostgreSQL node.
@@ -22,10 +23,20 @@ struct Args {
 
 fn main() -> Result<()> {
     let args = Args::parse();
-    let cfg = NodeConfig::load(&args.config)?;
+    let cfg = match NodeConfig::load(&args.config) {
+        Ok(cfg) => cfg,
+        Err(e) => permanent(&format!("{e:#}")),
+    };
     if args.check {
-        println!("{}: configuration is valid", args.config.display());
-        return Ok(());
+        // Exactly what the start checks (ramd_ref::daemon::prepare).
+        match ramd_ref::daemon::prepare(&cfg) {
+            Ok(p) => {
+                println!("{}: configuration is valid", args.config.display());
+                println!("  {}", p.pg_summary);
+                return Ok(());
+            }
+            Err(e) => permanent(&format!("{}: {e:#}", args.config.display())),
+        }
     }
     let filter = EnvFilter::try_from_env("RALE_LOG")
         .unwrap_or_else(|_| EnvFilter::new("info,openraft=warn"));
@@ -40,5 +51,16 @@ fn main() -> Result<()> {
         .worker_threads(2)
         .enable_all()
         .build()?;
-    rt.block_on(ramd_ref::daemon::run(cfg, args.config))
+    match rt.block_on(ramd_ref::daemon::run(cfg, args.config)) {
+        Err(e) if e.downcast_ref::<PermanentFailure>().is_some() => permanent(&format!("{e:#}")),
+        other => other,
+    }
+}
+
+/// Reports a failure that restarting cannot cure and exits with
+/// [`PermanentFailure::EXIT_CODE`] (the systemd unit does not restart on it).
+fn permanent(message: &str) -> ! {
+    eprintln!("ramd: {message}");
+    tracing::error!("{message}");
+    std::process::exit(PermanentFailure::EXIT_CODE)
 }

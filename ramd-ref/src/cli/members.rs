@@ -31,6 +31,10 @@ pub enum MembersCmd {
         /// Do not ask for confirmation.
         #[arg(long)]
         force: bool,
+        /// Remove it although its agent still reports (a host being decommissioned while
+        /// its agent runs); that agent then stops taking part.
+        #[arg(long)]
+        even_if_running: bool,
     },
 }
 
@@ -58,9 +62,13 @@ pub async fn run(cmd: MembersCmd, ctx: &Ctx) -> Result<(), CliError> {
             req.validate().map_err(CliError::Usage)?;
             report(ctx, &ctx.client.add_member(&req).await?)
         }
-        MembersCmd::Remove { name, force } => {
+        MembersCmd::Remove {
+            name,
+            force,
+            even_if_running,
+        } => {
             confirm(&format!("Remove {name} from the consensus members?"), force)?;
-            report(ctx, &ctx.client.remove_member(&name).await?)
+            report(ctx, &ctx.client.remove_member(&name, even_if_running).await?)
         }
     }
 }

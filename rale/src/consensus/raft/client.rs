@@ -263,7 +263,7 @@ impl RaftConsensus {
                     Err(LocalErr::NotLeader(Some((id, node)))) if id != self.own_id() => {
                         let left = deadline.saturating_duration_since(Instant::now());
                         let reply: Result<Result<T, WireError>, PostError> =
-                            self.inner.client.post(&node.api_url, path, req, left).await;
+                            self.inner.client.post(&node.api_url, id, path, req, left).await;
                         match reply {
                             Ok(Ok(v)) => return Ok(v),
                             Ok(Err(WireError::NotLeader { .. })) => {

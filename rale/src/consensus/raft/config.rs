@@ -183,6 +183,7 @@ impl RaftConfig {
         if matches!(&self.auth_token, Some(t) if t.is_empty()) {
             return bad("auth_token must not be empty when set".into());
         }
+        crate::consensus::Peer::check_distinct(&self.peers)?;
         let mut ids = BTreeSet::new();
         let mut names = BTreeSet::new();
         for p in &self.peers {

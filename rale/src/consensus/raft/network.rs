@@ -22,6 +22,8 @@ use super::types::{RaftNode, TypeConfig};
 use crate::{Error, Result};
 
 /// Path of the vote RPC.
+/// Header naming the consensus id a Raft request is meant for.
+pub(crate) const TARGET_HEADER: &str = "x-rale-raft-target";
 pub(crate) const PATH_VOTE: &str = "/raft/vote";
 /// Path of the append-entries RPC (heartbeats included).
 pub(crate) const PATH_APPEND: &str = "/raft/append";
@@ -93,10 +95,14 @@ impl HttpClient {
         Ok(Self { http, auth_token })
     }
 
-    /// POSTs `body` as JSON to `base_url + path` and decodes the JSON answer.
+    /// POSTs `body` as JSON to `base_url + path` and decodes the JSON answer. `target`
+    /// is the consensus id the request is meant for: the receiving agent refuses it when
+    /// that is not its own (two peers configured with one agent's address must not let
+    /// it answer for both).
     pub(crate) async fn post<Req, Resp>(
         &self,
         base_url: &str,
+        target: u64,
         path: &str,
         body: &Req,
         timeout: Duration,
@@ -106,7 +112,12 @@ impl HttpClient {
         Resp: DeserializeOwned,
     {
         let url = format!("{}{path}", base_url.trim_end_matches('/'));
-        let mut req = self.http.post(&url).timeout(timeout).json(body);
+        let mut req = self
+            .http
+            .post(&url)
+            .timeout(timeout)
+            .header(TARGET_HEADER, target.to_string())
+            .json(body);
         if let Some(token) = &self.auth_token {
             req = req.bearer_auth(token);
         }
@@ -215,7 +226,7 @@ impl Conn {
     {
         let reply: std::result::Result<Resp, RaftError<u64, E>> = self
             .client
-            .post(&self.url, path, req, timeout)
+            .post(&self.url, self.target, path, req, timeout)
             .await
             .map_err(|e| match e {
                 PostError::Connect(_) => RPCError::Unreachable(Unreachable::new(&e)),

@@ -61,6 +61,23 @@ fn authorized(header_value: Option<&[u8]>, token: &str) -> bool {
 }
 
 async fn authenticate(State(node): State<RaftConsensus>, req: Request, next: Next) -> Response {
+    let own = node.config().raft_id;
+    let target = req
+        .headers()
+        .get(super::network::TARGET_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if let Some(t) = target
+        && t != own
+    {
+        tracing::error!(path = %req.uri().path(), target = t, raft_id = own,
+            "refused a Raft request meant for another member: two members are configured with this agent's address");
+        return (
+            StatusCode::MISDIRECTED_REQUEST,
+            format!("this agent is consensus member {own}, not {t}: check the members' api_url"),
+        )
+            .into_response();
+    }
     if let Some(token) = &node.config().auth_token {
         let value = req
             .headers()
