@@ -8,6 +8,7 @@ use api_fixture::*;
 use axum::http::{Method, StatusCode};
 use rale::Consensus;
 use rale::consensus::Peer;
+use rale::state::Operation;
 
 fn peer(name: &str, id: u64) -> Peer {
     Peer {
@@ -160,9 +161,38 @@ async fn remove_refuses_the_lease_holder_unknown_and_last_voter() {
 async fn remove_forgets_the_member_everywhere() {
     let c = voters().await;
     let app = node(&c, "n1").await.app;
+    // n3's agent published just now: refused without force (issue 14, item 4).
     let r = call(&app, Method::DELETE, "/api/v1/members/n3", None, true).await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{:?}", r.body);
+    assert!(
+        String::from_utf8_lossy(&r.body).contains("still reports"),
+        "{:?}",
+        r.body
+    );
+    assert!(c.membership().await.expect("membership").voters.iter().any(|p| p.node == n("n3")));
+    let r = call(
+        &app,
+        Method::DELETE,
+        "/api/v1/members/n3?force=true",
+        None,
+        true,
+    )
+    .await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
     assert_eq!(r.json()["message"], "n3 is no longer a member");
+    // The removed member's agent can no longer publish itself back.
+    let state = c.read().await.expect("read");
+    assert!(state.removed.contains(&n("n3")));
+    let mut status = state.members.get(&n("n1")).cloned().expect("n1 published");
+    status.node = n("n3");
+    let outcome = c
+        .propose(rale::state::Command {
+            op: Operation::PublishMember { status },
+            wall_ms: 1,
+        })
+        .await
+        .expect("propose");
+    assert!(!outcome.is_applied(), "a removed member published itself back");
     let m = c.membership().await.expect("membership");
     assert!(m.voters.iter().all(|p| p.node != n("n3")));
     let cluster = call(&app, Method::GET, "/cluster", None, false)

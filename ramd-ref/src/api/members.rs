@@ -266,19 +266,6 @@ pub(crate) async fn remove(
         ))
         .with("node", node.to_string()));
     }
-    let who = caller.map(|Extension(c)| c.0).unwrap_or_default();
-    if let Some(seen) = cluster.members_seen_unix_ms.get(&node) {
-        let age_ms = crate::ha::wall_ms().saturating_sub(*seen);
-        let limit_ms = still_reporting_ms(&cluster.config);
-        if age_ms < limit_ms && !q.force {
-            tracing::warn!(node = %node, caller = %who, age_ms, "refused to remove a member whose agent still reports");
-            return Err(ApiError::conflict(format!(
-                "{node}'s agent still reports (last status {age_ms} ms ago): stop it first, or \
-                 remove with ?force=true if its host is gone for good (the agent then stops taking part)"
-            ))
-            .with("node", node.to_string()));
-        }
-    }
     let current = membership(&st).await?;
     let is_voter = current.voters.iter().any(|p| p.node == node);
     let is_learner = current.learners.iter().any(|p| p.node == node);
@@ -292,6 +279,19 @@ pub(crate) async fn remove(
             "{node} is the last voter: a cluster cannot remove its last voting member"
         ))
         .with("node", node.to_string()));
+    }
+    let who = caller.map(|Extension(c)| c.0).unwrap_or_default();
+    if let Some(seen) = cluster.members_seen_unix_ms.get(&node) {
+        let age_ms = crate::ha::wall_ms().saturating_sub(*seen);
+        let limit_ms = still_reporting_ms(&cluster.config);
+        if age_ms < limit_ms && !q.force {
+            tracing::warn!(node = %node, caller = %who, age_ms, "refused to remove a member whose agent still reports");
+            return Err(ApiError::conflict(format!(
+                "{node}'s agent still reports (last status {age_ms} ms ago): stop it first, or \
+                 remove with ?force=true if its host is gone for good (the agent then stops taking part)"
+            ))
+            .with("node", node.to_string()));
+        }
     }
     tracing::info!(node = %node, caller = %who, force = q.force, reason = "api", "removing consensus member");
     st.consensus
