@@ -99,6 +99,11 @@ pub struct ApiConfig {
     /// empty: any network (credentials are still required).
     #[serde(default)]
     pub allow_networks: Vec<ipnet::IpNet>,
+    /// Web origins (`https://console.example:8443`) whose pages may change state through
+    /// a browser; empty (the default): cross-origin browser requests that change state
+    /// are refused.
+    #[serde(default)]
+    pub allow_origins: Vec<String>,
 }
 
 fn default_true() -> bool {
@@ -134,6 +139,7 @@ impl ApiConfig {
             password: self.password()?.map(crate::api::Password::new),
             read_open: self.read_open,
             allow_networks: self.allow_networks.clone(),
+            allow_origins: self.allow_origins.clone(),
         })
     }
 

@@ -400,19 +400,20 @@ async fn switchover_refusals_leave_the_state_unchanged() {
             .is_some_and(|e| e.contains("nofailover"))
     );
 
-    // Paused: refused with the reason, nothing proposed.
+    // Paused: a change of primary needs a named candidate (400 without, as in Patroni),
+    // nothing proposed; scheduling is refused.
     let r = post("/api/v1/pause", "").await;
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(r.json()["paused"], true);
     let again = post("/api/v1/pause", "").await;
     assert_eq!(again.status, StatusCode::CONFLICT);
     let before = consensus.read().await.expect("read");
-    let r = post("/switchover", r#"{"leader": "n2", "candidate": "n1"}"#).await;
-    assert_eq!(r.status, StatusCode::PRECONDITION_FAILED);
+    let r = post("/switchover", r#"{"leader": "n2"}"#).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
     assert!(
         r.json()["error"]
             .as_str()
-            .is_some_and(|e| e.contains("paused")),
+            .is_some_and(|e| e.contains("specific candidate in a paused state")),
         "{:?}",
         r.json()
     );
@@ -746,4 +747,87 @@ fn the_api_reference_names_every_route() {
     }
     missing.dedup();
     assert!(missing.is_empty(), "docs/api.md does not name {missing:?}");
+}
+
+/// Issue 14, item 5: state changes a web page could forge. Bodies must be JSON (415),
+/// cross-origin browsers are refused (403), `patronictl`'s JSON without a Content-Type
+/// is still accepted.
+#[tokio::test]
+async fn forgeable_state_changes_are_refused() {
+    use tower::ServiceExt;
+    let consensus = cluster(false).await;
+    let n1 = node(&consensus, "n1").await;
+    let send = |method: Method,
+                path: &'static str,
+                body: &'static str,
+                content_type: Option<&'static str>,
+                origin: Option<&'static str>| {
+        let app = n1.app.clone();
+        async move {
+            let mut req = axum::http::Request::builder()
+                .method(method)
+                .uri(path)
+                .header(header::AUTHORIZATION, basic(USER, PASSWORD))
+                .header(header::CONTENT_LENGTH, body.len().to_string())
+                .header(header::HOST, "10.0.0.1:8008");
+            if let Some(ct) = content_type {
+                req = req.header(header::CONTENT_TYPE, ct);
+            }
+            if let Some(o) = origin {
+                req = req.header("origin", o).header("sec-fetch-site", "cross-site");
+            }
+            let req = req
+                .body(axum::body::Body::from(body))
+                .expect("request");
+            app.oneshot(req).await.expect("infallible").status()
+        }
+    };
+    let before = consensus.read().await.expect("read").config_version;
+    let patch = r#"{"lease_ttl": "3s"}"#;
+    assert_eq!(
+        send(Method::PATCH, "/config", patch, Some("text/plain"), None).await,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE
+    );
+    assert_eq!(
+        send(
+            Method::PATCH,
+            "/config",
+            patch,
+            Some("application/x-www-form-urlencoded"),
+            None
+        )
+        .await,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE
+    );
+    assert_eq!(
+        send(
+            Method::PATCH,
+            "/config",
+            patch,
+            Some("application/json"),
+            Some("https://evil.example")
+        )
+        .await,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        consensus.read().await.expect("read").config_version,
+        before,
+        "a refused request changed the configuration"
+    );
+    let switchover = r#"{"leader": "n1", "candidate": "nobody"}"#;
+    assert_eq!(
+        send(Method::POST, "/switchover", switchover, None, Some("https://evil.example")).await,
+        StatusCode::FORBIDDEN
+    );
+    // patronictl: JSON without a Content-Type, no browser headers — reaches the handler.
+    let s = send(Method::POST, "/switchover", switchover, None, None).await;
+    assert!(
+        s != StatusCode::UNSUPPORTED_MEDIA_TYPE && s != StatusCode::FORBIDDEN,
+        "patronictl-style request refused: {s}"
+    );
+    assert_eq!(
+        send(Method::PATCH, "/config", patch, Some("application/json"), None).await,
+        StatusCode::OK
+    );
 }

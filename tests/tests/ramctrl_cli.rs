@@ -8,6 +8,7 @@
 use std::time::Duration;
 
 use anyhow::{Context, ensure};
+use rale_e2e::WAIT;
 use rale_e2e::ctl::Ctl;
 use rale_e2e::ramd_cluster::{RamdCluster, serial};
 
@@ -150,21 +151,18 @@ async fn body(c: &RamdCluster, ctl: &Ctl) -> anyhow::Result<()> {
         "a refused switchover changed the primary"
     );
 
-    // Maintenance mode: a switchover is refused while paused, with the reason.
+    // Maintenance mode: no automatic action, but an operator's switchover to a member
+    // they name goes ahead (as in Patroni); without a named candidate it is refused.
     ctl.ok(&["pause"]).await?;
     wait_paused(c, true).await?;
-    let o = ctl
-        .run(&["switchover", "--to", &replica, "--force"])
-        .await?;
+    let o = ctl.run(&["switchover", "--force"]).await?;
     ensure!(
         o.code == 1,
-        "switchover while paused must exit 1, got {}",
+        "switchover without a candidate while paused must exit 1, got {}",
         o.code
     );
     ensure!(
-        (o.stdout.clone() + &o.stderr)
-            .to_lowercase()
-            .contains("paus"),
+        (o.stdout.clone() + &o.stderr).contains("specific candidate in a paused state"),
         "the refusal does not say why: {}{}",
         o.stdout,
         o.stderr
@@ -173,6 +171,31 @@ async fn body(c: &RamdCluster, ctl: &Ctl) -> anyhow::Result<()> {
         c.primary().await? == primary,
         "a refused switchover changed the primary"
     );
+    ensure!(
+        c.names()
+            .iter()
+            .any(|n| c.log(n).contains("api refused a change of primary")),
+        "the refusal is not in any ramd.log"
+    );
+    ctl.ok(&["switchover", "--to", &replica, "--force"]).await?;
+    c.wait_writable_leader(&[&primary], 7_001, WAIT).await?;
+    ensure!(
+        c.primary().await? == replica,
+        "the switchover in maintenance mode did not make {replica} primary"
+    );
+    ensure!(c.status().await?.paused, "the switchover resumed the cluster");
+    let history = c.history().await?;
+    ensure!(
+        history
+            .iter()
+            .any(|h| h.kind == "switchover" && h.node.as_deref() == Some(replica.as_str())),
+        "the switchover in maintenance mode is not in the history: {history:?}"
+    );
+    // The former primary follows the new one, paused or not.
+    c.wait_streaming(&primary, Duration::from_secs(90)).await?;
+    // Back to the original primary for the rest of the test.
+    ctl.ok(&["switchover", "--to", &primary, "--force"]).await?;
+    c.wait_writable_leader(&[&replica], 7_002, WAIT).await?;
     ctl.ok(&["resume"]).await?;
     wait_paused(c, false).await?;
 

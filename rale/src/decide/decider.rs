@@ -73,6 +73,10 @@ pub struct Decider {
     not_streaming_since: Option<Millis>,
     /// We stopped PostgreSQL to hand the lease to this member.
     switchover_stop: Option<(Epoch, NodeId)>,
+    /// We handed the lease of this epoch over in a planned switchover: our stopped server
+    /// is started as a replica of the new primary even in maintenance mode (the
+    /// operator's switchover includes it).
+    stepped_down: Option<Epoch>,
     last_slots: Option<(Millis, Vec<String>)>,
     catch_up: Option<super::sync::CatchUp>,
     last_action: BTreeMap<&'static str, Millis>,
@@ -109,6 +113,7 @@ impl Decider {
             crash_since: None,
             not_streaming_since: None,
             switchover_stop: None,
+            stepped_down: None,
             last_slots: None,
             catch_up: None,
             last_action: BTreeMap::new(),
@@ -423,6 +428,7 @@ impl Decider {
         self.detached = None;
         self.expired_since = None;
         self.not_streaming_since = None;
+        self.stepped_down = None;
         let renew = self.renew(epoch, now);
         let with_renew = |mut d: Decision| {
             if let Some(r) = renew.clone() {
@@ -440,6 +446,7 @@ impl Decider {
                         format!("switchover to {target}: waiting for PostgreSQL to stop"),
                     ));
                 }
+                self.stepped_down = Some(epoch);
                 return Decision {
                     kind: DecisionKind::Switchover,
                     reason: format!(
@@ -540,7 +547,14 @@ impl Decider {
                 DecisionKind::Promote,
                 format!("holding lease epoch {epoch}: promoting this standby"),
             ));
-            if state.paused {
+            // While paused a lease changes hands only on an operator's switchover or
+            // failover: that one is completed.
+            let taken_over = state.history.iter().rev().any(|h| {
+                h.epoch == epoch
+                    && h.node.as_ref() == Some(self.node())
+                    && matches!(h.kind, HistoryKind::Failover | HistoryKind::Switchover)
+            });
+            if state.paused && !taken_over {
                 d.kind = DecisionKind::Paused;
                 d.reason = "maintenance mode: holding the lease but not promoting".into();
             } else if self.once("promote", now, ACTION_COOLDOWN_MS) {
@@ -555,8 +569,10 @@ impl Decider {
             return d;
         }
 
-        // A running primary holding the lease.
-        if !state.paused
+        // A running primary holding the lease. In maintenance mode only a switchover to a
+        // member the operator named goes ahead (nothing automatic happens while paused).
+        let manual = state.switchover.as_ref().is_some_and(|s| s.to.is_some());
+        if (!state.paused || manual)
             && let Some(d) = self.switchover(state, obs, epoch)
         {
             return d;
@@ -710,11 +726,9 @@ impl Decider {
             .get(&holder)
             .is_some_and(|m| m.running && m.role == Role::Primary);
         if state.paused {
-            return Decision::none(
-                DecisionKind::Paused,
-                format!("maintenance mode: {holder} is primary"),
-            );
+            return self.follower_paused(obs, holder);
         }
+        self.stepped_down = None;
         if p.data == DataDirState::Empty {
             let mut d = Decision::none(
                 DecisionKind::Rejoin,
@@ -809,15 +823,63 @@ impl Decider {
         )
     }
 
+    /// A follower in maintenance mode: nothing automatic, except what an operator's
+    /// switchover implies — a running replica is pointed at the new primary, and the
+    /// former primary that handed the lease over starts again as its replica.
+    fn follower_paused(&mut self, obs: &Observation<'_>, holder: NodeId) -> Decision {
+        let now = obs.now;
+        let p = obs.pg;
+        if !p.running && self.stepped_down.is_some() && p.data != DataDirState::Empty {
+            let mut d = Decision::none(
+                DecisionKind::Follow,
+                format!(
+                    "maintenance mode: this node handed the lease to {holder} in a switchover; starting it as its replica"
+                ),
+            );
+            if self.once("start", now, ACTION_COOLDOWN_MS) {
+                d.actions.push(pg(PgAction::Start {
+                    upstream: Some(holder),
+                }));
+            }
+            return d;
+        }
+        if p.running
+            && p.reachable
+            && p.role() == Role::Replica
+            && p.upstream.as_ref() != Some(&holder)
+        {
+            let mut d = Decision::none(
+                DecisionKind::Follow,
+                format!("maintenance mode: pointing replication at the primary {holder}"),
+            );
+            if self.once("follow", now, ACTION_COOLDOWN_MS / 2) {
+                d.actions.push(pg(PgAction::Follow {
+                    upstream: Some(holder),
+                }));
+            }
+            return d;
+        }
+        if p.running && p.streaming {
+            self.stepped_down = None;
+        }
+        Decision::none(
+            DecisionKind::Paused,
+            format!("maintenance mode: {holder} is primary"),
+        )
+    }
+
     fn failover(&mut self, state: &ClusterState, obs: &Observation<'_>) -> Decision {
         let now = obs.now;
         let p = obs.pg;
         let epoch = state.epoch();
         let old_holder = state.lease.as_ref().and_then(|l| l.holder.clone());
-        if state.paused {
+        let successor = state.lease.as_ref().and_then(|l| l.successor.clone());
+        let handed_to_me = state.holder().is_none() && successor.as_ref() == Some(self.node());
+        let requested = state.switchover.as_ref().and_then(|s| s.to.clone());
+        if state.paused && requested.is_none() && !handed_to_me {
             return Decision::none(
                 DecisionKind::Paused,
-                "maintenance mode: the primary lease lapsed but no failover is started",
+                "maintenance mode: the primary lease lapsed but no failover is started (an operator may fail over to a named member)",
             );
         }
         let since = match self.expired_since {
@@ -828,8 +890,6 @@ impl Decider {
             }
         };
         let mut actions = Vec::new();
-        let successor = state.lease.as_ref().and_then(|l| l.successor.clone());
-        let handed_to_me = state.holder().is_none() && successor.as_ref() == Some(self.node());
 
         // 0. A stopped server cannot report its position nor be promoted; after a full
         //    cluster restart every server is stopped and the lease released, and nobody
@@ -949,16 +1009,33 @@ impl Decider {
                 actions,
             };
         }
-        let requested = state.switchover.as_ref().and_then(|s| s.to.clone());
         let eligible: Vec<_> = ranked
             .iter()
             .filter(|c| c.eligibility == Eligibility::Eligible)
             .collect();
-        let chosen = requested
+        let wanted = requested
             .as_ref()
-            .and_then(|r| eligible.iter().find(|c| &c.node == r))
-            .or_else(|| eligible.first())
-            .map(|c| c.node.clone());
+            .and_then(|r| eligible.iter().find(|c| &c.node == r));
+        if state.paused && wanted.is_none() {
+            // Maintenance mode: only the member the operator named may take over.
+            let why = ranked
+                .iter()
+                .find(|c| Some(&c.node) == requested.as_ref())
+                .map(|c| match &c.eligibility {
+                    Eligibility::Ineligible(r) => r.clone(),
+                    Eligibility::Eligible => "eligible".into(),
+                })
+                .unwrap_or_else(|| "not a member".into());
+            return Decision {
+                kind: DecisionKind::FailoverBlocked,
+                reason: format!(
+                    "maintenance mode: failover to {} requested, but it cannot be promoted ({why})",
+                    requested.as_ref().map(NodeId::as_str).unwrap_or("?")
+                ),
+                actions,
+            };
+        }
+        let chosen = wanted.or_else(|| eligible.first()).map(|c| c.node.clone());
         let Some(chosen) = chosen else {
             let why: Vec<String> = ranked
                 .iter()

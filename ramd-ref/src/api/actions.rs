@@ -49,7 +49,7 @@ fn actions(st: &ApiState, what: &str) -> Result<Arc<dyn NodeActions>, ApiError> 
 }
 
 /// Restart this node's PostgreSQL.
-#[utoipa::path(post, path = "/restart", tag = "operations", request_body = RestartRequest,
+#[utoipa::path(post, path = "/restart", tag = "operations", request_body(content = Option<RestartRequest>, description = "Optional, as in Patroni: an empty body restarts now"),
     responses(
         (status = 200, description = "Restarted", body = ActionResponse),
         (status = 202, description = "Scheduled (`schedule`: ISO 8601 time with zone)", body = ActionResponse),
@@ -81,7 +81,7 @@ pub(crate) async fn cancel_restart(State(st): St, caller: Option<Extension<Calle
 }
 
 /// Rebuild this replica from scratch.
-#[utoipa::path(post, path = "/reinitialize", tag = "operations", request_body = ReinitializeRequest,
+#[utoipa::path(post, path = "/reinitialize", tag = "operations", request_body(content = Option<ReinitializeRequest>, description = "Optional, as in Patroni: an empty body is `{\"force\": false}`"),
     responses(
         (status = 200, description = "Started", body = ActionResponse),
         (status = 503, description = "Failed or not available", body = ErrorBody)),

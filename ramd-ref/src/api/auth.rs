@@ -60,6 +60,10 @@ pub struct AuthConfig {
     pub read_open: bool,
     /// Client networks allowed to change state (empty: any).
     pub allow_networks: Vec<IpNet>,
+    /// Web origins (`https://console.example:8443`) whose pages may change state through
+    /// a browser. Empty (the default): every cross-origin browser request that changes
+    /// state is refused (403), so a web page cannot replay cached credentials.
+    pub allow_origins: Vec<String>,
 }
 
 impl Default for AuthConfig {
@@ -69,6 +73,7 @@ impl Default for AuthConfig {
             password: None,
             read_open: true,
             allow_networks: Vec::new(),
+            allow_origins: Vec::new(),
         }
     }
 }
@@ -177,6 +182,81 @@ fn is_safe(method: &Method) -> bool {
     matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
 }
 
+/// Why a state-changing request that a web page could have forged is refused, if it is.
+///
+/// - A browser marks cross-origin requests (`Origin` other than the agent's own host,
+///   `Sec-Fetch-Site: cross-site` or `same-site`): refused (403) unless the origin is in
+///   `allow_origins`.
+/// - A body must be `Content-Type: application/json` (415 otherwise): `text/plain`, form
+///   and multipart bodies are what pages can send without a CORS preflight. A body with
+///   no `Content-Type` is accepted only from a client that shows no browser marker at all
+///   (`patronictl` sends its JSON that way); browsers always send `Origin` with such
+///   requests.
+pub(crate) fn forged_request(
+    auth: &AuthConfig,
+    method: &Method,
+    headers: &axum::http::HeaderMap,
+    body_hint: u64,
+) -> Option<ApiError> {
+    if is_safe(method) {
+        return None;
+    }
+    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
+    let origin = text("origin");
+    let fetch_site = text("sec-fetch-site").map(str::to_ascii_lowercase);
+    let allowed = origin.is_some_and(|o| {
+        auth.allow_origins
+            .iter()
+            .any(|a| a.trim_end_matches('/').eq_ignore_ascii_case(o))
+    });
+    let same_host = origin.is_some_and(|o| {
+        let host = text("host").unwrap_or_default();
+        o.split_once("://")
+            .map(|(_, rest)| rest.trim_end_matches('/'))
+            .is_some_and(|h| !host.is_empty() && h.eq_ignore_ascii_case(host))
+    });
+    let cross_site = matches!(fetch_site.as_deref(), Some("cross-site" | "same-site"));
+    if !allowed && ((origin.is_some() && !same_host) || cross_site) {
+        return Some(ApiError::forbidden(format!(
+            "cross-origin request from {} refused: state changes from web pages need [api] allow_origins",
+            origin.unwrap_or("another site")
+        )));
+    }
+    let has_body = body_hint > 0
+        || headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .is_some_and(|n| n > 0)
+        || headers.contains_key(header::TRANSFER_ENCODING);
+    if !has_body {
+        return None;
+    }
+    match text("content-type") {
+        Some(ct) => {
+            let essence = ct.split(';').next().unwrap_or_default().trim();
+            if essence.eq_ignore_ascii_case("application/json") {
+                None
+            } else {
+                Some(ApiError::new(
+                    axum::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    format!(
+                        "request bodies must be Content-Type: application/json, not {essence:?} \
+                         (with curl: -H 'Content-Type: application/json')"
+                    ),
+                ))
+            }
+        }
+        None if origin.is_none() && fetch_site.is_none() && text("sec-fetch-mode").is_none() => {
+            None
+        }
+        None => Some(ApiError::new(
+            axum::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "request bodies must be Content-Type: application/json",
+        )),
+    }
+}
+
 /// The middleware enforcing [`AuthConfig`].
 pub(crate) async fn enforce(
     State(st): State<Arc<Shared>>,
@@ -185,6 +265,13 @@ pub(crate) async fn enforce(
 ) -> Response {
     let auth = st.auth.current();
     let method = req.method().clone();
+    let body_hint = axum::body::HttpBody::size_hint(req.body()).lower();
+    if let Some(e) = forged_request(&auth, &method, req.headers(), body_hint) {
+        tracing::warn!(method = %method, path = req.uri().path(),
+            origin = ?req.headers().get("origin"), status = e.status.as_u16(),
+            reason = %e.message, "api request refused");
+        return e.into_response();
+    }
     let authorization = req
         .headers()
         .get(header::AUTHORIZATION)
@@ -281,6 +368,70 @@ mod tests {
     fn password_is_never_printed() {
         let a = AuthConfig::basic("admin", "s3cret");
         assert!(!format!("{a:?}").contains("s3cret"));
+    }
+
+    fn headers(list: &[(&'static str, &str)]) -> axum::http::HeaderMap {
+        let mut h = axum::http::HeaderMap::new();
+        for (k, v) in list {
+            h.insert(*k, v.parse().expect("header value"));
+        }
+        h
+    }
+
+    #[test]
+    fn forgeable_requests_are_refused() {
+        let a = AuthConfig::basic("u", "p");
+        let post = Method::POST;
+        let status = |h: &[(&'static str, &str)]| {
+            forged_request(&a, &post, &headers(h), 0).map(|e| e.status.as_u16())
+        };
+        // JSON from any non-browser client, with or without the header.
+        assert_eq!(status(&[("content-type", "application/json"), ("content-length", "2")]), None);
+        assert_eq!(status(&[("content-type", "Application/JSON; charset=utf-8"), ("content-length", "2")]), None);
+        assert_eq!(status(&[("content-length", "2")]), None, "patronictl sends no Content-Type");
+        assert_eq!(status(&[]), None, "no body");
+        // What a page can send without a preflight.
+        assert_eq!(status(&[("content-type", "text/plain"), ("content-length", "2")]), Some(415));
+        assert_eq!(
+            status(&[("content-type", "application/x-www-form-urlencoded"), ("content-length", "2")]),
+            Some(415)
+        );
+        assert_eq!(
+            status(&[("content-length", "2"), ("sec-fetch-mode", "no-cors")]),
+            Some(415),
+            "a browser body without a type"
+        );
+        // Cross-origin browsers, whatever the body.
+        assert_eq!(
+            status(&[("origin", "https://evil.example"), ("host", "10.0.0.1:8008"), ("content-type", "application/json"), ("content-length", "2")]),
+            Some(403)
+        );
+        assert_eq!(status(&[("sec-fetch-site", "cross-site")]), Some(403));
+        assert_eq!(
+            status(&[("origin", "http://10.0.0.1:8008"), ("host", "10.0.0.1:8008"), ("sec-fetch-site", "same-origin"), ("content-type", "application/json"), ("content-length", "2")]),
+            None
+        );
+        let mut allowed = a.clone();
+        allowed.allow_origins = vec!["https://console.example".into()];
+        assert!(
+            forged_request(
+                &allowed,
+                &post,
+                &headers(&[("origin", "https://console.example"), ("sec-fetch-site", "cross-site"), ("content-type", "application/json"), ("content-length", "2")]),
+                0
+            )
+            .is_none()
+        );
+        assert!(
+            forged_request(&a, &Method::GET, &headers(&[("origin", "https://evil.example")]), 0)
+                .is_none()
+        );
+        // A body known from its size (no Content-Length header) counts.
+        assert_eq!(
+            forged_request(&a, &post, &headers(&[("content-type", "text/plain")]), 5)
+                .map(|e| e.status.as_u16()),
+            Some(415)
+        );
     }
 
     #[test]

@@ -38,6 +38,12 @@ impl Kind {
             Kind::Failover => "failover",
         }
     }
+    fn title(self) -> &'static str {
+        match self {
+            Kind::Switchover => "Switchover",
+            Kind::Failover => "Failover",
+        }
+    }
     fn done(self) -> &'static str {
         match self {
             Kind::Switchover => "switched over",
@@ -182,10 +188,12 @@ fn validate(
         .as_deref()
         .map(|t| parse_schedule(t, kind, cluster))
         .transpose()?;
-    if cluster.paused {
-        return Err(ApiError::precondition(format!(
-            "the cluster is paused (maintenance mode): no {} while paused; resume it first",
-            kind.noun()
+    // Maintenance mode stops *automatic* actions; an operator may still change the
+    // primary, to a member they name (as Patroni: 400 without a candidate).
+    if cluster.paused && candidate.is_none() {
+        return Err(ApiError::bad_request(format!(
+            "{} is possible only to a specific candidate in a paused state",
+            kind.title()
         )));
     }
     if let Some(l) = &leader {
@@ -221,7 +229,9 @@ fn validate(
     }
     match &candidate {
         Some(c) => {
-            if let Some(problem) = candidate_problem(cluster, c, req.force) {
+            // A failover is for a primary that is gone: its candidate cannot be streaming.
+            let force = req.force || kind == Kind::Failover;
+            if let Some(problem) = candidate_problem(cluster, c, force) {
                 return Err(ApiError::precondition(problem).with("candidate", c.to_string()));
             }
         }
@@ -243,7 +253,22 @@ fn validate(
 /// Proposes the request, then waits (bounded) for the lease to change hands.
 async fn run(st: &ApiState, req: SwitchoverRequest, kind: Kind, caller: &str) -> Answer {
     let cluster = st.consensus.read().await.map_err(ApiError::consensus)?;
-    let (leader, candidate, scheduled) = validate(&cluster, &req, kind)?;
+    let (leader, candidate, scheduled) = match validate(&cluster, &req, kind) {
+        Ok(v) => v,
+        Err(e) => {
+            tracing::warn!(
+                operation = kind.noun(),
+                leader = ?req.leader,
+                candidate = ?req.candidate,
+                status = e.status.as_u16(),
+                reason = %e.message,
+                actor = caller,
+                paused = cluster.paused,
+                "api refused a change of primary"
+            );
+            return Err(e);
+        }
+    };
     let from = leader.or_else(|| cluster.holder().cloned());
     let request = Switchover {
         from: from.clone(),
