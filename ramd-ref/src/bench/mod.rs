@@ -25,6 +25,7 @@ mod rejoin;
 mod restart;
 mod scenarios;
 mod soak;
+mod sync;
 mod writer;
 
 pub use pgbench::{
@@ -70,11 +71,17 @@ pub enum Scenario {
     /// `pgbench` at full load for `--soak-secs`: role changes (must be 0), the longest
     /// HA loop seen, TPS.
     Soak,
+    /// Synchronous mode `on`, node loss: how long the new primary acknowledged commits
+    /// without a synchronous standby (the asynchronous window) or waited for one.
+    SyncWindow,
+    /// Quorum mode under `pgbench` at full load, a standby's postmaster killed: time until
+    /// it is back in the recorded synchronous set, and how often the set changed.
+    SyncReentry,
 }
 
 impl Scenario {
     /// Every scenario, in the order they run.
-    pub const ALL: [Scenario; 11] = [
+    pub const ALL: [Scenario; 13] = [
         Scenario::NodeLoss,
         Scenario::PostmasterCrash,
         Scenario::Switchover,
@@ -86,6 +93,8 @@ impl Scenario {
         Scenario::Rejoin,
         Scenario::Reclone,
         Scenario::Soak,
+        Scenario::SyncWindow,
+        Scenario::SyncReentry,
     ];
 }
 
@@ -104,8 +113,10 @@ impl FromStr for Scenario {
             "rejoin" => Scenario::Rejoin,
             "reclone" => Scenario::Reclone,
             "soak" => Scenario::Soak,
+            "sync-window" => Scenario::SyncWindow,
+            "sync-reentry" => Scenario::SyncReentry,
             other => anyhow::bail!(
-                "unknown scenario {other:?} (node-loss, postmaster-crash, switchover, bootstrap, health, idle, pgbench, agent-restart, rejoin, reclone, soak)"
+                "unknown scenario {other:?} (node-loss, postmaster-crash, switchover, bootstrap, health, idle, pgbench, agent-restart, rejoin, reclone, soak, sync-window, sync-reentry)"
             ),
         })
     }
@@ -262,6 +273,8 @@ pub async fn run(opts: &BenchOptions) -> Result<Vec<Row>> {
                 Scenario::Rejoin => rejoin::rejoin(opts, &mut rows).await,
                 Scenario::Reclone => rejoin::reclone(opts, &mut rows).await,
                 Scenario::Soak => soak::run(opts, &mut rows).await,
+                Scenario::SyncWindow => sync::window(opts, &mut rows).await,
+                Scenario::SyncReentry => sync::reentry(opts, &mut rows).await,
             };
             if let Err(e) = res {
                 eprintln!("[ramd-bench] {sc:?} run {} failed: {e:#}", i + 1);
