@@ -135,6 +135,13 @@ fn r8_the_unreported_tail_of_an_asynchronous_primary_is_not_lag() {
         (Mode::Tags, r#"{"seed":12469452126521227026,"faults":[{"at_ms":5681,"fault":{"fault":"crash_node","target":"primary","down_ms":1460}},{"at_ms":671,"fault":{"fault":"stop_agent","target":"primary","down_ms":3961}}]}"#),
     ] {
         let report = assert_ok(mode, json);
-        assert!(!report.async_losses.is_empty(), "mode {mode}: expected an asynchronous loss");
+        // In the synchronous modes the promotion's asynchronous window that led here is
+        // gone since issue 14 (item 7): the new primary waits for its standbys.
+        if mode == Mode::Tags {
+            assert!(
+                !report.async_losses.is_empty(),
+                "mode {mode}: expected an asynchronous loss"
+            );
+        }
     }
 }

@@ -73,6 +73,9 @@ pub struct Decider {
     not_streaming_since: Option<Millis>,
     /// We stopped PostgreSQL to hand the lease to this member.
     switchover_stop: Option<(Epoch, NodeId)>,
+    /// This node promoted itself for that epoch, and since when (our clock) it runs as
+    /// that primary (set on the first step that sees it running as one).
+    promoted: Option<(Epoch, Option<Millis>)>,
     /// We handed the lease of this epoch over in a planned switchover: our stopped server
     /// is started as a replica of the new primary even in maintenance mode (the
     /// operator's switchover includes it).
@@ -114,6 +117,7 @@ impl Decider {
             not_streaming_since: None,
             switchover_stop: None,
             stepped_down: None,
+            promoted: None,
             last_slots: None,
             catch_up: None,
             last_action: BTreeMap::new(),
@@ -558,6 +562,7 @@ impl Decider {
                 d.kind = DecisionKind::Paused;
                 d.reason = "maintenance mode: holding the lease but not promoting".into();
             } else if self.once("promote", now, ACTION_COOLDOWN_MS) {
+                self.promoted = Some((epoch, None));
                 if state.config.synchronous.mode != rale_sync::SyncMode::Off {
                     // Acknowledge nothing until the new synchronous set is in place.
                     d.actions.push(pg(PgAction::SetSynchronousStandbyNames {
@@ -588,9 +593,33 @@ impl Decider {
         if super::sync::wanted(state, obs.pg) {
             let fresh = self.fresh_members(now);
             let me = self.node().clone();
-            if let Some((a, why)) =
-                super::sync::next_step(&me, epoch, state, obs.pg, &fresh, &mut self.catch_up)
-            {
+            // Right after a promotion no standby streams from us yet: for one member_ttl,
+            // the replicas that are healthy count as synchronous candidates, so that
+            // commits wait for them to reconnect instead of going asynchronous.
+            let since = match &mut self.promoted {
+                Some((e, t)) if *e == epoch => Some(*t.get_or_insert(now)),
+                _ => None,
+            };
+            let mut expected = super::sync::Expected::default();
+            if since.is_some_and(|t| now.since(t) < ms(self.config.member_ttl)) {
+                expected.reconnecting = state
+                    .members
+                    .values()
+                    .filter(|m| m.node != me && fresh.contains(&m.node))
+                    .filter(|m| m.running && m.role == Role::Replica)
+                    .filter(|m| m.timeline <= obs.pg.timeline)
+                    .map(|m| m.node.clone())
+                    .collect();
+            }
+            if let Some((a, why)) = super::sync::next_step(
+                &me,
+                epoch,
+                state,
+                obs.pg,
+                &fresh,
+                &expected,
+                &mut self.catch_up,
+            ) {
                 let is_pg = matches!(a, Action::Pg { .. });
                 if !is_pg || self.once("sync", now, ACTION_COOLDOWN_MS / 2) {
                     d.kind = DecisionKind::Replication;

@@ -56,14 +56,56 @@ pub(super) fn bootstrap_names(config: &crate::config::DynamicConfig) -> Option<S
     }
 }
 
+/// Who counts as a synchronous candidate besides the standbys streaming right now.
+#[derive(Clone, Debug, Default)]
+pub(super) struct Expected {
+    /// Members expected to stream from this new primary shortly: its replicas that were
+    /// healthy when it was promoted. Counted as candidates (commits wait for them rather
+    /// than go asynchronous) during the grace after promotion.
+    pub reconnecting: BTreeSet<NodeId>,
+}
+
+/// Why a member is (or is not) in a set, for log reasons: `a (streaming)`.
+fn describe(names: &BTreeSet<String>) -> String {
+    names.iter().cloned().collect::<Vec<_>>().join(", ")
+}
+
+/// The change from the recorded set to `to`, in words.
+fn change(from: &RecordedSet, to: &RecordedSet) -> String {
+    let (a, b) = (from.keys(), to.keys());
+    let added: BTreeSet<String> = b.difference(&a).cloned().collect();
+    let removed: BTreeSet<String> = a.difference(&b).cloned().collect();
+    let mut parts = Vec::new();
+    if !added.is_empty() {
+        parts.push(format!("adds {}", describe(&added)));
+    }
+    if !removed.is_empty() {
+        parts.push(format!("drops {}", describe(&removed)));
+    }
+    if from.num != to.num {
+        parts.push(format!("{} → {} acknowledgement(s)", from.num, to.num));
+    }
+    if parts.is_empty() {
+        "no change".into()
+    } else {
+        parts.join(", ")
+    }
+}
+
 /// The next step towards the desired synchronous set, with a reason, or `None` when
 /// recorded and enforced sets are where they should be (or we wait for a catch-up).
+///
+/// Candidates are the members streaming from this primary, plus (hysteresis) members of
+/// the recorded set that are connected but still catching up — PostgreSQL ignores them
+/// until they stream, and dropping them would make the set flap under heavy writes —
+/// plus the members `expected` to reconnect after a promotion.
 pub(super) fn next_step(
     me: &NodeId,
     epoch: Epoch,
     state: &ClusterState,
     pg: &PgStatus,
     fresh: &BTreeSet<NodeId>,
+    expected: &Expected,
     catch_up: &mut Option<CatchUp>,
 ) -> Option<(Action, String)> {
     let my_lsn = pg.wal_position();
@@ -76,11 +118,24 @@ pub(super) fn next_step(
                 .replicas
                 .iter()
                 .find(|r| r.application_name.eq_ignore_ascii_case(m.node.as_str()));
-            let flush = row.and_then(|r| r.flush_lsn).unwrap_or(Lsn::ZERO);
-            let replay = row.and_then(|r| r.replay_lsn).unwrap_or(Lsn::ZERO);
+            let recorded = state.sync.standbys.contains(&m.node);
+            let reconnecting = row.is_none() && expected.reconnecting.contains(&m.node);
+            let flush = match row {
+                Some(r) => r.flush_lsn.unwrap_or(Lsn::ZERO),
+                None if reconnecting => m.lsn,
+                None => Lsn::ZERO,
+            };
+            let replay = match row {
+                Some(r) => r.replay_lsn.unwrap_or(Lsn::ZERO),
+                None if reconnecting => m.lsn,
+                None => Lsn::ZERO,
+            };
+            let streaming = row.is_some_and(|r| {
+                r.state == "streaming" || (recorded && r.state == "catchup")
+            }) || reconnecting;
             SyncCandidate {
                 name: m.node.as_str().to_string(),
-                streaming: row.is_some_and(|r| r.state == "streaming"),
+                streaming,
                 flush_lag_bytes: my_lsn.bytes_after(flush),
                 replay_lag_bytes: my_lsn.bytes_after(replay),
                 nosync: m.tags.nosync,
@@ -109,7 +164,8 @@ pub(super) fn next_step(
     };
     let enforced =
         StandbyNames::parse(&pg.synchronous_standby_names).unwrap_or(StandbyNames::Empty);
-    let steps = plan_transition(&recorded(state), &enforced, &target);
+    let current = recorded(state);
+    let steps = plan_transition(&current, &enforced, &target);
     let publish = |r: &RecordedSet, why: &str| {
         let standbys: BTreeSet<NodeId> = r
             .members
@@ -127,8 +183,9 @@ pub(super) fn next_step(
                 },
             },
             format!(
-                "{why}: recording synchronous set {names:?} with {} acknowledgement(s) per commit",
-                r.num
+                "{why}: recording synchronous set {names:?} with {} acknowledgement(s) per commit ({})",
+                r.num,
+                change(&current, r)
             ),
         )
     };
@@ -175,7 +232,12 @@ pub(super) fn next_step(
                 .count();
             if caught_up >= r.required_holders() {
                 *catch_up = None;
-                Some(publish(r, "new synchronous members caught up"))
+                Some(publish(
+                    r,
+                    &format!(
+                        "{caught_up} member(s) of the new set hold everything written up to {started}"
+                    ),
+                ))
             } else {
                 None
             }
