@@ -250,19 +250,7 @@ impl Sim {
                 if !self.nodes[i].pg.running {
                     return "no-op: not running".into();
                 }
-                let mut shipped = 0;
-                if *mode != StopMode::Immediate && self.nodes[i].pg.is_primary() {
-                    for j in 0..self.nodes.len() {
-                        if self.streams_from(j, i) {
-                            let src = self.nodes[i].pg.wal.clone();
-                            let len = src.len();
-                            self.nodes[j].pg.wal.extend_from(&src, len);
-                            shipped += 1;
-                        }
-                    }
-                }
-                self.nodes[i].pg.running = false;
-                self.nodes[i].pg.streaming = false;
+                let shipped = self.stop_pg(i, *mode != StopMode::Immediate);
                 format!("done: stopped ({mode:?}, shipped all WAL to {shipped} standbys)")
             }
             PgAction::Promote => {
@@ -371,6 +359,26 @@ impl Sim {
             }
             PgAction::EnsureSlots { .. } => "done".into(),
         }
+    }
+
+    /// Stops node `i`'s PostgreSQL; a clean (`fast`) stop of a primary first ships all
+    /// its WAL to the standbys streaming from it, as PostgreSQL's shutdown checkpoint
+    /// does. Returns how many standbys received it.
+    pub(super) fn stop_pg(&mut self, i: usize, fast: bool) -> usize {
+        let mut shipped = 0;
+        if fast && self.nodes[i].pg.running && self.nodes[i].pg.is_primary() {
+            for j in 0..self.nodes.len() {
+                if self.streams_from(j, i) {
+                    let src = self.nodes[i].pg.wal.clone();
+                    let len = src.len();
+                    self.nodes[j].pg.wal.extend_from(&src, len);
+                    shipped += 1;
+                }
+            }
+        }
+        self.nodes[i].pg.running = false;
+        self.nodes[i].pg.streaming = false;
+        shipped
     }
 
     pub(super) fn record_id(&mut self) -> u64 {

@@ -381,9 +381,9 @@ impl Sim {
                 if self.nodes[i].host_up && self.nodes[i].agent.policy.is_some() {
                     let me = self.nodes[i].identity.node.clone();
                     let holds = self.consensus.state.holder() == Some(&me);
+                    // `ramd` stops PostgreSQL with `pg_ctl stop -m fast` on SIGTERM.
+                    self.stop_pg(i, true);
                     let node = &mut self.nodes[i];
-                    node.pg.running = false;
-                    node.pg.streaming = false;
                     node.agent.policy = None;
                     let until = node.agent.down_until.unwrap_or(0).max(now + down_ms);
                     node.agent.down_until = Some(until);
