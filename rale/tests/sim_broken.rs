@@ -7,7 +7,9 @@
 
 use proptest::strategy::{Strategy, ValueTree};
 use proptest::test_runner::{Config, RngSeed, TestRunner};
-use rale::decide::{Action, Decider, Decision, DecisionKind, Observation, PgAction, Policy};
+use rale::decide::{
+    Action, Decider, Decision, DecisionKind, LeaseHold, Observation, PgAction, Policy,
+};
 use rale::sim::strategy::{FaultMix, schedule};
 use rale::sim::{Fault, Invariant, PolicyFactory, Report, Schedule, Sim, SimConfig, Target};
 use rale::state::{ClusterState, HistoryKind, Operation};
@@ -103,11 +105,18 @@ impl Policy for NoFencing {
                 )
             });
         }
+        always_open(&mut d);
         d
     }
-    fn fence_open(&self, _now: Millis) -> bool {
-        true
-    }
+}
+
+/// The broken fence of (a) and (d): open whatever the lease.
+fn always_open(d: &mut Decision) {
+    let epoch = d.lease.map(|l| l.epoch).unwrap_or_default();
+    d.lease = Some(LeaseHold {
+        epoch,
+        deadline: Millis(u64::MAX),
+    });
 }
 
 fn no_fencing() -> PolicyFactory {
@@ -146,9 +155,6 @@ impl Policy for PromoteLagging {
             ..*obs
         })
     }
-    fn fence_open(&self, now: Millis) -> bool {
-        self.0.fence_open(now)
-    }
 }
 
 fn promote_lagging() -> PolicyFactory {
@@ -172,9 +178,6 @@ impl Policy for IgnoreTags {
             ..*obs
         })
     }
-    fn fence_open(&self, now: Millis) -> bool {
-        self.0.fence_open(now)
-    }
 }
 
 fn ignore_tags() -> PolicyFactory {
@@ -186,10 +189,9 @@ struct FenceAlwaysOpen(Decider);
 
 impl Policy for FenceAlwaysOpen {
     fn step(&mut self, obs: &Observation<'_>) -> Decision {
-        self.0.step(obs)
-    }
-    fn fence_open(&self, _now: Millis) -> bool {
-        true
+        let mut d = self.0.step(obs);
+        always_open(&mut d);
+        d
     }
 }
 
@@ -226,9 +228,6 @@ impl Policy for SkipDetach {
             },
         });
         d
-    }
-    fn fence_open(&self, now: Millis) -> bool {
-        self.0.fence_open(now)
     }
 }
 

@@ -171,10 +171,9 @@ struct NoKeeper(rale::decide::Decider);
 
 impl rale::decide::Policy for NoKeeper {
     fn step(&mut self, obs: &rale::decide::Observation<'_>) -> rale::decide::Decision {
-        self.0.step(obs)
-    }
-    fn fence_open(&self, now: rale::Millis) -> bool {
-        self.0.fence_open(now)
+        let mut d = self.0.step(obs);
+        d.renewal = None;
+        d
     }
 }
 

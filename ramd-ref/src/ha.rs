@@ -412,8 +412,9 @@ impl HaLoop {
             cluster: cluster.as_deref(),
         };
         let decision = self.decider.step(&obs);
-        self.keeper.set_grant(self.decider.renewal_grant(now));
-        self.fence.set(self.decider.lease_deadline());
+        let lease = decision.lease.map(|l| (l.epoch, l.deadline));
+        self.keeper.set_grant(decision.renewal);
+        self.fence.set(lease);
         self.log(&decision, cluster.as_deref(), &pg_status);
         for action in &decision.actions {
             if let Err(e) = self.execute(action, cluster.as_deref()).await {
@@ -431,7 +432,7 @@ impl HaLoop {
                 }
             }
         }
-        self.fence.set(self.decider.lease_deadline());
+        self.fence.set(lease);
         if let Some(state) = cluster.as_deref() {
             self.apply_parameters(state, &pg_status).await;
         }
@@ -447,9 +448,7 @@ impl HaLoop {
                 .clone()
                 .unwrap_or_else(|| self.snapshot.borrow().cluster.clone()),
             consensus_ok: cluster.is_some(),
-            lease_epoch: self
-                .decider
-                .lease_deadline()
+            lease_epoch: lease
                 .filter(|(_, d)| monotonic_now() < *d)
                 .map(|(e, _)| e),
             fence_open: self.fence.is_open(monotonic_now()),

@@ -7,7 +7,8 @@ use rale_sync::quorum::promotion_quorum;
 
 use super::candidate::{Eligibility, rank_candidates, sync_restricted};
 use super::{
-    Action, Decision, DecisionKind, NodeIdentity, Observation, PgAction, Policy, RenewalGrant,
+    Action, Decision, DecisionKind, LeaseHold, NodeIdentity, Observation, PgAction, Policy,
+    RenewalGrant,
 };
 use crate::config::DynamicConfig;
 use crate::pg::StopMode;
@@ -135,11 +136,6 @@ impl Decider {
         self.me = me;
     }
 
-    /// While this node holds the lease: the epoch and the deadline (our clock) after which
-    /// it must no longer acknowledge commits.
-    pub fn lease_deadline(&self) -> Option<(Epoch, Millis)> {
-        self.lease_deadline
-    }
 
     fn node(&self) -> &NodeId {
         &self.me.node
@@ -292,6 +288,8 @@ impl Decider {
                         actions: vec![pg(PgAction::Stop {
                             mode: StopMode::Immediate,
                         })],
+                        lease: None,
+                        renewal: None,
                     }
                 } else {
                     Decision::none(
@@ -348,6 +346,8 @@ impl Decider {
                         "cluster not initialised and this node has data: claiming the bootstrap to adopt it".into()
                     },
                     actions: vec![propose(Operation::ClaimBootstrap { node: me })],
+                    lease: None,
+                    renewal: None,
                 }
             }
             Some(b) if b.node == me => match obs.pg.data {
@@ -390,6 +390,8 @@ impl Decider {
                             reason: "first primary of the cluster".into(),
                         }),
                     ],
+                    lease: None,
+                    renewal: None,
                 },
                 DataDirState::Initialized { .. } => {
                     let mut d = Decision::none(
@@ -462,6 +464,8 @@ impl Decider {
                         successor: Some(target.clone()),
                         reason: format!("switchover from {} to {target}", self.node()),
                     })],
+                    lease: None,
+                    renewal: None,
                 };
             }
             self.switchover_stop = None;
@@ -486,6 +490,8 @@ impl Decider {
                 actions: vec![pg(PgAction::Stop {
                     mode: StopMode::Immediate,
                 })],
+                lease: None,
+                renewal: None,
             });
         }
 
@@ -542,6 +548,8 @@ impl Decider {
                         reason: "PostgreSQL could not be restarted in place".into(),
                     }),
                 ],
+                lease: None,
+                renewal: None,
             };
         }
         self.crash_since = None;
@@ -673,6 +681,8 @@ impl Decider {
                         sw.from.as_ref().map(|f| f.as_str()).unwrap_or("?")
                     ),
                 })],
+                lease: None,
+                renewal: None,
             });
         }
         if sw.scheduled_at_unix_ms.is_some_and(|t| obs.wall_ms < t) {
@@ -702,6 +712,8 @@ impl Decider {
                             actor: format!("ha:{me}"),
                             reason: format!("{t} is not a healthy, streaming, eligible replica"),
                         })],
+                        lease: None,
+                        renewal: None,
                     });
                 }
             },
@@ -725,6 +737,8 @@ impl Decider {
                     actor: format!("ha:{me}"),
                     reason: "no healthy, streaming, eligible replica".into(),
                 })],
+                lease: None,
+                renewal: None,
             });
         };
         self.switchover_stop = Some((epoch, target.clone()));
@@ -736,6 +750,8 @@ impl Decider {
             actions: vec![pg(PgAction::Stop {
                 mode: StopMode::Fast,
             })],
+            lease: None,
+            renewal: None,
         })
     }
 
@@ -781,6 +797,8 @@ impl Decider {
                 actions: vec![pg(PgAction::Stop {
                     mode: StopMode::Immediate,
                 })],
+                lease: None,
+                renewal: None,
             };
             if holder_ok && self.once("rejoin", now, REBUILD_COOLDOWN_MS) {
                 d.actions.push(pg(PgAction::Rejoin {
@@ -933,6 +951,8 @@ impl Decider {
                         pg(PgAction::Follow { upstream: None }),
                         pg(PgAction::Start { upstream: None }),
                     ],
+                    lease: None,
+                    renewal: None,
                 };
             }
             return Decision::none(
@@ -964,6 +984,8 @@ impl Decider {
                 actions: vec![pg(PgAction::Stop {
                     mode: StopMode::Immediate,
                 })],
+                lease: None,
+                renewal: None,
             };
         }
 
@@ -985,12 +1007,16 @@ impl Decider {
                     kind: DecisionKind::Switchover,
                     reason: "taking the lease handed over by the former primary".into(),
                     actions,
+                    lease: None,
+                    renewal: None,
                 };
             }
             return Decision {
                 kind: DecisionKind::Switchover,
                 reason: "lease handed to this node but PostgreSQL is not a running replica".into(),
                 actions,
+                lease: None,
+                renewal: None,
             };
         }
 
@@ -1025,6 +1051,8 @@ impl Decider {
                         r.iter().map(NodeId::as_str).collect::<Vec<_>>()
                     ),
                     actions,
+                    lease: None,
+                    renewal: None,
                 };
             }
         } else if !pending.is_empty() && !waited {
@@ -1036,6 +1064,8 @@ impl Decider {
                     pending.iter().map(|n| n.as_str()).collect::<Vec<_>>()
                 ),
                 actions,
+                lease: None,
+                renewal: None,
             };
         }
         let eligible: Vec<_> = ranked
@@ -1062,6 +1092,8 @@ impl Decider {
                     requested.as_ref().map(NodeId::as_str).unwrap_or("?")
                 ),
                 actions,
+                lease: None,
+                renewal: None,
             };
         }
         let chosen = wanted.or_else(|| eligible.first()).map(|c| c.node.clone());
@@ -1080,6 +1112,8 @@ impl Decider {
                     why.join("; ")
                 ),
                 actions,
+                lease: None,
+                renewal: None,
             };
         };
         if &chosen != self.node() {
@@ -1089,6 +1123,8 @@ impl Decider {
                     "primary lost; {chosen} is the best candidate, waiting for it to take over"
                 ),
                 actions,
+                lease: None,
+                renewal: None,
             };
         }
         let my_pub = state.members.get(self.node());
@@ -1125,12 +1161,25 @@ impl Decider {
             kind: DecisionKind::Failover,
             reason,
             actions,
+            lease: None,
+            renewal: None,
         }
     }
 }
 
 impl Policy for Decider {
     fn step(&mut self, obs: &Observation<'_>) -> Decision {
+        let mut decision = self.decide(obs);
+        decision.lease = self
+            .lease_deadline
+            .map(|(epoch, deadline)| LeaseHold { epoch, deadline });
+        decision.renewal = self.renewal_grant(obs.now);
+        decision
+    }
+}
+
+impl Decider {
+    fn decide(&mut self, obs: &Observation<'_>) -> Decision {
         let Some(state) = obs.cluster else {
             return self.no_majority(obs);
         };
@@ -1145,6 +1194,8 @@ impl Policy for Decider {
                     actions: vec![pg(PgAction::Stop {
                         mode: StopMode::Fast,
                     })],
+                    lease: None,
+                    renewal: None,
                 };
             }
             return Decision::none(
@@ -1176,11 +1227,6 @@ impl Policy for Decider {
             decision.actions.push(publish);
         }
         decision
-    }
-
-    fn fence_open(&self, now: Millis) -> bool {
-        self.lease_deadline
-            .is_some_and(|(_, deadline)| now < deadline)
     }
 
     /// While this node holds the lease (as of the last step) and is not handing it over:

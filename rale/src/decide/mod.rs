@@ -205,7 +205,19 @@ pub enum DecisionKind {
     Removed,
 }
 
-/// The outcome of one step: what to do and why.
+/// The lease this node holds, as far as the policy can prove it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaseHold {
+    /// The lease epoch.
+    pub epoch: crate::types::Epoch,
+    /// Until when (this node's monotonic clock) it may act as primary: the commit fence
+    /// acknowledges WAL before this instant only.
+    pub deadline: Millis,
+}
+
+/// The outcome of one step: what to do, why, and everything the agent's executor needs
+/// beside the actions — the lease it may act on (the commit fence's deadline) and what
+/// its lease keeper may renew while the actions run. No side query on the policy.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Decision {
     /// What the decision is about.
@@ -214,35 +226,39 @@ pub struct Decision {
     pub reason: String,
     /// What to do, in order.
     pub actions: Vec<Action>,
+    /// While this node holds the lease: its epoch and the deadline of the commit fence.
+    /// `None` closes the fence.
+    #[serde(default)]
+    pub lease: Option<LeaseHold>,
+    /// Whether, and until when, the lease keeper may renew the lease while this
+    /// decision's actions run (see [`RenewalGrant`]).
+    #[serde(default)]
+    pub renewal: Option<RenewalGrant>,
 }
 
 impl Decision {
-    /// A decision with no action.
+    /// A decision with no action (and no lease).
     pub fn none(kind: DecisionKind, reason: impl Into<String>) -> Self {
         Self {
             kind,
             reason: reason.into(),
             actions: Vec::new(),
+            lease: None,
+            renewal: None,
         }
+    }
+
+    /// Whether the commit fence may acknowledge at `now` under this decision's lease.
+    pub fn fence_open(&self, now: Millis) -> bool {
+        self.lease.is_some_and(|l| now < l.deadline)
     }
 }
 
-/// A failover policy: the decision core, or an integrator's own. The simulator drives any
-/// `Policy` and checks the cluster-level invariants.
+/// A failover policy: the decision core, or an integrator's own. The simulator and the
+/// agent drive any `Policy` the same way: one [`Policy::step`] per HA loop iteration,
+/// whose [`Decision`] says what to do and which lease the node may act on (the commit
+/// fence acknowledges only while [`Decision::fence_open`]).
 pub trait Policy: Send {
     /// One HA loop iteration.
     fn step(&mut self, obs: &Observation<'_>) -> Decision;
-
-    /// Whether the lease-gated commit fence may acknowledge WAL at `now` (this node holds a
-    /// valid lease by its conservative clock). Commits on a primary block while it is
-    /// `false` and the fence is configured.
-    fn fence_open(&self, now: Millis) -> bool;
-
-    /// Right after [`Policy::step`] at `now`: whether, and until when, the agent's lease
-    /// keeper may renew the lease while the HA loop is busy executing this step's actions
-    /// (see [`RenewalGrant`]). The default grants nothing.
-    fn renewal_grant(&self, now: Millis) -> Option<RenewalGrant> {
-        let _ = now;
-        None
-    }
 }

@@ -22,16 +22,13 @@
 //! ```
 //! use rale::decide::{Decider, Decision, Observation, Policy};
 //! use rale::sim::{Fault, Schedule, Sim, SimConfig, Target};
-//! use rale::{DynamicConfig, Millis};
+//! use rale::DynamicConfig;
 //!
 //! /// An integrator's policy: here the default decider, wrapped to log its decisions.
 //! struct Mine(Decider);
 //! impl Policy for Mine {
 //!     fn step(&mut self, obs: &Observation<'_>) -> Decision {
 //!         self.0.step(obs)
-//!     }
-//!     fn fence_open(&self, now: Millis) -> bool {
-//!         self.0.fence_open(now)
 //!     }
 //! }
 //!

@@ -72,12 +72,7 @@ impl Sim {
             clock < deadline && keeper.grant.is_some_and(|g| g.epoch == epoch)
         });
         node.agent_running(self.now_ms)
-            && (kept
-                || node
-                    .agent
-                    .policy
-                    .as_ref()
-                    .is_some_and(|p| p.fence_open(Millis(clock))))
+            && (kept || node.agent.lease.is_some_and(|l| Millis(clock) < l.deadline))
     }
 
     fn walsenders(&self, i: usize) -> Vec<Walsender> {
@@ -303,11 +298,22 @@ mod tests {
 
     impl Policy for Idle {
         fn step(&mut self, _obs: &Observation<'_>) -> Decision {
-            Decision::none(DecisionKind::Steady, "idle")
+            let mut d = Decision::none(DecisionKind::Steady, "idle");
+            if self.0.load(Ordering::SeqCst) {
+                d.lease = Some(crate::decide::LeaseHold {
+                    epoch: crate::types::Epoch(1),
+                    deadline: Millis(u64::MAX),
+                });
+            }
+            d
         }
-        fn fence_open(&self, _now: Millis) -> bool {
-            self.0.load(Ordering::SeqCst)
-        }
+    }
+
+    fn open_lease() -> Option<crate::decide::LeaseHold> {
+        Some(crate::decide::LeaseHold {
+            epoch: crate::types::Epoch(1),
+            deadline: Millis(u64::MAX),
+        })
     }
 
     /// n1 primary with 10 records, n2 streaming with all of them, n3 with 5.
@@ -328,6 +334,7 @@ mod tests {
         )
         .expect("valid");
         sim.restarts();
+        sim.nodes[0].agent.lease = open_lease();
         let data = DataDirState::Initialized { system_id: 1 };
         let p = &mut sim.nodes[0].pg;
         p.data = data;
@@ -387,7 +394,8 @@ mod tests {
     fn the_fence_gates_commits_and_writability() {
         let (mut sim, open) = cluster(true);
         assert!(sim.commit_ok(0, 9) && sim.writable(0));
-        open.store(false, Ordering::SeqCst);
+        let _ = open;
+        sim.nodes[0].agent.lease = None;
         assert!(!sim.writable(0), "closed fence: not writable");
         assert!(
             sim.commit_ok(0, 9),
@@ -395,7 +403,7 @@ mod tests {
         );
         sim.nodes[0].pg.fence_flush = 5;
         assert!(!sim.commit_ok(0, 9));
-        open.store(true, Ordering::SeqCst);
+        sim.nodes[0].agent.lease = open_lease();
         // Frozen agent: connected but acknowledging nothing.
         sim.nodes[0].agent.frozen_until = u64::MAX;
         assert!(!sim.writable(0));

@@ -34,6 +34,8 @@ pub(super) struct Agent {
     pub frozen_until: u64,
     /// HA loop stalled until this time.
     pub stalled_until: u64,
+    /// The lease of the last decision (the commit fence's deadline).
+    pub lease: Option<crate::decide::LeaseHold>,
 }
 
 /// One simulated node.
@@ -174,6 +176,7 @@ impl Sim {
                     down_until: Some(0),
                     frozen_until: 0,
                     stalled_until: 0,
+                    lease: None,
                 },
                 clock_offset_ms,
                 clock_ns: 0,
@@ -544,6 +547,7 @@ impl Sim {
                 let policy = (self.factory)(node.identity.clone(), Millis(clock));
                 let node = &mut self.nodes[i];
                 node.agent.policy = Some(policy);
+                node.agent.lease = None;
                 node.agent.down_until = None;
                 // A new agent process starts with a new lease keeper and a closed fence.
                 node.keeper = Keeper::default();
@@ -596,11 +600,8 @@ impl Sim {
         let summary = self.nodes[i].pg.summary(&self.names, self.cfg.record_bytes);
         self.trace
             .decision(now, i, &self.names[i], clock, &decision, summary, majority);
-        let grant = self.nodes[i]
-            .agent
-            .policy
-            .as_ref()
-            .and_then(|p| p.renewal_grant(Millis(clock)));
+        let grant = decision.renewal;
+        self.nodes[i].agent.lease = decision.lease;
         let keeper = &mut self.nodes[i].keeper;
         keeper.grant = grant;
         keeper.busy_since = Some(clock);
