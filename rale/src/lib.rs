@@ -32,6 +32,7 @@ pub use config::DynamicConfig;
 pub use consensus::{Consensus, MemConsensus};
 pub use error::{Error, Result};
 pub use pg::PostgresControl;
+#[cfg(feature = "local-pg")]
 pub use pg::local::{LocalPostgres, LocalPostgresConfig};
 pub use state::ClusterState;
 pub use types::{Epoch, Lsn, Millis, NodeId, Role, Tags, Timeline};

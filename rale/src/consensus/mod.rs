@@ -15,7 +15,9 @@ use crate::types::NodeId;
 
 mod memory;
 pub use memory::MemConsensus;
-/// The openraft-backed implementation for real agents: [`raft::RaftConsensus`].
+/// The openraft-backed implementation for real agents: [`raft::RaftConsensus`]
+/// (feature `raft`).
+#[cfg(feature = "raft")]
 pub mod raft;
 
 /// A consensus member as configuration names it.
@@ -29,6 +31,7 @@ pub struct Peer {
     pub api_url: String,
 }
 
+#[cfg(feature = "raft")]
 impl Peer {
     /// The agent this peer's `api_url` reaches, as `host:port` (host in lower case,
     /// without a trailing dot, the scheme's default port filled in). Two peers with the
@@ -67,6 +70,7 @@ impl Peer {
 }
 
 /// `host:port` of an agent base URL (see [`Peer::endpoint`]).
+#[cfg(feature = "raft")]
 pub fn endpoint(api_url: &str) -> Result<String> {
     let bad = |why: String| crate::Error::InvalidConfig(format!("api_url {api_url:?}: {why}"));
     let url = reqwest::Url::parse(api_url.trim()).map_err(|e| bad(e.to_string()))?;
@@ -131,7 +135,7 @@ pub trait Consensus: Send + Sync {
     fn has_majority(&self) -> bool;
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "raft"))]
 mod tests {
     use super::*;
 

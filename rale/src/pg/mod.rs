@@ -14,25 +14,40 @@ use crate::Result;
 use crate::status::PgStatus;
 use crate::types::NodeId;
 
+#[cfg(feature = "local-pg")]
 mod binaries;
+#[cfg(feature = "local-pg")]
 mod conf;
+#[cfg(feature = "local-pg")]
 mod datadir;
+#[cfg(feature = "local-pg")]
 pub mod local;
+#[cfg(feature = "local-pg")]
 mod local_config;
+#[cfg(feature = "local-pg")]
 mod parameters;
+#[cfg(feature = "local-pg")]
 pub mod preflight;
+#[cfg(feature = "local-pg")]
 mod process;
+#[cfg(feature = "local-pg")]
 mod replication;
+#[cfg(feature = "local-pg")]
 mod sql;
+#[cfg(feature = "local-pg")]
 mod timeline;
 
+#[cfg(feature = "local-pg")]
 pub use binaries::{MAJOR_VERSION_MIN, PgBinaries};
+#[cfg(feature = "local-pg")]
 pub use local::{LocalPostgres, LocalPostgresConfig};
+#[cfg(feature = "local-pg")]
 pub use process::OsUser;
 
 /// The PID on the first line of `data_dir/postmaster.pid`, or `None` without a readable
 /// one. The file may be stale (a killed postmaster leaves it behind): check the process
 /// before relying on it.
+#[cfg(feature = "local-pg")]
 pub fn postmaster_pid(data_dir: &std::path::Path) -> Option<i32> {
     datadir::DataDir::new(data_dir.to_owned()).recorded_pid()
 }

@@ -56,6 +56,7 @@ mod mode;
 mod network;
 mod postgres;
 mod replication;
+#[cfg(feature = "proptest")]
 pub mod strategy;
 mod trace;
 mod world;
@@ -63,7 +64,7 @@ mod world;
 pub use check::{AckedWrite, AsyncLoss, Invariant, Report, Violation};
 pub use config::{ActionTimes, SimConfig, SimNode, Span};
 pub use consensus::{Pending, SimConsensus};
-pub use fault::{Fault, Schedule, ScheduledFault, Target};
+pub use fault::{Fault, FaultMix, Schedule, ScheduledFault, Target};
 pub use mode::Mode;
 pub use network::Network;
 pub use postgres::{RecordKind, SimPostgres, Wal, WalRecord};

@@ -7,7 +7,7 @@ use std::str::FromStr;
 use rale_sync::SyncMode;
 
 use super::config::SimConfig;
-use super::strategy::FaultMix;
+use super::fault::FaultMix;
 use crate::DynamicConfig;
 
 /// A simulated cluster configuration with the faults that apply to it.

@@ -5,46 +5,9 @@ use std::collections::BTreeSet;
 
 use proptest::prelude::*;
 
+pub use super::fault::FaultMix;
 use super::fault::{Fault, Schedule, ScheduledFault, Target};
 use crate::types::NodeId;
-
-/// Which faults a generated schedule may hold.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct FaultMix {
-    /// Member names (targets and partition sides).
-    pub nodes: Vec<NodeId>,
-    /// Most faults per schedule.
-    pub max_faults: usize,
-    /// Faults strike within this many ms after the warm-up.
-    pub window_ms: u64,
-    /// Longest duration of one fault.
-    pub max_duration_ms: u64,
-    /// Include agent crashes, freezes and loop stalls (leave out without the fence:
-    /// nothing can stop the PostgreSQL of a node whose agent is gone).
-    pub agent_faults: bool,
-    /// Largest clock rate error a `ClockDrift` fault asks for.
-    pub drift_ppm: i32,
-}
-
-impl FaultMix {
-    /// Every fault kind, up to 4 faults in the first 8 s, each lasting up to 5 s.
-    pub fn new(nodes: Vec<NodeId>, drift_ppm: u32) -> Self {
-        FaultMix {
-            nodes,
-            max_faults: 4,
-            window_ms: 8_000,
-            max_duration_ms: 5_000,
-            agent_faults: true,
-            drift_ppm: i32::try_from(drift_ppm).unwrap_or(i32::MAX),
-        }
-    }
-
-    /// The same without agent faults.
-    pub fn without_agent_faults(mut self) -> Self {
-        self.agent_faults = false;
-        self
-    }
-}
 
 fn target(nodes: Vec<NodeId>) -> impl Strategy<Value = Target> {
     let n = nodes.len().max(1);
