@@ -86,11 +86,13 @@ fn r5_lag_is_measured_on_the_newest_timeline_only() {
 
 /// R6 (seeds 101 and 202; `sync-first1`, `quorum-any1`, I2): a new primary whose
 /// standbys could not stream yet degraded to asynchronous replication — recording
-/// `quorum 0` first, as non-strict synchronous mode allows — and a second failover lost
-/// writes of that window. The checker counted them as synchronous losses. Cause: the
-/// checker (a write is covered by the synchronous promise only when the recorded set
-/// required acknowledgements as it was acknowledged; the others are asynchronous and
-/// bounded by `maximum_lag_on_failover`). The window itself is issue 14's item 7.
+/// `quorum 0` first — and a second failover lost writes of that window. First read as a
+/// checker defect (a write is covered by the synchronous promise only when the recorded
+/// set required acknowledgements), which it also was; then R10 showed that recording
+/// `quorum 0` itself is wrong in a synchronous mode: a degraded primary now records
+/// itself as the only member (no failover while it is away can lose its commits), and a
+/// new primary waits one `member_ttl` for its standbys before degrading (issue 14, item
+/// 7). Only the first commits of a new cluster, before any set exists, are uncovered.
 #[test]
 fn r6_writes_of_a_recorded_asynchronous_window_are_asynchronous() {
     for (mode, json) in [
@@ -144,4 +146,29 @@ fn r8_the_unreported_tail_of_an_asynchronous_primary_is_not_lag() {
             );
         }
     }
+}
+
+/// R9 (seed 1001, 100,000 schedules; `sync-first1`, I1): a new primary's agent froze
+/// between two actions of a decision; 4 s later, long after another node took over, it
+/// finished that decision and set `synchronous_standby_names` to the fence alone, which
+/// released commits its fence had acknowledged while its lease was valid — client
+/// acknowledgements on the old timeline after the new one had acknowledged writes.
+/// Cause: the product (an executor finishing a stale decision). Now the agent sets
+/// `synchronous_standby_names` only while the lease of the decision (or a later keeper
+/// renewal) is still valid; the simulator does the same.
+#[test]
+fn r9_a_stale_decision_does_not_loosen_synchronous_standby_names() {
+    assert_ok(Mode::SyncFirst1, r#"{"seed":7925303118747910073,"faults":[{"at_ms":4411,"fault":{"fault":"partition","sides":[["n1"],["n2","n3"],[]],"client_side":0,"duration_ms":641}},{"at_ms":7281,"fault":{"fault":"freeze_agent","target":"primary","frozen_ms":3960}},{"at_ms":5041,"fault":{"fault":"freeze_agent","target":"primary","frozen_ms":2151}}]}"#);
+}
+
+/// R10 (seed 1001, 100,000 schedules; `quorum-any1`, I2): a primary whose only quorum
+/// standby's host crashed recorded "asynchronous" (`quorum 0`) and went on alone; after
+/// a partition the other standby, which lacked commits acknowledged under the earlier
+/// promise, was promoted. Cause: the product — in a synchronous mode "no standby" was
+/// recorded as "no promise". A non-strict primary without synchronous standby now
+/// records itself (`{primary}`, 1): commits go on, and failover waits for that node
+/// (as Patroni does: nobody is promoted who may lack acknowledged commits).
+#[test]
+fn r10_a_degraded_primary_records_itself_as_the_only_holder() {
+    assert_ok(Mode::QuorumAny1, r#"{"seed":843383930145274446,"faults":[{"at_ms":7671,"fault":{"fault":"partition","sides":[["n1"],["n2","n3"],[]],"client_side":0,"duration_ms":2620}},{"at_ms":2871,"fault":{"fault":"stall_loop","target":"primary","stalled_ms":3971}},{"at_ms":6971,"fault":{"fault":"crash_node","target":{"replica":1},"down_ms":1561}}]}"#);
 }

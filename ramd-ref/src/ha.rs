@@ -417,6 +417,22 @@ impl HaLoop {
         self.fence.set(lease);
         self.log(&decision, cluster.as_deref(), &pg_status);
         for action in &decision.actions {
+            if lease.is_some()
+                && matches!(
+                    action,
+                    Action::Pg {
+                        action: PgAction::SetSynchronousStandbyNames { .. }
+                    }
+                )
+                && !self.fence.is_open(monotonic_now())
+            {
+                // A new synchronous_standby_names may release commits the fence
+                // acknowledged earlier: only a primary whose lease is still valid sets it
+                // (a loop that was frozen must not finish the decision it took before).
+                warn!(node = %me, action = %action_name(action),
+                    "skipped: the lease this decision was taken under ran out");
+                continue;
+            }
             if let Err(e) = self.execute(action, cluster.as_deref()).await {
                 warn!(node = %me, action = ?action_name(action), error = %e, "action failed");
                 if matches!(action, Action::Pg { .. })

@@ -127,11 +127,38 @@ impl RecordedSet {
             Some(consulted) => self.keys().len() - consulted + 1,
         }
     }
+
+    /// Whether the current primary `primary` is a member: it holds every commit it
+    /// acknowledged, so it counts as one holder of each (see [`is_safe_for`]).
+    pub fn contains_primary(&self, primary: Option<&str>) -> bool {
+        primary.is_some_and(|p| self.keys().contains(&p.to_ascii_lowercase()))
+    }
+
+    /// [`RecordedSet::required_holders`] *besides* the primary when it is a member.
+    pub fn required_standby_holders(&self, primary: Option<&str>) -> usize {
+        let h = self.required_holders();
+        if self.contains_primary(primary) {
+            h.saturating_sub(1)
+        } else {
+            h
+        }
+    }
 }
 
 /// Whether `E` is safe while `R` is recorded (the invariant in the module docs).
 pub fn is_safe(recorded: &RecordedSet, enforced: &StandbyNames) -> bool {
-    let required = recorded.required_holders();
+    is_safe_for(None, recorded, enforced)
+}
+
+/// [`is_safe`] when `R` may name the current primary: the primary holds every commit it
+/// acknowledges, so `E` must supply one holder fewer. A set naming only the primary
+/// (`{primary}`, 1) is what a non-strict primary records when no standby is synchronous:
+/// commits go on, and failover waits for that primary (nobody else is sure to hold them).
+pub fn is_safe_for(primary: Option<&str>, recorded: &RecordedSet, enforced: &StandbyNames) -> bool {
+    if recorded.required_holders() == 0 {
+        return true;
+    }
+    let required = recorded.required_standby_holders(primary);
     if required == 0 {
         return true;
     }
@@ -178,6 +205,16 @@ pub fn acknowledges_nothing(enforced: &StandbyNames) -> bool {
     usable.len() < n_e
 }
 
+/// [`is_loosening`] when the sets may name the current primary `primary`: a set that
+/// names the primary and requires one holder covers every commit that primary
+/// acknowledged.
+pub fn is_loosening_for(primary: Option<&str>, from: &RecordedSet, to: &RecordedSet) -> bool {
+    is_loosening(from, to)
+        || (to.contains_primary(primary)
+            && to.required_holders() <= 1
+            && from.required_holders() > 0)
+}
+
 /// Whether replacing `from` by `to` keeps every commit `from` covers covered: `to`
 /// promises nothing, or keeps all members of `from` and requires no more holders.
 pub fn is_loosening(from: &RecordedSet, to: &RecordedSet) -> bool {
@@ -216,7 +253,16 @@ pub struct Target {
 impl Target {
     /// A target, refused unless it satisfies the invariant ([`is_safe`]).
     pub fn new(recorded: RecordedSet, enforced: StandbyNames) -> Result<Self> {
-        if !is_safe(&recorded, &enforced) {
+        Self::new_for(None, recorded, enforced)
+    }
+
+    /// [`Target::new`] for a set that may name the current primary ([`is_safe_for`]).
+    pub fn new_for(
+        primary: Option<&str>,
+        recorded: RecordedSet,
+        enforced: StandbyNames,
+    ) -> Result<Self> {
+        if !is_safe_for(primary, &recorded, &enforced) {
             return Err(Error::InvalidSetting(format!(
                 "enforcing {enforced:?} while recording {recorded:?} could lose acknowledged commits in a failover"
             )));
@@ -273,6 +319,20 @@ pub fn plan_transition(
     enforced: &StandbyNames,
     desired: &Target,
 ) -> Vec<Step> {
+    plan_transition_for(None, recorded, enforced, desired)
+}
+
+/// [`plan_transition`] on the primary `primary`, whose name the recorded sets may hold:
+/// it counts as a holder of every commit ([`is_safe_for`], [`is_loosening_for`]), and as
+/// one caught-up member in a [`Step::CatchUp`] of a set naming it.
+pub fn plan_transition_for(
+    primary: Option<&str>,
+    recorded: &RecordedSet,
+    enforced: &StandbyNames,
+    desired: &Target,
+) -> Vec<Step> {
+    let is_safe = |r: &RecordedSet, e: &StandbyNames| is_safe_for(primary, r, e);
+    let is_loosening = |a: &RecordedSet, b: &RecordedSet| is_loosening_for(primary, a, b);
     let mut steps = Vec::new();
     let mut current = recorded.clone();
     if *enforced != desired.enforced
@@ -523,6 +583,50 @@ mod tests {
                 Step::Enforce(first(1, &[FENCE_APPLICATION_NAME])),
             ]
         );
+    }
+
+    #[test]
+    fn a_primary_in_its_own_set_holds_every_commit() {
+        let fence_only = first(1, &[FENCE_APPLICATION_NAME]);
+        let me = Some("p");
+        // Degraded, non-strict: {p} with one acknowledgement is safe with the fence alone
+        // (p holds every commit; failover waits for p), and not without p in the set.
+        assert!(is_safe_for(me, &set(&["p"], 1), &fence_only));
+        assert!(!is_safe_for(None, &set(&["p"], 1), &fence_only));
+        assert!(!is_safe_for(me, &set(&["b"], 1), &fence_only));
+        assert!(Target::new_for(me, set(&["p"], 1), fence_only.clone()).is_ok());
+        // From a standby set to the degraded one: a loosening (no catch-up needed);
+        // publish first, then enforce.
+        assert!(is_loosening_for(me, &set(&["b"], 1), &set(&["p"], 1)));
+        let steps = plan_transition_for(
+            me,
+            &set(&["b"], 1),
+            &first(2, &[FENCE_APPLICATION_NAME, "b"]),
+            &Target::new_for(me, set(&["p"], 1), fence_only.clone()).expect("safe"),
+        );
+        assert_eq!(
+            steps,
+            [Step::Publish(set(&["p"], 1)), Step::Enforce(fence_only.clone())]
+        );
+        // Back to a standby: enforce (safe under {p}), wait until it caught up, publish.
+        let target = Target::new_for(
+            me,
+            set(&["b"], 1),
+            first(2, &[FENCE_APPLICATION_NAME, "b"]),
+        )
+        .expect("safe");
+        let steps = plan_transition_for(me, &set(&["p"], 1), &fence_only, &target);
+        assert_eq!(
+            steps,
+            [
+                Step::Enforce(first(2, &[FENCE_APPLICATION_NAME, "b"])),
+                Step::CatchUp(set(&["b"], 1)),
+                Step::Publish(set(&["b"], 1)),
+            ]
+        );
+        assert_eq!(set(&["p", "b"], 2).required_standby_holders(me), 1);
+        assert_eq!(set(&["p", "b"], 1).required_standby_holders(me), 0);
+        assert_eq!(set(&["p"], 1).required_standby_holders(me), 0);
     }
 
     #[test]

@@ -128,10 +128,15 @@ pub fn rank_candidates(
 ) -> Vec<Candidate> {
     let primary_lsn = last_primary_lsn(state);
     let cluster_timeline = cluster_timeline(state);
+    // The lost primary is a candidate again once it runs as a replica that detached
+    // from its own lapsed epoch (its agent restarted it): it holds everything it wrote.
+    let returned = |m: &MemberStatus| {
+        m.running && m.role == Role::Replica && m.detached.map(|d| d.epoch) == Some(epoch)
+    };
     let mut out: Vec<Candidate> = state
         .members
         .values()
-        .filter(|m| Some(&m.node) != old_holder)
+        .filter(|m| Some(&m.node) != old_holder || returned(m))
         .map(|m| Candidate {
             node: m.node.clone(),
             lsn: m

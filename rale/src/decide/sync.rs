@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 
 use rale_sync::choose::{Candidate as SyncCandidate, choose_sync_set};
 use rale_sync::names::StandbyNames;
-use rale_sync::transition::{RecordedSet, Step, Target, plan_transition};
+use rale_sync::transition::{RecordedSet, Step, Target, plan_transition_for};
 use rale_sync::{SyncMode, enforce};
 
 use super::{Action, PgAction};
@@ -146,7 +146,25 @@ pub(super) fn next_step(
         .collect();
     let mut plan = choose_sync_set(&state.config.synchronous, &candidates);
     plan.standbys.sort();
-    let target = match Target::from_plan(&plan, state.config.fence) {
+    let sync = &state.config.synchronous;
+    let target = if sync.mode != SyncMode::Off && !sync.strict && plan.num == 0 {
+        // Non-strict, no synchronous standby: commits go on, held by this primary alone.
+        // Record exactly that — the primary as the only member — so that no failover
+        // promotes a member that may lack them (it waits for this node), instead of
+        // recording "asynchronous", which would let a lagging standby take over.
+        Target::new_for(
+            Some(me.as_str()),
+            RecordedSet::new([me.as_str()], 1),
+            rale_sync::enforced_names(&plan, state.config.fence),
+        )
+    } else {
+        Target::new_for(
+            Some(me.as_str()),
+            RecordedSet::from_plan(&plan),
+            rale_sync::enforced_names(&plan, state.config.fence),
+        )
+    };
+    let target = match target {
         Ok(t) => t,
         Err(e) => {
             return Some((
@@ -165,7 +183,7 @@ pub(super) fn next_step(
     let enforced =
         StandbyNames::parse(&pg.synchronous_standby_names).unwrap_or(StandbyNames::Empty);
     let current = recorded(state);
-    let steps = plan_transition(&current, &enforced, &target);
+    let steps = plan_transition_for(Some(me.as_str()), &current, &enforced, &target);
     let publish = |r: &RecordedSet, why: &str| {
         let standbys: BTreeSet<NodeId> = r
             .members
@@ -230,7 +248,7 @@ pub(super) fn next_step(
                 .filter(|row| keys.contains(&row.application_name.to_ascii_lowercase()))
                 .filter(|row| row.flush_lsn.is_some_and(|f| f >= started))
                 .count();
-            if caught_up >= r.required_holders() {
+            if caught_up >= r.required_standby_holders(Some(me.as_str())) {
                 *catch_up = None;
                 Some(publish(
                     r,

@@ -159,6 +159,18 @@ impl Sim {
             }
             Action::Pg { action } => action,
         };
+        if matches!(action, PgAction::SetSynchronousStandbyNames { .. })
+            && self.nodes[i].agent.lease.is_some()
+            && !self.lease_valid(i)
+        {
+            // As ramd: a new synchronous_standby_names may release commits the fence
+            // acknowledged earlier; only a primary whose lease is still valid sets it (a
+            // decision taken before a freeze must not be finished after it).
+            let text = "set synchronous_standby_names skipped: the lease of this decision ran out".to_string();
+            self.trace
+                .push(now, Some(&self.names[i]), TraceKind::Action(text));
+            return;
+        }
         let t = self.cfg.action_times.clone();
         let span = match &action {
             PgAction::Bootstrap { .. } => t.bootstrap_ms,

@@ -61,18 +61,22 @@ impl Sim {
         }
     }
 
-    /// Whether node `i`'s commit fence acknowledges right now: its agent runs (not
-    /// frozen) and its policy says the lease is valid on its clock.
-    /// The lease keeper's applied renewals (same epoch) keep it open as in `ramd`.
-    pub(super) fn fence_gate_open(&self, i: usize) -> bool {
+    /// Whether node `i`'s agent may act on its lease at its clock: the last decision's
+    /// lease, or a later renewal by its lease keeper (same epoch), is still valid.
+    pub(super) fn lease_valid(&self, i: usize) -> bool {
         let node = &self.nodes[i];
         let clock = node.clock();
         let keeper = &node.keeper;
         let kept = keeper.deadline.is_some_and(|(epoch, deadline)| {
             clock < deadline && keeper.grant.is_some_and(|g| g.epoch == epoch)
         });
-        node.agent_running(self.now_ms)
-            && (kept || node.agent.lease.is_some_and(|l| Millis(clock) < l.deadline))
+        kept || node.agent.lease.is_some_and(|l| Millis(clock) < l.deadline)
+    }
+
+    /// Whether node `i`'s commit fence acknowledges right now: its agent runs (not
+    /// frozen) and its lease is valid on its clock ([`Sim::lease_valid`]), as in `ramd`.
+    pub(super) fn fence_gate_open(&self, i: usize) -> bool {
+        self.nodes[i].agent_running(self.now_ms) && self.lease_valid(i)
     }
 
     fn walsenders(&self, i: usize) -> Vec<Walsender> {
