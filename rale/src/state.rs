@@ -34,6 +34,10 @@ pub struct Lease {
     /// On a planned switchover: the member the lease was handed to. Only it may acquire
     /// the released lease before the lease would have expired anyway.
     pub successor: Option<NodeId>,
+    /// Once released: the position the former holder's server was stopped at, when it
+    /// said (its last commits are at most there; failover measures lag against it).
+    #[serde(default)]
+    pub final_position: Option<(Timeline, Lsn)>,
 }
 
 /// Who initialised the cluster.
@@ -223,6 +227,9 @@ pub enum Operation {
         successor: Option<NodeId>,
         /// Why, in words.
         reason: String,
+        /// Where its server's WAL ended when it was stopped, if known.
+        #[serde(default)]
+        final_position: Option<(Timeline, Lsn)>,
     },
     /// Record the synchronous set, if `epoch` is the current lease epoch.
     SetSync {
@@ -477,6 +484,7 @@ impl ClusterState {
                     holder_clock: *holder_clock,
                     renewals: 0,
                     successor: None,
+                    final_position: None,
                 });
                 if matches!(kind, HistoryKind::Switchover) {
                     self.switchover = None;
@@ -516,6 +524,7 @@ impl ClusterState {
                 epoch,
                 successor,
                 reason,
+                final_position,
             } => {
                 let holds = matches!(&self.lease, Some(l) if l.holder.as_ref() == Some(node) && l.epoch == *epoch);
                 if !holds {
@@ -524,6 +533,7 @@ impl ClusterState {
                 if let Some(l) = &mut self.lease {
                     l.holder = None;
                     l.successor = successor.clone();
+                    l.final_position = *final_position;
                 }
                 let pos = self.member_position(node);
                 self.record(

@@ -172,3 +172,16 @@ fn r9_a_stale_decision_does_not_loosen_synchronous_standby_names() {
 fn r10_a_degraded_primary_records_itself_as_the_only_holder() {
     assert_ok(Mode::QuorumAny1, r#"{"seed":843383930145274446,"faults":[{"at_ms":7671,"fault":{"fault":"partition","sides":[["n1"],["n2","n3"],[]],"client_side":0,"duration_ms":2620}},{"at_ms":2871,"fault":{"fault":"stall_loop","target":"primary","stalled_ms":3971}},{"at_ms":6971,"fault":{"fault":"crash_node","target":{"replica":1},"down_ms":1561}}]}"#);
 }
+
+/// R11 (seed 1001, 100,000 schedules; `tags`, I4): the primary's agent was stopped
+/// cleanly (its server stopped, every connected standby got its WAL, the lease
+/// released); the one eligible member had been partitioned away and lacked 2.2 MB of
+/// acknowledged writes, yet failover found it within `maximum_lag_on_failover`: the
+/// former primary's status now said "stopped", with no position, and the lag had nothing
+/// to be measured against. Cause: the product. A released lease now carries the position
+/// the server stopped at (`ReleaseLease::final_position`, from the agent's shutdown,
+/// a switchover or a given-up restart), and the lag rule measures against it.
+#[test]
+fn r11_a_released_lease_says_where_the_primary_stopped() {
+    assert_ok(Mode::Tags, r#"{"seed":3492212251451736249,"faults":[{"at_ms":7291,"fault":{"fault":"stop_agent","target":"primary","down_ms":4180}},{"at_ms":1901,"fault":{"fault":"partition","sides":[["n1","n4"],["n2"],["n3"]],"client_side":2,"duration_ms":4971}},{"at_ms":5571,"fault":{"fault":"stop_agent","target":{"replica":0},"down_ms":4381}}]}"#);
+}

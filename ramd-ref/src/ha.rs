@@ -318,6 +318,13 @@ impl HaLoop {
         let holder = state.and_then(|s| s.holder().cloned());
         if holder.as_ref() == Some(&me) {
             info!(node = %me, "shutting down as primary: stopping PostgreSQL and releasing the lease");
+            // Where its WAL ends, for the failover that follows (lag is measured against it).
+            let final_position = match self.pg.status().await {
+                Ok(s) if s.running && s.reachable && !s.in_recovery => {
+                    Some((s.timeline, s.wal_position()))
+                }
+                _ => None,
+            };
             if let Err(e) = self.pg.stop(StopMode::Fast).await {
                 warn!(node = %me, error = %e, "fast stop failed, stopping immediately");
                 let _ = self.pg.stop(StopMode::Immediate).await;
@@ -330,6 +337,7 @@ impl HaLoop {
                 epoch,
                 successor: None,
                 reason: format!("agent {me} shut down"),
+                final_position,
             };
             if let Err(e) = self.propose(op).await {
                 warn!(node = %me, error = %e, "could not release the lease; it will expire");

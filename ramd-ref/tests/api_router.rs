@@ -63,6 +63,7 @@ async fn history_and_nodes() {
             epoch: rale::Epoch(1),
             successor: Some(n("n1")),
             reason: "switchover".into(),
+            final_position: None,
         },
     )
     .await;
@@ -515,6 +516,7 @@ fn spawn_ha(consensus: rale::MemConsensus) -> tokio::task::JoinHandle<()> {
                     epoch,
                     successor: Some(to.clone()),
                     reason: "switchover".into(),
+                    final_position: None,
                 },
             )
             .await;

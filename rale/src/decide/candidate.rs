@@ -42,12 +42,17 @@ pub fn sync_restricted(state: &ClusterState) -> bool {
 
 /// The newest timeline any member reports: the lost primary's history is on it.
 pub fn cluster_timeline(state: &ClusterState) -> Timeline {
+    let released = state
+        .lease
+        .as_ref()
+        .and_then(|l| l.final_position)
+        .map(|(tl, _)| tl)
+        .unwrap_or_default();
     state
         .members
         .values()
         .map(|m| m.timeline)
-        .max()
-        .unwrap_or_default()
+        .fold(released, Timeline::max)
 }
 
 /// The best-known WAL position of the lost primary: the furthest position published by
@@ -57,12 +62,20 @@ pub fn cluster_timeline(state: &ClusterState) -> Timeline {
 /// count: LSNs of different timelines are not comparable.
 pub fn last_primary_lsn(state: &ClusterState) -> Lsn {
     let newest = cluster_timeline(state);
+    // A primary that released its lease said where its server stopped.
+    let released = state
+        .lease
+        .as_ref()
+        .and_then(|l| l.final_position)
+        .filter(|(tl, _)| *tl >= newest)
+        .map(|(_, lsn)| lsn)
+        .unwrap_or(Lsn::ZERO);
     state
         .members
         .values()
         .filter(|m| m.timeline == newest)
         .map(|m| m.lsn)
-        .fold(Lsn::ZERO, Lsn::max)
+        .fold(released, Lsn::max)
 }
 
 fn verdict(
@@ -198,6 +211,42 @@ mod tests {
             system_id: Some(1),
             heartbeat: 1,
         }
+    }
+
+    #[test]
+    fn a_released_primarys_final_position_bounds_the_lag() {
+        // The former primary stopped cleanly and released the lease; its own status now
+        // says "stopped" (no position). The position it released at still counts.
+        let mut s = ClusterState::default();
+        s.config.maximum_lag_on_failover_bytes = Some(1 << 20);
+        s.lease = Some(crate::state::Lease {
+            holder: None,
+            epoch: Epoch(1),
+            holder_clock: crate::types::Millis(0),
+            renewals: 3,
+            successor: None,
+            final_position: Some((Timeline(1), Lsn(0x39_C000))),
+        });
+        let mut old = member("old", 0, Tags::default());
+        old.running = false;
+        old.timeline = Timeline(0);
+        let behind = member("behind", 0x18_0000, Tags::default());
+        for m in [old, behind] {
+            s.members.insert(m.node.clone(), m);
+        }
+        let fresh: BTreeSet<NodeId> = s.members.keys().cloned().collect();
+        let ranked = rank_candidates(&s, &fresh, Epoch(1), None, true);
+        let behind = ranked.iter().find(|c| c.node.as_str() == "behind").expect("ranked");
+        assert!(
+            matches!(&behind.eligibility, Eligibility::Ineligible(r) if r.contains("maximum_lag")),
+            "{:?}",
+            behind.eligibility
+        );
+        // Without the released position it would have looked fine.
+        s.lease.as_mut().expect("lease").final_position = None;
+        let ranked = rank_candidates(&s, &fresh, Epoch(1), None, true);
+        let behind = ranked.iter().find(|c| c.node.as_str() == "behind").expect("ranked");
+        assert_eq!(behind.eligibility, Eligibility::Eligible);
     }
 
     #[test]

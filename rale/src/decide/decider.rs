@@ -74,6 +74,9 @@ pub struct Decider {
     not_streaming_since: Option<Millis>,
     /// We stopped PostgreSQL to hand the lease to this member.
     switchover_stop: Option<(Epoch, NodeId)>,
+    /// Where this node's server, running as the primary, last was (timeline, position):
+    /// recorded when it releases the lease, for failover's lag rule.
+    last_primary_position: Option<(crate::types::Timeline, crate::types::Lsn)>,
     /// This node promoted itself for that epoch, and since when (our clock) it runs as
     /// that primary (set on the first step that sees it running as one).
     promoted: Option<(Epoch, Option<Millis>)>,
@@ -119,6 +122,7 @@ impl Decider {
             switchover_stop: None,
             stepped_down: None,
             promoted: None,
+            last_primary_position: None,
             last_slots: None,
             catch_up: None,
             last_action: BTreeMap::new(),
@@ -431,6 +435,9 @@ impl Decider {
         let now = obs.now;
         let epoch = state.epoch();
         let deadline = self.lease_deadline.map(|(_, d)| d).unwrap_or(now);
+        if obs.pg.running && obs.pg.reachable && obs.pg.role() == Role::Primary {
+            self.last_primary_position = Some((obs.pg.timeline, obs.pg.wal_position()));
+        }
         self.detached = None;
         self.expired_since = None;
         self.not_streaming_since = None;
@@ -463,6 +470,7 @@ impl Decider {
                         epoch,
                         successor: Some(target.clone()),
                         reason: format!("switchover from {} to {target}", self.node()),
+                        final_position: self.last_primary_position,
                     })],
                     lease: None,
                     renewal: None,
@@ -546,6 +554,7 @@ impl Decider {
                         epoch,
                         successor: None,
                         reason: "PostgreSQL could not be restarted in place".into(),
+                        final_position: self.last_primary_position,
                     }),
                 ],
                 lease: None,

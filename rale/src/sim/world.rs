@@ -384,6 +384,13 @@ impl Sim {
                 if self.nodes[i].host_up && self.nodes[i].agent.policy.is_some() {
                     let me = self.nodes[i].identity.node.clone();
                     let holds = self.consensus.state.holder() == Some(&me);
+                    let final_position = self.nodes[i].pg.running.then(|| {
+                        let wal = &self.nodes[i].pg.wal;
+                        (
+                            wal.timeline(),
+                            super::postgres::Wal::lsn_of(wal.len(), self.cfg.record_bytes),
+                        )
+                    });
                     // `ramd` stops PostgreSQL with `pg_ctl stop -m fast` on SIGTERM.
                     self.stop_pg(i, true);
                     let node = &mut self.nodes[i];
@@ -399,6 +406,7 @@ impl Sim {
                             epoch,
                             successor: None,
                             reason: format!("agent {me} shut down"),
+                            final_position,
                         };
                         let delay = self.commit_delay();
                         let wall_ms = self.wall_ms();
