@@ -264,3 +264,74 @@ async fn strict_mode_blocks_writes_without_standbys() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// Issue 14, item 7: after a failover in `on` mode the new primary never records the
+/// cluster as asynchronous (`quorum 0`) while its standbys reconnect — a second failure in
+/// such a window could lose acknowledged commits. It waits for its standbys instead (or,
+/// without any, records itself as the only holder).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_asynchronous_window_after_a_failover() -> anyhow::Result<()> {
+    let _guard = serial().await;
+    let mut c = RamdCluster::start(
+        3,
+        Some("[bootstrap.synchronous]\nmode = \"on\"\nnode_count = 1\n"),
+    )
+    .await?;
+    let r = async {
+        let old = c.primary().await?;
+        c.wait_for("a recorded synchronous standby", WAIT, || async {
+            let s = c.status().await?;
+            Ok((s.sync.quorum > 0).then_some(()))
+        })
+        .await?;
+        c.write(&old, 1).await?;
+        let others: Vec<String> = c.names().into_iter().filter(|n| *n != old).collect();
+        let pm = c.postmaster_pid(&old)?;
+        c.kill_agent(&old, Signal::SIGKILL)?;
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pm), Signal::SIGKILL)
+            .context("killing the primary's postmaster")?;
+        // Watch the recorded set from the surviving agents every 20 ms until a new
+        // primary has a streaming synchronous standby recorded.
+        let deadline = Instant::now() + Duration::from_secs(90);
+        let mut asynchronous = Vec::new();
+        let mut samples = 0usize;
+        loop {
+            anyhow::ensure!(Instant::now() < deadline, "no new synchronous primary in 90 s");
+            samples += 1;
+            let mut done = false;
+            for o in &others {
+                if let Ok(s) = c.status_from(o).await
+                    && s.epoch > 1
+                    && s.leader.as_deref().is_some_and(|l| l != old)
+                {
+                    if s.sync.quorum == 0 {
+                        asynchronous.push(format!("{:?}", s.sync.standbys));
+                    }
+                    let leader = s.leader.clone().unwrap_or_default();
+                    done = s.sync.quorum > 0
+                        && s.sync.standbys.iter().any(|m| *m != leader)
+                        && s.members.iter().any(|m| m.name != leader && m.state == "streaming");
+                    break;
+                }
+            }
+            if done {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        ensure!(
+            asynchronous.is_empty(),
+            "the new primary recorded an asynchronous set {} times in {samples} samples",
+            asynchronous.len()
+        );
+        let new = c.wait_writable_leader(&[&old], 2, WAIT).await?;
+        let ids = c.ids(&new).await?;
+        ensure!(ids.contains(&1) && ids.contains(&2), "{ids:?}");
+        Ok::<(), anyhow::Error>(())
+    }
+    .await;
+    if r.is_err() {
+        c.keep_dir();
+    }
+    r
+}

@@ -1,11 +1,12 @@
 //! Synchronous replication continuity (issue 14, items 7 and 8).
 //!
 //! - `sync-window`: `synchronous.mode = on` (`FIRST 1`), `kill -9` of the primary's agent
-//!   and postmaster. From the kill on, the new primary's `synchronous_standby_names` is
-//!   sampled every 10 ms for 10 s: the **asynchronous window** is the time it allowed
-//!   commits without any real standby (only the commit fence listed, or nothing), the
-//!   **write-blocked** time the time it listed standbys none of which streamed yet (the
-//!   price of not going asynchronous). Also: kill → first write on the new primary.
+//!   and postmaster. From the kill until 5 s after the first write on the new primary,
+//!   every surviving primary's `synchronous_standby_names` is sampled every 10 ms: the
+//!   **asynchronous window** is the time one allowed commits without any real standby
+//!   (only the commit fence listed, or nothing), **waiting for a standby** the time it
+//!   listed standbys none of which streamed yet (the price of not going asynchronous).
+//!   Also: kill → first write on the new primary.
 //! - `sync-reentry`: `synchronous.mode = quorum` (`ANY 1`) over three nodes with `pgbench`
 //!   at full load on the primary; `kill -9` of a standby's postmaster (its agent restarts
 //!   it). Measured: kill → the standby is back in the recorded synchronous set, and how
@@ -88,31 +89,48 @@ pub(crate) async fn window(opts: &BenchOptions, rows: &mut Rows) -> Result<()> {
     };
     let new = first.node;
     rows.push("sync-window: kill→write", "s", (first.end - t0).as_secs_f64());
-    // Sample the new primary's setting from the first write on for 10 s.
-    let dsn = pg.report.nodes[new].dsn.clone();
+    // From the kill until 5 s after the first write, every 10 ms: is a surviving primary
+    // acknowledging commits without any real standby (asynchronous), or waiting for one?
+    let survivors: Vec<String> = pg
+        .report
+        .nodes
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != p)
+        .map(|(_, n)| n.dsn.clone())
+        .collect();
     let (mut async_ms, mut blocked_ms) = (0u64, 0u64);
     let step = Duration::from_millis(10);
-    let end = Instant::now() + Duration::from_secs(10);
+    let end = first.end + Duration::from_secs(5);
     let mut samples = 0usize;
     while Instant::now() < end && samples < 2_000 {
         samples += 1;
-        let ssn = sql_one(&dsn, "SHOW synchronous_standby_names")
+        let tick = Instant::now();
+        for dsn in &survivors {
+            let primary = sql_one(dsn, "SELECT (NOT pg_is_in_recovery())::text").await;
+            if primary.as_deref().ok() != Some("true") {
+                continue;
+            }
+            let ssn = sql_one(dsn, "SHOW synchronous_standby_names")
+                .await
+                .unwrap_or_default();
+            let streaming = sql_one(
+                dsn,
+                "SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming' AND application_name NOT LIKE 'rale\\_%'",
+            )
             .await
-            .unwrap_or_default();
-        let streaming = sql_one(
-            &dsn,
-            "SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming' AND application_name NOT LIKE 'rale\\_%'",
-        )
-        .await
-        .ok()
-        .and_then(|v| v.parse::<u64>().ok())
-        .unwrap_or(0);
-        if !needs_a_standby(&ssn) {
-            async_ms += 10;
-        } else if streaming == 0 {
-            blocked_ms += 10;
+            .ok()
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0);
+            let spent = u64::try_from(tick.elapsed().as_millis()).unwrap_or(0).max(10);
+            if !needs_a_standby(&ssn) {
+                async_ms += spent;
+            } else if streaming == 0 {
+                blocked_ms += spent;
+            }
         }
-        tokio::time::sleep(step).await;
+        let left = step.saturating_sub(tick.elapsed());
+        tokio::time::sleep(left).await;
     }
     w.stop().await;
     rows.push("sync-window: asynchronous window", "s", async_ms as f64 / 1000.0);
