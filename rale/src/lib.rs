@@ -26,6 +26,8 @@ pub mod pg;
 pub mod sim;
 pub mod state;
 pub mod status;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod types;
 
 pub use config::DynamicConfig;

@@ -348,3 +348,20 @@ async fn status_of_empty_and_stopped_nodes() -> anyhow::Result<()> {
     ensure!(s.role() == Role::Primary, "{s:?}");
     Ok(())
 }
+
+/// `LocalPostgres` passes the `PostgresControl` conformance suite of `rale::testing` on
+/// real PostgreSQL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_postgres_passes_the_conformance_suite() -> anyhow::Result<()> {
+    let cluster = TempCluster::new()?;
+    let a = cluster.add_node("suite-a")?;
+    let b = cluster.add_node("suite-b")?;
+    rale::testing::postgres::run_suite(rale::testing::postgres::Pair {
+        a: a.pg_arc(),
+        a_at: a.upstream(),
+        b: b.pg_arc(),
+        b_at: b.upstream(),
+    })
+    .await;
+    Ok(())
+}

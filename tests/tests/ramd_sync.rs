@@ -78,6 +78,13 @@ async fn kill_round(
         stop.clone(),
     ));
     tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Kill only once a standby is in the recorded set: with the primary recorded alone,
+    // its loss rightly blocks failover until it returns (nobody else holds its commits).
+    c.wait_for("a standby in the recorded synchronous set", WAIT, || async {
+        let s = c.status().await?;
+        Ok(s.sync.standbys.iter().any(|m| *m != old).then_some(()))
+    })
+    .await?;
     let postmaster = c.postmaster_pid(&old)?;
     c.kill_agent(&old, Signal::SIGKILL)?;
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(postmaster), Signal::SIGKILL)
@@ -279,9 +286,11 @@ async fn no_asynchronous_window_after_a_failover() -> anyhow::Result<()> {
     .await?;
     let r = async {
         let old = c.primary().await?;
+        // A standby recorded (right after the bootstrap the primary records itself alone
+        // until a standby has caught up; losing it then would rightly block failover).
         c.wait_for("a recorded synchronous standby", WAIT, || async {
             let s = c.status().await?;
-            Ok((s.sync.quorum > 0).then_some(()))
+            Ok((s.sync.quorum > 0 && s.sync.standbys.iter().any(|m| *m != old)).then_some(()))
         })
         .await?;
         c.write(&old, 1).await?;

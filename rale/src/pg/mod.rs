@@ -24,6 +24,7 @@ mod datadir;
 pub mod local;
 #[cfg(feature = "local-pg")]
 mod local_config;
+pub mod memory;
 #[cfg(feature = "local-pg")]
 mod parameters;
 #[cfg(feature = "local-pg")]
