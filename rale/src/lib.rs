@@ -7,6 +7,7 @@
 //!   watch, membership, majority) with an in-memory and an openraft implementation;
 //! - [`pg`]: the [`PostgresControl`] seam and its local implementation;
 //! - [`decide`]: the sans-IO HA decision core;
+//! - [`agent`]: the agent runtime that executes a policy's decisions on a node;
 //! - [`sim`]: the deterministic simulation harness that attacks a policy with faults.
 //!
 //! ```
@@ -18,10 +19,12 @@
 // The determinism lints of clippy.toml apply to rale::decide only.
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 
+pub mod agent;
 pub mod config;
 pub mod consensus;
 pub mod decide;
 mod error;
+pub mod files;
 pub mod pg;
 pub mod sim;
 pub mod state;

@@ -19,7 +19,10 @@ use tokio::sync::Mutex;
 #[tokio::test]
 async fn mem_consensus_passes_the_consensus_suite() {
     let report = run_suite(&MemCluster::new(3)).await;
-    eprintln!("MemConsensus: passed {:?}, skipped {:?}", report.passed, report.skipped);
+    eprintln!(
+        "MemConsensus: passed {:?}, skipped {:?}",
+        report.passed, report.skipped
+    );
     assert!(report.passed.contains(&"minority_fails_fast"));
 }
 
@@ -80,7 +83,10 @@ impl ConsensusCluster for RaftCluster {
 async fn raft_consensus_passes_the_consensus_suite() {
     let cluster = RaftCluster::start().await;
     let report = run_suite(&cluster).await;
-    eprintln!("RaftConsensus: passed {:?}, skipped {:?}", report.passed, report.skipped);
+    eprintln!(
+        "RaftConsensus: passed {:?}, skipped {:?}",
+        report.passed, report.skipped
+    );
     assert!(report.skipped.is_empty(), "{report:?}");
 }
 

@@ -46,8 +46,7 @@ fn check(mode: Mode, s: rale::sim::Schedule) -> Result<(), TestCaseError> {
     if report.ok() {
         return Ok(());
     }
-    let path =
-        std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("sim-{mode}.trace"));
+    let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("sim-{mode}.trace"));
     let _ = std::fs::write(&path, report.trace.text(true));
     Err(TestCaseError::fail(format!(
         "mode {mode}: {}\n(full trace: {})",

@@ -74,11 +74,26 @@ fn r4_new_primary_publishes_only_caught_up_standbys() {
 #[test]
 fn r5_lag_is_measured_on_the_newest_timeline_only() {
     for (mode, json) in [
-        (Mode::AsyncFence, r#"{"seed":0,"faults":[{"at_ms":2911,"fault":{"fault":"stop_agent","target":"primary","down_ms":2201}},{"at_ms":371,"fault":{"fault":"freeze_agent","target":"primary","frozen_ms":4681}},{"at_ms":2911,"fault":{"fault":"stop_agent","target":"primary","down_ms":100}}]}"#),
-        (Mode::QuorumAny1, r#"{"seed":6661464402124427284,"faults":[{"at_ms":2961,"fault":{"fault":"stop_agent","target":"primary","down_ms":1831}},{"at_ms":971,"fault":{"fault":"freeze_agent","target":"primary","frozen_ms":4551}},{"at_ms":5401,"fault":{"fault":"stop_agent","target":"primary","down_ms":100}}]}"#),
-        (Mode::Tags, r#"{"seed":1252970750422656719,"faults":[{"at_ms":2241,"fault":{"fault":"crash_agent","target":"primary","down_ms":4861}},{"at_ms":4321,"fault":{"fault":"stop_agent","target":"primary","down_ms":2631}}]}"#),
-        (Mode::AsyncFence, r#"{"seed":7287060746680638162,"faults":[{"at_ms":3911,"fault":{"fault":"stop_agent","target":"primary","down_ms":1791}},{"at_ms":1211,"fault":{"fault":"partition","sides":[["n1","n3"],[],["n2"]],"client_side":2,"duration_ms":1541}},{"at_ms":1871,"fault":{"fault":"crash_agent","target":"primary","down_ms":2711}}]}"#),
-        (Mode::Tags, r#"{"seed":2210867675748290367,"faults":[{"at_ms":3751,"fault":{"fault":"stop_agent","target":"primary","down_ms":671}},{"at_ms":3821,"fault":{"fault":"crash_agent","target":"primary","down_ms":2481}},{"at_ms":1241,"fault":{"fault":"crash_agent","target":"primary","down_ms":4621}}]}"#),
+        (
+            Mode::AsyncFence,
+            r#"{"seed":0,"faults":[{"at_ms":2911,"fault":{"fault":"stop_agent","target":"primary","down_ms":2201}},{"at_ms":371,"fault":{"fault":"freeze_agent","target":"primary","frozen_ms":4681}},{"at_ms":2911,"fault":{"fault":"stop_agent","target":"primary","down_ms":100}}]}"#,
+        ),
+        (
+            Mode::QuorumAny1,
+            r#"{"seed":6661464402124427284,"faults":[{"at_ms":2961,"fault":{"fault":"stop_agent","target":"primary","down_ms":1831}},{"at_ms":971,"fault":{"fault":"freeze_agent","target":"primary","frozen_ms":4551}},{"at_ms":5401,"fault":{"fault":"stop_agent","target":"primary","down_ms":100}}]}"#,
+        ),
+        (
+            Mode::Tags,
+            r#"{"seed":1252970750422656719,"faults":[{"at_ms":2241,"fault":{"fault":"crash_agent","target":"primary","down_ms":4861}},{"at_ms":4321,"fault":{"fault":"stop_agent","target":"primary","down_ms":2631}}]}"#,
+        ),
+        (
+            Mode::AsyncFence,
+            r#"{"seed":7287060746680638162,"faults":[{"at_ms":3911,"fault":{"fault":"stop_agent","target":"primary","down_ms":1791}},{"at_ms":1211,"fault":{"fault":"partition","sides":[["n1","n3"],[],["n2"]],"client_side":2,"duration_ms":1541}},{"at_ms":1871,"fault":{"fault":"crash_agent","target":"primary","down_ms":2711}}]}"#,
+        ),
+        (
+            Mode::Tags,
+            r#"{"seed":2210867675748290367,"faults":[{"at_ms":3751,"fault":{"fault":"stop_agent","target":"primary","down_ms":671}},{"at_ms":3821,"fault":{"fault":"crash_agent","target":"primary","down_ms":2481}},{"at_ms":1241,"fault":{"fault":"crash_agent","target":"primary","down_ms":4621}}]}"#,
+        ),
     ] {
         assert_ok(mode, json);
     }
@@ -96,9 +111,18 @@ fn r5_lag_is_measured_on_the_newest_timeline_only() {
 #[test]
 fn r6_writes_of_a_recorded_asynchronous_window_are_asynchronous() {
     for (mode, json) in [
-        (Mode::SyncFirst1, r#"{"seed":9570551066341167451,"faults":[{"at_ms":5451,"fault":{"fault":"partition","sides":[[],["n2","n3"],["n1"]],"client_side":0,"duration_ms":1640}},{"at_ms":2981,"fault":{"fault":"crash_agent","target":"primary","down_ms":1921}},{"at_ms":2981,"fault":{"fault":"cut_link","a":"primary","b":{"replica":2},"duration_ms":751}}]}"#),
-        (Mode::SyncFirst1, r#"{"seed":11426264224007581878,"faults":[{"at_ms":6901,"fault":{"fault":"crash_node","target":"primary","down_ms":1810}},{"at_ms":4301,"fault":{"fault":"crash_agent","target":"primary","down_ms":1881}}]}"#),
-        (Mode::QuorumAny1, r#"{"seed":8844700654307777906,"faults":[{"at_ms":3191,"fault":{"fault":"crash_node","target":"primary","down_ms":1711}},{"at_ms":1661,"fault":{"fault":"stop_agent","target":"primary","down_ms":861}},{"at_ms":2281,"fault":{"fault":"cut_link","a":"primary","b":{"replica":2},"duration_ms":451}}]}"#),
+        (
+            Mode::SyncFirst1,
+            r#"{"seed":9570551066341167451,"faults":[{"at_ms":5451,"fault":{"fault":"partition","sides":[[],["n2","n3"],["n1"]],"client_side":0,"duration_ms":1640}},{"at_ms":2981,"fault":{"fault":"crash_agent","target":"primary","down_ms":1921}},{"at_ms":2981,"fault":{"fault":"cut_link","a":"primary","b":{"replica":2},"duration_ms":751}}]}"#,
+        ),
+        (
+            Mode::SyncFirst1,
+            r#"{"seed":11426264224007581878,"faults":[{"at_ms":6901,"fault":{"fault":"crash_node","target":"primary","down_ms":1810}},{"at_ms":4301,"fault":{"fault":"crash_agent","target":"primary","down_ms":1881}}]}"#,
+        ),
+        (
+            Mode::QuorumAny1,
+            r#"{"seed":8844700654307777906,"faults":[{"at_ms":3191,"fault":{"fault":"crash_node","target":"primary","down_ms":1711}},{"at_ms":1661,"fault":{"fault":"stop_agent","target":"primary","down_ms":861}},{"at_ms":2281,"fault":{"fault":"cut_link","a":"primary","b":{"replica":2},"duration_ms":451}}]}"#,
+        ),
     ] {
         let report = assert_ok(mode, json);
         assert!(
@@ -132,9 +156,18 @@ fn r7_strict_mode_never_acknowledges_without_a_recorded_set() {
 #[test]
 fn r8_the_unreported_tail_of_an_asynchronous_primary_is_not_lag() {
     for (mode, json) in [
-        (Mode::SyncFirst1, r#"{"seed":11786642114626808379,"faults":[{"at_ms":721,"fault":{"fault":"freeze_agent","target":"primary","frozen_ms":4041}},{"at_ms":5441,"fault":{"fault":"crash_node","target":"primary","down_ms":1690}}]}"#),
-        (Mode::QuorumAny1, r#"{"seed":13761044336400531515,"faults":[{"at_ms":3601,"fault":{"fault":"partition","sides":[["n3"],["n1"],["n2"]],"client_side":2,"duration_ms":3191}},{"at_ms":101,"fault":{"fault":"crash_node","target":{"node":"n1"},"down_ms":3261}},{"at_ms":7261,"fault":{"fault":"crash_node","target":"primary","down_ms":1770}}]}"#),
-        (Mode::Tags, r#"{"seed":12469452126521227026,"faults":[{"at_ms":5681,"fault":{"fault":"crash_node","target":"primary","down_ms":1460}},{"at_ms":671,"fault":{"fault":"stop_agent","target":"primary","down_ms":3961}}]}"#),
+        (
+            Mode::SyncFirst1,
+            r#"{"seed":11786642114626808379,"faults":[{"at_ms":721,"fault":{"fault":"freeze_agent","target":"primary","frozen_ms":4041}},{"at_ms":5441,"fault":{"fault":"crash_node","target":"primary","down_ms":1690}}]}"#,
+        ),
+        (
+            Mode::QuorumAny1,
+            r#"{"seed":13761044336400531515,"faults":[{"at_ms":3601,"fault":{"fault":"partition","sides":[["n3"],["n1"],["n2"]],"client_side":2,"duration_ms":3191}},{"at_ms":101,"fault":{"fault":"crash_node","target":{"node":"n1"},"down_ms":3261}},{"at_ms":7261,"fault":{"fault":"crash_node","target":"primary","down_ms":1770}}]}"#,
+        ),
+        (
+            Mode::Tags,
+            r#"{"seed":12469452126521227026,"faults":[{"at_ms":5681,"fault":{"fault":"crash_node","target":"primary","down_ms":1460}},{"at_ms":671,"fault":{"fault":"stop_agent","target":"primary","down_ms":3961}}]}"#,
+        ),
     ] {
         let report = assert_ok(mode, json);
         // In the synchronous modes the promotion's asynchronous window that led here is
@@ -158,7 +191,10 @@ fn r8_the_unreported_tail_of_an_asynchronous_primary_is_not_lag() {
 /// renewal) is still valid; the simulator does the same.
 #[test]
 fn r9_a_stale_decision_does_not_loosen_synchronous_standby_names() {
-    assert_ok(Mode::SyncFirst1, r#"{"seed":7925303118747910073,"faults":[{"at_ms":4411,"fault":{"fault":"partition","sides":[["n1"],["n2","n3"],[]],"client_side":0,"duration_ms":641}},{"at_ms":7281,"fault":{"fault":"freeze_agent","target":"primary","frozen_ms":3960}},{"at_ms":5041,"fault":{"fault":"freeze_agent","target":"primary","frozen_ms":2151}}]}"#);
+    assert_ok(
+        Mode::SyncFirst1,
+        r#"{"seed":7925303118747910073,"faults":[{"at_ms":4411,"fault":{"fault":"partition","sides":[["n1"],["n2","n3"],[]],"client_side":0,"duration_ms":641}},{"at_ms":7281,"fault":{"fault":"freeze_agent","target":"primary","frozen_ms":3960}},{"at_ms":5041,"fault":{"fault":"freeze_agent","target":"primary","frozen_ms":2151}}]}"#,
+    );
 }
 
 /// R10 (seed 1001, 100,000 schedules; `quorum-any1`, I2): a primary whose only quorum
@@ -170,7 +206,10 @@ fn r9_a_stale_decision_does_not_loosen_synchronous_standby_names() {
 /// (as Patroni does: nobody is promoted who may lack acknowledged commits).
 #[test]
 fn r10_a_degraded_primary_records_itself_as_the_only_holder() {
-    assert_ok(Mode::QuorumAny1, r#"{"seed":843383930145274446,"faults":[{"at_ms":7671,"fault":{"fault":"partition","sides":[["n1"],["n2","n3"],[]],"client_side":0,"duration_ms":2620}},{"at_ms":2871,"fault":{"fault":"stall_loop","target":"primary","stalled_ms":3971}},{"at_ms":6971,"fault":{"fault":"crash_node","target":{"replica":1},"down_ms":1561}}]}"#);
+    assert_ok(
+        Mode::QuorumAny1,
+        r#"{"seed":843383930145274446,"faults":[{"at_ms":7671,"fault":{"fault":"partition","sides":[["n1"],["n2","n3"],[]],"client_side":0,"duration_ms":2620}},{"at_ms":2871,"fault":{"fault":"stall_loop","target":"primary","stalled_ms":3971}},{"at_ms":6971,"fault":{"fault":"crash_node","target":{"replica":1},"down_ms":1561}}]}"#,
+    );
 }
 
 /// R11 (seed 1001, 100,000 schedules; `tags`, I4): the primary's agent was stopped
@@ -183,5 +222,8 @@ fn r10_a_degraded_primary_records_itself_as_the_only_holder() {
 /// a switchover or a given-up restart), and the lag rule measures against it.
 #[test]
 fn r11_a_released_lease_says_where_the_primary_stopped() {
-    assert_ok(Mode::Tags, r#"{"seed":3492212251451736249,"faults":[{"at_ms":7291,"fault":{"fault":"stop_agent","target":"primary","down_ms":4180}},{"at_ms":1901,"fault":{"fault":"partition","sides":[["n1","n4"],["n2"],["n3"]],"client_side":2,"duration_ms":4971}},{"at_ms":5571,"fault":{"fault":"stop_agent","target":{"replica":0},"down_ms":4381}}]}"#);
+    assert_ok(
+        Mode::Tags,
+        r#"{"seed":3492212251451736249,"faults":[{"at_ms":7291,"fault":{"fault":"stop_agent","target":"primary","down_ms":4180}},{"at_ms":1901,"fault":{"fault":"partition","sides":[["n1","n4"],["n2"],["n3"]],"client_side":2,"duration_ms":4971}},{"at_ms":5571,"fault":{"fault":"stop_agent","target":{"replica":0},"down_ms":4381}}]}"#,
+    );
 }

@@ -18,7 +18,7 @@ use tracing::{info, warn};
 
 use crate::api::{self, ApiState};
 use crate::config::NodeConfig;
-use crate::ha::{FenceDeadline, HaLoop, wall_ms};
+use crate::ha::{FenceDeadline, wall_ms};
 
 /// The node identity a configuration describes.
 pub fn identity(cfg: &NodeConfig) -> NodeIdentity {
@@ -202,7 +202,7 @@ pub async fn run(cfg: NodeConfig, config_path: PathBuf) -> Result<()> {
 
     let id = identity(&cfg);
     let (identity_tx, identity_rx) = watch::channel(id.clone());
-    let (snap_tx, snap_rx) = watch::channel(Arc::new(HaLoop::initial_snapshot(&id)));
+    let (snap_tx, snap_rx) = watch::channel(Arc::new(crate::ha::initial_snapshot(&id)));
     let fence = FenceDeadline::default();
 
     let pg_lock = Arc::new(tokio::sync::Mutex::new(()));
@@ -255,10 +255,17 @@ pub async fn run(cfg: NodeConfig, config_path: PathBuf) -> Result<()> {
         fence_snapshots,
         shutdown_rx.clone(),
     );
-    let ha = HaLoop::new(identity_rx, pg, consensus.clone(), snap_tx, fence, pg_lock)
-        .with_callbacks(callbacks)
-        .with_parameter_record(cfg.state_dir.join("postgresql_parameters.json"));
-    let mut ha_task = tokio::spawn(ha.run(shutdown_rx));
+    let agent = crate::ha::agent(
+        identity_rx,
+        pg,
+        consensus.clone(),
+        snap_tx,
+        fence,
+        pg_lock,
+        Some(callbacks),
+        cfg.state_dir.join("postgresql_parameters.json"),
+    );
+    let mut ha_task = tokio::spawn(agent.run(shutdown_rx));
 
     let mut term = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
@@ -273,7 +280,7 @@ pub async fn run(cfg: NodeConfig, config_path: PathBuf) -> Result<()> {
             },
             ended = &mut ha_task => {
                 fatal = Some(match ended {
-                    Ok(Err(why)) => why,
+                    Ok(Err(why)) => why.to_string(),
                     Ok(Ok(())) => "the HA loop stopped".to_string(),
                     Err(e) => format!("the HA loop panicked: {e}"),
                 });

@@ -26,6 +26,5 @@ pub mod demo;
 pub mod fence;
 pub mod ha;
 pub mod node_actions;
-pub mod pg_params;
 pub mod snapshot;
 pub mod tls;

@@ -66,17 +66,17 @@ async fn client_tries_agents_in_turn_and_reports_refusals() {
         }) => assert!(message.contains("paused"), "{message}"),
         other => panic!("expected a refusal, got {other:?}"),
     }
+    // In maintenance mode only a switchover to a named candidate is possible.
     let req = SwitchoverRequest {
         leader: Some("n2".into()),
-        candidate: Some("n1".into()),
         ..Default::default()
     };
     match c.switchover(&req).await {
         Err(Error::Refused {
-            status: 412,
+            status: 400,
             message,
-        }) => assert!(message.contains("paused"), "{message}"),
-        other => panic!("expected 412, got {other:?}"),
+        }) => assert!(message.contains("paused state"), "{message}"),
+        other => panic!("expected 400, got {other:?}"),
     }
     c.resume().await.expect("resume");
 

@@ -169,7 +169,14 @@ async fn remove_forgets_the_member_everywhere() {
         "{:?}",
         r.body
     );
-    assert!(c.membership().await.expect("membership").voters.iter().any(|p| p.node == n("n3")));
+    assert!(
+        c.membership()
+            .await
+            .expect("membership")
+            .voters
+            .iter()
+            .any(|p| p.node == n("n3"))
+    );
     let r = call(
         &app,
         Method::DELETE,
@@ -192,7 +199,10 @@ async fn remove_forgets_the_member_everywhere() {
         })
         .await
         .expect("propose");
-    assert!(!outcome.is_applied(), "a removed member published itself back");
+    assert!(
+        !outcome.is_applied(),
+        "a removed member published itself back"
+    );
     let m = c.membership().await.expect("membership");
     assert!(m.voters.iter().all(|p| p.node != n("n3")));
     let cluster = call(&app, Method::GET, "/cluster", None, false)

@@ -776,11 +776,11 @@ async fn forgeable_state_changes_are_refused() {
                 req = req.header(header::CONTENT_TYPE, ct);
             }
             if let Some(o) = origin {
-                req = req.header("origin", o).header("sec-fetch-site", "cross-site");
+                req = req
+                    .header("origin", o)
+                    .header("sec-fetch-site", "cross-site");
             }
-            let req = req
-                .body(axum::body::Body::from(body))
-                .expect("request");
+            let req = req.body(axum::body::Body::from(body)).expect("request");
             app.oneshot(req).await.expect("infallible").status()
         }
     };
@@ -819,7 +819,14 @@ async fn forgeable_state_changes_are_refused() {
     );
     let switchover = r#"{"leader": "n1", "candidate": "nobody"}"#;
     assert_eq!(
-        send(Method::POST, "/switchover", switchover, None, Some("https://evil.example")).await,
+        send(
+            Method::POST,
+            "/switchover",
+            switchover,
+            None,
+            Some("https://evil.example")
+        )
+        .await,
         StatusCode::FORBIDDEN
     );
     // patronictl: JSON without a Content-Type, no browser headers — reaches the handler.
@@ -829,7 +836,14 @@ async fn forgeable_state_changes_are_refused() {
         "patronictl-style request refused: {s}"
     );
     assert_eq!(
-        send(Method::PATCH, "/config", patch, Some("application/json"), None).await,
+        send(
+            Method::PATCH,
+            "/config",
+            patch,
+            Some("application/json"),
+            None
+        )
+        .await,
         StatusCode::OK
     );
 }

@@ -59,7 +59,9 @@ async fn start_primary() -> anyhow::Result<Primary> {
         pg: LocalPostgres::new(cfg)?,
         _dir: dir,
     };
-    p.pg.bootstrap(&Default::default()).await.context("bootstrap")?;
+    p.pg.bootstrap(&Default::default())
+        .await
+        .context("bootstrap")?;
     Ok(p)
 }
 

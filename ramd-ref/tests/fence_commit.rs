@@ -91,7 +91,11 @@ impl Primary {
         );
         let pg = LocalPostgres::new(cfg)?;
         let primary = Self { pg, _dir: dir };
-        primary.pg.bootstrap(&Default::default()).await.context("bootstrap")?;
+        primary
+            .pg
+            .bootstrap(&Default::default())
+            .await
+            .context("bootstrap")?;
         Ok(primary)
     }
 

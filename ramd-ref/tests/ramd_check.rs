@@ -75,7 +75,10 @@ fn check(path: &Path) -> (i32, String) {
 
 fn refused(path: &Path, needle: &str) {
     let (code, text) = check(path);
-    assert_eq!(code, EXIT_PERMANENT, "expected a refusal with {needle:?}: {text}");
+    assert_eq!(
+        code, EXIT_PERMANENT,
+        "expected a refusal with {needle:?}: {text}"
+    );
     assert!(text.contains(needle), "expected {needle:?} in: {text}");
 }
 
@@ -88,7 +91,10 @@ fn check_accepts_a_good_file_and_refuses_what_the_start_refuses() {
     let good = config(tmp.path(), &data, None, "");
     let (code, text) = check(&good);
     assert_eq!(code, 0, "{text}");
-    assert!(text.contains("configuration is valid") && text.contains("PostgreSQL"), "{text}");
+    assert!(
+        text.contains("configuration is valid") && text.contains("PostgreSQL"),
+        "{text}"
+    );
 
     // Two peers reaching one agent: it would hold two votes.
     let port = free_port();
@@ -162,8 +168,14 @@ fn a_permanent_failure_after_the_start_stops_the_agent() {
         .unwrap_or_default()
         .contains("ramd started")
     {
-        assert!(started.elapsed() < Duration::from_secs(30), "ramd did not start");
-        assert!(child.try_wait().expect("wait").is_none(), "ramd exited at start");
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "ramd did not start"
+        );
+        assert!(
+            child.try_wait().expect("wait").is_none(),
+            "ramd exited at start"
+        );
         std::thread::sleep(Duration::from_millis(5));
     }
     std::fs::set_permissions(&parent, std::fs::Permissions::from_mode(0o000)).expect("chmod");

@@ -28,7 +28,11 @@ async fn replication_life_cycle() -> anyhow::Result<()> {
     let c = cluster.add_node("node-c")?;
 
     // Bootstrap the primary.
-    let system_id = a.pg().bootstrap(&Default::default()).await.context("bootstrap a")?;
+    let system_id = a
+        .pg()
+        .bootstrap(&Default::default())
+        .await
+        .context("bootstrap a")?;
     let sa = a.status().await?;
     ensure!(sa.role() == Role::Primary, "a is primary: {sa:?}");
     ensure!(sa.data == DataDirState::Initialized { system_id }, "{sa:?}");

@@ -183,7 +183,10 @@ async fn body(c: &RamdCluster, ctl: &Ctl) -> anyhow::Result<()> {
         c.primary().await? == replica,
         "the switchover in maintenance mode did not make {replica} primary"
     );
-    ensure!(c.status().await?.paused, "the switchover resumed the cluster");
+    ensure!(
+        c.status().await?.paused,
+        "the switchover resumed the cluster"
+    );
     let history = c.history().await?;
     ensure!(
         history

@@ -57,7 +57,8 @@ async fn body(c: &mut RamdCluster) -> anyhow::Result<()> {
         .await?;
     ensure!(code == 400, "failover without a candidate: {code} {text}");
     ensure!(
-        c.log(&candidate).contains("api refused a change of primary"),
+        c.log(&candidate)
+            .contains("api refused a change of primary"),
         "the refusal is not in {candidate}'s ramd.log"
     );
 
@@ -70,7 +71,10 @@ async fn body(c: &mut RamdCluster) -> anyhow::Result<()> {
             Some(json!({ "candidate": candidate })),
         )
         .await?;
-    ensure!(code == 200, "failover to {candidate} while paused: {code} {text}");
+    ensure!(
+        code == 200,
+        "failover to {candidate} while paused: {code} {text}"
+    );
     let new = c.wait_writable_leader(&[&primary], 2, WAIT).await?;
     ensure!(new == candidate, "{new} became primary, not {candidate}");
     let s = c.status_from(&candidate).await?;

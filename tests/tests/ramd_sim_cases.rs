@@ -31,8 +31,7 @@ async fn keep_on_error(c: &mut RamdCluster, r: anyhow::Result<()>) -> anyhow::Re
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn r3_two_quick_clean_restarts_of_the_primary_agent_leave_a_primary() -> anyhow::Result<()>
-{
+async fn r3_two_quick_clean_restarts_of_the_primary_agent_leave_a_primary() -> anyhow::Result<()> {
     let _guard = serial().await;
     let mut c = RamdCluster::start(
         3,
@@ -61,7 +60,10 @@ async fn two_quick_restarts(c: &mut RamdCluster) -> anyhow::Result<()> {
     // As soon as another member holds the lease, restart that one too.
     let deadline = Instant::now() + RECOVERY;
     let second = loop {
-        ensure!(Instant::now() < deadline, "no new lease holder after {first} stopped");
+        ensure!(
+            Instant::now() < deadline,
+            "no new lease holder after {first} stopped"
+        );
         let mut found = None;
         for o in &others {
             if let Ok(s) = c.status_from(o).await
@@ -96,7 +98,10 @@ async fn two_quick_restarts(c: &mut RamdCluster) -> anyhow::Result<()> {
     );
     let ids = c.ids(&primary).await?;
     for id in 1..=20 {
-        ensure!(ids.contains(&id), "acknowledged row {id} missing on {primary}");
+        ensure!(
+            ids.contains(&id),
+            "acknowledged row {id} missing on {primary}"
+        );
     }
     Ok(())
 }
@@ -161,12 +166,19 @@ async fn diverged_former_primary(c: &mut RamdCluster) -> anyhow::Result<()> {
             .await
     });
     let at_new = wal_lsn(c, &new).await?;
-    c.wait_for(&format!("{old} 8 MB ahead on its old timeline"), RECOVERY, || async {
-        let at_old = wal_lsn(c, &old).await?;
-        Ok((at_old.bytes_after(at_new) > 8 << 20).then_some(()))
-    })
+    c.wait_for(
+        &format!("{old} 8 MB ahead on its old timeline"),
+        RECOVERY,
+        || async {
+            let at_old = wal_lsn(c, &old).await?;
+            Ok((at_old.bytes_after(at_new) > 8 << 20).then_some(()))
+        },
+    )
     .await?;
-    ensure!(!blocked.is_finished(), "the frozen primary acknowledged a commit");
+    ensure!(
+        !blocked.is_finished(),
+        "the frozen primary acknowledged a commit"
+    );
     let diverged_end = wal_lsn(c, &old).await?;
     let third = c
         .names()
@@ -217,9 +229,15 @@ async fn diverged_former_primary(c: &mut RamdCluster) -> anyhow::Result<()> {
     }
     let s = c.status_from(&third).await?;
     for m in &s.members {
-        eprintln!("  {}: timeline {} at {} ({})", m.name, m.timeline, m.lsn, m.state);
+        eprintln!(
+            "  {}: timeline {} at {} ({})",
+            m.name, m.timeline, m.lsn, m.state
+        );
     }
     let ids = c.ids(&third).await?;
-    ensure!(ids.contains(&1) && ids.contains(&2) && ids.contains(&3), "{ids:?}");
+    ensure!(
+        ids.contains(&1) && ids.contains(&2) && ids.contains(&3),
+        "{ids:?}"
+    );
     Ok(())
 }

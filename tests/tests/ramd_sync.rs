@@ -80,10 +80,14 @@ async fn kill_round(
     tokio::time::sleep(Duration::from_millis(1500)).await;
     // Kill only once a standby is in the recorded set: with the primary recorded alone,
     // its loss rightly blocks failover until it returns (nobody else holds its commits).
-    c.wait_for("a standby in the recorded synchronous set", WAIT, || async {
-        let s = c.status().await?;
-        Ok(s.sync.standbys.iter().any(|m| *m != old).then_some(()))
-    })
+    c.wait_for(
+        "a standby in the recorded synchronous set",
+        WAIT,
+        || async {
+            let s = c.status().await?;
+            Ok(s.sync.standbys.iter().any(|m| *m != old).then_some(()))
+        },
+    )
     .await?;
     let postmaster = c.postmaster_pid(&old)?;
     c.kill_agent(&old, Signal::SIGKILL)?;
@@ -305,7 +309,10 @@ async fn no_asynchronous_window_after_a_failover() -> anyhow::Result<()> {
         let mut asynchronous = Vec::new();
         let mut samples = 0usize;
         loop {
-            anyhow::ensure!(Instant::now() < deadline, "no new synchronous primary in 90 s");
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "no new synchronous primary in 90 s"
+            );
             samples += 1;
             let mut done = false;
             for o in &others {
@@ -319,7 +326,9 @@ async fn no_asynchronous_window_after_a_failover() -> anyhow::Result<()> {
                     let leader = s.leader.clone().unwrap_or_default();
                     done = s.sync.quorum > 0
                         && s.sync.standbys.iter().any(|m| *m != leader)
-                        && s.members.iter().any(|m| m.name != leader && m.state == "streaming");
+                        && s.members
+                            .iter()
+                            .any(|m| m.name != leader && m.state == "streaming");
                     break;
                 }
             }

@@ -606,15 +606,14 @@ mod tests {
         );
         assert_eq!(
             steps,
-            [Step::Publish(set(&["p"], 1)), Step::Enforce(fence_only.clone())]
+            [
+                Step::Publish(set(&["p"], 1)),
+                Step::Enforce(fence_only.clone())
+            ]
         );
         // Back to a standby: enforce (safe under {p}), wait until it caught up, publish.
-        let target = Target::new_for(
-            me,
-            set(&["b"], 1),
-            first(2, &[FENCE_APPLICATION_NAME, "b"]),
-        )
-        .expect("safe");
+        let target = Target::new_for(me, set(&["b"], 1), first(2, &[FENCE_APPLICATION_NAME, "b"]))
+            .expect("safe");
         let steps = plan_transition_for(me, &set(&["p"], 1), &fence_only, &target);
         assert_eq!(
             steps,

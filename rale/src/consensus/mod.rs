@@ -149,15 +149,30 @@ mod tests {
 
     #[test]
     fn endpoints_are_normalised_and_duplicates_refused() {
-        assert_eq!(endpoint("http://Node1.Example.:8008/").ok().as_deref(), Some("node1.example:8008"));
-        assert_eq!(endpoint("https://10.0.0.1").ok().as_deref(), Some("10.0.0.1:443"));
-        assert_eq!(endpoint("http://[::1]:8008").ok().as_deref(), Some("[::1]:8008"));
+        assert_eq!(
+            endpoint("http://Node1.Example.:8008/").ok().as_deref(),
+            Some("node1.example:8008")
+        );
+        assert_eq!(
+            endpoint("https://10.0.0.1").ok().as_deref(),
+            Some("10.0.0.1:443")
+        );
+        assert_eq!(
+            endpoint("http://[::1]:8008").ok().as_deref(),
+            Some("[::1]:8008")
+        );
         assert!(endpoint("not a url").is_err());
         let ok = [peer("a", 1, "http://h:1"), peer("b", 2, "http://h:2")];
         assert!(Peer::check_distinct(&ok).is_ok());
         let same = [peer("a", 1, "http://h:80"), peer("b", 2, "http://H/")];
-        let e = Peer::check_distinct(&same).err().map(|e| e.to_string()).unwrap_or_default();
-        assert!(e.contains("same agent at h:80") && e.contains("two votes"), "{e}");
+        let e = Peer::check_distinct(&same)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            e.contains("same agent at h:80") && e.contains("two votes"),
+            "{e}"
+        );
         let e = Peer::check_distinct(&[peer("a", 1, "http://h:1"), peer("a", 2, "http://h:2")])
             .err()
             .map(|e| e.to_string())

@@ -236,7 +236,10 @@ mod tests {
         }
         let fresh: BTreeSet<NodeId> = s.members.keys().cloned().collect();
         let ranked = rank_candidates(&s, &fresh, Epoch(1), None, true);
-        let behind = ranked.iter().find(|c| c.node.as_str() == "behind").expect("ranked");
+        let behind = ranked
+            .iter()
+            .find(|c| c.node.as_str() == "behind")
+            .expect("ranked");
         assert!(
             matches!(&behind.eligibility, Eligibility::Ineligible(r) if r.contains("maximum_lag")),
             "{:?}",
@@ -245,7 +248,10 @@ mod tests {
         // Without the released position it would have looked fine.
         s.lease.as_mut().expect("lease").final_position = None;
         let ranked = rank_candidates(&s, &fresh, Epoch(1), None, true);
-        let behind = ranked.iter().find(|c| c.node.as_str() == "behind").expect("ranked");
+        let behind = ranked
+            .iter()
+            .find(|c| c.node.as_str() == "behind")
+            .expect("ranked");
         assert_eq!(behind.eligibility, Eligibility::Eligible);
     }
 

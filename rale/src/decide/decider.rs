@@ -140,7 +140,6 @@ impl Decider {
         self.me = me;
     }
 
-
     fn node(&self) -> &NodeId {
         &self.me.node
     }
@@ -1184,6 +1183,10 @@ impl Policy for Decider {
             .map(|(epoch, deadline)| LeaseHold { epoch, deadline });
         decision.renewal = self.renewal_grant(obs.now);
         decision
+    }
+
+    fn set_identity(&mut self, me: NodeIdentity) {
+        Decider::set_identity(self, me);
     }
 }
 

@@ -261,4 +261,10 @@ impl Decision {
 pub trait Policy: Send {
     /// One HA loop iteration.
     fn step(&mut self, obs: &Observation<'_>) -> Decision;
+
+    /// The node's identity changed (tags or advertised addresses, on configuration
+    /// reload); the next publication should carry the new values.
+    fn set_identity(&mut self, me: NodeIdentity) {
+        let _ = me;
+    }
 }

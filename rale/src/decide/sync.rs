@@ -130,9 +130,9 @@ pub(super) fn next_step(
                 None if reconnecting => m.lsn,
                 None => Lsn::ZERO,
             };
-            let streaming = row.is_some_and(|r| {
-                r.state == "streaming" || (recorded && r.state == "catchup")
-            }) || reconnecting;
+            let streaming = row
+                .is_some_and(|r| r.state == "streaming" || (recorded && r.state == "catchup"))
+                || reconnecting;
             SyncCandidate {
                 name: m.node.as_str().to_string(),
                 streaming,

@@ -584,4 +584,3 @@ impl PostgresControl for LocalPostgres {
 pub(super) fn elapsed_ms(start: Instant) -> u64 {
     duration_ms(start.elapsed())
 }
-

@@ -93,9 +93,15 @@ impl MemPostgresWorld {
             .get_mut(&node)
             .ok_or_else(|| Error::pg("write", format!("no server {name}")))?;
         if !s.running || s.standby {
-            return Err(Error::pg("write", format!("{name} is not a running primary")));
+            return Err(Error::pg(
+                "write",
+                format!("{name} is not a running primary"),
+            ));
         }
-        let last = s.history.last_mut().expect("a running server has a history");
+        let last = s
+            .history
+            .last_mut()
+            .expect("a running server has a history");
         last.1 = Lsn(last.1.0 + bytes);
         Ok(last.1)
     }
@@ -109,7 +115,10 @@ impl MemPostgresWorld {
             let Some(up) = s.upstream.as_ref().and_then(|u| snapshot.get(u)) else {
                 continue;
             };
-            if s.running && s.standby && up.running && up.system_id == s.system_id
+            if s.running
+                && s.standby
+                && up.running
+                && up.system_id == s.system_id
                 && s.is_prefix_of(up)
             {
                 s.history = up.history.clone();
@@ -132,7 +141,10 @@ impl MemPostgres {
         &self.node
     }
 
-    fn with<T>(&self, f: impl FnOnce(&mut BTreeMap<NodeId, Server>, &NodeId) -> Result<T>) -> Result<T> {
+    fn with<T>(
+        &self,
+        f: impl FnOnce(&mut BTreeMap<NodeId, Server>, &NodeId) -> Result<T>,
+    ) -> Result<T> {
         let mut servers = self.world.lock()?;
         f(&mut servers, &self.node)
     }
@@ -162,7 +174,9 @@ impl PostgresControl for MemPostgres {
                 && s.upstream
                     .as_ref()
                     .and_then(|u| snapshot.get(u))
-                    .is_some_and(|up| up.running && up.system_id == s.system_id && s.is_prefix_of(up));
+                    .is_some_and(|up| {
+                        up.running && up.system_id == s.system_id && s.is_prefix_of(up)
+                    });
             let replicas = if s.standby {
                 Vec::new()
             } else {
@@ -225,7 +239,10 @@ impl PostgresControl for MemPostgres {
         self.with(|servers, node| {
             let s = me(servers, node)?;
             if s.system_id.is_some() {
-                return Err(Error::pg("bootstrap", format!("{node}: data directory is not empty")));
+                return Err(Error::pg(
+                    "bootstrap",
+                    format!("{node}: data directory is not empty"),
+                ));
             }
             *s = Server {
                 system_id: Some(id),
@@ -244,7 +261,10 @@ impl PostgresControl for MemPostgres {
         self.with(|servers, node| {
             let s = me(servers, node)?;
             if s.system_id.is_none() {
-                return Err(Error::pg("start", format!("{node}: data directory is not initialised")));
+                return Err(Error::pg(
+                    "start",
+                    format!("{node}: data directory is not initialised"),
+                ));
             }
             if let Some(u) = upstream {
                 s.standby = true;
@@ -266,7 +286,10 @@ impl PostgresControl for MemPostgres {
         self.with(|servers, node| {
             let s = me(servers, node)?;
             if s.system_id.is_none() {
-                return Err(Error::pg("restart", format!("{node}: data directory is not initialised")));
+                return Err(Error::pg(
+                    "restart",
+                    format!("{node}: data directory is not initialised"),
+                ));
             }
             s.running = true;
             Ok(())
@@ -281,7 +304,10 @@ impl PostgresControl for MemPostgres {
         self.with(|servers, node| {
             let s = me(servers, node)?;
             if !(s.running && s.standby) {
-                return Err(Error::pg("promote", format!("{node} is not a running standby")));
+                return Err(Error::pg(
+                    "promote",
+                    format!("{node} is not a running standby"),
+                ));
             }
             let (tl, lsn) = s.position();
             s.history.push((Timeline(tl.0 + 1), lsn));
@@ -311,7 +337,10 @@ impl PostgresControl for MemPostgres {
                 return Err(Error::pg("rewind", "the server is running: stop it first"));
             }
             if !src.running || src.system_id != s.system_id || s.system_id.is_none() {
-                return Err(Error::pg("rewind", format!("{} cannot serve a rewind", source.node)));
+                return Err(Error::pg(
+                    "rewind",
+                    format!("{} cannot serve a rewind", source.node),
+                ));
             }
             // Rewound to the source's history; configured as its standby.
             s.history = src.history.clone();
@@ -329,12 +358,18 @@ impl PostgresControl for MemPostgres {
                 .ok_or_else(|| Error::pg("clone_from", format!("no server {}", source.node)))?;
             let s = me(servers, node)?;
             if s.running {
-                return Err(Error::pg("clone_from", "the server is running: stop it first"));
+                return Err(Error::pg(
+                    "clone_from",
+                    "the server is running: stop it first",
+                ));
             }
             if !src.running || src.system_id.is_none() {
                 return Err(Error::pg(
                     "clone_from",
-                    format!("source {} does not answer; the data directory is left as it is", source.node),
+                    format!(
+                        "source {} does not answer; the data directory is left as it is",
+                        source.node
+                    ),
                 ));
             }
             *s = Server {

@@ -69,14 +69,9 @@ impl Identity {
 }
 
 fn may_path(who: &Identity, bits: u32, path: &Path) -> Result<bool> {
-    let meta = std::fs::metadata(path)
-        .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
-    Ok(who.may(
-        bits,
-        meta.permissions().mode(),
-        meta.uid(),
-        meta.gid(),
-    ))
+    let meta =
+        std::fs::metadata(path).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+    Ok(who.may(bits, meta.permissions().mode(), meta.uid(), meta.gid()))
 }
 
 /// The existing ancestors of `path` (root first), and the nearest one.
@@ -124,7 +119,9 @@ pub fn check_data_dir(
         }
     }
     if !dir.exists() {
-        let parent = existing_ancestors(dir).pop().unwrap_or_else(|| PathBuf::from("/"));
+        let parent = existing_ancestors(dir)
+            .pop()
+            .unwrap_or_else(|| PathBuf::from("/"));
         if !may_path(agent, 0o3, &parent)? {
             return bad(format!(
                 "data_dir {} does not exist and {} may not create it in {} (needs write and search permission)",
@@ -135,8 +132,8 @@ pub fn check_data_dir(
         }
         return Ok(DataDirFinding::Empty);
     }
-    let meta = std::fs::metadata(dir)
-        .map_err(|e| Error::io(format!("reading {}", dir.display()), e))?;
+    let meta =
+        std::fs::metadata(dir).map_err(|e| Error::io(format!("reading {}", dir.display()), e))?;
     if !meta.is_dir() {
         return bad(format!("data_dir {} is not a directory", dir.display()));
     }
@@ -230,10 +227,16 @@ mod tests {
             Some(DataDirFinding::Empty)
         );
         std::fs::write(dir.join("notes.txt"), "x").expect("write");
-        let e = check_data_dir(&dir, 15, &me, &me).err().map(|e| e.to_string()).unwrap_or_default();
+        let e = check_data_dir(&dir, 15, &me, &me)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
         assert!(e.contains("no PG_VERSION"), "{e}");
         std::fs::write(dir.join("PG_VERSION"), "14\n").expect("write");
-        let e = check_data_dir(&dir, 15, &me, &me).err().map(|e| e.to_string()).unwrap_or_default();
+        let e = check_data_dir(&dir, 15, &me, &me)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
         assert!(e.contains("PostgreSQL 14 cluster"), "{e}");
         std::fs::write(dir.join("PG_VERSION"), "15\n").expect("write");
         assert_eq!(

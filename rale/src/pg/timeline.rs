@@ -150,7 +150,10 @@ mod tests {
         let h = parse_history("# comment\n1\t0/3000060\tno recovery target\n2\t0/5000000\tx\n");
         assert_eq!(
             h,
-            vec![(Timeline(1), lsn("0/3000060")), (Timeline(2), lsn("0/5000000"))]
+            vec![
+                (Timeline(1), lsn("0/3000060")),
+                (Timeline(2), lsn("0/5000000"))
+            ]
         );
         assert!(parse_history("garbage\n").is_empty());
     }
@@ -208,6 +211,9 @@ mod tests {
             Some((Timeline(2), per_id + 3))
         );
         assert_eq!(parse_segment_name("00000002.history", per_id), None);
-        assert_eq!(parse_segment_name("000000020000000100000003.partial", per_id), None);
+        assert_eq!(
+            parse_segment_name("000000020000000100000003.partial", per_id),
+            None
+        );
     }
 }

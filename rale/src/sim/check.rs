@@ -261,10 +261,20 @@ impl Sim {
     /// asynchronous losses when `i` promotes).
     fn known_missing(&self, i: usize, old: Option<usize>) -> Vec<u64> {
         let published = old
-            .and_then(|o| self.consensus.state.members.get(&self.nodes[o].identity.node))
+            .and_then(|o| {
+                self.consensus
+                    .state
+                    .members
+                    .get(&self.nodes[o].identity.node)
+            })
             .map(|m| (m.timeline, m.lsn));
         // A primary that released its lease recorded where its server stopped.
-        let released = self.consensus.state.lease.as_ref().and_then(|l| l.final_position);
+        let released = self
+            .consensus
+            .state
+            .lease
+            .as_ref()
+            .and_then(|l| l.final_position);
         let reported = match (published, released) {
             (Some(p), Some(r)) if r.0 > p.0 || (r.0 == p.0 && r.1 > p.1) => Some(r),
             (Some(p), _) => Some(p),

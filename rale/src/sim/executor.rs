@@ -166,7 +166,8 @@ impl Sim {
             // As ramd: a new synchronous_standby_names may release commits the fence
             // acknowledged earlier; only a primary whose lease is still valid sets it (a
             // decision taken before a freeze must not be finished after it).
-            let text = "set synchronous_standby_names skipped: the lease of this decision ran out".to_string();
+            let text = "set synchronous_standby_names skipped: the lease of this decision ran out"
+                .to_string();
             self.trace
                 .push(now, Some(&self.names[i]), TraceKind::Action(text));
             return;

@@ -546,7 +546,10 @@ impl Sim {
                 self.trace.push(
                     now,
                     Some(&self.names[i]),
-                    TraceKind::Fault(format!("host boots (clock restarts at {})", self.nodes[i].clock())),
+                    TraceKind::Fault(format!(
+                        "host boots (clock restarts at {})",
+                        self.nodes[i].clock()
+                    )),
                 );
             }
             let node = &self.nodes[i];

@@ -112,7 +112,10 @@ pub async fn run_suite(cluster: &dyn ConsensusCluster) -> Report {
             "member {i} does not read a command whose propose returned"
         );
         let rev = ok("read", m.read()).await.revision;
-        assert!(rev > before, "member {i}: revision did not advance ({rev} ≤ {before})");
+        assert!(
+            rev > before,
+            "member {i}: revision did not advance ({rev} ≤ {before})"
+        );
     }
     report.passed.push("propose_then_read_everywhere");
 
@@ -141,10 +144,16 @@ pub async fn run_suite(cluster: &dyn ConsensusCluster) -> Report {
         wall_ms: 1,
     };
     assert!(
-        !ok("propose", first.propose(acquire("a", 7))).await.is_applied(),
+        !ok("propose", first.propose(acquire("a", 7)))
+            .await
+            .is_applied(),
         "an acquisition with a stale epoch must be rejected"
     );
-    assert!(ok("propose", last.propose(acquire("a", 0))).await.is_applied());
+    assert!(
+        ok("propose", last.propose(acquire("a", 0)))
+            .await
+            .is_applied()
+    );
     let renew_b = Command {
         op: Operation::RenewLease {
             node: node("b"),
@@ -158,7 +167,11 @@ pub async fn run_suite(cluster: &dyn ConsensusCluster) -> Report {
         "a renewal by a non-holder must be rejected"
     );
     let state = ok("read", last.read()).await;
-    assert_eq!(state.holder(), Some(&node("a")), "the holder after the CAS sequence");
+    assert_eq!(
+        state.holder(),
+        Some(&node("a")),
+        "the holder after the CAS sequence"
+    );
     report.passed.push("compare_and_set");
 
     // propose_visible: the proposer's own subscription shows the write at once.
@@ -170,7 +183,10 @@ pub async fn run_suite(cluster: &dyn ConsensusCluster) -> Report {
     assert!(outcome.is_applied());
     let local = last.subscribe().borrow().clone();
     assert!(
-        local.history.iter().any(|h| h.reason == "conformance: visible"),
+        local
+            .history
+            .iter()
+            .any(|h| h.reason == "conformance: visible"),
         "propose_visible returned before the proposer's subscription showed the write"
     );
     report.passed.push("propose_visible_reads_its_own_write");
@@ -180,7 +196,11 @@ pub async fn run_suite(cluster: &dyn ConsensusCluster) -> Report {
     let target = {
         for k in 0..5 {
             let c = &members[k % members.len()];
-            ok("propose", c.propose(record(&format!("conformance: stream {k}")))).await;
+            ok(
+                "propose",
+                c.propose(record(&format!("conformance: stream {k}"))),
+            )
+            .await;
         }
         ok("read", first.read()).await.revision
     };
@@ -194,7 +214,10 @@ pub async fn run_suite(cluster: &dyn ConsensusCluster) -> Report {
                 "member {i}: subscription stopped at revision {last_seen} < {target}"
             );
             let rev = rx.borrow().revision;
-            assert!(rev >= last_seen, "member {i}: subscription went back in time");
+            assert!(
+                rev >= last_seen,
+                "member {i}: subscription went back in time"
+            );
             last_seen = rev;
         }
     }
@@ -204,7 +227,10 @@ pub async fn run_suite(cluster: &dyn ConsensusCluster) -> Report {
     let m = ok("membership", first.membership()).await;
     let unknown = node("conformance-nobody");
     assert!(
-        !m.voters.iter().chain(&m.learners).any(|p| p.node == unknown),
+        !m.voters
+            .iter()
+            .chain(&m.learners)
+            .any(|p| p.node == unknown),
         "a name never added is a member"
     );
     match tokio::time::timeout(SOON, first.remove_member(&unknown)).await {
@@ -258,12 +284,18 @@ pub async fn run_suite(cluster: &dyn ConsensusCluster) -> Report {
     // A restarted member keeps everything committed.
     if members.len() >= 3 && cluster.restart(1).await {
         let after = cluster.members();
-        ok("propose", after[0].propose(record("conformance: after restart"))).await;
+        ok(
+            "propose",
+            after[0].propose(record("conformance: after restart")),
+        )
+        .await;
         let deadline = tokio::time::Instant::now() + SOON;
         loop {
             if let Ok(Ok(s)) = tokio::time::timeout(SOON, after[1].read()).await
                 && s.history.iter().any(|h| h.reason == "conformance: one")
-                && s.history.iter().any(|h| h.reason == "conformance: after restart")
+                && s.history
+                    .iter()
+                    .any(|h| h.reason == "conformance: after restart")
             {
                 break;
             }

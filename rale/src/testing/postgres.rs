@@ -114,8 +114,15 @@ pub async fn run_suite(pair: Pair) {
     // Empty and stopped; nothing to start.
     for (n, pg) in [("a", a), ("b", b)] {
         let s = status(n, pg).await;
-        assert!(!s.running, "{n}: an empty data directory reports a running server");
-        assert_eq!(s.data, DataDirState::Empty, "{n}: data directory not reported empty");
+        assert!(
+            !s.running,
+            "{n}: an empty data directory reports a running server"
+        );
+        assert_eq!(
+            s.data,
+            DataDirState::Empty,
+            "{n}: data directory not reported empty"
+        );
     }
     must_fail("start of an empty data directory", a.start(None)).await;
 
@@ -153,7 +160,10 @@ pub async fn run_suite(pair: Pair) {
     // Stop is idempotent; start brings the primary back.
     must("stop", a.stop(StopMode::Fast)).await;
     must("a second stop", a.stop(StopMode::Fast)).await;
-    assert!(!status("a", a).await.running, "a stopped server reports running");
+    assert!(
+        !status("a", a).await.running,
+        "a stopped server reports running"
+    );
     must("start", a.start(None)).await;
     until("ran again as a primary", "a", a, |s| {
         s.running && s.reachable && !s.in_recovery
@@ -172,12 +182,19 @@ pub async fn run_suite(pair: Pair) {
     must("start as a standby", b.start(Some(&a_at))).await;
     let s = until("streamed from a", "b", b, |s| s.running && s.streaming).await;
     assert!(s.in_recovery, "a started clone must be a standby");
-    assert_eq!(s.upstream.as_ref(), Some(&a_at.node), "the standby's upstream");
+    assert_eq!(
+        s.upstream.as_ref(),
+        Some(&a_at.node),
+        "the standby's upstream"
+    );
 
     // follow(None) detaches without a restart; follow(Some) streams again.
     must("follow(None)", b.follow(None)).await;
     let s = until("stopped streaming", "b", b, |s| !s.streaming).await;
-    assert!(s.running && s.in_recovery, "a detached standby stays a running standby");
+    assert!(
+        s.running && s.in_recovery,
+        "a detached standby stays a running standby"
+    );
     must("follow(a)", b.follow(Some(&a_at))).await;
     until("streamed again", "b", b, |s| s.streaming).await;
 
@@ -191,7 +208,10 @@ pub async fn run_suite(pair: Pair) {
 
     // Rewind the former primary onto the new one; it streams from it.
     must("rewind", a.rewind(&b_at)).await;
-    assert!(!status("a", a).await.running, "rewind must leave the server stopped");
+    assert!(
+        !status("a", a).await.running,
+        "rewind must leave the server stopped"
+    );
     must("start the rewound server", a.start(Some(&b_at))).await;
     let s = until("streamed from b after the rewind", "a", a, |s| s.streaming).await;
     assert!(s.in_recovery && s.timeline == status("b", b).await.timeline);

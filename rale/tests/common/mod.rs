@@ -13,10 +13,10 @@ use axum::extract::Request;
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
+use rale::NodeId;
 use rale::consensus::Peer;
 use rale::consensus::raft::{RaftConfig, RaftConsensus, router};
 use rale::state::{Command, HistoryKind, Operation};
-use rale::NodeId;
 use tempfile::TempDir;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -226,4 +226,3 @@ pub async fn eventually(what: &str, mut check: impl FnMut() -> bool) -> Duration
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
-

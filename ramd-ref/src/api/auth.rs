@@ -201,7 +201,12 @@ pub(crate) fn forged_request(
     if is_safe(method) {
         return None;
     }
-    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
+    let text = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+    };
     let origin = text("origin");
     let fetch_site = text("sec-fetch-site").map(str::to_ascii_lowercase);
     let allowed = origin.is_some_and(|o| {
@@ -386,14 +391,36 @@ mod tests {
             forged_request(&a, &post, &headers(h), 0).map(|e| e.status.as_u16())
         };
         // JSON from any non-browser client, with or without the header.
-        assert_eq!(status(&[("content-type", "application/json"), ("content-length", "2")]), None);
-        assert_eq!(status(&[("content-type", "Application/JSON; charset=utf-8"), ("content-length", "2")]), None);
-        assert_eq!(status(&[("content-length", "2")]), None, "patronictl sends no Content-Type");
+        assert_eq!(
+            status(&[
+                ("content-type", "application/json"),
+                ("content-length", "2")
+            ]),
+            None
+        );
+        assert_eq!(
+            status(&[
+                ("content-type", "Application/JSON; charset=utf-8"),
+                ("content-length", "2")
+            ]),
+            None
+        );
+        assert_eq!(
+            status(&[("content-length", "2")]),
+            None,
+            "patronictl sends no Content-Type"
+        );
         assert_eq!(status(&[]), None, "no body");
         // What a page can send without a preflight.
-        assert_eq!(status(&[("content-type", "text/plain"), ("content-length", "2")]), Some(415));
         assert_eq!(
-            status(&[("content-type", "application/x-www-form-urlencoded"), ("content-length", "2")]),
+            status(&[("content-type", "text/plain"), ("content-length", "2")]),
+            Some(415)
+        );
+        assert_eq!(
+            status(&[
+                ("content-type", "application/x-www-form-urlencoded"),
+                ("content-length", "2")
+            ]),
             Some(415)
         );
         assert_eq!(
@@ -403,12 +430,23 @@ mod tests {
         );
         // Cross-origin browsers, whatever the body.
         assert_eq!(
-            status(&[("origin", "https://evil.example"), ("host", "10.0.0.1:8008"), ("content-type", "application/json"), ("content-length", "2")]),
+            status(&[
+                ("origin", "https://evil.example"),
+                ("host", "10.0.0.1:8008"),
+                ("content-type", "application/json"),
+                ("content-length", "2")
+            ]),
             Some(403)
         );
         assert_eq!(status(&[("sec-fetch-site", "cross-site")]), Some(403));
         assert_eq!(
-            status(&[("origin", "http://10.0.0.1:8008"), ("host", "10.0.0.1:8008"), ("sec-fetch-site", "same-origin"), ("content-type", "application/json"), ("content-length", "2")]),
+            status(&[
+                ("origin", "http://10.0.0.1:8008"),
+                ("host", "10.0.0.1:8008"),
+                ("sec-fetch-site", "same-origin"),
+                ("content-type", "application/json"),
+                ("content-length", "2")
+            ]),
             None
         );
         let mut allowed = a.clone();
@@ -417,14 +455,24 @@ mod tests {
             forged_request(
                 &allowed,
                 &post,
-                &headers(&[("origin", "https://console.example"), ("sec-fetch-site", "cross-site"), ("content-type", "application/json"), ("content-length", "2")]),
+                &headers(&[
+                    ("origin", "https://console.example"),
+                    ("sec-fetch-site", "cross-site"),
+                    ("content-type", "application/json"),
+                    ("content-length", "2")
+                ]),
                 0
             )
             .is_none()
         );
         assert!(
-            forged_request(&a, &Method::GET, &headers(&[("origin", "https://evil.example")]), 0)
-                .is_none()
+            forged_request(
+                &a,
+                &Method::GET,
+                &headers(&[("origin", "https://evil.example")]),
+                0
+            )
+            .is_none()
         );
         // A body known from its size (no Content-Length header) counts.
         assert_eq!(

@@ -188,7 +188,9 @@ pub(crate) async fn add(
             )));
         }
     }
-    let endpoint = peer.endpoint().map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let endpoint = peer
+        .endpoint()
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
     for m in current.voters.iter().chain(&current.learners) {
         if m.node != peer.node && m.endpoint().is_ok_and(|e| e == endpoint) {
             return Err(ApiError::conflict(format!(
@@ -202,7 +204,13 @@ pub(crate) async fn add(
     let cluster = st.consensus.read().await.map_err(ApiError::consensus)?;
     if cluster.removed.contains(&peer.node) {
         // It was removed before: let its agent take part again.
-        propose(&st, Operation::AdmitMember { node: peer.node.clone() }).await?;
+        propose(
+            &st,
+            Operation::AdmitMember {
+                node: peer.node.clone(),
+            },
+        )
+        .await?;
     }
     tracing::info!(node = %peer.node, raft_id = peer.raft_id, api_url = %peer.api_url, caller = %who, reason = "api", "adding consensus member");
     let node = peer.node.to_string();

@@ -437,7 +437,7 @@ mod tests {
             pg_port: 5432,
             tags: Default::default(),
         };
-        let mut snap = crate::ha::HaLoop::initial_snapshot(&id);
+        let mut snap = crate::ha::initial_snapshot(&id);
         snap.pg.running = true;
         snap.pg.reachable = true;
         snap.pg.in_recovery = false;

@@ -72,7 +72,11 @@ fn needs_a_standby(value: &str) -> bool {
 
 /// `sync-window`, one run.
 pub(crate) async fn window(opts: &BenchOptions, rows: &mut Rows) -> Result<()> {
-    let pg = start_with(opts, "[bootstrap.synchronous]\nmode = \"on\"\nnode_count = 1\n").await?;
+    let pg = start_with(
+        opts,
+        "[bootstrap.synchronous]\nmode = \"on\"\nnode_count = 1\n",
+    )
+    .await?;
     let p = primary_index(&pg)?;
     let node = pg.report.nodes[p].clone();
     let pm = postmaster_pid(&node.data_dir)?;
@@ -85,10 +89,17 @@ pub(crate) async fn window(opts: &BenchOptions, rows: &mut Rows) -> Result<()> {
     let got = w.wait_ok_after(t0, opts.recovery_timeout, |n| n != p).await;
     let Some(first) = got else {
         w.stop().await;
-        bail!("no other node accepted a write within {:?}", opts.recovery_timeout);
+        bail!(
+            "no other node accepted a write within {:?}",
+            opts.recovery_timeout
+        );
     };
     let new = first.node;
-    rows.push("sync-window: kill→write", "s", (first.end - t0).as_secs_f64());
+    rows.push(
+        "sync-window: kill→write",
+        "s",
+        (first.end - t0).as_secs_f64(),
+    );
     // From the kill until 5 s after the first write, every 10 ms: is a surviving primary
     // acknowledging commits without any real standby (asynchronous), or waiting for one?
     let survivors: Vec<String> = pg
@@ -122,7 +133,9 @@ pub(crate) async fn window(opts: &BenchOptions, rows: &mut Rows) -> Result<()> {
             .ok()
             .and_then(|v| v.parse::<u64>().ok())
             .unwrap_or(0);
-            let spent = u64::try_from(tick.elapsed().as_millis()).unwrap_or(0).max(10);
+            let spent = u64::try_from(tick.elapsed().as_millis())
+                .unwrap_or(0)
+                .max(10);
             if !needs_a_standby(&ssn) {
                 async_ms += spent;
             } else if streaming == 0 {
@@ -133,8 +146,16 @@ pub(crate) async fn window(opts: &BenchOptions, rows: &mut Rows) -> Result<()> {
         tokio::time::sleep(left).await;
     }
     w.stop().await;
-    rows.push("sync-window: asynchronous window", "s", async_ms as f64 / 1000.0);
-    rows.push("sync-window: waiting for a standby", "s", blocked_ms as f64 / 1000.0);
+    rows.push(
+        "sync-window: asynchronous window",
+        "s",
+        async_ms as f64 / 1000.0,
+    );
+    rows.push(
+        "sync-window: waiting for a standby",
+        "s",
+        blocked_ms as f64 / 1000.0,
+    );
     eprintln!(
         "[ramd-bench]   {} promoted: asynchronous for {async_ms} ms, commits waiting for a standby {blocked_ms} ms",
         pg.report.nodes[new].name
@@ -145,14 +166,22 @@ pub(crate) async fn window(opts: &BenchOptions, rows: &mut Rows) -> Result<()> {
 fn recorded_set(status: &Value) -> Vec<String> {
     status["sync"]["standbys"]
         .as_array()
-        .map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(String::from))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
 /// `sync-reentry`, one run.
 pub(crate) async fn reentry(opts: &BenchOptions, rows: &mut Rows) -> Result<()> {
     let po = &opts.pgbench;
-    let pg = start_with(opts, "[bootstrap.synchronous]\nmode = \"quorum\"\nnode_count = 1\n").await?;
+    let pg = start_with(
+        opts,
+        "[bootstrap.synchronous]\nmode = \"quorum\"\nnode_count = 1\n",
+    )
+    .await?;
     let p = primary_index(&pg)?;
     let primary = pg.report.nodes[p].clone();
     let victim = pg
@@ -236,7 +265,11 @@ pub(crate) async fn reentry(opts: &BenchOptions, rows: &mut Rows) -> Result<()> 
             victim.name
         )
     })?;
-    rows.push("sync-reentry: kill→back in the set", "s", back.as_secs_f64());
+    rows.push(
+        "sync-reentry: kill→back in the set",
+        "s",
+        back.as_secs_f64(),
+    );
     rows.push("sync-reentry: set changes", "count", changes as f64);
     eprintln!(
         "[ramd-bench]   {} back in the synchronous set {:.2} s after its postmaster was killed under pgbench ({changes} set changes)",
@@ -256,6 +289,9 @@ mod tests {
         assert!(!needs_a_standby("FIRST 1 (rale_fence)"));
         assert!(needs_a_standby("FIRST 2 (rale_fence, node2)"));
         assert!(needs_a_standby("ANY 1 (node2, node3)"));
-        assert!(needs_a_standby("FIRST 1 (rale_blocked)"), "blocked waits, not async");
+        assert!(
+            needs_a_standby("FIRST 1 (rale_blocked)"),
+            "blocked waits, not async"
+        );
     }
 }

@@ -68,7 +68,10 @@ pub async fn run(cmd: MembersCmd, ctx: &Ctx) -> Result<(), CliError> {
             even_if_running,
         } => {
             confirm(&format!("Remove {name} from the consensus members?"), force)?;
-            report(ctx, &ctx.client.remove_member(&name, even_if_running).await?)
+            report(
+                ctx,
+                &ctx.client.remove_member(&name, even_if_running).await?,
+            )
         }
     }
 }

@@ -81,8 +81,6 @@ mod tests {
     use rale::decide::NodeIdentity;
     use rale::{ClusterState, Lsn};
 
-    use crate::ha::HaLoop;
-
     fn primary() -> NodeSnapshot {
         let id = NodeIdentity {
             node: rale::NodeId::new("n1").expect("valid id"),
@@ -91,7 +89,7 @@ mod tests {
             pg_port: 5432,
             tags: Default::default(),
         };
-        let mut s = HaLoop::initial_snapshot(&id);
+        let mut s = crate::ha::initial_snapshot(&id);
         s.pg.running = true;
         s.pg.reachable = true;
         s.pg.in_recovery = false;

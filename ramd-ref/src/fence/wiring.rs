@@ -101,8 +101,6 @@ mod tests {
     use rale::ClusterState;
     use rale::decide::NodeIdentity;
 
-    use crate::ha::HaLoop;
-
     fn snapshot() -> NodeSnapshot {
         let id = NodeIdentity {
             node: rale::NodeId::new("n1").expect("valid id"),
@@ -111,7 +109,7 @@ mod tests {
             pg_port: 5432,
             tags: Default::default(),
         };
-        HaLoop::initial_snapshot(&id)
+        crate::ha::initial_snapshot(&id)
     }
 
     #[test]

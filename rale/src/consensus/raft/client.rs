@@ -262,8 +262,11 @@ impl RaftConsensus {
                     Err(LocalErr::Retry(w)) => why = w,
                     Err(LocalErr::NotLeader(Some((id, node)))) if id != self.own_id() => {
                         let left = deadline.saturating_duration_since(Instant::now());
-                        let reply: Result<Result<T, WireError>, PostError> =
-                            self.inner.client.post(&node.api_url, id, path, req, left).await;
+                        let reply: Result<Result<T, WireError>, PostError> = self
+                            .inner
+                            .client
+                            .post(&node.api_url, id, path, req, left)
+                            .await;
                         match reply {
                             Ok(Ok(v)) => return Ok(v),
                             Ok(Err(WireError::NotLeader { .. })) => {

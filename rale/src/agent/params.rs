@@ -1,5 +1,5 @@
 //! Applying the cluster-wide PostgreSQL parameters of the dynamic configuration to the
-//! local server, for the HA loop.
+//! local server, for the agent's HA loop.
 //!
 //! - What the configuration names is set (`ALTER SYSTEM` + reload, through
 //!   [`PostgresControl::set_parameters`]); what RALE set before and the configuration no
@@ -14,11 +14,12 @@
 //!
 //! ```no_run
 //! # async fn demo(pg: &dyn rale::PostgresControl, state: &rale::ClusterState) {
-//! let mut applier = ramd_ref::pg_params::ParameterApplier::load(
+//! use rale::agent::{Applied, ParameterApplier};
+//! let mut applier = ParameterApplier::load(
 //!     std::path::PathBuf::from("/var/lib/rale/state/postgresql_parameters.json"),
 //! );
-//! match applier.apply(pg, state, true).await {
-//!     ramd_ref::pg_params::Applied::RollBack { config, reason } => { /* propose it */ }
+//! match applier.apply(pg, state, true, rale::Millis(0)).await {
+//!     Applied::RollBack { config, reason } => { /* propose it */ }
 //!     _ => {}
 //! }
 //! # }
@@ -26,10 +27,13 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use rale::{ClusterState, DynamicConfig, PostgresControl};
 use tracing::{info, warn};
+
+use crate::pg::PostgresControl;
+use crate::types::Millis;
+use crate::{ClusterState, DynamicConfig};
 
 /// What one [`ParameterApplier::apply`] did.
 #[derive(Debug)]
@@ -69,8 +73,9 @@ pub struct ParameterApplier {
     attempted: Option<BTreeMap<String, String>>,
     /// The last configuration whose parameters applied.
     good: Option<DynamicConfig>,
-    /// After a transient failure (connection, timeout): no new attempt before this.
-    retry_at: Option<Instant>,
+    /// After a transient failure (connection, timeout): no new attempt before this
+    /// (the node's monotonic clock).
+    retry_at: Option<Millis>,
     /// The configuration version whose transient failure is already in the history.
     reported_version: Option<u64>,
 }
@@ -81,9 +86,9 @@ pub const RETRY_INTERVAL: Duration = Duration::from_secs(5);
 /// Whether `e` is the server refusing a value or a name (`ALTER SYSTEM` failed with a
 /// data exception, an unknown object or a parameter that cannot be changed): worth a
 /// rollback. Anything else (connection lost, timeout) is transient and retried.
-pub fn refused_by_server(e: &rale::Error) -> bool {
+pub fn refused_by_server(e: &crate::Error) -> bool {
     match e {
-        rale::Error::Postgres { operation, message } => {
+        crate::Error::Postgres { operation, message } => {
             *operation == "ALTER SYSTEM"
                 && ["22", "42", "55"].iter().any(|class| {
                     message.starts_with(class) && message.as_bytes().get(5) == Some(&b':')
@@ -98,7 +103,7 @@ impl ParameterApplier {
     /// unreadable record is logged and treated as empty). [`Default`] keeps the record in
     /// memory only.
     pub fn load(file: PathBuf) -> Self {
-        let installed = rale_backup::atomic::read_json(&file)
+        let installed = crate::files::read_json(&file)
             .unwrap_or_else(|e| {
                 warn!(file = %file.display(), error = %e, "ignoring an unreadable parameter record");
                 None
@@ -116,7 +121,7 @@ impl ParameterApplier {
 
     fn save(&self) {
         let Some(file) = &self.file else { return };
-        if let Err(e) = rale_backup::atomic::write_json(file, &self.installed) {
+        if let Err(e) = crate::files::write_json(file, &self.installed) {
             warn!(file = %file.display(), error = %e, "cannot write the parameter record");
         }
     }
@@ -124,20 +129,22 @@ impl ParameterApplier {
     /// Whether [`Self::apply`] has work for `state`: its parameters changed since the
     /// last attempt, and no retry pause is running. Cheap; the HA loop asks before it
     /// takes the PostgreSQL lock.
-    pub fn is_due(&self, state: &ClusterState) -> bool {
+    pub fn is_due(&self, state: &ClusterState, now: Millis) -> bool {
         self.attempted.as_ref() != Some(&state.config.effective_postgresql_parameters())
-            && self.retry_at.is_none_or(|t| Instant::now() >= t)
+            && self.retry_at.is_none_or(|t| now >= t)
     }
 
     /// Applies `state`'s parameters to `pg` when they changed since the last attempt.
-    /// `primary`: this node holds the lease (only the primary rolls a failed change back).
+    /// `primary`: this node holds the lease (only the primary rolls a failed change back);
+    /// `now`: the node's monotonic clock.
     pub async fn apply(
         &mut self,
         pg: &dyn PostgresControl,
         state: &ClusterState,
         primary: bool,
+        now: Millis,
     ) -> Applied {
-        if !self.is_due(state) {
+        if !self.is_due(state, now) {
             return Applied::Unchanged;
         }
         let wanted = state.config.effective_postgresql_parameters();
@@ -158,7 +165,7 @@ impl ParameterApplier {
             let r = pg.set_parameters(&wanted).await?;
             reloaded.extend(r.reloaded);
             pending.extend(r.pending_restart);
-            Ok::<_, rale::Error>((reloaded, pending))
+            Ok::<_, crate::Error>((reloaded, pending))
         }
         .await;
         self.attempted = Some(wanted.clone());
@@ -190,7 +197,8 @@ impl ParameterApplier {
                 if !refused_by_server(&e) {
                     // Transient: try again in a moment, report once per version.
                     self.attempted = None;
-                    self.retry_at = Some(Instant::now() + RETRY_INTERVAL);
+                    self.retry_at =
+                        Some(now.plus(u64::try_from(RETRY_INTERVAL.as_millis()).unwrap_or(5_000)));
                     if self.reported_version == Some(state.config_version) {
                         return Applied::Unchanged;
                     }
@@ -224,8 +232,8 @@ impl ParameterApplier {
 mod tests {
     use super::*;
 
-    fn pg(operation: &'static str, message: &str) -> rale::Error {
-        rale::Error::Postgres {
+    fn pg(operation: &'static str, message: &str) -> crate::Error {
+        crate::Error::Postgres {
             operation,
             message: message.into(),
         }
@@ -246,7 +254,7 @@ mod tests {
             "connect",
             "22023: looks like a code"
         )));
-        assert!(!refused_by_server(&rale::Error::Timeout {
+        assert!(!refused_by_server(&crate::Error::Timeout {
             operation: "set_parameters",
             after_ms: 5000
         }));

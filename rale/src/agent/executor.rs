@@ -1,0 +1,487 @@
+//! The HA loop: observe, decide (with any [`Policy`]), execute the decision's actions in
+//! order, apply the cluster-wide PostgreSQL parameters, report. Runs on any [`Runtime`].
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tracing::{debug, info, warn};
+
+use super::fence::FenceDeadline;
+use super::keeper::KeeperShared;
+use super::params::{Applied, ParameterApplier};
+use super::runtime::{Runtime, timeout};
+use super::{AgentHooks, IterationReport};
+use crate::consensus::Consensus;
+use crate::decide::{Action, Decision, DecisionKind, NodeIdentity, Observation, PgAction, Policy};
+use crate::pg::{PostgresControl, StopMode, Upstream};
+use crate::state::{ClusterState, Command, HistoryKind, Operation};
+use crate::status::{DataDirState, PgStatus};
+use crate::types::{Millis, NodeId};
+
+/// How long one proposal of the loop may take before it counts as failed.
+pub(crate) const PROPOSE_TIMEOUT_MS: u64 = 2_000;
+/// How long the loop waits for a linearizable read.
+const READ_TIMEOUT_MS: u64 = 800;
+
+/// One agent's HA loop (see the [module documentation](super)).
+pub(crate) struct HaLoop {
+    pub rt: Arc<dyn Runtime>,
+    pub policy: Box<dyn Policy>,
+    pub identity: NodeIdentity,
+    /// New identities (tags, addresses) on configuration reload.
+    pub identity_rx: Option<watch::Receiver<NodeIdentity>>,
+    pub pg: Arc<dyn PostgresControl>,
+    pub consensus: Arc<dyn Consensus>,
+    pub fence: FenceDeadline,
+    pub hooks: Arc<dyn AgentHooks>,
+    pub last_logged: Option<(DecisionKind, String)>,
+    /// Held while PostgreSQL is being changed, shared with operator actions.
+    pub pg_lock: Arc<tokio::sync::Mutex<()>>,
+    /// The cluster-wide PostgreSQL parameters: applied once per change, removed when the
+    /// configuration drops them, rolled back by the primary when they fail.
+    pub parameters: ParameterApplier,
+    /// Shared with the lease keeper.
+    pub keeper: Arc<KeeperShared>,
+    /// A permanent failure found after an action failed: the loop stops with it.
+    pub fatal: Option<String>,
+}
+
+impl HaLoop {
+    /// Runs until `shutdown` turns true, or until a PostgreSQL action failed for a
+    /// permanent reason ([`PostgresControl::preflight`]: permissions, binaries, a foreign
+    /// data directory) — then it returns that reason, after the same shutdown. On
+    /// shutdown a primary stops PostgreSQL and releases its lease so that a replica takes
+    /// over at once.
+    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) -> Result<(), String> {
+        let mut interval_ms = 100;
+        loop {
+            let started = self.rt.now();
+            let state = self.iterate().await;
+            if let Some(s) = &state {
+                interval_ms = u64::try_from(s.config.loop_interval.as_millis())
+                    .unwrap_or(100)
+                    .max(10);
+            }
+            if let Some(why) = self.fatal.clone() {
+                self.keeper.set_grant(None);
+                self.shutdown(state.as_deref()).await;
+                return Err(why);
+            }
+            let elapsed = self.rt.now().since(started);
+            let pause = Duration::from_millis(interval_ms.saturating_sub(elapsed));
+            if !*shutdown.borrow() {
+                let sleep = self.rt.sleep(pause);
+                let changed = std::pin::pin!(shutdown.changed());
+                let _ = futures_util::future::select(sleep, changed).await;
+            }
+            if *shutdown.borrow() {
+                self.keeper.set_grant(None);
+                self.shutdown(state.as_deref()).await;
+                return Ok(());
+            }
+        }
+    }
+
+    async fn shutdown(&mut self, state: Option<&ClusterState>) {
+        let me = self.identity.node.clone();
+        // The freshest state: a pause (or a handover) may have landed since the last loop.
+        let fresh = match timeout(
+            self.rt.as_ref(),
+            Duration::from_secs(1),
+            self.consensus.read(),
+        )
+        .await
+        {
+            Some(Ok(s)) => Some(s),
+            _ => None,
+        };
+        let state = fresh.as_deref().or(state);
+        if state.is_some_and(|s| s.paused) {
+            // Maintenance mode: the agent may be stopped (upgraded, restarted) without
+            // touching PostgreSQL; nothing fails over while paused.
+            info!(node = %me, "shutting down in maintenance mode: PostgreSQL is left running");
+            return;
+        }
+        let holder = state.and_then(|s| s.holder().cloned());
+        if holder.as_ref() == Some(&me) {
+            info!(node = %me, "shutting down as primary: stopping PostgreSQL and releasing the lease");
+            // Where its WAL ends, for the failover that follows (lag is measured against it).
+            let final_position = match self.pg.status().await {
+                Ok(s) if s.running && s.reachable && !s.in_recovery => {
+                    Some((s.timeline, s.wal_position()))
+                }
+                _ => None,
+            };
+            if let Err(e) = self.pg.stop(StopMode::Fast).await {
+                warn!(node = %me, error = %e, "fast stop failed, stopping immediately");
+                let _ = self.pg.stop(StopMode::Immediate).await;
+            }
+            self.fence.set(None);
+            self.keeper.set_grant(None);
+            let epoch = state.map(|s| s.epoch()).unwrap_or_default();
+            let op = Operation::ReleaseLease {
+                node: me.clone(),
+                epoch,
+                successor: None,
+                reason: format!("agent {me} shut down"),
+                final_position,
+            };
+            if let Err(e) = propose(self.rt.as_ref(), self.consensus.as_ref(), op).await {
+                warn!(node = %me, error = %e, "could not release the lease; it will expire");
+            }
+        } else {
+            info!(node = %me, "shutting down: stopping PostgreSQL");
+            if let Err(e) = self.pg.stop(StopMode::Fast).await {
+                warn!(node = %me, error = %e, "fast stop failed, stopping immediately");
+                let _ = self.pg.stop(StopMode::Immediate).await;
+            }
+        }
+    }
+
+    /// One iteration; returns the cluster state it read.
+    pub async fn iterate(&mut self) -> Option<Arc<ClusterState>> {
+        let t0 = self.rt.now();
+        self.keeper.busy_since.store(t0.0.max(1), Ordering::SeqCst);
+        let cluster = self.iterate_inner(t0).await;
+        self.keeper.busy_since.store(0, Ordering::SeqCst);
+        cluster
+    }
+
+    async fn iterate_inner(&mut self, t0: Millis) -> Option<Arc<ClusterState>> {
+        if let Some(rx) = &mut self.identity_rx
+            && rx.has_changed().unwrap_or(false)
+        {
+            let id = rx.borrow_and_update().clone();
+            info!(node = %id.node, tags = ?id.tags, "configuration reloaded");
+            self.policy.set_identity(id.clone());
+            self.identity = id;
+        }
+        let me = self.identity.node.clone();
+        let pg_status = match self.pg.status().await {
+            Ok(s) => s,
+            Err(e) => {
+                warn!(node = %me, error = %e, "could not observe PostgreSQL");
+                PgStatus::stopped(DataDirState::Empty)
+            }
+        };
+        self.hooks.observed(&pg_status);
+        let read_timeout = Duration::from_millis(READ_TIMEOUT_MS);
+        let cluster = if self.consensus.has_majority() {
+            match timeout(self.rt.as_ref(), read_timeout, self.consensus.read()).await {
+                Some(Ok(s)) => Some(s),
+                Some(Err(e)) => {
+                    debug!(node = %me, error = %e, "consensus read failed");
+                    None
+                }
+                None => None,
+            }
+        } else {
+            None
+        };
+        let now = self.rt.now();
+        let obs = Observation {
+            now,
+            wall_ms: self.rt.wall_ms(),
+            pg: &pg_status,
+            cluster: cluster.as_deref(),
+        };
+        let decision = self.policy.step(&obs);
+        let lease = decision.lease.map(|l| (l.epoch, l.deadline));
+        self.keeper.set_grant(decision.renewal);
+        self.fence.set(lease);
+        self.log(&decision, cluster.as_deref(), &pg_status);
+        for action in &decision.actions {
+            if lease.is_some()
+                && matches!(
+                    action,
+                    Action::Pg {
+                        action: PgAction::SetSynchronousStandbyNames { .. }
+                    }
+                )
+                && !self.fence.is_open(self.rt.now())
+            {
+                // A new synchronous_standby_names may release commits the fence
+                // acknowledged earlier: only a primary whose lease is still valid sets it
+                // (a loop that was frozen must not finish the decision it took before).
+                warn!(node = %me, action = %action_name(action),
+                    "skipped: the lease this decision was taken under ran out");
+                continue;
+            }
+            if let Err(e) = self.execute(action, cluster.as_deref()).await {
+                warn!(node = %me, action = ?action_name(action), error = %e, "action failed");
+                if matches!(action, Action::Pg { .. })
+                    && let Err(permanent) = self.pg.preflight().await
+                {
+                    let why = format!(
+                        "{} failed and will keep failing: {permanent}",
+                        action_name(action)
+                    );
+                    tracing::error!(node = %me, error = %permanent, "permanent failure: the agent stops");
+                    self.fatal = Some(why);
+                    break;
+                }
+            }
+        }
+        self.fence.set(lease);
+        if let Some(state) = cluster.as_deref() {
+            self.apply_parameters(state, &pg_status).await;
+        }
+        let membership = self.consensus.membership().await.ok();
+        let end = self.rt.now();
+        let report = IterationReport {
+            identity: self.identity.clone(),
+            pg: pg_status,
+            cluster: cluster.clone(),
+            lease_epoch: lease.filter(|(_, d)| end < *d).map(|(e, _)| e),
+            fence_open: self.fence.is_open(end),
+            decision,
+            duration_ms: end.since(t0),
+            wall_ms: self.rt.wall_ms(),
+            membership,
+        };
+        self.hooks.after_iteration(&report);
+        cluster
+    }
+
+    /// Applies the cluster-wide PostgreSQL parameters of the dynamic configuration
+    /// (`postgresql_parameters` and `synchronous_commit` from `synchronous.commit_level`)
+    /// to the running local server (reload; those needing a restart show as
+    /// `pending_restart`); a failure is recorded, and on the primary rolled back.
+    async fn apply_parameters(&mut self, state: &ClusterState, pg: &PgStatus) {
+        let now = self.rt.now();
+        if !(pg.running && pg.reachable && self.parameters.is_due(state, now)) {
+            return;
+        }
+        let me = self.identity.node.clone();
+        let primary = state.holder() == Some(&me);
+        let outcome = {
+            let _guard = self.pg_lock.lock().await;
+            self.parameters
+                .apply(self.pg.as_ref(), state, primary, now)
+                .await
+        };
+        let op = match outcome {
+            Applied::Unchanged | Applied::Done { .. } => return,
+            Applied::Failed { reason } => Operation::Record {
+                kind: HistoryKind::Config,
+                node: Some(me.clone()),
+                actor: format!("ha:{me}"),
+                reason: format!("{reason} (on {me})"),
+            },
+            Applied::RollBack { config, reason } => Operation::SetConfig {
+                expected_version: Some(state.config_version),
+                config: *config,
+                actor: format!("ha:{me}"),
+                reason: format!("{reason} (on {me})"),
+            },
+        };
+        if let Err(e) = propose(self.rt.as_ref(), self.consensus.as_ref(), op).await {
+            warn!(node = %me, error = %e, "could not record the parameter failure");
+        }
+    }
+
+    fn log(&mut self, d: &Decision, state: Option<&ClusterState>, pg: &PgStatus) {
+        let me = &self.identity.node;
+        let epoch = state.map(|s| s.epoch().0).unwrap_or(0);
+        let significant = d.actions.iter().any(|a| match a {
+            Action::Propose { op } => !matches!(
+                op,
+                Operation::PublishMember { .. } | Operation::RenewLease { .. }
+            ),
+            Action::Pg { action } => !matches!(action, PgAction::EnsureSlots { .. }),
+        });
+        // Renewals alternate with steady loops: log the state once, not every renewal.
+        let kind = if d.kind == DecisionKind::Renew {
+            DecisionKind::Steady
+        } else {
+            d.kind
+        };
+        let key = (kind, d.reason.clone());
+        if significant || self.last_logged.as_ref() != Some(&key) {
+            info!(
+                node = %me,
+                epoch,
+                timeline = pg.timeline.0,
+                lsn = %pg.wal_position(),
+                kind = ?d.kind,
+                actions = ?d.actions.iter().map(action_name).collect::<Vec<_>>(),
+                reason = %d.reason,
+                "decision"
+            );
+            self.last_logged = Some(key);
+        }
+    }
+
+    fn upstream(state: Option<&ClusterState>, node: &NodeId) -> crate::Result<Upstream> {
+        let m = state
+            .and_then(|s| s.members.get(node))
+            .ok_or_else(|| crate::Error::Consensus(format!("no published status for {node}")))?;
+        Ok(Upstream {
+            node: node.clone(),
+            host: m.pg_host.clone(),
+            port: m.pg_port,
+        })
+    }
+
+    async fn execute(
+        &mut self,
+        action: &Action,
+        state: Option<&ClusterState>,
+    ) -> crate::Result<()> {
+        let me = self.identity.node.clone();
+        match action {
+            Action::Propose { op } => {
+                let outcome =
+                    propose(self.rt.as_ref(), self.consensus.as_ref(), op.clone()).await?;
+                if let crate::state::Outcome::Rejected(why) = &outcome
+                    && !matches!(op, Operation::PublishMember { .. })
+                {
+                    debug!(node = %me, op = op.name(), reason = %why, "proposal rejected");
+                }
+                Ok(())
+            }
+            Action::Pg { action } => {
+                let lock = self.pg_lock.clone();
+                let _guard = lock.lock().await;
+                self.execute_pg(action, state).await
+            }
+        }
+    }
+
+    async fn execute_pg(
+        &mut self,
+        action: &PgAction,
+        state: Option<&ClusterState>,
+    ) -> crate::Result<()> {
+        let me = self.identity.node.clone();
+        match action {
+            PgAction::Bootstrap { parameters } => {
+                let sysid = self.pg.bootstrap(parameters).await?;
+                info!(node = %me, system_id = sysid, "initialised a new cluster");
+                Ok(())
+            }
+            PgAction::Start { upstream } => {
+                let up = match upstream {
+                    Some(n) => Some(Self::upstream(state, n)?),
+                    None => None,
+                };
+                self.pg.start(up.as_ref()).await
+            }
+            PgAction::Stop { mode } => self.pg.stop(*mode).await,
+            PgAction::Promote => {
+                let t = self.rt.now();
+                self.pg.promote(Duration::from_secs(30)).await?;
+                info!(node = %me, promote_ms = self.rt.now().since(t), "promoted: accepts writes");
+                Ok(())
+            }
+            PgAction::Follow { upstream } => {
+                let up = match upstream {
+                    Some(n) => Some(Self::upstream(state, n)?),
+                    None => None,
+                };
+                self.pg.follow(up.as_ref()).await
+            }
+            PgAction::Rejoin { source, rewind } => {
+                let up = Self::upstream(state, source)?;
+                if let Err(e) = self.pg.stop(StopMode::Fast).await {
+                    warn!(node = %me, error = %e, "fast stop before rejoin failed; stopping immediately");
+                    self.pg.stop(StopMode::Immediate).await?;
+                }
+                let how = if *rewind {
+                    match self.pg.rewind(&up).await {
+                        Ok(()) => "pg_rewind",
+                        Err(e) => {
+                            warn!(node = %me, error = %e, "pg_rewind failed: cloning afresh");
+                            PostgresControl::clone_from(self.pg.as_ref(), &up).await?;
+                            "a fresh clone (pg_rewind failed)"
+                        }
+                    }
+                } else {
+                    PostgresControl::clone_from(self.pg.as_ref(), &up).await?;
+                    "a fresh clone"
+                };
+                self.pg.start(Some(&up)).await?;
+                let reason = format!("{me} rejoined as a replica of {source} by {how}");
+                info!(node = %me, "{reason}");
+                let _ = propose(
+                    self.rt.as_ref(),
+                    self.consensus.as_ref(),
+                    Operation::Record {
+                        kind: HistoryKind::Operation,
+                        node: Some(me.clone()),
+                        actor: format!("ha:{me}"),
+                        reason,
+                    },
+                )
+                .await;
+                Ok(())
+            }
+            PgAction::Clone { source } => {
+                let up = Self::upstream(state, source)?;
+                PostgresControl::clone_from(self.pg.as_ref(), &up).await?;
+                self.pg.start(Some(&up)).await
+            }
+            PgAction::SetSynchronousStandbyNames { value } => {
+                let mut params = std::collections::BTreeMap::new();
+                params.insert("synchronous_standby_names".to_string(), value.clone());
+                self.pg.set_parameters(&params).await.map(|_| ())
+            }
+            PgAction::EnsureSlots { slots } => self.pg.ensure_slots(slots).await,
+        }
+    }
+}
+
+/// Proposes `op`, giving up after [`PROPOSE_TIMEOUT_MS`] (a free function: the loop's
+/// futures borrow only the fields they use, so the loop needs no `Sync` policy).
+async fn propose(
+    rt: &dyn Runtime,
+    consensus: &dyn Consensus,
+    op: Operation,
+) -> crate::Result<crate::state::Outcome> {
+    let name = op.name();
+    let cmd = Command {
+        op,
+        wall_ms: rt.wall_ms(),
+    };
+    match timeout(
+        rt,
+        Duration::from_millis(PROPOSE_TIMEOUT_MS),
+        consensus.propose(cmd),
+    )
+    .await
+    {
+        Some(r) => r,
+        None => Err(crate::Error::Timeout {
+            operation: name,
+            after_ms: PROPOSE_TIMEOUT_MS,
+        }),
+    }
+}
+
+/// A short name for an action, for logs.
+pub fn action_name(a: &Action) -> String {
+    match a {
+        Action::Propose { op } => format!("propose:{}", op.name()),
+        Action::Pg { action } => match action {
+            PgAction::Bootstrap { .. } => "pg:bootstrap".into(),
+            PgAction::Start { upstream } => format!(
+                "pg:start({})",
+                upstream.as_ref().map(NodeId::as_str).unwrap_or("-")
+            ),
+            PgAction::Stop { mode } => format!("pg:stop({mode:?})"),
+            PgAction::Promote => "pg:promote".into(),
+            PgAction::Follow { upstream } => format!(
+                "pg:follow({})",
+                upstream.as_ref().map(NodeId::as_str).unwrap_or("none")
+            ),
+            PgAction::Rejoin { source, rewind } => format!("pg:rejoin({source}, rewind={rewind})"),
+            PgAction::Clone { source } => format!("pg:clone({source})"),
+            PgAction::SetSynchronousStandbyNames { value } => {
+                format!("pg:sync_standby_names({value})")
+            }
+            PgAction::EnsureSlots { slots } => format!("pg:slots({})", slots.len()),
+        },
+    }
+}
