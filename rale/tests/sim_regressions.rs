@@ -227,3 +227,20 @@ fn r11_a_released_lease_says_where_the_primary_stopped() {
         r#"{"seed":3492212251451736249,"faults":[{"at_ms":7291,"fault":{"fault":"stop_agent","target":"primary","down_ms":4180}},{"at_ms":1901,"fault":{"fault":"partition","sides":[["n1","n4"],["n2"],["n3"]],"client_side":2,"duration_ms":4971}},{"at_ms":5571,"fault":{"fault":"stop_agent","target":{"replica":0},"down_ms":4381}}]}"#,
     );
 }
+
+/// R12 (seed 2001, 100,000 schedules; `async-fence`, I4): a new primary's HA loop
+/// stalled right after its promotion while its lease keeper renewed the lease; it
+/// acknowledged 1.3 MB on the new timeline that it never reported, and the only replica
+/// streaming it had its agent down for longer than `member_ttl`. The next failover
+/// promoted a member 1 MB behind that tail. Cause: the checker — it counted the
+/// replica's copy as "known to the cluster" although no agent had reported it; the
+/// decision core measures the lag against reported positions, as Patroni does against
+/// the last leader position in the DCS. The lag bound now covers writes below a reported
+/// position (or a released lease's final position).
+#[test]
+fn r12_the_lag_rule_covers_what_was_reported() {
+    assert_ok(
+        Mode::AsyncFence,
+        r#"{"seed":527079025316653216,"faults":[{"at_ms":3251,"fault":{"fault":"stall_loop","target":"primary","stalled_ms":3471}},{"at_ms":1201,"fault":{"fault":"crash_agent","target":"primary","down_ms":1651}},{"at_ms":2851,"fault":{"fault":"crash_node","target":"primary","down_ms":791}},{"at_ms":3121,"fault":{"fault":"crash_agent","target":{"replica":1},"down_ms":3521}}]}"#,
+    );
+}

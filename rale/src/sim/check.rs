@@ -13,7 +13,10 @@
 //!   as a standby streaming from it.
 //! - **I4 promotion rules**: when a lease acquisition is applied, its taker is not
 //!   tagged `nofailover` (or priority 0), and — asynchronous failover — lacks no more
-//!   than `maximum_lag_on_failover_bytes` of acknowledged writes.
+//!   than `maximum_lag_on_failover_bytes` of the acknowledged writes the cluster knew of
+//!   (below a WAL position some other member reported to consensus, or the position a
+//!   released lease recorded), as Patroni measures the lag against the last reported
+//!   leader position.
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -254,43 +257,43 @@ impl Sim {
     }
 
     /// The asynchronous writes missing from node `i` that the cluster could know about
-    /// when `i` replaces the lost primary `old`: held by another surviving member, or
-    /// below the position `old` last reported to consensus. Writes beyond both were
-    /// acknowledged by `old` alone after its last report — the inherent tail of
+    /// when `i` replaces the lost primary: below a position some other member
+    /// published to consensus on the write's timeline (the lost primary's own report, a
+    /// replica's), or below the position `old` recorded when it released its lease.
+    /// Writes beyond every report were acknowledged by `old` after its last report and
+    /// reached no agent that reported them (a replica whose agent was down, a primary
+    /// whose loop was stalled while its lease keeper renewed) — the inherent tail of
     /// asynchronous replication, which no lag rule can see (they are reported as
-    /// asynchronous losses when `i` promotes).
-    fn known_missing(&self, i: usize, old: Option<usize>) -> Vec<u64> {
-        let published = old
-            .and_then(|o| {
-                self.consensus
-                    .state
-                    .members
-                    .get(&self.nodes[o].identity.node)
-            })
-            .map(|m| (m.timeline, m.lsn));
+    /// asynchronous losses when `i` promotes). Found at 100k schedules (R12): a replica
+    /// that held the tail but whose agent had not reported for `member_ttl` counted as
+    /// "known" although no agent could have known it.
+    fn known_missing(&self, i: usize) -> Vec<u64> {
+        let mut reports: Vec<(Timeline, crate::types::Lsn)> = self
+            .consensus
+            .state
+            .members
+            .values()
+            .filter(|m| self.index_of(&m.node) != Some(i))
+            .map(|m| (m.timeline, m.lsn))
+            .collect();
         // A primary that released its lease recorded where its server stopped.
-        let released = self
+        if let Some(r) = self
             .consensus
             .state
             .lease
             .as_ref()
-            .and_then(|l| l.final_position);
-        let reported = match (published, released) {
-            (Some(p), Some(r)) if r.0 > p.0 || (r.0 == p.0 && r.1 > p.1) => Some(r),
-            (Some(p), _) => Some(p),
-            (None, r) => r,
-        };
+            .and_then(|l| l.final_position)
+        {
+            reports.push(r);
+        }
         let rb = self.check.record_bytes;
         self.missing_writes(i)
             .filter(|a| !a.covered)
             .filter(|a| {
-                let held_elsewhere = (0..self.nodes.len())
-                    .filter(|j| *j != i && Some(*j) != old)
-                    .any(|j| self.nodes[j].pg.wal.contains(a.idx, a.id));
-                let below_report = reported.is_some_and(|(tl, lsn)| {
-                    tl == a.timeline && lsn.0 > u64::try_from(a.idx).unwrap_or(u64::MAX) * rb
-                });
-                held_elsewhere || below_report
+                let end = u64::try_from(a.idx).unwrap_or(u64::MAX).saturating_mul(rb);
+                reports
+                    .iter()
+                    .any(|(tl, lsn)| *tl == a.timeline && lsn.0 > end)
             })
             .map(|a| a.id)
             .collect()
@@ -390,7 +393,7 @@ impl Sim {
         );
         // The bound covers what the cluster could know (see `known_missing`); the rest
         // is the tail the lost primary acknowledged after its last report.
-        let known = size(self.known_missing(i, self.check.replaced).len());
+        let known = size(self.known_missing(i).len());
         if let Some(max) = self.check.max_lag
             && self.check.check_loss_bound
             && known > max
@@ -458,7 +461,7 @@ impl Sim {
         };
         // Writes a synchronous promise covered are checked when the taker promotes (I2);
         // the others, as far as the cluster could know them, by maximum_lag_on_failover.
-        let missing = self.known_missing(i, old);
+        let missing = self.known_missing(i);
         let bytes = u64::try_from(missing.len()).unwrap_or(u64::MAX) * self.check.record_bytes;
         if bytes > max {
             self.violate(
