@@ -150,9 +150,9 @@ fn r7_strict_mode_never_acknowledges_without_a_recorded_set() {
 /// acknowledged, alone, writes that no other member had received and that it had not
 /// yet reported; failover chose the most advanced eligible member, and the checker
 /// counted those writes against `maximum_lag_on_failover`. No lag rule can see them.
-/// Cause: the checker (the bound now covers what the cluster could know: writes another
-/// surviving member holds or below the lost primary's last reported position; the rest
-/// is reported as asynchronous loss).
+/// Cause: the checker (the bound now covers what the cluster could know: writes below a
+/// position some member reported — refined by R12; the rest is reported as asynchronous
+/// loss).
 #[test]
 fn r8_the_unreported_tail_of_an_asynchronous_primary_is_not_lag() {
     for (mode, json) in [
@@ -169,15 +169,9 @@ fn r8_the_unreported_tail_of_an_asynchronous_primary_is_not_lag() {
             r#"{"seed":12469452126521227026,"faults":[{"at_ms":5681,"fault":{"fault":"crash_node","target":"primary","down_ms":1460}},{"at_ms":671,"fault":{"fault":"stop_agent","target":"primary","down_ms":3961}}]}"#,
         ),
     ] {
-        let report = assert_ok(mode, json);
-        // In the synchronous modes the promotion's asynchronous window that led here is
-        // gone since issue 14 (item 7): the new primary waits for its standbys.
-        if mode == Mode::Tags {
-            assert!(
-                !report.async_losses.is_empty(),
-                "mode {mode}: expected an asynchronous loss"
-            );
-        }
+        // Since the simulator runs the agent that ships (issue 15), these schedules take
+        // other paths: they are kept as regression cases without asserting the loss.
+        assert_ok(mode, json);
     }
 }
 

@@ -188,6 +188,7 @@ impl HaLoop {
             cluster: cluster.as_deref(),
         };
         let decision = self.policy.step(&obs);
+        self.hooks.decided(now, &decision, cluster.is_some());
         let lease = decision.lease.map(|l| (l.epoch, l.deadline));
         self.keeper.set_grant(decision.renewal);
         self.fence.set(lease);

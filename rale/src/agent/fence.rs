@@ -34,7 +34,7 @@ impl FenceDeadline {
     /// The HA loop's view: `None` closes the fence; a lease of another epoch replaces the
     /// deadline; the same epoch never moves it back (the lease keeper may have renewed
     /// since the state the loop decided on was read).
-    pub fn set(&self, lease: Option<(Epoch, Millis)>) {
+    pub(crate) fn set(&self, lease: Option<(Epoch, Millis)>) {
         let _guard = self.0.update.lock().unwrap_or_else(|e| e.into_inner());
         match lease {
             None => {
@@ -54,7 +54,7 @@ impl FenceDeadline {
 
     /// The lease keeper's renewal of `epoch` landed: acknowledge until `deadline`, unless
     /// the HA loop has meanwhile closed the fence or moved to another epoch.
-    pub fn extend(&self, epoch: Epoch, deadline: Millis) {
+    pub(crate) fn extend(&self, epoch: Epoch, deadline: Millis) {
         let _guard = self.0.update.lock().unwrap_or_else(|e| e.into_inner());
         if self.0.epoch.load(Ordering::SeqCst) == epoch.0 {
             self.0.deadline.fetch_max(deadline.0, Ordering::SeqCst);

@@ -70,7 +70,7 @@ use crate::decide::{Decider, Decision, NodeIdentity, Policy};
 use crate::pg::PostgresControl;
 use crate::state::ClusterState;
 use crate::status::PgStatus;
-use crate::types::Epoch;
+use crate::types::{Epoch, Millis};
 
 /// What one HA loop iteration saw and did, for [`AgentHooks::after_iteration`].
 #[derive(Debug, Clone)]
@@ -101,6 +101,12 @@ pub trait AgentHooks: Send + Sync {
     /// PostgreSQL was observed (every iteration, before the decision).
     fn observed(&self, pg: &PgStatus) {
         let _ = pg;
+    }
+
+    /// The policy decided, at `now` on the node's monotonic clock; `cluster_read` tells
+    /// whether the decision saw the cluster state (a majority answered).
+    fn decided(&self, now: Millis, decision: &Decision, cluster_read: bool) {
+        let _ = (now, decision, cluster_read);
     }
 
     /// An iteration finished.
@@ -136,9 +142,21 @@ pub struct AgentBuilder {
     pg_lock: Option<Arc<tokio::sync::Mutex<()>>>,
     fence: FenceDeadline,
     parameter_record: Option<PathBuf>,
+    keeper: Option<(Arc<dyn Consensus>, Arc<dyn Runtime>)>,
 }
 
 impl AgentBuilder {
+    /// The lease keeper proposes through `consensus` and sleeps on `rt` instead of the
+    /// loop's (the simulator tells the keeper's requests from the loop's this way).
+    pub(crate) fn keeper_parts(
+        mut self,
+        consensus: Arc<dyn Consensus>,
+        rt: Arc<dyn Runtime>,
+    ) -> Self {
+        self.keeper = Some((consensus, rt));
+        self
+    }
+
     /// Decides with `policy` instead of the [`Decider`].
     pub fn policy(mut self, policy: Box<dyn Policy>) -> Self {
         self.policy = Some(policy);
@@ -188,7 +206,12 @@ impl AgentBuilder {
             None => ParameterApplier::default(),
         };
         let keeper = Arc::new(keeper::KeeperShared::default());
+        let (keeper_consensus, keeper_rt) = self
+            .keeper
+            .unwrap_or_else(|| (self.consensus.clone(), self.rt.clone()));
         Agent {
+            keeper_consensus,
+            keeper_rt,
             ha: executor::HaLoop {
                 rt: self.rt,
                 policy,
@@ -213,6 +236,8 @@ impl AgentBuilder {
 /// One node's agent (see the [module documentation](self)).
 pub struct Agent {
     ha: executor::HaLoop,
+    keeper_consensus: Arc<dyn Consensus>,
+    keeper_rt: Arc<dyn Runtime>,
 }
 
 impl Agent {
@@ -235,6 +260,7 @@ impl Agent {
             pg_lock: None,
             fence: FenceDeadline::default(),
             parameter_record: None,
+            keeper: None,
         }
     }
 
@@ -251,9 +277,9 @@ impl Agent {
     pub async fn run(self, shutdown: watch::Receiver<bool>) -> Result<(), AgentError> {
         use futures_util::future::{Either, select};
         let keeper = keeper::keep_lease(
-            self.ha.rt.clone(),
+            self.keeper_rt,
             self.ha.keeper.clone(),
-            self.ha.consensus.clone(),
+            self.keeper_consensus,
             self.ha.fence.clone(),
             self.ha.identity.node.clone(),
         );

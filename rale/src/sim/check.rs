@@ -409,9 +409,7 @@ impl Sim {
     }
 
     pub(super) fn on_applied(&mut self, p: &Pending, outcome: &Outcome) {
-        if matches!(p.command.op, Operation::RenewLease { .. }) {
-            self.keeper_applied(p.from, p.seq, outcome.is_applied());
-        }
+        self.proposal_applied(p.seq, outcome);
         let from = self.names[p.from].clone();
         let text = match outcome {
             Outcome::Applied => format!("applied {} from {from}", p.command.op.name()),

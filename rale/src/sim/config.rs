@@ -106,9 +106,6 @@ pub struct SimConfig {
     pub commit_delay_ms: Span,
     /// PostgreSQL action durations.
     pub action_times: ActionTimes,
-    /// How long an agent waits for one of its proposals to be applied before it goes on
-    /// with the rest of its decision (`ramd` waits 2 s).
-    pub propose_timeout_ms: u64,
     /// Whether the commit fence is enforced when `DynamicConfig::fence` is on. `false`
     /// models a daemon that relies on the fence without running it: commits then wait
     /// only for `synchronous_standby_names`.
@@ -146,7 +143,6 @@ impl SimConfig {
             stream_records_per_tick: Span::new(1, 4),
             commit_delay_ms: Span::new(2, 20),
             action_times: ActionTimes::default(),
-            propose_timeout_ms: 2_000,
             fence_enforced: true,
             clock_offset_max_ms: 60_000,
             check_failover_lag: true,

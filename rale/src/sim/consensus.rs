@@ -8,6 +8,7 @@
 //! entry is committed by a majority); entries are never lost.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 use crate::state::{ClusterState, Command, Operation, Outcome};
 
@@ -27,8 +28,9 @@ pub struct Pending {
 /// The replicated state and its log of accepted, not yet applied proposals.
 #[derive(Clone, Debug)]
 pub struct SimConsensus {
-    /// The state as applied so far.
-    pub state: ClusterState,
+    /// The state as applied so far (shared with the agents that read it; copied on the
+    /// next apply only while one still holds it).
+    pub state: Arc<ClusterState>,
     queue: VecDeque<Pending>,
     last_apply_at_ms: u64,
     next_seq: u64,
@@ -40,7 +42,7 @@ impl SimConsensus {
     /// Starts from `state`.
     pub fn new(state: ClusterState) -> Self {
         SimConsensus {
-            state,
+            state: Arc::new(state),
             queue: VecDeque::new(),
             last_apply_at_ms: 0,
             next_seq: 1,
@@ -80,11 +82,16 @@ impl SimConsensus {
         }
         while self.queue.front().is_some_and(|p| p.apply_at_ms <= now_ms) {
             let p = self.queue.pop_front().expect("front exists");
-            let outcome = self.state.apply(&p.command);
+            let outcome = Arc::make_mut(&mut self.state).apply(&p.command);
             self.applied_seq = p.seq;
             out.push((p, outcome));
         }
         out
+    }
+
+    /// The state as applied so far, as a linearizable read returns it.
+    pub fn shared_state(&self) -> Arc<ClusterState> {
+        self.state.clone()
     }
 
     /// Entries accepted but not applied yet.

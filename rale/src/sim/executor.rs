@@ -1,199 +1,267 @@
-//! The simulated agent's executor: performs a decision's actions one at a time and in
-//! order — a proposal waits until it is applied (or `propose_timeout_ms`), a PostgreSQL
-//! action takes virtual time and its effect shows when it completes — and only then
-//! runs the next HA loop iteration, as `ramd`'s HA loop does.
+//! Running the agent that ships inside the simulated world: each node's
+//! [`crate::agent::Agent`] (HA loop, executor, lease keeper) is polled on the virtual
+//! clock, and the simulator serves what it asks through its [`Port`]: the PostgreSQL
+//! status and the cluster state at once, a proposal when consensus applies it, a
+//! PostgreSQL operation when its simulated duration has passed.
 //!
-//! A PostgreSQL action already under way completes even if the agent then freezes or
-//! dies (the command was sent); the rest of the decision dies with the agent; a host
-//! crash loses everything in flight. A frozen or stalled agent starts nothing new.
+//! A PostgreSQL operation already under way completes even if the agent then freezes or
+//! dies (the command was sent); the rest of the agent's work dies with it; a host crash
+//! loses everything in flight. A frozen agent is not polled at all; a stalled HA loop
+//! gets nothing served while its lease keeper goes on.
 
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
+
+use tokio::sync::watch;
+
+use super::port::{Handle, Hooks, Origin, PgDone, PgOp, Port, Request, Response};
 use super::postgres::{RecordKind, WalRecord};
 use super::trace::TraceKind;
-use super::world::{InFlight, Keeper, Sim};
-use crate::decide::{Action, PgAction};
-use crate::pg::StopMode;
-use crate::state::Operation;
+use super::world::{AgentProc, InFlight, Sim};
+use crate::Error;
+use crate::agent::Agent;
+use crate::pg::{ApplyReport, StopMode};
+use crate::state::Outcome;
 use crate::status::DataDirState;
 use crate::types::{Millis, Timeline};
 
+/// How long `ramd` waits for its HA loop to stop after SIGTERM before it exits anyway.
+const SHUTDOWN_WAIT_MS: u64 = 60_000;
+/// Bound on poll/serve rounds per node and tick.
+const ROUNDS_PER_TICK: usize = 64;
+
 impl Sim {
-    /// Drives node `i`'s agent for one tick: completes the action in progress, starts the
-    /// next ones of the current decision, and runs the HA loop when it is idle and due —
-    /// like `ramd`, which executes a decision's actions in order before sleeping until
-    /// the next iteration.
+    /// Starts node `i`'s agent process: the policy from the factory, a fresh port, a
+    /// closed fence.
+    pub(super) fn start_agent(&mut self, i: usize) {
+        let clock = self.nodes[i].clock();
+        let identity = self.nodes[i].identity.clone();
+        let policy = (self.factory)(identity.clone(), Millis(clock));
+        let port = Arc::new(Port::default());
+        {
+            let mut p = port.lock();
+            p.clock = clock;
+            p.wall = self.wall_ms();
+        }
+        let ha = Arc::new(Handle {
+            port: port.clone(),
+            origin: Origin::Loop,
+        });
+        let keeper = Arc::new(Handle {
+            port: port.clone(),
+            origin: Origin::Keeper,
+        });
+        let agent = Agent::builder(identity, ha.clone(), ha.clone(), ha)
+            .policy(policy)
+            .hooks(Arc::new(Hooks(port.clone())))
+            .keeper_parts(keeper.clone(), keeper)
+            .build();
+        let fence = agent.fence();
+        let (shutdown, rx) = watch::channel(false);
+        port.wake_all();
+        self.nodes[i].agent.proc = Some(AgentProc {
+            run: Box::pin(agent.run(rx)),
+            port,
+            fence,
+            shutdown,
+            stopping_since: None,
+        });
+    }
+
+    /// Drives node `i` for one tick: completes the PostgreSQL operation in progress, then
+    /// polls the agent and serves its requests until neither makes progress.
     pub(super) fn run_agent(&mut self, i: usize) {
         let now = self.now_ms;
         if !self.nodes[i].host_up {
             return;
         }
-        // A PostgreSQL action already under way finishes whatever the agent does.
-        if let Some(InFlight::Pg(_, done)) = &self.nodes[i].exec_current
-            && *done <= now
-            && let Some(InFlight::Pg(action, _)) = self.nodes[i].exec_current.take()
+        if self.nodes[i]
+            .exec_current
+            .as_ref()
+            .is_some_and(|f| f.done_at <= now)
+            && let Some(f) = self.nodes[i].exec_current.take()
         {
-            let result = self.finish(i, &action);
-            let text = format!("{} {}", action_name(&action), result);
-            self.trace
-                .push(now, Some(&self.names[i]), TraceKind::Action(text));
+            let (result, text) = self.finish(i, &f.op);
+            self.trace.push(
+                now,
+                Some(&self.names[i]),
+                TraceKind::Action(format!("{} {text}", op_name(&f.op))),
+            );
+            f.port.respond(f.ticket, Response::Pg(result));
         }
-        if self.nodes[i].agent.policy.is_none() {
-            // The agent process is gone, and its lease keeper with it.
-            self.nodes[i].keeper = Keeper::default();
-        }
-        let node = &self.nodes[i];
-        if !node.agent_running(now) {
+        let Some(proc) = self.nodes[i].agent.proc.as_ref() else {
+            return;
+        };
+        if now < self.nodes[i].agent.frozen_until {
             return;
         }
-        self.keep_lease(i);
-        if now < self.nodes[i].agent.stalled_until {
+        if proc
+            .stopping_since
+            .is_some_and(|t| now.saturating_sub(t) >= SHUTDOWN_WAIT_MS)
+        {
+            self.agent_exited(i, "did not stop within 60 s after SIGTERM: exits anyway");
             return;
         }
-        for _ in 0..64 {
-            match &self.nodes[i].exec_current {
-                Some(InFlight::Pg(..)) => return,
-                Some(InFlight::Propose(seq, until)) => {
-                    if self.consensus.applied_seq < *seq && now < *until {
-                        return;
-                    }
-                    self.nodes[i].exec_current = None;
+        let port = proc.port.clone();
+        {
+            let held = now < self.nodes[i].agent.stalled_until;
+            let mut p = port.lock();
+            p.clock = self.nodes[i].clock();
+            p.wall = self.wall_ms();
+            p.majority = self.majority[i];
+            if p.loop_held && !held {
+                port.wake.set();
+            }
+            p.loop_held = held;
+        }
+        port.fire_timers();
+        let waker = Waker::from(port.wake.clone());
+        for _ in 0..ROUNDS_PER_TICK {
+            let mut progressed = false;
+            if port.wake.take() {
+                progressed = true;
+                let Some(proc) = self.nodes[i].agent.proc.as_mut() else {
+                    return;
+                };
+                let mut cx = Context::from_waker(&waker);
+                if let Poll::Ready(ended) = proc.run.as_mut().poll(&mut cx) {
+                    self.drain_decisions(i, &port);
+                    let why = match ended {
+                        Ok(()) => "exits after its shutdown".to_string(),
+                        Err(e) => format!("exits: {e}"),
+                    };
+                    self.agent_exited(i, &why);
+                    return;
                 }
-                None => {}
             }
-            if let Some(action) = self.nodes[i].exec_queue.pop_front() {
-                self.start(i, action);
-                continue;
+            if self.serve(i, &port) {
+                progressed = true;
             }
-            self.nodes[i].keeper.busy_since = None;
-            if self.nodes[i].clock() >= self.nodes[i].next_loop_ms {
-                self.step_agent(i);
-                continue;
+            if !progressed {
+                break;
             }
-            return;
         }
+        self.drain_decisions(i, &port);
     }
 
-    /// `ramd`'s lease keeper: while node `i`'s step has been running for at least the
-    /// renew interval (a long PostgreSQL action, a stalled loop), renew the lease on the
-    /// policy's grant, one renewal in flight at a time.
-    fn keep_lease(&mut self, i: usize) {
+    fn agent_exited(&mut self, i: usize, why: &str) {
         let now = self.now_ms;
-        let clock = self.nodes[i].clock();
-        let stalled = now < self.nodes[i].agent.stalled_until;
-        let keeper = &mut self.nodes[i].keeper;
-        if stalled && keeper.busy_since.is_none() {
-            keeper.busy_since = Some(clock);
-        }
-        let Some(grant) = keeper.grant else {
-            return;
-        };
-        if let Some((_, stamp, _)) = keeper.pending {
-            if clock.saturating_sub(stamp) < grant.validity_ms {
-                return;
-            }
-            keeper.pending = None; // lost with a minority leader: try again
-        }
-        let busy = keeper
-            .busy_since
-            .is_some_and(|b| clock.saturating_sub(b) >= grant.renew_interval_ms);
-        let due = keeper
-            .last_sent
-            .is_none_or(|t| clock.saturating_sub(t) >= grant.renew_interval_ms);
-        if !busy || !due || clock >= grant.until.0 || !self.majority[i] {
-            return;
-        }
-        keeper.last_sent = Some(clock);
-        let op = Operation::RenewLease {
-            node: self.nodes[i].identity.node.clone(),
-            epoch: grant.epoch,
-            holder_clock: Millis(clock),
-        };
-        let delay = self.commit_delay();
-        let wall_ms = self.wall_ms();
-        let seq = self.consensus.propose(now, delay, i, op, wall_ms);
-        self.nodes[i].keeper.pending = Some((seq, clock, grant.epoch));
+        let node = &mut self.nodes[i];
+        node.agent.proc = None;
+        // An agent that exits unasked is restarted by systemd shortly after.
+        node.agent.down_until.get_or_insert(now + 1_000);
+        self.trace.push(
+            now,
+            Some(&self.names[i]),
+            TraceKind::Fault(format!("agent {why}")),
+        );
     }
 
-    /// A proposal from node `i` was applied: if it is its keeper's renewal, extend the
-    /// keeper's fence deadline (or drop the grant when it was refused).
-    pub(super) fn keeper_applied(&mut self, i: usize, seq: u64, applied: bool) {
-        let keeper = &mut self.nodes[i].keeper;
-        let Some((pending, stamp, epoch)) = keeper.pending else {
-            return;
-        };
-        if pending != seq {
-            return;
-        }
-        keeper.pending = None;
-        match keeper.grant {
-            Some(g) if applied && g.epoch == epoch => {
-                let deadline = stamp + g.validity_ms;
-                keeper.deadline = Some((
-                    epoch,
-                    keeper
-                        .deadline
-                        .filter(|(e, _)| *e == epoch)
-                        .map_or(deadline, |(_, d)| d.max(deadline)),
-                ));
-                keeper.renewals += 1;
-            }
-            _ => keeper.grant = None,
+    fn drain_decisions(&mut self, i: usize, port: &Port) {
+        let decisions = std::mem::take(&mut port.lock().decisions);
+        for (clock, decision, cluster_read) in decisions {
+            let summary = self.nodes[i].pg.summary(&self.names, self.cfg.record_bytes);
+            self.trace.decision(
+                self.now_ms,
+                i,
+                &self.names[i],
+                clock,
+                &decision,
+                summary,
+                cluster_read,
+            );
         }
     }
 
-    fn start(&mut self, i: usize, action: Action) {
-        let now = self.now_ms;
-        let action = match action {
-            Action::Propose { op } => {
-                if self.majority[i] {
-                    let delay = self.commit_delay();
-                    let wall_ms = self.wall_ms();
-                    let seq = self.consensus.propose(now, delay, i, op, wall_ms);
-                    let until = now + self.cfg.propose_timeout_ms;
-                    self.nodes[i].exec_current = Some(InFlight::Propose(seq, until));
+    /// Serves node `i`'s waiting requests; returns whether it served any. One PostgreSQL
+    /// operation runs at a time; a stalled loop's requests wait.
+    fn serve(&mut self, i: usize, port: &Arc<Port>) -> bool {
+        let taken = {
+            let mut p = port.lock();
+            let held = p.loop_held;
+            let mut pg_busy = self.nodes[i].exec_current.is_some();
+            let mut taken = Vec::new();
+            let mut kept = std::collections::VecDeque::new();
+            while let Some((ticket, origin, request)) = p.requests.pop_front() {
+                let is_pg = matches!(request, Request::Pg(_));
+                if (held && origin == Origin::Loop) || (is_pg && pg_busy) {
+                    kept.push_back((ticket, origin, request));
                 } else {
-                    let text = format!("proposal {} failed: no majority", op.name());
-                    self.trace
-                        .push(now, Some(&self.names[i]), TraceKind::Action(text));
+                    pg_busy |= is_pg;
+                    taken.push((ticket, request));
                 }
-                return;
             }
-            Action::Pg { action } => action,
+            p.requests = kept;
+            taken
         };
-        if matches!(action, PgAction::SetSynchronousStandbyNames { .. })
-            && self.nodes[i].agent.lease.is_some()
-            && !self.lease_valid(i)
-        {
-            // As ramd: a new synchronous_standby_names may release commits the fence
-            // acknowledged earlier; only a primary whose lease is still valid sets it (a
-            // decision taken before a freeze must not be finished after it).
-            let text = "set synchronous_standby_names skipped: the lease of this decision ran out"
-                .to_string();
-            self.trace
-                .push(now, Some(&self.names[i]), TraceKind::Action(text));
-            return;
+        let served = !taken.is_empty();
+        for (ticket, request) in taken {
+            match request {
+                Request::Status => {
+                    let s = self.pg_status(i);
+                    port.respond(ticket, Response::Status(s));
+                }
+                Request::Read => {
+                    let r = if self.majority[i] {
+                        Ok(self.consensus.shared_state())
+                    } else {
+                        Err(Error::NoMajority("simulated minority".into()))
+                    };
+                    port.respond(ticket, Response::Read(r));
+                }
+                Request::Propose(cmd) => {
+                    if self.majority[i] {
+                        let delay = self.commit_delay();
+                        let seq =
+                            self.consensus
+                                .propose(self.now_ms, delay, i, cmd.op, cmd.wall_ms);
+                        self.proposals.insert(seq, (port.clone(), ticket));
+                    } else {
+                        let text = format!("proposal {} failed: no majority", cmd.op.name());
+                        self.trace
+                            .push(self.now_ms, Some(&self.names[i]), TraceKind::Action(text));
+                        port.respond(
+                            ticket,
+                            Response::Propose(Err(Error::NoMajority("simulated minority".into()))),
+                        );
+                    }
+                }
+                Request::Pg(op) => {
+                    let span = self.span_of(&op);
+                    let d = self.duration(span);
+                    self.nodes[i].exec_current = Some(InFlight {
+                        op,
+                        done_at: self.now_ms + d,
+                        port: port.clone(),
+                        ticket,
+                    });
+                }
+            }
         }
-        let t = self.cfg.action_times.clone();
-        let span = match &action {
-            PgAction::Bootstrap { .. } => t.bootstrap_ms,
-            PgAction::Start { .. } => t.start_ms,
-            PgAction::Stop {
-                mode: StopMode::Immediate,
-            } => t.stop_immediate_ms,
-            PgAction::Stop { .. } => t.stop_fast_ms,
-            PgAction::Promote => t.promote_ms,
-            PgAction::Follow { .. } => t.follow_ms,
-            PgAction::Rejoin { .. } => t.rejoin_ms,
-            PgAction::Clone { .. } => t.clone_ms,
-            PgAction::SetSynchronousStandbyNames { .. } => t.reload_ms,
-            PgAction::EnsureSlots { .. } => t.slots_ms,
-        };
-        if matches!(action, PgAction::Rejoin { .. }) {
-            // pg_rewind and base backups need a stopped server: stop at once.
-            self.nodes[i].pg.running = false;
-            self.nodes[i].pg.streaming = false;
+        served
+    }
+
+    /// A proposal was applied: answer the agent that made it.
+    pub(super) fn proposal_applied(&mut self, seq: u64, outcome: &Outcome) {
+        if let Some((port, ticket)) = self.proposals.remove(&seq) {
+            port.respond(ticket, Response::Propose(Ok(outcome.clone())));
         }
-        let d = self.duration(span);
-        self.nodes[i].exec_current = Some(InFlight::Pg(action, now + d));
+    }
+
+    fn span_of(&self, op: &PgOp) -> super::config::Span {
+        let t = &self.cfg.action_times;
+        match op {
+            PgOp::Bootstrap(_) => t.bootstrap_ms,
+            PgOp::Start(_) | PgOp::Restart => t.start_ms,
+            PgOp::Stop(StopMode::Immediate) => t.stop_immediate_ms,
+            PgOp::Stop(_) => t.stop_fast_ms,
+            PgOp::Promote => t.promote_ms,
+            PgOp::Follow(_) => t.follow_ms,
+            PgOp::Rewind(_) => t.rejoin_ms,
+            PgOp::Clone(_) => t.clone_ms,
+            PgOp::SetParameters(_) | PgOp::ResetParameters | PgOp::Reload => t.reload_ms,
+            PgOp::EnsureSlots(_) => t.slots_ms,
+        }
     }
 
     /// Whether `source` can serve a rewind or clone to `i` right now.
@@ -206,11 +274,13 @@ impl Sim {
             && self.net.link_up(i, source)
     }
 
-    fn finish(&mut self, i: usize, action: &PgAction) -> String {
-        match action {
-            PgAction::Bootstrap { parameters } => {
+    /// Completes `op` on node `i`: its result for the agent and a line for the trace.
+    fn finish(&mut self, i: usize, op: &PgOp) -> (Result<PgDone, String>, String) {
+        let fail = |why: String| (Err(why.clone()), format!("failed: {why}"));
+        match op {
+            PgOp::Bootstrap(parameters) => {
                 if self.nodes[i].pg.data != DataDirState::Empty {
-                    return "failed: data directory not empty".into();
+                    return fail("data directory not empty".into());
                 }
                 if let Some(value) = parameters.get("synchronous_standby_names") {
                     match rale_sync::names::StandbyNames::parse(value) {
@@ -218,7 +288,7 @@ impl Sim {
                             self.nodes[i].pg.sync_names = names;
                             self.nodes[i].pg.sync_names_text = value.clone();
                         }
-                        Err(e) => return format!("failed: PostgreSQL rejects the value: {e}"),
+                        Err(e) => return fail(format!("PostgreSQL rejects the value: {e}")),
                     }
                 }
                 let system_id = 7_000_000_000_000_000_000 + self.next_record_id;
@@ -232,46 +302,63 @@ impl Sim {
                 pg.running = true;
                 pg.standby = false;
                 pg.upstream = None;
-                format!("done: initialised (system identifier {system_id}), running as primary")
+                (
+                    Ok(PgDone::SystemId(system_id)),
+                    format!(
+                        "done: initialised (system identifier {system_id}), running as primary"
+                    ),
+                )
             }
-            PgAction::Start { upstream } => {
+            PgOp::Start(upstream) => {
                 let up = match upstream {
                     Some(u) => match self.index_of(u) {
                         Some(u) => Some(u),
-                        None => return format!("failed: unknown upstream {u}"),
+                        None => return fail(format!("unknown upstream {u}")),
                     },
                     None => None,
                 };
                 let pg = &mut self.nodes[i].pg;
                 if pg.data == DataDirState::Empty {
-                    return "failed: empty data directory".into();
+                    return fail("empty data directory".into());
                 }
                 if pg.running {
-                    return "no-op: already running".into();
+                    return (Ok(PgDone::Unit), "no-op: already running".into());
                 }
                 pg.running = true;
                 if let Some(u) = up {
                     pg.standby = true;
                     pg.upstream = Some(u);
                 }
-                format!(
-                    "done: running as {}",
-                    if pg.standby { "standby" } else { "primary" }
-                )
+                let role = if pg.standby { "standby" } else { "primary" };
+                (Ok(PgDone::Unit), format!("done: running as {role}"))
             }
-            PgAction::Stop { mode } => {
+            PgOp::Stop(mode) => {
                 if !self.nodes[i].pg.running {
-                    return "no-op: not running".into();
+                    return (Ok(PgDone::Unit), "no-op: not running".into());
                 }
                 let shipped = self.stop_pg(i, *mode != StopMode::Immediate);
-                format!("done: stopped ({mode:?}, shipped all WAL to {shipped} standbys)")
+                (
+                    Ok(PgDone::Unit),
+                    format!("done: stopped ({mode:?}, shipped all WAL to {shipped} standbys)"),
+                )
             }
-            PgAction::Promote => {
+            PgOp::Restart => {
+                if !self.nodes[i].pg.running {
+                    return fail("not running".into());
+                }
+                self.stop_pg(i, true);
+                self.nodes[i].pg.running = true;
+                (Ok(PgDone::Unit), "done: restarted".into())
+            }
+            PgOp::Reload | PgOp::ResetParameters => {
+                (Ok(PgDone::Report(ApplyReport::default())), "done".into())
+            }
+            PgOp::Promote => {
                 let tl = Timeline(self.next_timeline);
                 let id = self.next_record_id;
                 let pg = &mut self.nodes[i].pg;
                 if !pg.is_standby() {
-                    return "failed: not a running standby".into();
+                    return fail("not a running standby".into());
                 }
                 self.next_timeline += 1;
                 self.next_record_id += 1;
@@ -283,13 +370,13 @@ impl Sim {
                 pg.upstream = None;
                 pg.streaming = false;
                 self.on_promoted(i);
-                format!("done: promoted, timeline {tl}")
+                (Ok(PgDone::Unit), format!("done: promoted, timeline {tl}"))
             }
-            PgAction::Follow { upstream } => {
+            PgOp::Follow(upstream) => {
                 let up = match upstream {
                     Some(u) => match self.index_of(u) {
                         Some(u) => Some(u),
-                        None => return format!("failed: unknown upstream {u}"),
+                        None => return fail(format!("unknown upstream {u}")),
                     },
                     None => None,
                 };
@@ -300,77 +387,87 @@ impl Sim {
                     pg.standby = true;
                     pg.upstream = up;
                     pg.streaming = false;
-                    return "done: configured as a standby for the next start".into();
+                    return (
+                        Ok(PgDone::Unit),
+                        "done: configured as a standby for the next start".into(),
+                    );
                 }
                 if !pg.standby {
-                    return "no-op: not a standby".into();
+                    return (Ok(PgDone::Unit), "no-op: not a standby".into());
                 }
                 pg.upstream = up;
                 if up.is_none() {
                     pg.streaming = false;
                 }
-                "done".into()
+                (Ok(PgDone::Unit), "done".into())
             }
-            PgAction::Rejoin { source, rewind } => {
+            PgOp::Rewind(source) => {
                 let Some(s) = self.index_of(source) else {
-                    return format!("failed: unknown source {source}");
+                    return fail(format!("unknown source {source}"));
                 };
-                if !self.source_ok(i, s) {
-                    return format!("failed: {source} unreachable; PostgreSQL left stopped");
+                if self.nodes[i].pg.running {
+                    return fail("pg_rewind needs a stopped server".into());
                 }
-                let src = self.nodes[s].pg.clone();
+                if !self.source_ok(i, s) {
+                    return fail(format!("{source} unreachable"));
+                }
+                if self.nodes[i].pg.data != self.nodes[s].pg.data {
+                    return fail(format!("{source} is another database system"));
+                }
+                let src = self.nodes[s].pg.wal.clone();
                 let pg = &mut self.nodes[i].pg;
-                let same_system = pg.data == src.data;
-                let how = if *rewind && same_system {
-                    let keep = pg.wal.common_prefix(&src.wal);
-                    let dropped = pg.wal.len() - keep;
-                    pg.wal.truncate(keep);
-                    format!("rewound ({dropped} records discarded)")
-                } else {
-                    pg.wal = src.wal.clone();
-                    pg.data = src.data;
-                    "cloned afresh".to_string()
-                };
+                let keep = pg.wal.common_prefix(&src);
+                let dropped = pg.wal.len() - keep;
+                pg.wal.truncate(keep);
                 pg.fence_flush = pg.fence_flush.min(pg.wal.len());
-                pg.running = true;
-                pg.standby = true;
-                pg.upstream = Some(s);
-                format!("done: {how}, streaming from {source}")
+                (
+                    Ok(PgDone::Unit),
+                    format!("done: rewound from {source} ({dropped} records discarded)"),
+                )
             }
-            PgAction::Clone { source } => {
+            PgOp::Clone(source) => {
                 let Some(s) = self.index_of(source) else {
-                    return format!("failed: unknown source {source}");
+                    return fail(format!("unknown source {source}"));
                 };
-                if self.nodes[i].pg.data != DataDirState::Empty {
-                    return "failed: data directory not empty".into();
+                if self.nodes[i].pg.running {
+                    return fail("a base backup needs a stopped server".into());
                 }
                 if !self.source_ok(i, s) {
-                    return format!("failed: {source} unreachable");
+                    // As LocalPostgres: the data directory is emptied only once the
+                    // source answers.
+                    return fail(format!("{source} unreachable; data directory untouched"));
                 }
                 let (wal, data) = (self.nodes[s].pg.wal.clone(), self.nodes[s].pg.data);
                 let pg = &mut self.nodes[i].pg;
                 pg.wal = wal;
                 pg.data = data;
-                pg.running = true;
+                pg.fence_flush = pg.fence_flush.min(pg.wal.len());
                 pg.standby = true;
                 pg.upstream = Some(s);
-                format!(
-                    "done: cloned {} records, streaming from {source}",
-                    pg.wal.len()
+                pg.streaming = false;
+                (
+                    Ok(PgDone::Unit),
+                    format!("done: cloned {} records from {source}", pg.wal.len()),
                 )
             }
-            PgAction::SetSynchronousStandbyNames { value } => {
-                match rale_sync::names::StandbyNames::parse(value) {
-                    Ok(names) => {
-                        let pg = &mut self.nodes[i].pg;
-                        pg.sync_names = names;
-                        pg.sync_names_text = value.clone();
-                        "done".into()
+            PgOp::SetParameters(parameters) => {
+                if let Some(value) = parameters.get("synchronous_standby_names") {
+                    match rale_sync::names::StandbyNames::parse(value) {
+                        Ok(names) => {
+                            let pg = &mut self.nodes[i].pg;
+                            pg.sync_names = names;
+                            pg.sync_names_text = value.clone();
+                        }
+                        Err(e) => return fail(format!("PostgreSQL rejects the value: {e}")),
                     }
-                    Err(e) => format!("failed: PostgreSQL rejects the value: {e}"),
                 }
+                let report = ApplyReport {
+                    reloaded: parameters.keys().cloned().collect(),
+                    pending_restart: Vec::new(),
+                };
+                (Ok(PgDone::Report(report)), "done".into())
             }
-            PgAction::EnsureSlots { .. } => "done".into(),
+            PgOp::EnsureSlots(_) => (Ok(PgDone::Unit), "done".into()),
         }
     }
 
@@ -401,18 +498,19 @@ impl Sim {
     }
 }
 
-fn action_name(a: &PgAction) -> String {
-    match a {
-        PgAction::Bootstrap { .. } => "bootstrap".into(),
-        PgAction::Start { upstream } => format!("start(upstream {upstream:?})"),
-        PgAction::Stop { mode } => format!("stop({mode:?})"),
-        PgAction::Promote => "promote".into(),
-        PgAction::Follow { upstream } => format!("follow({upstream:?})"),
-        PgAction::Rejoin { source, rewind } => format!("rejoin({source}, rewind {rewind})"),
-        PgAction::Clone { source } => format!("clone({source})"),
-        PgAction::SetSynchronousStandbyNames { value } => {
-            format!("set synchronous_standby_names '{value}'")
-        }
-        PgAction::EnsureSlots { slots } => format!("ensure slots {slots:?}"),
+fn op_name(op: &PgOp) -> String {
+    match op {
+        PgOp::Bootstrap(_) => "bootstrap".into(),
+        PgOp::Start(upstream) => format!("start(upstream {upstream:?})"),
+        PgOp::Stop(mode) => format!("stop({mode:?})"),
+        PgOp::Restart => "restart".into(),
+        PgOp::Reload => "reload".into(),
+        PgOp::Promote => "promote".into(),
+        PgOp::Follow(upstream) => format!("follow({upstream:?})"),
+        PgOp::Rewind(source) => format!("pg_rewind from {source}"),
+        PgOp::Clone(source) => format!("base backup from {source}"),
+        PgOp::SetParameters(p) => format!("set parameters {p:?}"),
+        PgOp::ResetParameters => "reset parameters".into(),
+        PgOp::EnsureSlots(slots) => format!("ensure slots {slots:?}"),
     }
 }

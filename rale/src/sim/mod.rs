@@ -12,6 +12,10 @@
 //! - **I4** no `nofailover` node is promoted, and no node further behind than
 //!   `maximum_lag_on_failover` is promoted by failover.
 //!
+//! Each node runs the agent that ships ([`crate::agent::Agent`]: the HA loop, its
+//! executor and the lease keeper), polled on the virtual clock against simulated
+//! consensus and PostgreSQL — what the property tests check is the code `ramd` runs.
+//!
 //! Everything is deterministic from the [`Schedule`]'s seed: virtual time, drifting
 //! per-node clocks, a simulated PostgreSQL whose WAL is a list of records, simulated
 //! majority consensus applying commands with [`ClusterState::apply`](crate::ClusterState::apply),
@@ -54,6 +58,7 @@ mod executor;
 mod fault;
 mod mode;
 mod network;
+mod port;
 mod postgres;
 mod replication;
 #[cfg(feature = "proptest")]

@@ -65,12 +65,10 @@ impl Sim {
     /// lease, or a later renewal by its lease keeper (same epoch), is still valid.
     pub(super) fn lease_valid(&self, i: usize) -> bool {
         let node = &self.nodes[i];
-        let clock = node.clock();
-        let keeper = &node.keeper;
-        let kept = keeper.deadline.is_some_and(|(epoch, deadline)| {
-            clock < deadline && keeper.grant.is_some_and(|g| g.epoch == epoch)
-        });
-        kept || node.agent.lease.is_some_and(|l| Millis(clock) < l.deadline)
+        node.agent
+            .proc
+            .as_ref()
+            .is_some_and(|p| p.fence.is_open(Millis(node.clock())))
     }
 
     /// Whether node `i`'s commit fence acknowledges right now: its agent runs (not
@@ -84,7 +82,7 @@ impl Sim {
         let node = &self.nodes[i];
         // The fence pseudo-standby is connected while the agent process exists (a frozen
         // process keeps its connection but acknowledges nothing).
-        if self.fence_enabled() && node.host_up && node.agent.policy.is_some() {
+        if self.fence_enabled() && node.host_up && node.agent.proc.is_some() {
             let open = self.fence_gate_open(i);
             out.push(Walsender {
                 name: FENCE_APPLICATION_NAME.into(),
@@ -313,11 +311,16 @@ mod tests {
         }
     }
 
-    fn open_lease() -> Option<crate::decide::LeaseHold> {
-        Some(crate::decide::LeaseHold {
-            epoch: crate::types::Epoch(1),
-            deadline: Millis(u64::MAX),
-        })
+    /// Opens (or closes) node `i`'s fence as its agent would under a lease.
+    fn set_fence(sim: &mut Sim, i: usize, open: bool) {
+        let lease = open.then_some((crate::types::Epoch(1), Millis(u64::MAX)));
+        sim.nodes[i]
+            .agent
+            .proc
+            .as_ref()
+            .expect("the agent runs")
+            .fence
+            .set(lease);
     }
 
     /// n1 primary with 10 records, n2 streaming with all of them, n3 with 5.
@@ -338,7 +341,7 @@ mod tests {
         )
         .expect("valid");
         sim.restarts();
-        sim.nodes[0].agent.lease = open_lease();
+        set_fence(&mut sim, 0, true);
         let data = DataDirState::Initialized { system_id: 1 };
         let p = &mut sim.nodes[0].pg;
         p.data = data;
@@ -399,7 +402,7 @@ mod tests {
         let (mut sim, open) = cluster(true);
         assert!(sim.commit_ok(0, 9) && sim.writable(0));
         let _ = open;
-        sim.nodes[0].agent.lease = None;
+        set_fence(&mut sim, 0, false);
         assert!(!sim.writable(0), "closed fence: not writable");
         assert!(
             sim.commit_ok(0, 9),
@@ -407,7 +410,7 @@ mod tests {
         );
         sim.nodes[0].pg.fence_flush = 5;
         assert!(!sim.commit_ok(0, 9));
-        sim.nodes[0].agent.lease = open_lease();
+        set_fence(&mut sim, 0, true);
         // Frozen agent: connected but acknowledging nothing.
         sim.nodes[0].agent.frozen_until = u64::MAX;
         assert!(!sim.writable(0));

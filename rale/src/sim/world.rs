@@ -1,7 +1,10 @@
 //! The simulated world: nodes (host, agent, PostgreSQL, clock), network, consensus,
 //! client, and the tick loop that drives them in a fixed order.
 
-use std::collections::VecDeque;
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -11,11 +14,14 @@ use super::config::{SimConfig, Span};
 use super::consensus::SimConsensus;
 use super::fault::{Fault, Schedule, ScheduledFault, Target};
 use super::network::Network;
+use super::port::{PgOp, Port};
 use super::postgres::SimPostgres;
 use super::trace::{Trace, TraceKind};
-use crate::decide::{Action, Decider, NodeIdentity, Observation, PgAction, Policy};
+use crate::agent::FenceDeadline;
+use crate::decide::{Decider, NodeIdentity, Policy};
 use crate::state::ClusterState;
 use crate::types::{Millis, NodeId};
+use tokio::sync::watch;
 
 /// Builds the policy of a node's agent, each time the agent (re)starts: the node's
 /// identity and its clock reading at start.
@@ -24,18 +30,31 @@ pub type PolicyFactory = Box<dyn Fn(NodeIdentity, Millis) -> Box<dyn Policy>>;
 /// Wall clock of the simulated world at virtual time 0 (Unix ms).
 const WALL_EPOCH_MS: u64 = 1_700_000_000_000;
 
-/// The agent process of a node.
+/// The agent process of a node: the agent that ships ([`crate::agent::Agent`]), polled
+/// by the simulator through its [`Port`].
 pub(super) struct Agent {
-    /// The policy, `None` while the agent is down.
-    pub policy: Option<Box<dyn Policy>>,
-    /// Restart time while down.
+    /// The running process, `None` while the agent is down.
+    pub proc: Option<AgentProc>,
+    /// Restart time while down (or stopping).
     pub down_until: Option<u64>,
     /// Frozen (`SIGSTOP`) until this time.
     pub frozen_until: u64,
     /// HA loop stalled until this time.
     pub stalled_until: u64,
-    /// The lease of the last decision (the commit fence's deadline).
-    pub lease: Option<crate::decide::LeaseHold>,
+}
+
+/// A running agent process.
+pub(super) struct AgentProc {
+    /// `Agent::run` of the agent.
+    pub run: Pin<Box<dyn Future<Output = Result<(), crate::agent::AgentError>>>>,
+    /// Its seams' connection to the world.
+    pub port: Arc<Port>,
+    /// The commit fence's deadline the agent moves.
+    pub fence: FenceDeadline,
+    /// SIGTERM.
+    pub shutdown: watch::Sender<bool>,
+    /// When SIGTERM was sent (`ramd` waits at most 60 s for the loop to stop).
+    pub stopping_since: Option<u64>,
 }
 
 /// One simulated node.
@@ -48,34 +67,10 @@ pub(super) struct Node {
     pub clock_offset_ms: u64,
     pub clock_ns: u64,
     pub rate_ppm: i32,
-    /// Clock reading at which the next HA loop runs.
-    pub next_loop_ms: u64,
     pub pg: SimPostgres,
-    /// The rest of the decision being executed.
-    pub exec_queue: VecDeque<Action>,
-    /// The action in progress.
+    /// The PostgreSQL operation in progress (it completes even if the agent dies).
     pub exec_current: Option<InFlight>,
     pub stream_rate: u64,
-    /// The lease keeper (as in `ramd`): the grant of the last step, when (clock) the
-    /// running step started, its last renewal (clock) and pending proposal, and the fence
-    /// deadline its applied renewals proved.
-    pub keeper: Keeper,
-}
-
-/// The simulated lease keeper of one agent: renews the lease within the policy's
-/// [`crate::decide::RenewalGrant`] while a step's actions run longer than the renew
-/// interval (or the loop is stalled), and extends the fence with what was applied.
-#[derive(Clone, Debug, Default)]
-pub(super) struct Keeper {
-    pub grant: Option<crate::decide::RenewalGrant>,
-    pub busy_since: Option<u64>,
-    pub last_sent: Option<u64>,
-    /// Sequence number, clock stamp and epoch of the renewal in flight.
-    pub pending: Option<(u64, u64, crate::types::Epoch)>,
-    /// Fence deadline (clock) proven by an applied keeper renewal, for that epoch.
-    pub deadline: Option<(crate::types::Epoch, u64)>,
-    /// Renewals the keeper got applied (for reports and tests).
-    pub renewals: u64,
 }
 
 impl Node {
@@ -85,17 +80,17 @@ impl Node {
 
     /// The agent runs (not down, not frozen) on a running host.
     pub fn agent_running(&self, now_ms: u64) -> bool {
-        self.host_up && self.agent.policy.is_some() && now_ms >= self.agent.frozen_until
+        self.host_up && self.agent.proc.is_some() && now_ms >= self.agent.frozen_until
     }
 }
 
-/// An action in progress.
-#[derive(Clone, Debug)]
-pub(super) enum InFlight {
-    /// A PostgreSQL action completing at this time.
-    Pg(PgAction, u64),
-    /// A proposal with this log sequence number, waited for until this time.
-    Propose(u64, u64),
+/// A PostgreSQL operation in progress: completes at `done_at`, answering `ticket` on
+/// `port` (ignored when the agent that asked is gone).
+pub(super) struct InFlight {
+    pub op: PgOp,
+    pub done_at: u64,
+    pub port: Arc<Port>,
+    pub ticket: u64,
 }
 
 /// A write sent by the client, waiting for its commit acknowledgement.
@@ -113,7 +108,7 @@ pub(super) struct PendingWrite {
 pub struct Sim {
     pub(super) cfg: SimConfig,
     pub(super) schedule: Schedule,
-    factory: PolicyFactory,
+    pub(super) factory: PolicyFactory,
     pub(super) rng: ChaCha8Rng,
     pub(super) now_ms: u64,
     pub(super) nodes: Vec<Node>,
@@ -132,6 +127,8 @@ pub struct Sim {
     slow: Vec<(u64, u64)>,
     window_seq: u64,
     pub(super) next_write_ms: u64,
+    /// Proposals in consensus: log sequence number → the port and ticket to answer.
+    pub(super) proposals: BTreeMap<u64, (Arc<Port>, u64)>,
 }
 
 fn draw(rng: &mut ChaCha8Rng, span: Span) -> u64 {
@@ -172,20 +169,16 @@ impl Sim {
                 host_up: true,
                 host_down_until: None,
                 agent: Agent {
-                    policy: None,
+                    proc: None,
                     down_until: Some(0),
                     frozen_until: 0,
                     stalled_until: 0,
-                    lease: None,
                 },
                 clock_offset_ms,
                 clock_ns: 0,
                 rate_ppm,
-                next_loop_ms: 0,
                 pg: SimPostgres::empty(),
-                exec_queue: VecDeque::new(),
                 exec_current: None,
-                keeper: Keeper::default(),
                 stream_rate,
             });
         }
@@ -219,6 +212,7 @@ impl Sim {
             slow: Vec::new(),
             window_seq: 0,
             next_write_ms: 0,
+            proposals: BTreeMap::new(),
         })
     }
 
@@ -369,49 +363,28 @@ impl Sim {
                 text = format!("{text} -> {}", self.names[i]);
                 let node = &mut self.nodes[i];
                 if node.host_up {
-                    node.agent.policy = None;
+                    // SIGKILL: the process and everything it waited for are gone; a
+                    // PostgreSQL operation it started completes on its own.
+                    node.agent.proc = None;
                     let until = node.agent.down_until.unwrap_or(0).max(now + down_ms);
                     node.agent.down_until = Some(until);
-                    node.exec_queue.clear();
-                    if matches!(node.exec_current, Some(InFlight::Propose(..))) {
-                        node.exec_current = None;
-                    }
                 }
             }
             Fault::StopAgent { target, down_ms } => {
                 let i = self.resolve(target);
                 text = format!("{text} -> {}", self.names[i]);
-                if self.nodes[i].host_up && self.nodes[i].agent.policy.is_some() {
-                    let me = self.nodes[i].identity.node.clone();
-                    let holds = self.consensus.state.holder() == Some(&me);
-                    let final_position = self.nodes[i].pg.running.then(|| {
-                        let wal = &self.nodes[i].pg.wal;
-                        (
-                            wal.timeline(),
-                            super::postgres::Wal::lsn_of(wal.len(), self.cfg.record_bytes),
-                        )
-                    });
-                    // `ramd` stops PostgreSQL with `pg_ctl stop -m fast` on SIGTERM.
-                    self.stop_pg(i, true);
-                    let node = &mut self.nodes[i];
-                    node.agent.policy = None;
+                let node = &mut self.nodes[i];
+                if node.host_up
+                    && let Some(proc) = node.agent.proc.as_mut()
+                {
+                    // SIGTERM: the agent shuts down as `ramd` does (a primary stops
+                    // PostgreSQL and releases its lease with its final position); it is
+                    // started again `down_ms` later, or once it has exited.
+                    let _ = proc.shutdown.send(true);
+                    proc.stopping_since.get_or_insert(now);
+                    proc.port.wake_all();
                     let until = node.agent.down_until.unwrap_or(0).max(now + down_ms);
                     node.agent.down_until = Some(until);
-                    node.exec_queue.clear();
-                    node.exec_current = None;
-                    if holds && self.majority[i] {
-                        let epoch = self.consensus.state.epoch();
-                        let op = crate::state::Operation::ReleaseLease {
-                            node: me.clone(),
-                            epoch,
-                            successor: None,
-                            reason: format!("agent {me} shut down"),
-                            final_position,
-                        };
-                        let delay = self.commit_delay();
-                        let wall_ms = self.wall_ms();
-                        self.consensus.propose(now, delay, i, op, wall_ms);
-                    }
                 }
             }
             Fault::FreezeAgent { target, frozen_ms } => {
@@ -496,13 +469,11 @@ impl Sim {
         node.host_down_until = Some(until);
         node.pg.running = false;
         node.pg.streaming = false;
-        node.agent.policy = None;
+        // The agent process, its lease keeper and the fence deadline it proved (in the
+        // old boot's clock) die with the host.
+        node.agent.proc = None;
         node.agent.down_until = None;
-        node.exec_queue.clear();
         node.exec_current = None;
-        // The lease keeper lives in the agent process: a host crash ends it, with the
-        // fence deadline it proved (in the old boot's clock).
-        node.keeper = Keeper::default();
     }
 
     /// Ends every fault now.
@@ -553,16 +524,11 @@ impl Sim {
                 );
             }
             let node = &self.nodes[i];
-            if node.host_up && node.agent.down_until.is_some_and(|t| t <= now) {
-                let clock = node.clock();
-                let policy = (self.factory)(node.identity.clone(), Millis(clock));
-                let node = &mut self.nodes[i];
-                node.agent.policy = Some(policy);
-                node.agent.lease = None;
-                node.agent.down_until = None;
-                // A new agent process starts with a new lease keeper and a closed fence.
-                node.keeper = Keeper::default();
-                node.next_loop_ms = clock;
+            if node.host_up
+                && node.agent.proc.is_none()
+                && node.agent.down_until.is_some_and(|t| t <= now)
+            {
+                self.start_agent(i);
                 if now > 0 {
                     self.trace.push(
                         now,
@@ -581,48 +547,6 @@ impl Sim {
 
     pub(super) fn duration(&mut self, span: Span) -> u64 {
         draw(&mut self.rng, span)
-    }
-
-    /// One HA loop iteration of node `i` (its agent runs and is idle): observe, decide,
-    /// and queue the decision's actions for execution in order.
-    pub(super) fn step_agent(&mut self, i: usize) {
-        let now = self.now_ms;
-        let clock = self.nodes[i].clock();
-        let loop_ms = u64::try_from(self.cfg.dynamic.loop_interval.as_millis()).unwrap_or(100);
-        self.nodes[i].next_loop_ms = clock + loop_ms;
-        let status = self.pg_status(i);
-        let majority = self.majority[i];
-        let wall_ms = self.wall_ms();
-        let decision = {
-            let cluster = majority.then_some(&self.consensus.state);
-            let obs = Observation {
-                now: Millis(clock),
-                wall_ms,
-                pg: &status,
-                cluster,
-            };
-            let policy = self.nodes[i]
-                .agent
-                .policy
-                .as_mut()
-                .expect("the caller checked the agent runs");
-            policy.step(&obs)
-        };
-        let summary = self.nodes[i].pg.summary(&self.names, self.cfg.record_bytes);
-        self.trace
-            .decision(now, i, &self.names[i], clock, &decision, summary, majority);
-        let grant = decision.renewal;
-        self.nodes[i].agent.lease = decision.lease;
-        let keeper = &mut self.nodes[i].keeper;
-        keeper.grant = grant;
-        keeper.busy_since = Some(clock);
-        if keeper
-            .deadline
-            .is_some_and(|(e, _)| Some(e) != grant.map(|g| g.epoch))
-        {
-            keeper.deadline = None;
-        }
-        self.nodes[i].exec_queue = decision.actions.into();
     }
 }
 
