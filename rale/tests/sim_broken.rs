@@ -284,17 +284,19 @@ fn lag_config() -> SimConfig {
 #[test]
 fn b_promoting_the_most_lagging_is_caught() {
     let cfg = lag_config();
+    // One replica is cut off from the primary for 2 s (less than `member_ttl`, so it
+    // stays a streaming-capable replica), then the primary's host dies.
     let s = Schedule::new(12)
         .at(
             0,
             Fault::CutLink {
                 a: Target::Primary,
                 b: Target::Replica(1),
-                duration_ms: 6_000,
+                duration_ms: 2_000,
             },
         )
         .at(
-            2_500,
+            1_900,
             Fault::CrashNode {
                 target: Target::Primary,
                 down_ms: 8_000,

@@ -303,3 +303,49 @@ fn full_cluster_restart_elects_a_primary_again() {
         );
     }
 }
+
+/// A former primary that kept writing while its agent was frozen has diverged from the
+/// new primary's timeline. The decision core, step by step and with reasons: stop it,
+/// `pg_rewind` from the new primary, and — when `pg_rewind` fails — a fresh base backup;
+/// then it streams again and the rebuild is in the history. The executor that runs these
+/// steps is the agent that ships.
+fn diverged_former_primary(rewind_failure_percent: u32) -> Report {
+    let mut cfg = SimConfig::new(3, DynamicConfig::default());
+    cfg.rewind_failure_percent = rewind_failure_percent;
+    let schedule = Schedule::new(5).at(
+        1_000,
+        Fault::FreezeAgent {
+            target: Target::Primary,
+            frozen_ms: 5_000,
+        },
+    );
+    let report = run(cfg, schedule);
+    assert_ok(&report);
+    assert!(report.failovers >= 1, "{}", report.explain(100));
+    report
+}
+
+#[test]
+fn a_diverged_former_primary_is_rewound() {
+    let report = diverged_former_primary(0);
+    let text = report.trace.text(false);
+    assert!(
+        text.contains("stopping, then pg_rewind from"),
+        "no rewind decision:\n{text}"
+    );
+    assert!(text.contains("action pg_rewind from"), "{text}");
+    assert!(text.contains("rewound from"), "{text}");
+    assert!(!text.contains("taking a fresh base backup"), "{text}");
+}
+
+#[test]
+fn a_failed_rewind_is_followed_by_a_base_backup() {
+    let report = diverged_former_primary(100);
+    let text = report.trace.text(false);
+    assert!(text.contains("pg_rewind from n"), "{text}");
+    assert!(
+        text.contains("failed (") && text.contains("taking a fresh base backup from"),
+        "no base-backup decision after the failed rewind:\n{text}"
+    );
+    assert!(text.contains("action base backup from"), "{text}");
+}

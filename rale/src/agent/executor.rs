@@ -14,7 +14,9 @@ use super::params::{Applied, ParameterApplier};
 use super::runtime::{Runtime, timeout};
 use super::{AgentHooks, IterationReport};
 use crate::consensus::Consensus;
-use crate::decide::{Action, Decision, DecisionKind, NodeIdentity, Observation, PgAction, Policy};
+use crate::decide::{
+    Action, ActionOutcome, Decision, DecisionKind, NodeIdentity, Observation, PgAction, Policy,
+};
 use crate::pg::{PostgresControl, StopMode, Upstream};
 use crate::state::{ClusterState, Command, HistoryKind, Operation};
 use crate::status::{DataDirState, PgStatus};
@@ -46,6 +48,8 @@ pub(crate) struct HaLoop {
     pub keeper: Arc<KeeperShared>,
     /// A permanent failure found after an action failed: the loop stops with it.
     pub fatal: Option<String>,
+    /// How the PostgreSQL actions of the previous decision ended (the next observation).
+    pub outcomes: Vec<ActionOutcome>,
 }
 
 impl HaLoop {
@@ -186,8 +190,10 @@ impl HaLoop {
             wall_ms: self.rt.wall_ms(),
             pg: &pg_status,
             cluster: cluster.as_deref(),
+            outcomes: &self.outcomes,
         };
         let decision = self.policy.step(&obs);
+        let mut outcomes = Vec::new();
         self.hooks.decided(now, &decision, cluster.is_some());
         let lease = decision.lease.map(|l| (l.epoch, l.deadline));
         self.keeper.set_grant(decision.renewal);
@@ -208,9 +214,24 @@ impl HaLoop {
                 // (a loop that was frozen must not finish the decision it took before).
                 warn!(node = %me, action = %action_name(action),
                     "skipped: the lease this decision was taken under ran out");
+                if let Action::Pg { action } = action {
+                    outcomes.push(ActionOutcome {
+                        action: action.clone(),
+                        error: Some(
+                            "skipped: the lease this decision was taken under ran out".into(),
+                        ),
+                    });
+                }
                 continue;
             }
-            if let Err(e) = self.execute(action, cluster.as_deref()).await {
+            let result = self.execute(action, cluster.as_deref()).await;
+            if let Action::Pg { action } = action {
+                outcomes.push(ActionOutcome {
+                    action: action.clone(),
+                    error: result.as_ref().err().map(ToString::to_string),
+                });
+            }
+            if let Err(e) = result {
                 warn!(node = %me, action = ?action_name(action), error = %e, "action failed");
                 if matches!(action, Action::Pg { .. })
                     && let Err(permanent) = self.pg.preflight().await
@@ -225,6 +246,7 @@ impl HaLoop {
                 }
             }
         }
+        self.outcomes = outcomes;
         self.fence.set(lease);
         if let Some(state) = cluster.as_deref() {
             self.apply_parameters(state, &pg_status).await;
@@ -384,40 +406,9 @@ impl HaLoop {
                 };
                 self.pg.follow(up.as_ref()).await
             }
-            PgAction::Rejoin { source, rewind } => {
+            PgAction::Rewind { source } => {
                 let up = Self::upstream(state, source)?;
-                if let Err(e) = self.pg.stop(StopMode::Fast).await {
-                    warn!(node = %me, error = %e, "fast stop before rejoin failed; stopping immediately");
-                    self.pg.stop(StopMode::Immediate).await?;
-                }
-                let how = if *rewind {
-                    match self.pg.rewind(&up).await {
-                        Ok(()) => "pg_rewind",
-                        Err(e) => {
-                            warn!(node = %me, error = %e, "pg_rewind failed: cloning afresh");
-                            PostgresControl::clone_from(self.pg.as_ref(), &up).await?;
-                            "a fresh clone (pg_rewind failed)"
-                        }
-                    }
-                } else {
-                    PostgresControl::clone_from(self.pg.as_ref(), &up).await?;
-                    "a fresh clone"
-                };
-                self.pg.start(Some(&up)).await?;
-                let reason = format!("{me} rejoined as a replica of {source} by {how}");
-                info!(node = %me, "{reason}");
-                let _ = propose(
-                    self.rt.as_ref(),
-                    self.consensus.as_ref(),
-                    Operation::Record {
-                        kind: HistoryKind::Operation,
-                        node: Some(me.clone()),
-                        actor: format!("ha:{me}"),
-                        reason,
-                    },
-                )
-                .await;
-                Ok(())
+                self.pg.rewind(&up).await
             }
             PgAction::Clone { source } => {
                 let up = Self::upstream(state, source)?;
@@ -477,7 +468,7 @@ pub fn action_name(a: &Action) -> String {
                 "pg:follow({})",
                 upstream.as_ref().map(NodeId::as_str).unwrap_or("none")
             ),
-            PgAction::Rejoin { source, rewind } => format!("pg:rejoin({source}, rewind={rewind})"),
+            PgAction::Rewind { source } => format!("pg:rewind({source})"),
             PgAction::Clone { source } => format!("pg:clone({source})"),
             PgAction::SetSynchronousStandbyNames { value } => {
                 format!("pg:sync_standby_names({value})")

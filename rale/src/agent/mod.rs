@@ -228,6 +228,7 @@ impl AgentBuilder {
                 parameters,
                 keeper,
                 fatal: None,
+                outcomes: Vec::new(),
             },
         }
     }

@@ -87,6 +87,9 @@ pub struct Decider {
     last_slots: Option<(Millis, Vec<String>)>,
     catch_up: Option<super::sync::CatchUp>,
     last_action: BTreeMap<&'static str, Millis>,
+    /// A base backup of the current decision rebuilds a diverged node (recorded in the
+    /// history once it succeeded).
+    rebuilding: bool,
 }
 
 fn pg(action: PgAction) -> Action {
@@ -126,6 +129,7 @@ impl Decider {
             last_slots: None,
             catch_up: None,
             last_action: BTreeMap::new(),
+            rebuilding: false,
         }
     }
 
@@ -769,6 +773,34 @@ impl Decider {
         obs: &Observation<'_>,
         holder: NodeId,
     ) -> Decision {
+        let mut d = self.follower_steps(state, obs, holder);
+        // A base backup that rebuilt a diverged node goes into the history.
+        if self.rebuilding
+            && let Some(source) = obs.outcomes.iter().find_map(|o| match &o.action {
+                PgAction::Clone { source } if o.error.is_none() => Some(source.clone()),
+                _ => None,
+            })
+        {
+            self.rebuilding = false;
+            let me = self.node().clone();
+            d.actions.push(propose(Operation::Record {
+                kind: HistoryKind::Operation,
+                node: Some(me.clone()),
+                actor: format!("ha:{me}"),
+                reason: format!(
+                    "{me} was rebuilt from a base backup of {source}; it rejoins as its replica"
+                ),
+            }));
+        }
+        d
+    }
+
+    fn follower_steps(
+        &mut self,
+        state: &ClusterState,
+        obs: &Observation<'_>,
+        holder: NodeId,
+    ) -> Decision {
         let now = obs.now;
         self.expired_since = None;
         self.detached = None;
@@ -797,10 +829,11 @@ impl Decider {
             return d;
         }
         if p.running && p.reachable && p.role() == Role::Primary {
+            let (rebuild, how) = self.rebuild(&holder);
             let mut d = Decision {
                 kind: DecisionKind::Rejoin,
                 reason: format!(
-                    "running as a primary while {holder} holds the lease: stopping, then rejoining as its replica"
+                    "running as a primary while {holder} holds the lease: stopping, then {how}"
                 ),
                 actions: vec![pg(PgAction::Stop {
                     mode: StopMode::Immediate,
@@ -809,11 +842,13 @@ impl Decider {
                 renewal: None,
             };
             if holder_ok && self.once("rejoin", now, REBUILD_COOLDOWN_MS) {
-                d.actions.push(pg(PgAction::Rejoin {
-                    source: holder,
-                    rewind: self.config.use_pg_rewind,
-                }));
+                d.actions.push(pg(rebuild));
             }
+            return d;
+        }
+        if !p.running
+            && let Some(d) = self.after_rebuild(obs, &holder, holder_ok)
+        {
             return d;
         }
         if !p.running {
@@ -856,18 +891,30 @@ impl Decider {
         let since = *self.not_streaming_since.get_or_insert(now);
         let patience = ms(self.config.member_ttl);
         if holder_ok && now.since(since) >= patience {
+            let (rebuild, how) = self.rebuild(&holder);
             let mut d = Decision::none(
                 DecisionKind::Rejoin,
                 format!(
-                    "not streaming from {holder} for {} ms although it runs: the timelines may have diverged, rejoining",
+                    "not streaming from {holder} for {} ms although it runs: the timelines may have diverged; stopping, then {how}",
                     now.since(since)
                 ),
             );
             if self.once("rejoin", now, REBUILD_COOLDOWN_MS * 2) {
-                d.actions.push(pg(PgAction::Rejoin {
-                    source: holder,
-                    rewind: self.config.use_pg_rewind,
-                }));
+                // A clean stop that failed last time is not tried again.
+                let fast_failed = obs.outcomes.iter().any(|o| {
+                    o.error.is_some()
+                        && o.action
+                            == PgAction::Stop {
+                                mode: StopMode::Fast,
+                            }
+                });
+                let mode = if fast_failed {
+                    StopMode::Immediate
+                } else {
+                    StopMode::Fast
+                };
+                d.actions.push(pg(PgAction::Stop { mode }));
+                d.actions.push(pg(rebuild));
                 self.not_streaming_since = None;
             }
             return d;
@@ -876,6 +923,93 @@ impl Decider {
             DecisionKind::Follow,
             format!("waiting for replication from {holder} to stream"),
         )
+    }
+
+    /// How a diverged node becomes a replica of `holder` again: `pg_rewind` when
+    /// configured (a base backup follows if it fails), else a fresh base backup.
+    fn rebuild(&mut self, holder: &NodeId) -> (PgAction, String) {
+        self.rebuilding = !self.config.use_pg_rewind;
+        if self.config.use_pg_rewind {
+            (
+                PgAction::Rewind {
+                    source: holder.clone(),
+                },
+                format!("pg_rewind from {holder}"),
+            )
+        } else {
+            (
+                PgAction::Clone {
+                    source: holder.clone(),
+                },
+                format!("a fresh base backup from {holder}"),
+            )
+        }
+    }
+
+    /// The steps after a `pg_rewind` of the previous decision, for a stopped follower: a
+    /// successful one is followed by a start as a replica (and recorded), a failed one by
+    /// a fresh base backup.
+    fn after_rebuild(
+        &mut self,
+        obs: &Observation<'_>,
+        holder: &NodeId,
+        holder_ok: bool,
+    ) -> Option<Decision> {
+        let me = self.node().clone();
+        let now = obs.now;
+        let outcome = obs
+            .outcomes
+            .iter()
+            .rev()
+            .find(|o| matches!(o.action, PgAction::Rewind { .. }))?;
+        let record = |reason: String| {
+            propose(Operation::Record {
+                kind: HistoryKind::Operation,
+                node: Some(me.clone()),
+                actor: format!("ha:{me}"),
+                reason,
+            })
+        };
+        match (&outcome.action, &outcome.error) {
+            (PgAction::Rewind { source }, None) => {
+                let mut d = Decision::none(
+                    DecisionKind::Rejoin,
+                    format!("rewound from {source}: starting as a replica of {holder}"),
+                );
+                d.actions.push(record(format!(
+                    "{me} rewound from {source} with pg_rewind; it rejoins as a replica of {holder}"
+                )));
+                d.actions.push(pg(PgAction::Start {
+                    upstream: Some(holder.clone()),
+                }));
+                self.last_action.insert("start", now);
+                Some(d)
+            }
+            (PgAction::Rewind { source }, Some(error)) => {
+                if obs.pg.data == DataDirState::Empty {
+                    return None;
+                }
+                let mut d = Decision::none(
+                    DecisionKind::Rejoin,
+                    format!(
+                        "pg_rewind from {source} failed ({error}): taking a fresh base backup from {holder}"
+                    ),
+                );
+                if holder_ok {
+                    d.actions.push(pg(PgAction::Clone {
+                        source: holder.clone(),
+                    }));
+                    self.last_action.insert("clone", now);
+                    self.rebuilding = true;
+                } else {
+                    d.reason = format!(
+                        "pg_rewind from {source} failed ({error}): waiting for primary {holder} to run before a base backup"
+                    );
+                }
+                Some(d)
+            }
+            _ => None,
+        }
     }
 
     /// A follower in maintenance mode: nothing automatic, except what an operator's

@@ -89,6 +89,20 @@ pub struct Observation<'a> {
     pub pg: &'a PgStatus,
     /// The cluster state from a linearizable read, or `None` when no majority answered.
     pub cluster: Option<&'a ClusterState>,
+    /// What became of the PostgreSQL actions of the previous decision, in order (empty on
+    /// the first iteration). The core never assumes an action succeeded; where the next
+    /// step depends on how one ended (a failed `pg_rewind` is followed by a base backup),
+    /// it reads it here.
+    pub outcomes: &'a [ActionOutcome],
+}
+
+/// How one PostgreSQL action of the previous decision ended.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActionOutcome {
+    /// The action.
+    pub action: PgAction,
+    /// `None` when it succeeded; otherwise why it failed (or was skipped).
+    pub error: Option<String>,
 }
 
 /// An action on the local PostgreSQL. The executor performs it and the next observation
@@ -121,16 +135,15 @@ pub enum PgAction {
         /// The primary to stream from.
         upstream: Option<NodeId>,
     },
-    /// Make this node a standby of `source` again after it diverged: stop, `pg_rewind`
-    /// (when `rewind`), falling back to a fresh clone when rewind fails, then start
-    /// streaming from `source`.
-    Rejoin {
+    /// `pg_rewind` the stopped server from `source` (after it diverged); it stays stopped.
+    /// The decision core starts it as a replica when this succeeded and takes a base
+    /// backup instead when it failed ([`Observation::outcomes`]).
+    Rewind {
         /// The current primary.
         source: NodeId,
-        /// Try `pg_rewind` before cloning.
-        rewind: bool,
     },
-    /// Fill an empty data directory with a base backup of `source` and start streaming.
+    /// Replace the data directory with a base backup of `source` (once `source` answers)
+    /// and start streaming from it.
     Clone {
         /// The current primary.
         source: NodeId,

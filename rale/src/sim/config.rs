@@ -119,6 +119,10 @@ pub struct SimConfig {
     /// Count asynchronous-mode losses beyond `maximum_lag_on_failover_bytes` at a
     /// promotion as violations of I2 (otherwise they are only reported).
     pub check_async_loss_bound: bool,
+    /// Percentage of `pg_rewind` runs that fail (as when the source no longer has the WAL
+    /// from before the divergence), so that the base-backup fallback is exercised.
+    #[serde(default)]
+    pub rewind_failure_percent: u32,
 }
 
 impl SimConfig {
@@ -147,6 +151,7 @@ impl SimConfig {
             clock_offset_max_ms: 60_000,
             check_failover_lag: true,
             check_async_loss_bound: true,
+            rewind_failure_percent: 20,
         }
     }
 

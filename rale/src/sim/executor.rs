@@ -12,6 +12,7 @@
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
+use rand::Rng;
 use tokio::sync::watch;
 
 use super::port::{Handle, Hooks, Origin, PgDone, PgOp, Port, Request, Response};
@@ -413,6 +414,11 @@ impl Sim {
                 }
                 if self.nodes[i].pg.data != self.nodes[s].pg.data {
                     return fail(format!("{source} is another database system"));
+                }
+                if self.rng.gen_range(0..100) < self.cfg.rewind_failure_percent {
+                    return fail(format!(
+                        "could not find the WAL record where the timelines diverged on {source}"
+                    ));
                 }
                 let src = self.nodes[s].pg.wal.clone();
                 let pg = &mut self.nodes[i].pg;
