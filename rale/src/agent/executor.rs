@@ -15,10 +15,11 @@ use super::runtime::{Runtime, timeout};
 use super::{AgentHooks, IterationReport};
 use crate::consensus::Consensus;
 use crate::decide::{
-    Action, ActionOutcome, Decision, DecisionKind, NodeIdentity, Observation, PgAction, Policy,
+    Action, ActionOutcome, Decision, DecisionKind, NodeIdentity, Observation, ParameterOutcome,
+    PgAction, Policy,
 };
 use crate::pg::{PostgresControl, StopMode, Upstream};
-use crate::state::{ClusterState, Command, HistoryKind, Operation};
+use crate::state::{ClusterState, Command, Operation};
 use crate::status::{DataDirState, PgStatus};
 use crate::types::{Millis, NodeId};
 
@@ -50,6 +51,8 @@ pub(crate) struct HaLoop {
     pub fatal: Option<String>,
     /// How the PostgreSQL actions of the previous decision ended (the next observation).
     pub outcomes: Vec<ActionOutcome>,
+    /// A failure to apply the cluster's PostgreSQL parameters, for the next observation.
+    pub parameter_failure: Option<ParameterOutcome>,
 }
 
 impl HaLoop {
@@ -191,8 +194,13 @@ impl HaLoop {
             pg: &pg_status,
             cluster: cluster.as_deref(),
             outcomes: &self.outcomes,
+            parameters: self.parameter_failure.as_ref(),
         };
         let decision = self.policy.step(&obs);
+        if cluster.is_some() {
+            // Reported to a policy that could act on it.
+            self.parameter_failure = None;
+        }
         let mut outcomes = Vec::new();
         self.hooks.decided(now, &decision, cluster.is_some());
         let lease = decision.lease.map(|l| (l.epoch, l.deadline));
@@ -271,37 +279,19 @@ impl HaLoop {
     /// Applies the cluster-wide PostgreSQL parameters of the dynamic configuration
     /// (`postgresql_parameters` and `synchronous_commit` from `synchronous.commit_level`)
     /// to the running local server (reload; those needing a restart show as
-    /// `pending_restart`); a failure is recorded, and on the primary rolled back.
+    /// `pending_restart`); a failure goes to the policy in the next observation, which
+    /// rolls it back (primary, refused by the server) or records it.
     async fn apply_parameters(&mut self, state: &ClusterState, pg: &PgStatus) {
         let now = self.rt.now();
         if !(pg.running && pg.reachable && self.parameters.is_due(state, now)) {
             return;
         }
-        let me = self.identity.node.clone();
-        let primary = state.holder() == Some(&me);
         let outcome = {
             let _guard = self.pg_lock.lock().await;
-            self.parameters
-                .apply(self.pg.as_ref(), state, primary, now)
-                .await
+            self.parameters.apply(self.pg.as_ref(), state, now).await
         };
-        let op = match outcome {
-            Applied::Unchanged | Applied::Done { .. } => return,
-            Applied::Failed { reason } => Operation::Record {
-                kind: HistoryKind::Config,
-                node: Some(me.clone()),
-                actor: format!("ha:{me}"),
-                reason: format!("{reason} (on {me})"),
-            },
-            Applied::RollBack { config, reason } => Operation::SetConfig {
-                expected_version: Some(state.config_version),
-                config: *config,
-                actor: format!("ha:{me}"),
-                reason: format!("{reason} (on {me})"),
-            },
-        };
-        if let Err(e) = propose(self.rt.as_ref(), self.consensus.as_ref(), op).await {
-            warn!(node = %me, error = %e, "could not record the parameter failure");
+        if let Applied::Failed(failure) = outcome {
+            self.parameter_failure = Some(failure);
         }
     }
 

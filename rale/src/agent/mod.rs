@@ -229,6 +229,7 @@ impl AgentBuilder {
                 keeper,
                 fatal: None,
                 outcomes: Vec::new(),
+                parameter_failure: None,
             },
         }
     }

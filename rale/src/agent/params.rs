@@ -7,10 +7,12 @@
 //!   file in the agent's state directory, so that a parameter removed while the agent
 //!   was down is still removed when it comes back, and a parameter an operator set by
 //!   hand with `ALTER SYSTEM` is never touched.
-//! - When the primary's server refuses a change (a value or name it rejects), the
-//!   parameters go back to the last ones that applied: [`Applied::RollBack`] tells the HA
-//!   loop which configuration to propose. A transient failure (connection lost, timeout)
-//!   is reported once and retried every [`RETRY_INTERVAL`], never rolled back.
+//! - A failure goes to the policy ([`Applied::Failed`], then
+//!   [`Observation::parameters`](crate::decide::Observation::parameters)): when the
+//!   primary's server refuses a change (a value or name it rejects) the decision core
+//!   proposes the last parameters that applied, otherwise it records the failure. A
+//!   transient failure (connection lost, timeout) is reported once and retried every
+//!   [`RETRY_INTERVAL`], never rolled back.
 //!
 //! ```no_run
 //! # async fn demo(pg: &dyn rale::PostgresControl, state: &rale::ClusterState) {
@@ -18,9 +20,8 @@
 //! let mut applier = ParameterApplier::load(
 //!     std::path::PathBuf::from("/var/lib/rale/state/postgresql_parameters.json"),
 //! );
-//! match applier.apply(pg, state, true, rale::Millis(0)).await {
-//!     Applied::RollBack { config, reason } => { /* propose it */ }
-//!     _ => {}
+//! if let Applied::Failed(outcome) = applier.apply(pg, state, rale::Millis(0)).await {
+//!     // hand `outcome` to the policy in the next observation
 //! }
 //! # }
 //! ```
@@ -31,6 +32,7 @@ use std::time::Duration;
 
 use tracing::{info, warn};
 
+use crate::decide::{ParameterOutcome, ParameterSet};
 use crate::pg::PostgresControl;
 use crate::types::Millis;
 use crate::{ClusterState, DynamicConfig};
@@ -47,19 +49,9 @@ pub enum Applied {
         /// Waiting for a restart.
         pending_restart: Vec<String>,
     },
-    /// Could not be applied on a replica (recorded; no rollback from a replica).
-    Failed {
-        /// Why, for the history.
-        reason: String,
-    },
-    /// Could not be applied on the primary: propose `config` (the current configuration
-    /// with the parameters of the last one that applied), recorded with `reason`.
-    RollBack {
-        /// The configuration to propose (compare-and-set on the failed version).
-        config: Box<DynamicConfig>,
-        /// Why, for the history.
-        reason: String,
-    },
+    /// Could not be applied: the policy decides what follows (the decision core rolls a
+    /// refused change back on the primary and records the rest).
+    Failed(ParameterOutcome),
 }
 
 /// Applies the parameters of each new configuration once, and remembers what it set.
@@ -134,14 +126,12 @@ impl ParameterApplier {
             && self.retry_at.is_none_or(|t| now >= t)
     }
 
-    /// Applies `state`'s parameters to `pg` when they changed since the last attempt.
-    /// `primary`: this node holds the lease (only the primary rolls a failed change back);
-    /// `now`: the node's monotonic clock.
+    /// Applies `state`'s parameters to `pg` when they changed since the last attempt
+    /// (`now`: the node's monotonic clock).
     pub async fn apply(
         &mut self,
         pg: &dyn PostgresControl,
         state: &ClusterState,
-        primary: bool,
         now: Millis,
     ) -> Applied {
         if !self.is_due(state, now) {
@@ -189,40 +179,31 @@ impl ParameterApplier {
                     self.installed.entry(k.clone()).or_insert_with(|| v.clone());
                 }
                 self.save();
-                let reason = format!(
-                    "PostgreSQL parameters of configuration version {} could not be applied: {e}",
-                    state.config_version
-                );
                 warn!(error = %e, version = state.config_version, "cluster-wide PostgreSQL parameters not applied");
+                let version = state.config_version;
                 if !refused_by_server(&e) {
                     // Transient: try again in a moment, report once per version.
                     self.attempted = None;
                     self.retry_at =
                         Some(now.plus(u64::try_from(RETRY_INTERVAL.as_millis()).unwrap_or(5_000)));
-                    if self.reported_version == Some(state.config_version) {
+                    if self.reported_version == Some(version) {
                         return Applied::Unchanged;
                     }
-                    self.reported_version = Some(state.config_version);
-                    return Applied::Failed {
-                        reason: format!("{reason}; retrying every {} s", RETRY_INTERVAL.as_secs()),
-                    };
+                    self.reported_version = Some(version);
+                    return Applied::Failed(ParameterOutcome::Transient {
+                        version,
+                        error: e.to_string(),
+                        retry_s: RETRY_INTERVAL.as_secs(),
+                    });
                 }
-                match (&self.good, primary) {
-                    (Some(good), true)
-                        if good.postgresql_parameters != state.config.postgresql_parameters
-                            || good.synchronous.commit_level
-                                != state.config.synchronous.commit_level =>
-                    {
-                        let mut config = state.config.clone();
-                        config.postgresql_parameters = good.postgresql_parameters.clone();
-                        config.synchronous.commit_level = good.synchronous.commit_level;
-                        Applied::RollBack {
-                            config: Box::new(config),
-                            reason: format!("{reason}; rolled back to the parameters that applied"),
-                        }
-                    }
-                    _ => Applied::Failed { reason },
-                }
+                Applied::Failed(ParameterOutcome::Refused {
+                    version,
+                    error: e.to_string(),
+                    last_good: self.good.as_ref().map(|g| ParameterSet {
+                        postgresql_parameters: g.postgresql_parameters.clone(),
+                        commit_level: g.synchronous.commit_level,
+                    }),
+                })
             }
         }
     }

@@ -94,6 +94,45 @@ pub struct Observation<'a> {
     /// step depends on how one ended (a failed `pg_rewind` is followed by a base backup),
     /// it reads it here.
     pub outcomes: &'a [ActionOutcome],
+    /// How applying the cluster-wide PostgreSQL parameters to the local server failed,
+    /// reported once (the decision core rolls a refused change back on the primary, or
+    /// records the failure).
+    pub parameters: Option<&'a ParameterOutcome>,
+}
+
+/// A failure to apply the cluster-wide PostgreSQL parameters of a configuration version
+/// to the local server.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum ParameterOutcome {
+    /// The server refused a value or a name (`ALTER SYSTEM` failed): worth a rollback.
+    Refused {
+        /// The configuration version whose parameters failed.
+        version: u64,
+        /// The server's error.
+        error: String,
+        /// The parameters of the last configuration that applied on this server, if any.
+        last_good: Option<ParameterSet>,
+    },
+    /// A transient failure (connection lost, timeout): the agent retries every
+    /// `retry_s` seconds; reported once per version.
+    Transient {
+        /// The configuration version whose parameters failed.
+        version: u64,
+        /// The error.
+        error: String,
+        /// Seconds between retries.
+        retry_s: u64,
+    },
+}
+
+/// The parameter part of a dynamic configuration.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ParameterSet {
+    /// `postgresql_parameters`.
+    pub postgresql_parameters: std::collections::BTreeMap<String, String>,
+    /// `synchronous.commit_level`.
+    pub commit_level: rale_sync::CommitLevel,
 }
 
 /// How one PostgreSQL action of the previous decision ended.
