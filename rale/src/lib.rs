@@ -10,6 +10,19 @@
 //! - [`agent`]: the agent runtime that executes a policy's decisions on a node;
 //! - [`sim`]: the deterministic simulation harness that attacks a policy with faults.
 //!
+//! Features: none by default (the domain, the seams, `decide`, `sim`, `agent` without a
+//! runtime); `raft` (the openraft consensus), `local-pg` (`LocalPostgres`), `agent`
+//! (`agent::SystemRuntime` on tokio), `proptest` (`sim::strategy`), `testing`
+//! (conformance suites).
+//!
+//! Examples (run in CI as tests):
+//! - `examples/zone_policy.rs` (`cargo run -p rale --example zone_policy --features proptest`):
+//!   an integrator's own [`decide::Policy`] (prefer candidates in the lost primary's zone)
+//!   checked by the simulator's invariants in every replication mode;
+//! - `examples/custom_agent.rs` (`cargo run -p rale --example custom_agent --features agent`):
+//!   agents assembled with [`agent::Agent::builder`] from in-memory consensus and
+//!   PostgreSQL and hooks of their own, bootstrapping and failing over.
+//!
 //! ```
 //! use rale::Lsn;
 //! let lsn: Lsn = "16/B374D848".parse().expect("valid LSN");
