@@ -15,6 +15,20 @@
 //!
 //! Tools run as the `postgres` OS user when the process is root.
 //!
+//! Where do scheduled backups run? (a pure piece, runnable as is)
+//!
+//! ```
+//! use rale::{NodeId, Role};
+//! use rale_backup::schedule::{chosen_node, MemberView, Placement};
+//!
+//! let m = |n: &str, role, healthy| MemberView { node: NodeId::new(n).unwrap(), role, healthy };
+//! let cluster = [m("n1", Role::Primary, true), m("n3", Role::Replica, true), m("n2", Role::Replica, true)];
+//! assert_eq!(chosen_node(Placement::AnyReplica, &cluster).unwrap().as_str(), "n2");
+//! assert_eq!(chosen_node(Placement::Primary, &cluster).unwrap().as_str(), "n1");
+//! ```
+//!
+//! Driving pgBackRest (needs the tool and a server):
+//!
 //! ```no_run
 //! use std::path::Path;
 //! use std::sync::Arc;
@@ -39,18 +53,6 @@
 //! println!("backup {:?}", made.backup.map(|b| b.id));
 //! tool.restore(&RestoreRequest::latest("/var/lib/postgresql/restore")).await?;
 //! # Ok(()) }
-//! ```
-//!
-//! A pure piece, runnable as is: where do scheduled backups run?
-//!
-//! ```
-//! use rale::{NodeId, Role};
-//! use rale_backup::schedule::{chosen_node, MemberView, Placement};
-//!
-//! let m = |n: &str, role, healthy| MemberView { node: NodeId::new(n).unwrap(), role, healthy };
-//! let cluster = [m("n1", Role::Primary, true), m("n3", Role::Replica, true), m("n2", Role::Replica, true)];
-//! assert_eq!(chosen_node(Placement::AnyReplica, &cluster).unwrap().as_str(), "n2");
-//! assert_eq!(chosen_node(Placement::Primary, &cluster).unwrap().as_str(), "n1");
 //! ```
 
 // The determinism lints of clippy.toml apply to rale::decide only.

@@ -1,4 +1,4 @@
-//! Runs the real `ramctrl` binary against a [`RamdCluster`](crate::ramd_cluster::RamdCluster):
+//! Runs the real `ramctrl` binary against a [`RamdCluster`]:
 //! every call passes the agents' URLs and credentials, prints the command and its output
 //! (visible with `--nocapture`), and is bounded in time.
 //!

@@ -12,7 +12,7 @@
 //!
 //! Every piece is a seam: the consensus (the built-in Raft, an in-memory one, your own),
 //! the PostgreSQL control (the local server, the in-memory one, your own), the policy,
-//! the clocks and timers ([`Runtime`]: [`SystemRuntime`] in production, the simulator's
+//! the clocks and timers ([`Runtime`]: `SystemRuntime` (feature `agent`) in production, the simulator's
 //! virtual clock in tests) and the hooks (`ramd` publishes its REST API snapshot and runs
 //! user callbacks from them).
 //!

@@ -1,7 +1,7 @@
 //! The `Consensus` seam: a linearizable, replicated [`ClusterState`].
 //!
 //! Implementations: [`MemConsensus`] (in-process, for tests and examples) and the
-//! openraft-backed implementation in [`raft`] for real agents.
+//! openraft-backed implementation in `raft` (feature `raft`) for real agents.
 
 use std::sync::Arc;
 

@@ -1,5 +1,5 @@
 //! The `PostgresControl` seam: everything the agent does to its local PostgreSQL, and
-//! [`LocalPostgres`], its implementation for a server on this machine.
+//! `LocalPostgres` (feature `local-pg`), its implementation for a server on this machine.
 //!
 //! The decision core never calls it; the agent's executor turns the core's
 //! [`crate::decide::PgAction`]s into calls on a `PostgresControl`.

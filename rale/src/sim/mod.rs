@@ -47,7 +47,7 @@
 //! # Ok::<(), rale::Error>(())
 //! ```
 //!
-//! For property tests, [`strategy::schedule`] generates schedules that shrink to a
+//! For property tests, `strategy::schedule` (feature `proptest`) generates schedules that shrink to a
 //! minimal failing one; a failing run's [`Report::explain`] prints the schedule as JSON
 //! (replay it with [`Schedule::from_json`]) and a step-by-step trace.
 

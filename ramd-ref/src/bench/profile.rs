@@ -25,7 +25,7 @@ pub enum Profile {
     /// The defaults of `DynamicConfig` (lease 1.5 s, loop 100 ms, …).
     #[default]
     Default,
-    /// [`FAST_BOOTSTRAP_TOML`]: lease 1 s, renew 150 ms, loop 50 ms, member TTL 2 s.
+    /// `FAST_BOOTSTRAP_TOML`: lease 1 s, renew 150 ms, loop 50 ms, member TTL 2 s.
     Fast,
 }
 
