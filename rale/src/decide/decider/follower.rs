@@ -1,0 +1,295 @@
+//! Followers: starting, pointing and rebuilding replicas of the holder (rejoin).
+
+use super::*;
+
+impl Decider {
+    pub(super) fn follower(
+        &mut self,
+        state: &ClusterState,
+        obs: &Observation<'_>,
+        holder: NodeId,
+    ) -> Decision {
+        let mut d = self.follower_steps(state, obs, holder);
+        // A base backup that rebuilt a diverged node goes into the history.
+        if self.rebuilding
+            && let Some(source) = obs.outcomes.iter().find_map(|o| match &o.action {
+                PgAction::Clone { source } if o.error.is_none() => Some(source.clone()),
+                _ => None,
+            })
+        {
+            self.rebuilding = false;
+            let me = self.node().clone();
+            d.actions.push(propose(Operation::Record {
+                kind: HistoryKind::Operation,
+                node: Some(me.clone()),
+                actor: format!("ha:{me}"),
+                reason: format!(
+                    "{me} was rebuilt from a base backup of {source}; it rejoins as its replica"
+                ),
+            }));
+        }
+        d
+    }
+
+    pub(super) fn follower_steps(
+        &mut self,
+        state: &ClusterState,
+        obs: &Observation<'_>,
+        holder: NodeId,
+    ) -> Decision {
+        let now = obs.now;
+        self.expired_since = None;
+        self.detached = None;
+        self.switchover_stop = None;
+        let p = obs.pg;
+        let holder_ok = state
+            .members
+            .get(&holder)
+            .is_some_and(|m| m.running && m.role == Role::Primary);
+        if state.paused {
+            return self.follower_paused(obs, holder);
+        }
+        self.stepped_down = None;
+        if p.data == DataDirState::Empty {
+            let mut d = Decision::none(
+                DecisionKind::Rejoin,
+                format!("empty data directory: cloning from {holder}"),
+            );
+            if !holder_ok {
+                d.reason = format!(
+                    "empty data directory: waiting for primary {holder} to run before cloning"
+                );
+            } else if self.once("clone", now, REBUILD_COOLDOWN_MS) {
+                d.actions.push(pg(PgAction::Clone { source: holder }));
+            }
+            return d;
+        }
+        if p.running && p.reachable && p.role() == Role::Primary {
+            let (rebuild, how) = self.rebuild(&holder);
+            let mut d = Decision {
+                kind: DecisionKind::Rejoin,
+                reason: format!(
+                    "running as a primary while {holder} holds the lease: stopping, then {how}"
+                ),
+                actions: vec![pg(PgAction::Stop {
+                    mode: StopMode::Immediate,
+                })],
+                lease: None,
+                renewal: None,
+            };
+            if holder_ok && self.once("rejoin", now, REBUILD_COOLDOWN_MS) {
+                d.actions.push(pg(rebuild));
+            }
+            return d;
+        }
+        if !p.running
+            && let Some(d) = self.after_rebuild(obs, &holder, holder_ok)
+        {
+            return d;
+        }
+        if !p.running {
+            let mut d = Decision::none(
+                DecisionKind::Follow,
+                format!("starting PostgreSQL as a replica of {holder}"),
+            );
+            if self.once("start", now, ACTION_COOLDOWN_MS) {
+                d.actions.push(pg(PgAction::Start {
+                    upstream: Some(holder),
+                }));
+            }
+            return d;
+        }
+        if !p.reachable {
+            return Decision::none(
+                DecisionKind::Steady,
+                "PostgreSQL runs but does not answer yet",
+            );
+        }
+        if p.upstream.as_ref() != Some(&holder) {
+            let mut d = Decision::none(
+                DecisionKind::Follow,
+                format!("pointing replication at the primary {holder}"),
+            );
+            if self.once("follow", now, ACTION_COOLDOWN_MS / 2) {
+                d.actions.push(pg(PgAction::Follow {
+                    upstream: Some(holder),
+                }));
+            }
+            return d;
+        }
+        if p.streaming {
+            self.not_streaming_since = None;
+            return Decision::none(
+                DecisionKind::Steady,
+                format!("replica streaming from {holder}"),
+            );
+        }
+        let since = *self.not_streaming_since.get_or_insert(now);
+        let patience = ms(self.config.member_ttl);
+        if holder_ok && now.since(since) >= patience {
+            let (rebuild, how) = self.rebuild(&holder);
+            let mut d = Decision::none(
+                DecisionKind::Rejoin,
+                format!(
+                    "not streaming from {holder} for {} ms although it runs: the timelines may have diverged; stopping, then {how}",
+                    now.since(since)
+                ),
+            );
+            if self.once("rejoin", now, REBUILD_COOLDOWN_MS * 2) {
+                // A clean stop that failed last time is not tried again.
+                let fast_failed = obs.outcomes.iter().any(|o| {
+                    o.error.is_some()
+                        && o.action
+                            == PgAction::Stop {
+                                mode: StopMode::Fast,
+                            }
+                });
+                let mode = if fast_failed {
+                    StopMode::Immediate
+                } else {
+                    StopMode::Fast
+                };
+                d.actions.push(pg(PgAction::Stop { mode }));
+                d.actions.push(pg(rebuild));
+                self.not_streaming_since = None;
+            }
+            return d;
+        }
+        Decision::none(
+            DecisionKind::Follow,
+            format!("waiting for replication from {holder} to stream"),
+        )
+    }
+
+    /// How a diverged node becomes a replica of `holder` again: `pg_rewind` when
+    /// configured (a base backup follows if it fails), else a fresh base backup.
+    pub(super) fn rebuild(&mut self, holder: &NodeId) -> (PgAction, String) {
+        self.rebuilding = !self.config.use_pg_rewind;
+        if self.config.use_pg_rewind {
+            (
+                PgAction::Rewind {
+                    source: holder.clone(),
+                },
+                format!("pg_rewind from {holder}"),
+            )
+        } else {
+            (
+                PgAction::Clone {
+                    source: holder.clone(),
+                },
+                format!("a fresh base backup from {holder}"),
+            )
+        }
+    }
+
+    /// The steps after a `pg_rewind` of the previous decision, for a stopped follower: a
+    /// successful one is followed by a start as a replica (and recorded), a failed one by
+    /// a fresh base backup.
+    pub(super) fn after_rebuild(
+        &mut self,
+        obs: &Observation<'_>,
+        holder: &NodeId,
+        holder_ok: bool,
+    ) -> Option<Decision> {
+        let me = self.node().clone();
+        let now = obs.now;
+        let outcome = obs
+            .outcomes
+            .iter()
+            .rev()
+            .find(|o| matches!(o.action, PgAction::Rewind { .. }))?;
+        let record = |reason: String| {
+            propose(Operation::Record {
+                kind: HistoryKind::Operation,
+                node: Some(me.clone()),
+                actor: format!("ha:{me}"),
+                reason,
+            })
+        };
+        match (&outcome.action, &outcome.error) {
+            (PgAction::Rewind { source }, None) => {
+                let mut d = Decision::none(
+                    DecisionKind::Rejoin,
+                    format!("rewound from {source}: starting as a replica of {holder}"),
+                );
+                d.actions.push(record(format!(
+                    "{me} rewound from {source} with pg_rewind; it rejoins as a replica of {holder}"
+                )));
+                d.actions.push(pg(PgAction::Start {
+                    upstream: Some(holder.clone()),
+                }));
+                self.last_action.insert("start", now);
+                Some(d)
+            }
+            (PgAction::Rewind { source }, Some(error)) => {
+                if obs.pg.data == DataDirState::Empty {
+                    return None;
+                }
+                let mut d = Decision::none(
+                    DecisionKind::Rejoin,
+                    format!(
+                        "pg_rewind from {source} failed ({error}): taking a fresh base backup from {holder}"
+                    ),
+                );
+                if holder_ok {
+                    d.actions.push(pg(PgAction::Clone {
+                        source: holder.clone(),
+                    }));
+                    self.last_action.insert("clone", now);
+                    self.rebuilding = true;
+                } else {
+                    d.reason = format!(
+                        "pg_rewind from {source} failed ({error}): waiting for primary {holder} to run before a base backup"
+                    );
+                }
+                Some(d)
+            }
+            _ => None,
+        }
+    }
+
+    /// A follower in maintenance mode: nothing automatic, except what an operator's
+    /// switchover implies — a running replica is pointed at the new primary, and the
+    /// former primary that handed the lease over starts again as its replica.
+    pub(super) fn follower_paused(&mut self, obs: &Observation<'_>, holder: NodeId) -> Decision {
+        let now = obs.now;
+        let p = obs.pg;
+        if !p.running && self.stepped_down.is_some() && p.data != DataDirState::Empty {
+            let mut d = Decision::none(
+                DecisionKind::Follow,
+                format!(
+                    "maintenance mode: this node handed the lease to {holder} in a switchover; starting it as its replica"
+                ),
+            );
+            if self.once("start", now, ACTION_COOLDOWN_MS) {
+                d.actions.push(pg(PgAction::Start {
+                    upstream: Some(holder),
+                }));
+            }
+            return d;
+        }
+        if p.running
+            && p.reachable
+            && p.role() == Role::Replica
+            && p.upstream.as_ref() != Some(&holder)
+        {
+            let mut d = Decision::none(
+                DecisionKind::Follow,
+                format!("maintenance mode: pointing replication at the primary {holder}"),
+            );
+            if self.once("follow", now, ACTION_COOLDOWN_MS / 2) {
+                d.actions.push(pg(PgAction::Follow {
+                    upstream: Some(holder),
+                }));
+            }
+            return d;
+        }
+        if p.running && p.streaming {
+            self.stepped_down = None;
+        }
+        Decision::none(
+            DecisionKind::Paused,
+            format!("maintenance mode: {holder} is primary"),
+        )
+    }
+}

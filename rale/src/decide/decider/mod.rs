@@ -1,0 +1,420 @@
+//! The default [`Policy`]: lease-based primary election with fencing, detach-then-promote
+//! failover, in-place restart, rejoin and planned switchover.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use rale_sync::quorum::promotion_quorum;
+
+use super::{
+    Action, Decision, DecisionKind, LeaseHold, NodeIdentity, Observation, ParameterOutcome,
+    PgAction, Policy, RenewalGrant,
+};
+use crate::config::DynamicConfig;
+use crate::decide::candidate::{Eligibility, rank_candidates, sync_restricted};
+use crate::pg::StopMode;
+use crate::state::{ClusterState, HistoryKind, Lease, Operation};
+use crate::status::{DataDirState, Detachment, MemberStatus, PgStatus};
+use crate::types::{Epoch, Millis, NodeId, Role};
+
+/// What identifies one state of the lease record: any change restarts observers' timers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct LeaseKey {
+    holder: Option<NodeId>,
+    epoch: Epoch,
+    renewals: u64,
+    successor: Option<NodeId>,
+}
+
+impl LeaseKey {
+    fn of(lease: Option<&Lease>) -> Self {
+        match lease {
+            None => LeaseKey {
+                holder: None,
+                epoch: Epoch(0),
+                renewals: 0,
+                successor: None,
+            },
+            Some(l) => LeaseKey {
+                holder: l.holder.clone(),
+                epoch: l.epoch,
+                renewals: l.renewals,
+                successor: l.successor.clone(),
+            },
+        }
+    }
+}
+
+/// Cool-down between repeated PostgreSQL actions of one kind, so an action still in
+/// progress is not requested again on every loop.
+const ACTION_COOLDOWN_MS: u64 = 1_000;
+/// Cool-down for long actions (clone, rejoin).
+const REBUILD_COOLDOWN_MS: u64 = 5_000;
+/// How often the primary re-asserts its replication slots even when nothing changed.
+const SLOTS_REFRESH_MS: u64 = 10_000;
+
+/// The default decision core. See the [module documentation](super) for the rules.
+#[derive(Debug)]
+pub struct Decider {
+    me: NodeIdentity,
+    started: Millis,
+    /// Last known dynamic configuration (kept for decisions without a majority).
+    config: DynamicConfig,
+    /// The lease record as last seen, and when (our clock) it last changed.
+    lease_seen: Option<(LeaseKey, Millis)>,
+    /// Members' heartbeats as last seen, and when they last changed.
+    members_seen: BTreeMap<NodeId, (u64, Millis)>,
+    /// While we hold the lease: its epoch and our conservative deadline.
+    lease_deadline: Option<(Epoch, Millis)>,
+    last_renew_sent: Option<Millis>,
+    heartbeat: u64,
+    last_published: Option<(Millis, MemberStatus)>,
+    detached: Option<Detachment>,
+    expired_since: Option<(Epoch, Millis)>,
+    crash_since: Option<Millis>,
+    not_streaming_since: Option<Millis>,
+    /// We stopped PostgreSQL to hand the lease to this member.
+    switchover_stop: Option<(Epoch, NodeId)>,
+    /// Where this node's server, running as the primary, last was (timeline, position):
+    /// recorded when it releases the lease, for failover's lag rule.
+    last_primary_position: Option<(crate::types::Timeline, crate::types::Lsn)>,
+    /// This node promoted itself for that epoch, and since when (our clock) it runs as
+    /// that primary (set on the first step that sees it running as one).
+    promoted: Option<(Epoch, Option<Millis>)>,
+    /// We handed the lease of this epoch over in a planned switchover: our stopped server
+    /// is started as a replica of the new primary even in maintenance mode (the
+    /// operator's switchover includes it).
+    stepped_down: Option<Epoch>,
+    last_slots: Option<(Millis, Vec<String>)>,
+    catch_up: Option<crate::decide::sync::CatchUp>,
+    last_action: BTreeMap<&'static str, Millis>,
+    /// A base backup of the current decision rebuilds a diverged node (recorded in the
+    /// history once it succeeded).
+    rebuilding: bool,
+}
+
+fn pg(action: PgAction) -> Action {
+    Action::Pg { action }
+}
+
+fn propose(op: Operation) -> Action {
+    Action::Propose { op }
+}
+
+fn ms(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+mod bootstrap;
+mod failover;
+mod follower;
+mod holder;
+mod parameters;
+mod switchover;
+
+impl Decider {
+    /// A decider for `me`, started at `now` (its timers start conservatively: a lease seen
+    /// for the first time is treated as just renewed).
+    pub fn new(me: NodeIdentity, now: Millis) -> Self {
+        Self {
+            me,
+            started: now,
+            config: DynamicConfig::default(),
+            lease_seen: None,
+            members_seen: BTreeMap::new(),
+            lease_deadline: None,
+            last_renew_sent: None,
+            heartbeat: 0,
+            last_published: None,
+            detached: None,
+            expired_since: None,
+            crash_since: None,
+            not_streaming_since: None,
+            switchover_stop: None,
+            stepped_down: None,
+            promoted: None,
+            last_primary_position: None,
+            last_slots: None,
+            catch_up: None,
+            last_action: BTreeMap::new(),
+            rebuilding: false,
+        }
+    }
+
+    /// The node this decider runs for.
+    pub fn identity(&self) -> &NodeIdentity {
+        &self.me
+    }
+
+    /// Replaces the node's identity (its tags or advertised addresses changed on reload);
+    /// the next publication carries the new values.
+    pub fn set_identity(&mut self, me: NodeIdentity) {
+        self.me = me;
+    }
+
+    fn node(&self) -> &NodeId {
+        &self.me.node
+    }
+
+    /// Returns true (and records `now`) when `kind` was not requested within `cooldown_ms`.
+    fn once(&mut self, kind: &'static str, now: Millis, cooldown_ms: u64) -> bool {
+        match self.last_action.get(kind) {
+            Some(t) if now.since(*t) < cooldown_ms => false,
+            _ => {
+                self.last_action.insert(kind, now);
+                true
+            }
+        }
+    }
+
+    fn observe(&mut self, state: &ClusterState, now: Millis) {
+        self.config = state.config.clone();
+        let key = LeaseKey::of(state.lease.as_ref());
+        match &self.lease_seen {
+            Some((k, _)) if *k == key => {}
+            _ => self.lease_seen = Some((key, now)),
+        }
+        self.lease_deadline = match &state.lease {
+            Some(l) if l.holder.as_ref() == Some(self.node()) => {
+                let deadline = if l.holder_clock > now || l.holder_clock < self.started {
+                    // A stamp this agent process did not write: from a future reading (the
+                    // host rebooted and its clock restarted) or from before this process
+                    // started — possibly on another boot, whose readings mean nothing on
+                    // this clock. Trust nothing until a renewal of our own lands.
+                    now
+                } else {
+                    l.holder_clock.plus(self.config.holder_validity_ms())
+                };
+                Some((l.epoch, deadline))
+            }
+            _ => None,
+        };
+        self.members_seen
+            .retain(|n, _| state.members.contains_key(n));
+        for (n, m) in &state.members {
+            match self.members_seen.get(n) {
+                Some((hb, _)) if *hb == m.heartbeat => {}
+                _ => {
+                    self.members_seen.insert(n.clone(), (m.heartbeat, now));
+                }
+            }
+        }
+    }
+
+    fn fresh_members(&self, now: Millis) -> BTreeSet<NodeId> {
+        let ttl = ms(self.config.member_ttl);
+        self.members_seen
+            .iter()
+            .filter(|(_, (_, seen))| now.since(*seen) < ttl)
+            .map(|(n, _)| n.clone())
+            .collect()
+    }
+
+    /// Whether, in this node's view, nobody validly holds the lease.
+    fn lease_expired(&self, state: &ClusterState, now: Millis) -> bool {
+        let since = self
+            .lease_seen
+            .as_ref()
+            .map(|(_, t)| *t)
+            .unwrap_or(self.started);
+        let waited = now.since(since) >= self.config.lease_ttl_ms();
+        match &state.lease {
+            None => true,
+            Some(l) if l.holder.is_none() => match &l.successor {
+                Some(s) if s != self.node() => waited,
+                _ => true,
+            },
+            Some(_) => waited,
+        }
+    }
+
+    fn member_status(&self, p: &PgStatus) -> MemberStatus {
+        MemberStatus {
+            node: self.me.node.clone(),
+            api_url: self.me.api_url.clone(),
+            pg_host: self.me.pg_host.clone(),
+            pg_port: self.me.pg_port,
+            role: p.role(),
+            running: p.running && p.reachable,
+            timeline: p.timeline,
+            lsn: p.wal_position(),
+            receive_lsn: p.receive_lsn,
+            replay_lsn: p.replay_lsn,
+            upstream: p.upstream.clone(),
+            streaming: p.streaming,
+            tags: self.me.tags.clone(),
+            detached: self.detached,
+            pending_restart: p.pending_restart,
+            server_version_num: p.server_version_num,
+            system_id: match p.data {
+                DataDirState::Initialized { system_id } => Some(system_id),
+                DataDirState::Empty => None,
+            },
+            heartbeat: self.heartbeat,
+        }
+    }
+
+    /// Publishes our status when something significant changed or the interval passed.
+    /// WAL positions alone do not trigger a publication (they would flood consensus).
+    fn publish(&mut self, p: &PgStatus, now: Millis) -> Option<Action> {
+        let mut status = self.member_status(p);
+        let due = match &self.last_published {
+            None => true,
+            Some((at, last)) => {
+                let mut a = last.clone();
+                let mut b = status.clone();
+                for s in [&mut a, &mut b] {
+                    s.lsn = Default::default();
+                    s.receive_lsn = None;
+                    s.replay_lsn = None;
+                    s.heartbeat = 0;
+                }
+                a != b || now.since(*at) >= ms(self.config.publish_interval)
+            }
+        };
+        if !due {
+            return None;
+        }
+        self.heartbeat += 1;
+        status.heartbeat = self.heartbeat;
+        self.last_published = Some((now, status.clone()));
+        Some(propose(Operation::PublishMember { status }))
+    }
+
+    fn no_majority(&mut self, obs: &Observation<'_>) -> Decision {
+        let now = obs.now;
+        match self.lease_deadline {
+            Some((epoch, deadline)) if now >= deadline => {
+                if self.config.fence {
+                    Decision::none(
+                        DecisionKind::Fence,
+                        format!(
+                            "no consensus majority and lease epoch {epoch} ran out: the commit fence \
+                             holds every commit until the lease is renewed or taken over"
+                        ),
+                    )
+                } else if obs.pg.running {
+                    Decision {
+                        kind: DecisionKind::Fence,
+                        reason: format!(
+                            "no consensus majority and lease epoch {epoch} ran out: stopping PostgreSQL \
+                             so that no second primary can accept writes"
+                        ),
+                        actions: vec![pg(PgAction::Stop {
+                            mode: StopMode::Immediate,
+                        })],
+                        lease: None,
+                        renewal: None,
+                    }
+                } else {
+                    Decision::none(
+                        DecisionKind::Fence,
+                        "no consensus majority; PostgreSQL stopped",
+                    )
+                }
+            }
+            Some((epoch, deadline)) => Decision::none(
+                DecisionKind::NoMajority,
+                format!(
+                    "no consensus majority; still primary for epoch {epoch} for {} ms unless renewed",
+                    deadline.since(now)
+                ),
+            ),
+            None => Decision::none(
+                DecisionKind::NoMajority,
+                "no consensus majority: taking no decision on the minority side",
+            ),
+        }
+    }
+}
+
+impl Policy for Decider {
+    fn step(&mut self, obs: &Observation<'_>) -> Decision {
+        let mut decision = self.decide(obs);
+        decision.lease = self
+            .lease_deadline
+            .map(|(epoch, deadline)| LeaseHold { epoch, deadline });
+        decision.renewal = self.renewal_grant(obs.now);
+        if let (Some(failure), Some(state)) = (obs.parameters, obs.cluster) {
+            decision
+                .actions
+                .push(self.parameter_failure(failure, state));
+        }
+        decision
+    }
+
+    fn set_identity(&mut self, me: NodeIdentity) {
+        Decider::set_identity(self, me);
+    }
+}
+
+impl Decider {
+    fn decide(&mut self, obs: &Observation<'_>) -> Decision {
+        let Some(state) = obs.cluster else {
+            return self.no_majority(obs);
+        };
+        if state.removed.contains(self.node()) {
+            // Removed by an operator while its agent still runs: take no part at all —
+            // publish nothing, claim nothing, and never leave a primary behind.
+            self.lease_deadline = None;
+            if obs.pg.running && obs.pg.reachable && obs.pg.role() == Role::Primary {
+                return Decision {
+                    kind: DecisionKind::Removed,
+                    reason: "this member was removed from the cluster: stopping its PostgreSQL, which runs as a primary".into(),
+                    actions: vec![pg(PgAction::Stop {
+                        mode: StopMode::Fast,
+                    })],
+                    lease: None,
+                    renewal: None,
+                };
+            }
+            return Decision::none(
+                DecisionKind::Removed,
+                "this member was removed from the cluster (DELETE /api/v1/members): it takes no action until it is added again",
+            );
+        }
+        self.observe(state, obs.now);
+        let initialised = state
+            .bootstrap
+            .as_ref()
+            .is_some_and(|b| b.system_id.is_some());
+        let mut decision = if !initialised {
+            self.bootstrap(state, obs)
+        } else if state.holder() == Some(self.node()) {
+            self.holder(state, obs)
+        } else if !self.lease_expired(state, obs.now) {
+            match state.holder().cloned() {
+                Some(h) => self.follower(state, obs, h),
+                None => Decision::none(
+                    DecisionKind::Steady,
+                    "lease handed over: waiting for the successor",
+                ),
+            }
+        } else {
+            self.failover(state, obs)
+        };
+        if let Some(publish) = self.publish(obs.pg, obs.now) {
+            decision.actions.push(publish);
+        }
+        decision
+    }
+
+    /// While this node holds the lease (as of the last step) and is not handing it over:
+    /// how long its agent may keep renewing it while the HA loop is busy. See
+    /// [`RenewalGrant`].
+    fn renewal_grant(&self, now: Millis) -> Option<RenewalGrant> {
+        let (epoch, _) = self.lease_deadline?;
+        if self.switchover_stop.is_some() {
+            return None;
+        }
+        let until = match self.crash_since {
+            Some(since) => since.plus(ms(self.config.restart_timeout)),
+            None => now.plus(self.config.lease_ttl_ms()),
+        };
+        Some(RenewalGrant {
+            epoch,
+            until,
+            validity_ms: self.config.holder_validity_ms(),
+            renew_interval_ms: ms(self.config.renew_interval),
+        })
+    }
+}
