@@ -14,7 +14,7 @@ use serde_json::{Map, Value};
 use super::ApiState;
 use super::auth::Caller;
 use super::error::{ApiError, ApiJson};
-use super::ops::propose;
+use super::propose::propose;
 use super::types::ErrorBody;
 
 type St = State<Arc<ApiState>>;

@@ -10,7 +10,8 @@
 //! #     snapshot: tokio::sync::watch::Receiver<std::sync::Arc<ramd_ref::snapshot::NodeSnapshot>>,
 //! #     consensus: std::sync::Arc<dyn rale::Consensus>,
 //! # ) -> std::io::Result<()> {
-//! use ramd_ref::api::{ApiState, AuthConfig, router};
+//! use ramd_ref::api::{ApiState, router};
+//! use ramd_ref::config::AuthConfig;
 //! let state = ApiState::new(snapshot, consensus, AuthConfig::basic("admin", "secret"), "demo");
 //! let app = router(state); // .merge(raft_rpc_router) in ramd
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:8008").await?;
@@ -41,6 +42,7 @@ mod metrics;
 pub mod openapi;
 mod ops;
 mod params;
+pub(crate) mod propose;
 mod read;
 mod sync;
 pub mod sync_role;
@@ -48,11 +50,12 @@ pub mod types;
 pub mod view;
 
 pub use actions::NodeActions;
-pub use auth::{AuthConfig, Caller, Password, SharedAuth};
-pub use backup::{BackupConfig, BackupService};
+pub use auth::{Caller, SharedAuth};
+pub use backup::BackupService;
 pub use config::merge_patch;
 pub use error::{ApiError, ApiJson};
 
+use crate::config::AuthConfig;
 use crate::snapshot::NodeSnapshot;
 
 /// Default bound on how long `POST /switchover` and `POST /failover` wait for the new

@@ -8,12 +8,13 @@ use std::time::Duration;
 use axum::Json;
 use axum::extract::{Extension, Path, State};
 use axum::http::StatusCode;
-use rale::state::{Command, Operation, Outcome, Switchover};
+use rale::state::{Operation, Outcome, Switchover};
 use rale::{ClusterState, NodeId, Role};
 use rale_sync::SyncMode;
 
 use super::auth::{Caller, caller_name};
 use super::error::{ApiError, ApiJson};
+use super::propose::propose;
 use super::sync_role::{SyncRole, sync_role};
 use super::types::{ActionResponse, ErrorBody, SwitchoverRequest};
 use super::{ApiState, now_unix_ms};
@@ -50,28 +51,6 @@ impl Kind {
             Kind::Failover => "failed over",
         }
     }
-}
-
-pub(crate) async fn propose(st: &ApiState, op: Operation) -> Result<Outcome, ApiError> {
-    let name = op.name();
-    let outcome = st
-        .consensus
-        .propose_visible(Command {
-            op,
-            wall_ms: now_unix_ms(),
-        })
-        .await
-        .map_err(ApiError::consensus)?;
-    if let Outcome::Rejected(reason) = &outcome {
-        tracing::info!(operation = name, reason = %reason, "api proposal rejected");
-    }
-    Ok(outcome)
-}
-
-/// Records an operator action of this node in the history (`api:<caller>`).
-pub(crate) async fn record_operation(st: &ApiState, caller: &str, reason: String) {
-    let node = st.snap().node.clone();
-    crate::node_actions::record(st.consensus.as_ref(), &node, caller, reason).await;
 }
 
 fn node_name(text: &str, what: &str) -> Result<NodeId, ApiError> {
