@@ -17,6 +17,7 @@
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 
 pub mod api;
+pub mod backup;
 pub mod bench;
 pub mod callbacks;
 pub mod client;

@@ -12,7 +12,7 @@ use api_fixture::*;
 use axum::http::{Method, StatusCode};
 use rale_backup::exec::RunAs;
 use rale_backup::{CustomTool, HookConfig, JobManager};
-use ramd_ref::api::BackupService;
+use ramd_ref::backup::BackupService;
 
 const ROUTES: &[(&str, &str, Option<&str>)] = &[
     ("POST", "/api/v1/backup/start", Some("{}")),

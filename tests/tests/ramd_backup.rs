@@ -537,7 +537,7 @@ async fn scenario(cluster: &RamdCluster) -> anyhow::Result<()> {
         .dir()
         .join(&primary)
         .join("backup-jobs")
-        .join(ramd_ref::api::backup::SCHEDULE_FILE);
+        .join(ramd_ref::backup::SCHEDULE_FILE);
     let saved =
         std::fs::read_to_string(&saved).with_context(|| format!("reading {}", saved.display()))?;
     ensure!(

@@ -51,10 +51,10 @@ pub mod view;
 
 pub use actions::NodeActions;
 pub use auth::{Caller, SharedAuth};
-pub use backup::BackupService;
 pub use config::merge_patch;
 pub use error::{ApiError, ApiJson};
 
+use crate::backup::BackupService;
 use crate::config::AuthConfig;
 use crate::snapshot::NodeSnapshot;
 

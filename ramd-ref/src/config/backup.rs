@@ -34,7 +34,7 @@
 //! ```
 //!
 //! The daemon builds its backup service from this section
-//! ([`BackupService::from_config`](crate::api::BackupService::from_config)).
+//! ([`BackupService::from_config`](crate::backup::BackupService::from_config)).
 
 use std::path::PathBuf;
 

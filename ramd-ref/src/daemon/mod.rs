@@ -19,6 +19,7 @@ use tracing::{info, warn};
 pub mod reload;
 
 use crate::api::{self, ApiState};
+use crate::backup::{BackupService, snapshot_members};
 use crate::config::{AuthConfig, NodeConfig};
 use crate::ha::{FenceDeadline, wall_ms};
 use reload::FileReload;
@@ -111,7 +112,7 @@ pub struct Prepared {
     /// The API's access rules.
     pub auth: AuthConfig,
     /// Backups, when configured.
-    pub backup: Option<api::BackupService>,
+    pub backup: Option<BackupService>,
 }
 
 /// Builds and checks everything the start needs from `cfg` (see [`Prepared`]); the
@@ -148,8 +149,7 @@ pub fn prepare(cfg: &NodeConfig) -> Result<Prepared> {
     // configuration (`rale.conf`) unless `[postgresql.parameters]` sets them.
     let backup = match &cfg.backup {
         Some(bcfg) => Some(
-            api::BackupService::from_config(bcfg, cfg.name.clone())
-                .context("configuring backups")?,
+            BackupService::from_config(bcfg, cfg.name.clone()).context("configuring backups")?,
         ),
         None => None,
     };
@@ -201,7 +201,7 @@ pub async fn run(cfg: NodeConfig, config_path: PathBuf) -> Result<()> {
     let callbacks =
         crate::callbacks::Callbacks::new(cfg.callbacks.clone(), "rale", cfg.name.as_str());
     let fence_snapshots = snap_rx.clone();
-    let backup_view = api::backup::snapshot_members(snap_rx.clone());
+    let backup_view = snapshot_members(snap_rx.clone());
     let mut api_state = ApiState::new(snap_rx, consensus.clone(), auth, "rale");
     let file_reload = FileReload::new(
         config_path.clone(),
