@@ -26,6 +26,5 @@ pub mod daemon;
 pub mod demo;
 pub mod fence;
 pub mod ha;
-pub mod node_actions;
 pub mod snapshot;
 pub mod tls;

@@ -1,6 +1,7 @@
 //! `ramd`: wires consensus (openraft), the local PostgreSQL, the HA loop and the REST API,
 //! and handles signals (SIGTERM/SIGINT: clean shutdown; SIGHUP: reload the file, see
-//! [`reload`]).
+//! [`reload`]). Operator actions on the local PostgreSQL (`POST /restart`, …) are in
+//! [`actions`].
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -16,12 +17,14 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
+pub mod actions;
 pub mod reload;
 
 use crate::api::{self, ApiState};
 use crate::backup::{BackupService, snapshot_members};
 use crate::config::{AuthConfig, NodeConfig};
 use crate::ha::{FenceDeadline, wall_ms};
+use actions::DaemonActions;
 use reload::FileReload;
 
 /// The shared secret for consensus traffic: configured, or derived from the API password.
@@ -219,7 +222,7 @@ pub async fn run(cfg: NodeConfig, config_path: PathBuf) -> Result<()> {
         service.start_schedules(cfg.name.clone(), backup_view, Duration::from_secs(1));
         api_state.backup = Some(Arc::new(service));
     }
-    api_state.actions = Some(Arc::new(crate::node_actions::DaemonActions {
+    api_state.actions = Some(Arc::new(DaemonActions {
         node: cfg.name.clone(),
         pg: pg.clone(),
         consensus: consensus.clone(),

@@ -11,11 +11,11 @@ use rale::{Consensus, NodeId, PostgresControl, Role};
 use tokio::sync::Mutex;
 use tracing::{info, warn};
 
+use super::reload::FileReload;
 use crate::api::propose::record;
 use crate::api::types::{ActionResponse, ReinitializeRequest, RestartRequest};
 use crate::api::{ApiError, NodeActions};
 use crate::callbacks::{CallbackEvent, Callbacks};
-use crate::daemon::reload::FileReload;
 
 /// Operator actions on the local PostgreSQL.
 pub struct DaemonActions {
