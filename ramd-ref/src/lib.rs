@@ -26,5 +26,6 @@ pub mod daemon;
 pub mod demo;
 pub mod fence;
 pub mod ha;
+pub mod launch;
 pub mod snapshot;
 pub mod tls;
