@@ -25,8 +25,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use crate::api::Password;
 use crate::api::types::*;
+use crate::config::Password;
 
 /// Errors of the client.
 #[non_exhaustive]

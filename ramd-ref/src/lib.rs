@@ -17,6 +17,7 @@
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 
 pub mod api;
+pub mod backup;
 pub mod bench;
 pub mod callbacks;
 pub mod client;
@@ -25,6 +26,6 @@ pub mod daemon;
 pub mod demo;
 pub mod fence;
 pub mod ha;
-pub mod node_actions;
+pub mod launch;
 pub mod snapshot;
 pub mod tls;

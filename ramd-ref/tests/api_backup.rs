@@ -12,7 +12,7 @@ use api_fixture::*;
 use axum::http::{Method, StatusCode};
 use rale_backup::exec::RunAs;
 use rale_backup::{CustomTool, HookConfig, JobManager};
-use ramd_ref::api::BackupService;
+use ramd_ref::backup::BackupService;
 
 const ROUTES: &[(&str, &str, Option<&str>)] = &[
     ("POST", "/api/v1/backup/start", Some("{}")),
@@ -243,7 +243,7 @@ async fn schedules_are_checked_and_replaced() {
 #[tokio::test]
 async fn schedules_set_through_the_api_are_kept() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let config: ramd_ref::api::BackupConfig = serde_json::from_value(serde_json::json!({
+    let config: ramd_ref::config::BackupConfig = serde_json::from_value(serde_json::json!({
         "tool": "custom",
         "job_dir": dir.path().join("jobs"),
         "custom": {

@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use api_fixture::*;
 use rale::Consensus;
-use ramd_ref::api::Password;
 use ramd_ref::api::types::SwitchoverRequest;
 use ramd_ref::client::{Client, ClientConfig, Error};
+use ramd_ref::config::Password;
 
 /// Serves `node`'s router on a free loopback port; the server task ends with the test.
 async fn serve(node: Node) -> (String, tokio::task::JoinHandle<()>) {

@@ -13,7 +13,8 @@ use rale::status::{DataDirState, MemberStatus, PgStatus};
 use rale::{
     ClusterState, Consensus, DynamicConfig, Epoch, Lsn, MemConsensus, Millis, NodeId, Timeline,
 };
-use ramd_ref::api::{ApiState, AuthConfig, router};
+use ramd_ref::api::{ApiState, router};
+use ramd_ref::config::AuthConfig;
 use ramd_ref::snapshot::NodeSnapshot;
 use serde_json::json;
 use tokio::sync::watch;

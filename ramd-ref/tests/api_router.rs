@@ -9,7 +9,8 @@ use api_fixture::*;
 use axum::http::{Method, StatusCode, header};
 use rale::Consensus;
 use rale::state::{HistoryKind, Operation};
-use ramd_ref::api::{AuthConfig, route_table};
+use ramd_ref::api::route_table;
+use ramd_ref::config::AuthConfig;
 
 #[tokio::test]
 async fn cluster_has_patronis_shape() {

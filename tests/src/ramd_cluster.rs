@@ -21,7 +21,7 @@
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, bail, ensure};
 use nix::sys::signal::{Signal, kill};
@@ -105,7 +105,7 @@ pub struct ClusterOptions {
     pub bootstrap_toml: Option<String>,
     /// Extra TOML tables appended to every node's configuration, a template with
     /// `{name}`, `{node_dir}`, `{data_dir}`, `{pg_port}`, `{api_port}` and
-    /// `{cluster_dir}` filled per node (see [`ramd_ref::demo::node_toml`]).
+    /// `{cluster_dir}` filled per node (see [`ramd_ref::launch::node_toml`]).
     pub node_toml: Option<String>,
     /// HTTPS for the API and Raft RPCs (see [`RamdCluster::start_tls`]).
     pub tls: bool,
@@ -460,21 +460,7 @@ impl RamdCluster {
     /// `SIGKILL` waits until it is gone. Returns its PID.
     pub fn kill_agent(&mut self, name: &str, signal: Signal) -> anyhow::Result<u32> {
         let i = self.index(name)?;
-        let child = self.pg_mut()?.agent(i).context("agent gone")?;
-        let pid = child.id();
-        kill(Pid::from_raw(i32::try_from(pid)?), signal)
-            .with_context(|| format!("kill -{signal} {pid} (agent of {name})"))?;
-        if signal == Signal::SIGKILL {
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while child.try_wait()?.is_none() {
-                ensure!(
-                    Instant::now() < deadline,
-                    "agent {pid} survived SIGKILL for 10 s"
-                );
-                std::thread::sleep(Duration::from_millis(10));
-            }
-        }
-        Ok(pid)
+        self.pg_mut()?.agents().signal(i, signal)
     }
 
     /// Sends `SIGTERM` to node `name`'s agent (a clean shutdown: a primary stops
@@ -488,18 +474,7 @@ impl RamdCluster {
     /// Waits up to `timeout` until node `name`'s agent process has exited.
     pub fn wait_agent_exit(&mut self, name: &str, timeout: Duration) -> anyhow::Result<()> {
         let i = self.index(name)?;
-        let child = self.pg_mut()?.agent(i).context("agent gone")?;
-        let pid = child.id();
-        let deadline = Instant::now() + timeout;
-        while child.try_wait()?.is_none() {
-            ensure!(
-                Instant::now() < deadline,
-                "agent {pid} of {name} still runs after {} s",
-                timeout.as_secs()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Ok(())
+        self.pg_mut()?.agents().wait_exit(i, timeout)
     }
 
     /// Starts node `name`'s agent again with the same configuration; returns its PID.

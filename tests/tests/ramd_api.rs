@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, ensure};
 use rale_e2e::WAIT;
 use rale_e2e::ramd_cluster::{RamdCluster, serial};
-use ramd_ref::api::Password;
 use ramd_ref::client::{Answer, Client, ClientConfig};
+use ramd_ref::config::Password;
 use reqwest::Method;
 use serde_json::{Value, json};
 

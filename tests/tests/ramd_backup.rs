@@ -32,7 +32,7 @@ use rale_e2e::ctl::Ctl;
 use rale_e2e::ramd_cluster::{ClusterOptions, RamdCluster, TABLE, serial};
 use serde_json::Value;
 
-/// Every node's `[backup]` section; see `ramd_ref::demo::node_toml` for the placeholders.
+/// Every node's `[backup]` section; see `ramd_ref::launch::node_toml` for the placeholders.
 const NODE_TOML: &str = r#"
 [backup]
 tool = "pgbackrest"
@@ -537,7 +537,7 @@ async fn scenario(cluster: &RamdCluster) -> anyhow::Result<()> {
         .dir()
         .join(&primary)
         .join("backup-jobs")
-        .join(ramd_ref::api::backup::SCHEDULE_FILE);
+        .join(ramd_ref::backup::SCHEDULE_FILE);
     let saved =
         std::fs::read_to_string(&saved).with_context(|| format!("reading {}", saved.display()))?;
     ensure!(

@@ -1,407 +1,28 @@
-//! Backups (`/api/v1/backup/*`): jobs run by [`rale_backup`] on this node, with the
+//! Backups (`/api/v1/backup/*`): the jobs of this node's [`BackupService`], with the
 //! request and response bodies of [`rale_backup::api`].
 //!
 //! Without a [`BackupService`] in [`super::ApiState::backup`] every backup path answers
 //! 503 "backups are not configured on this node".
-//!
-//! # Configuration
-//!
-//! The daemon builds the service with [`BackupService::from_config`] from a
-//! [`BackupConfig`], meant to be the `[backup]` section of the node configuration file:
-//!
-//! ```toml
-//! [backup]
-//! tool = "pgbackrest"                  # pgbackrest | barman | custom
-//! job_dir = "/var/lib/rale/backup-jobs" # one JSON file per job
-//!
-//! [backup.pgbackrest]                  # rale_backup::PgBackRestConfig
-//! stanza = "main"
-//! base_dir = "/var/lib/rale/pgbackrest"
-//! repo_path = "/var/lib/pgbackrest"
-//! pg_data_dir = "/var/lib/postgresql/15/main"
-//! pg_port = 5432
-//!
-//! # [backup.barman]                   # rale_backup::BarmanConfig (tool = "barman")
-//! # server_name = "main"
-//! # base_dir = "/var/lib/rale/barman"
-//! # conninfo = "host=/run/postgresql port=5432 user=postgres dbname=postgres"
-//!
-//! # [backup.custom]                   # rale_backup::HookConfig (tool = "custom")
-//! # state_dir = "/var/lib/rale/hooks"
-//! # backup = "my-backup --to %r/%i"
-//! # restore = "my-restore %i %d"
-//!
-//! [[backup.schedules]]                 # rale_backup::ScheduleSpec
-//! name = "nightly"
-//! kind = "full"
-//! cron = "0 30 2 * * *"
-//! placement = "prefer_replica"
-//!
-//! [backup.retention]                   # rale_backup::Retention
-//! full_count = 2
-//! ```
-//!
-//! Schedules fire only once the daemon calls [`BackupService::start_schedules`] with a
-//! view of the members (e.g. [`snapshot_members`]). `POST /api/v1/backup/schedule`
-//! replaces this node's schedules and retention in memory: the change is neither
-//! persisted nor sent to the other members.
-//!
-//! # WAL archiving and the repository
-//!
-//! A backup tool needs settings in PostgreSQL (pgBackRest and Barman: `archive_mode = on`
-//! and an `archive_command` that pushes WAL into their repository).
-//! [`BackupService::add_server_parameters`] adds them to the parameters of the
-//! configuration file ramd writes (`rale.conf`) where the node's `[postgresql.parameters]`
-//! does not set them; cluster-wide parameters (`ALTER SYSTEM`) override both.
-//! The repository is prepared (pgBackRest `stanza-create`) by
-//! [`BackupService::prepare_when_primary`] as soon as this node is the healthy primary,
-//! and in any case before the first backup (see [`rale_backup::jobs`]). pgBackRest backs
-//! up the primary only: `start` on another node answers 409 (`code: not_primary`).
 
-use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::{Extension, Path, State};
 use axum::http::StatusCode;
-use chrono::Utc;
-use rale::NodeId;
 use rale_backup::api::{
     JobAccepted, JobStatusResponse, JobsResponse, ListBackupsResponse, ScheduleRequest,
-    ScheduleResponse, ScheduleStatus, StartBackupRequest, StartRestoreRequest,
+    ScheduleResponse, StartBackupRequest, StartRestoreRequest,
 };
-use rale_backup::schedule::{ClusterView, MemberView, Schedule, ScheduleRunner};
-use rale_backup::{
-    BackupTool, Barman, BarmanConfig, CustomTool, HookConfig, JobId, JobManager, JobSpec,
-    PgBackRest, PgBackRestConfig, Retention, ScheduleSpec, Scheduler,
-};
-use serde::{Deserialize, Serialize};
-use tokio::sync::watch;
+use rale_backup::{JobId, JobSpec};
 
 use super::ApiState;
 use super::auth::{Caller, caller_name};
 use super::error::{ApiError, ApiJson};
+use super::propose::record_operation;
 use super::types::ErrorBody;
-use crate::snapshot::NodeSnapshot;
+use crate::backup::BackupService;
 
 type St = State<Arc<ApiState>>;
-
-/// Which backup tool a node uses.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ToolKind {
-    /// pgBackRest (`[backup.pgbackrest]`).
-    Pgbackrest,
-    /// Barman in local mode (`[backup.barman]`).
-    Barman,
-    /// The integrator's hook commands (`[backup.custom]`).
-    Custom,
-}
-
-/// The `[backup]` section of a node's configuration (see the module documentation).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct BackupConfig {
-    /// The tool; its own section must be present.
-    pub tool: ToolKind,
-    /// Directory of the job records.
-    pub job_dir: PathBuf,
-    /// pgBackRest settings, for `tool = "pgbackrest"`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pgbackrest: Option<PgBackRestConfig>,
-    /// Barman settings, for `tool = "barman"`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub barman: Option<BarmanConfig>,
-    /// Hook commands, for `tool = "custom"`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub custom: Option<HookConfig>,
-    /// Scheduled backups.
-    #[serde(default)]
-    pub schedules: Vec<ScheduleSpec>,
-    /// Retention applied after each successful backup.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub retention: Option<Retention>,
-}
-
-/// Backups on this node: the job manager (which holds the tool), the schedules and the
-/// runner that fires them.
-pub struct BackupService {
-    jobs: JobManager,
-    schedules: Mutex<Vec<ScheduleSpec>>,
-    runner: Mutex<Option<ScheduleRunner>>,
-    /// The task preparing the repository once this node is primary.
-    preparer: Mutex<Option<tokio::task::JoinHandle<()>>>,
-    /// Data directories a restore must never write into (the node's live one).
-    protected_dirs: Vec<PathBuf>,
-    /// Backups run only where PostgreSQL is the primary (pgBackRest without a standby
-    /// configuration): `start` refuses elsewhere.
-    primary_only: bool,
-    /// Where schedules set through the API are kept across restarts (`None`: memory).
-    schedule_file: Option<PathBuf>,
-}
-
-/// The file, in the job directory, holding the schedules and retention last set through
-/// `POST /api/v1/backup/schedule`; while it exists it takes precedence over the
-/// `[backup]` section's `schedules` and `retention`.
-pub const SCHEDULE_FILE: &str = "schedules.json";
-
-/// How long [`BackupService::prepare_when_primary`] waits after a failed preparation.
-pub const PREPARE_RETRY_INTERVAL: Duration = Duration::from_secs(30);
-
-impl std::fmt::Debug for BackupService {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("BackupService")
-            .field("jobs", &self.jobs)
-            .finish_non_exhaustive()
-    }
-}
-
-fn missing(section: &str) -> rale_backup::Error {
-    rale_backup::Error::Config(format!(
-        "[backup.{section}] is required for tool = \"{section}\""
-    ))
-}
-
-impl BackupService {
-    /// A service over `jobs`, with schedules (checked) and retention. Restores into any
-    /// of `protected_dirs` are refused.
-    pub fn new(
-        jobs: JobManager,
-        schedules: Vec<ScheduleSpec>,
-        retention: Option<Retention>,
-        protected_dirs: Vec<PathBuf>,
-    ) -> rale_backup::Result<Self> {
-        Scheduler::new(schedules.clone(), Utc::now())?;
-        jobs.set_retention(retention);
-        Ok(Self {
-            jobs,
-            schedules: Mutex::new(schedules),
-            runner: Mutex::new(None),
-            preparer: Mutex::new(None),
-            protected_dirs,
-            primary_only: false,
-            schedule_file: None,
-        })
-    }
-
-    /// Keeps schedules set through the API in `file` (written on every change).
-    pub fn with_schedule_file(mut self, file: PathBuf) -> Self {
-        self.schedule_file = Some(file);
-        self
-    }
-
-    /// Refuses `POST /api/v1/backup/start` (409) unless this node's PostgreSQL is the
-    /// primary; [`Self::from_config`] sets it for pgBackRest, which backs up the primary.
-    pub fn with_primary_only(mut self, primary_only: bool) -> Self {
-        self.primary_only = primary_only;
-        self
-    }
-
-    /// Builds the tool named by `config`, opens the job directory (failing jobs an
-    /// earlier run left unfinished) and checks the schedules. Does not start them.
-    pub fn from_config(config: &BackupConfig, node: NodeId) -> rale_backup::Result<Self> {
-        let (tool, data_dir): (Arc<dyn BackupTool>, Option<PathBuf>) = match config.tool {
-            ToolKind::Pgbackrest => {
-                let c = config
-                    .pgbackrest
-                    .clone()
-                    .ok_or_else(|| missing("pgbackrest"))?;
-                let dir = c.pg_data_dir.clone();
-                (Arc::new(PgBackRest::new(c)?), Some(dir))
-            }
-            ToolKind::Barman => {
-                let c = config.barman.clone().ok_or_else(|| missing("barman"))?;
-                (Arc::new(Barman::new(c)?), None)
-            }
-            ToolKind::Custom => {
-                let c = config.custom.clone().ok_or_else(|| missing("custom"))?;
-                let dir = (!c.pg_data_dir.as_os_str().is_empty()).then(|| c.pg_data_dir.clone());
-                (Arc::new(CustomTool::new(c)?), dir)
-            }
-        };
-        let jobs = JobManager::open(&config.job_dir, tool, Some(node))?;
-        let file = config.job_dir.join(SCHEDULE_FILE);
-        let saved: Option<ScheduleRequest> = rale_backup::atomic::read_json(&file)?;
-        let (schedules, retention) = match saved {
-            Some(saved) => {
-                tracing::info!(file = %file.display(), "backup schedules set through the API override [backup] schedules");
-                (saved.schedules, saved.retention)
-            }
-            None => (config.schedules.clone(), config.retention.clone()),
-        };
-        Ok(
-            Self::new(jobs, schedules, retention, data_dir.into_iter().collect())?
-                .with_primary_only(config.tool == ToolKind::Pgbackrest)
-                .with_schedule_file(file),
-        )
-    }
-
-    /// The job manager.
-    pub fn jobs(&self) -> &JobManager {
-        &self.jobs
-    }
-
-    /// Adds the PostgreSQL settings the tool needs ([`BackupTool::server_parameters`]:
-    /// `archive_mode`, `archive_command`, `wal_level`, …) to `parameters` (the node's
-    /// `[postgresql.parameters]`, which ramd writes into `rale.conf`), except those
-    /// `parameters` already sets (names compared case-insensitively): the operator's
-    /// value wins. Returns the names added.
-    pub fn add_server_parameters(&self, parameters: &mut BTreeMap<String, String>) -> Vec<String> {
-        add_tool_parameters(self.jobs.tool().server_parameters(), parameters)
-    }
-
-    /// Prepares the tool's repository (pgBackRest `stanza-create`) as soon as `view`
-    /// shows `me` as the healthy primary: checks every `tick`, retries a failure after
-    /// [`PREPARE_RETRY_INTERVAL`], stops once it succeeded. Until then WAL archiving fails
-    /// and PostgreSQL keeps the segments. Replaces a task started earlier.
-    pub fn prepare_when_primary(&self, me: NodeId, view: Arc<dyn ClusterView>, tick: Duration) {
-        let jobs = self.jobs.clone();
-        let task = tokio::spawn(async move {
-            let mut interval = tokio::time::interval(tick.max(Duration::from_millis(10)));
-            interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-            while !jobs.is_prepared() {
-                interval.tick().await;
-                let primary = view
-                    .members()
-                    .iter()
-                    .any(|m| m.node == me && m.role == rale::Role::Primary && m.healthy);
-                if !primary {
-                    continue;
-                }
-                if let Err(e) = jobs.prepare().await {
-                    tracing::warn!(node = %me, tool = %jobs.tool().name(), error = %e,
-                        retry_ms = u64::try_from(PREPARE_RETRY_INTERVAL.as_millis()).unwrap_or(u64::MAX),
-                        "backup repository not prepared");
-                    tokio::time::sleep(PREPARE_RETRY_INTERVAL).await;
-                }
-            }
-        });
-        if let Some(old) = self
-            .preparer
-            .lock()
-            .expect("preparer lock poisoned")
-            .replace(task)
-        {
-            old.abort();
-        }
-    }
-
-    /// Starts firing the schedules on this node (placement decides which member runs
-    /// each backup), evaluating every `tick`. Replaces a runner started earlier.
-    pub fn start_schedules(&self, me: NodeId, view: Arc<dyn ClusterView>, tick: Duration) {
-        let specs = self
-            .schedules
-            .lock()
-            .expect("schedules lock poisoned")
-            .clone();
-        let scheduler = match Scheduler::new(specs, Utc::now()) {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::error!(node = %me, error = %e, "backup schedules not started");
-                return;
-            }
-        };
-        let runner = ScheduleRunner::spawn(scheduler, self.jobs.clone(), me, view, tick);
-        if let Some(old) = self
-            .runner
-            .lock()
-            .expect("runner lock poisoned")
-            .replace(runner)
-        {
-            old.stop();
-        }
-    }
-
-    /// Schedules and retention in force, with each schedule's next run.
-    pub fn schedule_status(&self) -> ScheduleResponse {
-        let now = Utc::now();
-        let specs = self
-            .schedules
-            .lock()
-            .expect("schedules lock poisoned")
-            .clone();
-        ScheduleResponse {
-            schedules: specs
-                .into_iter()
-                .map(|spec| ScheduleStatus {
-                    next_run: Schedule::parse(spec.clone())
-                        .ok()
-                        .and_then(|s| s.next_after(now)),
-                    spec,
-                })
-                .collect(),
-            retention: self.jobs.retention(),
-        }
-    }
-
-    /// Replaces the schedules and retention (checked first; nothing changes on error).
-    pub fn set_schedules(&self, req: ScheduleRequest) -> rale_backup::Result<ScheduleResponse> {
-        Scheduler::new(req.schedules.clone(), Utc::now())?;
-        if let Some(file) = &self.schedule_file {
-            rale_backup::atomic::write_json(file, &req)?;
-        }
-        if let Some(runner) = self.runner.lock().expect("runner lock poisoned").as_ref() {
-            runner.replace(req.schedules.clone())?;
-        }
-        *self.schedules.lock().expect("schedules lock poisoned") = req.schedules;
-        self.jobs.set_retention(req.retention);
-        Ok(self.schedule_status())
-    }
-}
-
-impl Drop for BackupService {
-    fn drop(&mut self) {
-        if let Ok(mut r) = self.runner.lock()
-            && let Some(runner) = r.take()
-        {
-            runner.stop();
-        }
-        if let Ok(mut p) = self.preparer.lock()
-            && let Some(task) = p.take()
-        {
-            task.abort();
-        }
-    }
-}
-
-/// [`BackupService::add_server_parameters`] for a list of tool parameters.
-fn add_tool_parameters(
-    wanted: Vec<rale_backup::ServerParameter>,
-    parameters: &mut BTreeMap<String, String>,
-) -> Vec<String> {
-    let mut added = Vec::new();
-    for p in wanted {
-        let name = p.name.to_ascii_lowercase();
-        if parameters.keys().any(|k| k.eq_ignore_ascii_case(&name)) {
-            continue;
-        }
-        parameters.insert(name.clone(), p.value);
-        added.push(name);
-    }
-    added
-}
-
-/// The members as `snapshot`'s latest cluster state shows them, for the schedule
-/// placement: healthy = PostgreSQL runs (and, for a replica, streams).
-pub fn snapshot_members(snapshot: watch::Receiver<Arc<NodeSnapshot>>) -> Arc<dyn ClusterView> {
-    Arc::new(move || {
-        let snap = snapshot.borrow().clone();
-        snap.cluster
-            .members
-            .values()
-            .map(|m| {
-                let primary = snap.cluster.holder() == Some(&m.node);
-                MemberView {
-                    node: m.node.clone(),
-                    role: if primary { rale::Role::Primary } else { m.role },
-                    healthy: m.running && (primary || m.streaming),
-                }
-            })
-            .collect::<Vec<_>>()
-    })
-}
 
 fn backup_error(e: &rale_backup::Error) -> ApiError {
     let body = rale_backup::api::ErrorResponse::from(e);
@@ -422,7 +43,7 @@ fn service(st: &ApiState) -> Result<Arc<BackupService>, ApiError> {
 }
 
 fn submit(svc: &BackupService, spec: JobSpec) -> Result<(StatusCode, Json<JobAccepted>), ApiError> {
-    let job_id = svc.jobs.submit(spec).map_err(|e| backup_error(&e))?;
+    let job_id = svc.jobs().submit(spec).map_err(|e| backup_error(&e))?;
     Ok((StatusCode::ACCEPTED, Json(JobAccepted { job_id })))
 }
 
@@ -441,7 +62,7 @@ pub(crate) async fn start(
     ApiJson(req): ApiJson<StartBackupRequest>,
 ) -> Result<(StatusCode, Json<JobAccepted>), ApiError> {
     let svc = service(&st)?;
-    if svc.primary_only {
+    if svc.primary_only() {
         let snap = st.snap();
         if snap.pg.role() != rale::Role::Primary {
             let cluster = st.local_cluster(&snap);
@@ -453,17 +74,17 @@ pub(crate) async fn start(
                 StatusCode::CONFLICT,
                 format!(
                     "{} backs up the primary and {} is not the primary{at}",
-                    svc.jobs.tool().name(),
+                    svc.jobs().tool().name(),
                     snap.node
                 ),
             )
             .with("code", "not_primary"));
         }
     }
-    if !svc.jobs.tool().supported_kinds().contains(&req.kind) {
+    if !svc.jobs().tool().supported_kinds().contains(&req.kind) {
         return Err(ApiError::bad_request(format!(
             "{} does not take {:?} backups",
-            svc.jobs.tool().name(),
+            svc.jobs().tool().name(),
             req.kind
         ))
         .with("code", "invalid"));
@@ -473,9 +94,9 @@ pub(crate) async fn start(
         "{} backup job {} queued ({})",
         format!("{:?}", req.kind).to_lowercase(),
         answer.1.job_id,
-        svc.jobs.tool().name()
+        svc.jobs().tool().name()
     );
-    super::ops::record_operation(&st, &caller_name(caller), reason).await;
+    record_operation(&st, &caller_name(caller), reason).await;
     Ok(answer)
 }
 
@@ -499,11 +120,7 @@ pub(crate) async fn restore(
             ApiError::bad_request("data_dir must be an absolute path").with("code", "invalid")
         );
     }
-    let same = |p: &PathBuf| {
-        let canon = |x: &std::path::Path| std::fs::canonicalize(x).unwrap_or_else(|_| x.to_owned());
-        canon(p) == canon(&req.data_dir)
-    };
-    if svc.protected_dirs.iter().any(same) {
+    if svc.protects(&req.data_dir) {
         return Err(ApiError::bad_request(format!(
             "{} is this node's live data directory: restore into another directory",
             req.data_dir.display()
@@ -513,7 +130,7 @@ pub(crate) async fn restore(
     let into = req.data_dir.display().to_string();
     let answer = submit(&svc, JobSpec::Restore { request: req })?;
     let reason = format!("restore job {} into {into} queued", answer.1.job_id);
-    super::ops::record_operation(&st, &caller_name(caller), reason).await;
+    record_operation(&st, &caller_name(caller), reason).await;
     Ok(answer)
 }
 
@@ -525,7 +142,7 @@ pub(crate) async fn restore(
         (status = 503, description = "Backups not configured", body = ErrorBody)))]
 pub(crate) async fn list(State(st): St) -> Result<Json<ListBackupsResponse>, ApiError> {
     let svc = service(&st)?;
-    let tool = svc.jobs.tool().clone();
+    let tool = svc.jobs().tool().clone();
     let backups = tool.list().await.map_err(|e| backup_error(&e))?;
     Ok(Json(ListBackupsResponse {
         tool: tool.name().to_owned(),
@@ -541,7 +158,7 @@ pub(crate) async fn list(State(st): St) -> Result<Json<ListBackupsResponse>, Api
 pub(crate) async fn jobs(State(st): St) -> Result<Json<JobsResponse>, ApiError> {
     let svc = service(&st)?;
     Ok(Json(JobsResponse {
-        jobs: svc.jobs.list(),
+        jobs: svc.jobs().list(),
     }))
 }
 
@@ -557,7 +174,7 @@ pub(crate) async fn status(
     Path(id): Path<String>,
 ) -> Result<Json<JobStatusResponse>, ApiError> {
     let svc = service(&st)?;
-    svc.jobs
+    svc.jobs()
         .get(&JobId(id.clone()))
         .map(|j| Json(j.into()))
         .ok_or_else(|| {
@@ -596,97 +213,6 @@ pub(crate) async fn schedule(
     } else {
         format!("backup schedules replaced: {}", names.join(", "))
     };
-    super::ops::record_operation(&st, &caller_name(caller), reason).await;
+    record_operation(&st, &caller_name(caller), reason).await;
     Ok(Json(answer))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn config_section_parses_from_toml() {
-        let text = r#"
-            tool = "custom"
-            job_dir = "/tmp/jobs"
-            [custom]
-            state_dir = "/tmp/hooks"
-            backup = "true"
-            restore = "true"
-            [[schedules]]
-            name = "nightly"
-            kind = "full"
-            cron = "0 30 2 * * *"
-            placement = "prefer_replica"
-            [retention]
-            full_count = 2
-        "#;
-        let c: BackupConfig = toml::from_str(text).expect("documented shape parses");
-        assert_eq!(c.tool, ToolKind::Custom);
-        assert_eq!(c.schedules.len(), 1);
-        assert_eq!(c.retention.and_then(|r| r.full_count), Some(2));
-        assert!(toml::from_str::<BackupConfig>("tool = \"tape\"\njob_dir = \"/x\"").is_err());
-    }
-
-    #[test]
-    fn example_backup_section_parses() {
-        // docs/ramd.example.toml carries [backup] commented out: uncomment and parse it.
-        let example = include_str!("../../../docs/ramd.example.toml");
-        let start = example
-            .find("# [backup]\n")
-            .expect("example has a [backup] block");
-        let text: String = example[start..]
-            .lines()
-            .take_while(|l| l.starts_with('#'))
-            .map(|l| format!("{}\n", l.trim_start_matches('#').trim_start()))
-            .collect();
-        let node: toml::Table = toml::from_str(&text).expect("uncommented block parses");
-        let section = node.get("backup").cloned().expect("[backup]");
-        let c: BackupConfig = section.try_into().expect("documented [backup] shape");
-        assert_eq!(c.tool, ToolKind::Pgbackrest);
-        let pgbr = c.pgbackrest.expect("[backup.pgbackrest]");
-        assert_eq!(pgbr.stanza, "rale");
-        assert!(pgbr.pg_socket_dir.is_some());
-        assert_eq!(c.schedules.len(), 1);
-        assert_eq!(c.retention.and_then(|r| r.full_count), Some(2));
-    }
-
-    #[test]
-    fn tool_parameters_do_not_override_the_operator() {
-        use rale_backup::ServerParameter;
-        let mut params = BTreeMap::from([
-            ("Archive_Command".to_string(), "/bin/true".to_string()),
-            ("shared_buffers".to_string(), "32MB".to_string()),
-        ]);
-        let added = add_tool_parameters(
-            vec![
-                ServerParameter::restart("archive_mode", "on"),
-                ServerParameter::reload("archive_command", "pgbackrest archive-push %p"),
-            ],
-            &mut params,
-        );
-        assert_eq!(added, vec!["archive_mode".to_string()]);
-        assert_eq!(params.get("archive_mode").map(String::as_str), Some("on"));
-        assert_eq!(
-            params.get("Archive_Command").map(String::as_str),
-            Some("/bin/true")
-        );
-        assert!(!params.contains_key("archive_command"));
-    }
-
-    #[test]
-    fn tool_section_is_required() {
-        let c = BackupConfig {
-            tool: ToolKind::Pgbackrest,
-            job_dir: "/nonexistent".into(),
-            pgbackrest: None,
-            barman: None,
-            custom: None,
-            schedules: Vec::new(),
-            retention: None,
-        };
-        let e = BackupService::from_config(&c, NodeId::new("n1").expect("name"))
-            .expect_err("no [backup.pgbackrest]");
-        assert!(e.to_string().contains("[backup.pgbackrest]"), "{e}");
-    }
 }

@@ -31,7 +31,7 @@ use utoipa::ToSchema;
 use super::ApiState;
 use super::auth::Caller;
 use super::error::{ApiError, ApiJson};
-use super::ops::propose;
+use super::propose::propose;
 use super::types::{ActionResponse, ErrorBody};
 
 type St = State<Arc<ApiState>>;

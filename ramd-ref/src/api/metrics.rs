@@ -17,8 +17,8 @@ use rale::state::HistoryKind;
 use rale::{ClusterState, Role};
 
 use super::ApiState;
+use super::describe::{VERSION, own_lag_bytes};
 use super::sync_role::{SyncRole, sync_role};
-use super::view::{VERSION, own_lag_bytes};
 use crate::snapshot::NodeSnapshot;
 
 /// Content type of the Prometheus text format 0.0.4 (what Patroni serves).

@@ -10,7 +10,8 @@
 //! #     snapshot: tokio::sync::watch::Receiver<std::sync::Arc<ramd_ref::snapshot::NodeSnapshot>>,
 //! #     consensus: std::sync::Arc<dyn rale::Consensus>,
 //! # ) -> std::io::Result<()> {
-//! use ramd_ref::api::{ApiState, AuthConfig, router};
+//! use ramd_ref::api::{ApiState, router};
+//! use ramd_ref::config::AuthConfig;
 //! let state = ApiState::new(snapshot, consensus, AuthConfig::basic("admin", "secret"), "demo");
 //! let app = router(state); // .merge(raft_rpc_router) in ramd
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:8008").await?;
@@ -29,30 +30,33 @@ use axum::routing::{MethodRouter, get, post};
 use rale::{ClusterState, Consensus};
 use tokio::sync::watch;
 
-mod actions;
 pub mod auth;
 pub mod backup;
 pub mod bodies;
-mod config;
+pub mod describe;
+mod dynamic_config;
 mod error;
 pub mod health;
+mod maintenance;
 pub mod members;
 mod metrics;
+mod node_actions;
 pub mod openapi;
-mod ops;
-mod params;
-mod read;
+mod pg_parameters;
+mod primary_change;
+pub(crate) mod propose;
+mod status;
 mod sync;
 pub mod sync_role;
 pub mod types;
-pub mod view;
 
-pub use actions::NodeActions;
-pub use auth::{AuthConfig, Caller, Password, SharedAuth};
-pub use backup::{BackupConfig, BackupService};
-pub use config::merge_patch;
+pub use auth::{Caller, SharedAuth};
+pub use dynamic_config::merge_patch;
 pub use error::{ApiError, ApiJson};
+pub use node_actions::NodeActions;
 
+use crate::backup::BackupService;
+use crate::config::AuthConfig;
 use crate::snapshot::NodeSnapshot;
 
 /// Default bound on how long `POST /switchover` and `POST /failover` wait for the new
@@ -150,61 +154,74 @@ fn build() -> (Router<St>, Vec<RouteSpec>) {
         specs: Vec::new(),
     };
     for &(path, check) in health::HEALTH_PATHS {
-        let handler =
-            move |st: axum::extract::State<St>,
-                  method: axum::http::Method,
-                  q: read::HealthQueryExtract| { read::health(st, method, q, check) };
+        let handler = move |st: axum::extract::State<St>,
+                            method: axum::http::Method,
+                            q: status::HealthQueryExtract| {
+            status::health(st, method, q, check)
+        };
         b = b.add(path, HEALTH_METHODS, get(handler).options(handler));
     }
     let b = b
-        .add("/patroni", &["GET"], get(read::patroni))
-        .add("/cluster", &["GET"], get(read::cluster))
-        .add("/history", &["GET"], get(read::history))
+        .add("/patroni", &["GET"], get(status::patroni))
+        .add("/cluster", &["GET"], get(status::cluster))
+        .add("/history", &["GET"], get(status::history))
         .add("/metrics", &["GET"], get(metrics::metrics))
         .add(
             "/config",
             &["GET", "PATCH", "PUT"],
-            get(config::get_config)
-                .patch(config::patch_config)
-                .put(config::put_config),
+            get(dynamic_config::get_config)
+                .patch(dynamic_config::patch_config)
+                .put(dynamic_config::put_config),
         )
         .add(
             "/switchover",
             &["POST", "DELETE"],
-            post(ops::switchover).delete(ops::cancel_switchover),
+            post(primary_change::switchover).delete(primary_change::cancel_switchover),
         )
-        .add("/failover", &["POST"], post(ops::failover))
+        .add("/failover", &["POST"], post(primary_change::failover))
         .add(
             "/restart",
             &["POST", "DELETE"],
-            post(actions::restart).delete(actions::cancel_restart),
+            post(node_actions::restart).delete(node_actions::cancel_restart),
         )
-        .add("/reinitialize", &["POST"], post(actions::reinitialize))
-        .add("/reload", &["POST"], post(actions::reload))
+        .add("/reinitialize", &["POST"], post(node_actions::reinitialize))
+        .add("/reload", &["POST"], post(node_actions::reload))
         .add("/openapi.json", &["GET"], get(openapi::serve))
         .add(
             "/api/v1/cluster/status",
             &["GET"],
-            get(read::cluster_status),
+            get(status::cluster_status),
         )
         .add(
             "/api/v1/cluster/health",
             &["GET"],
-            get(read::cluster_health),
+            get(status::cluster_health),
         )
         .add("/api/v1/cluster/metrics", &["GET"], get(metrics::metrics))
         .add(
             "/api/v1/cluster/switchover",
             &["POST", "DELETE"],
-            post(ops::switchover).delete(ops::cancel_switchover),
+            post(primary_change::switchover).delete(primary_change::cancel_switchover),
         )
-        .add("/api/v1/failover", &["POST"], post(ops::failover))
-        .add("/api/v1/promote/{id}", &["POST"], post(ops::promote))
-        .add("/api/v1/demote/{id}", &["POST"], post(ops::demote))
-        .add("/api/v1/nodes", &["GET"], get(read::nodes))
-        .add("/api/v1/nodes/{id}", &["GET"], get(read::node))
-        .add("/api/v1/history", &["GET"], get(read::api_history))
-        .add("/api/v1/replication/sync", &["GET"], get(read::sync))
+        .add(
+            "/api/v1/failover",
+            &["POST"],
+            post(primary_change::failover),
+        )
+        .add(
+            "/api/v1/promote/{id}",
+            &["POST"],
+            post(primary_change::promote),
+        )
+        .add(
+            "/api/v1/demote/{id}",
+            &["POST"],
+            post(primary_change::demote),
+        )
+        .add("/api/v1/nodes", &["GET"], get(status::nodes))
+        .add("/api/v1/nodes/{id}", &["GET"], get(status::node))
+        .add("/api/v1/history", &["GET"], get(status::api_history))
+        .add("/api/v1/replication/sync", &["GET"], get(status::sync))
         .add(
             "/api/v1/members",
             &["GET", "POST"],
@@ -215,28 +232,36 @@ fn build() -> (Router<St>, Vec<RouteSpec>) {
             &["DELETE"],
             axum::routing::delete(members::remove),
         )
-        .add("/api/v1/pause", &["POST"], post(ops::pause))
-        .add("/api/v1/resume", &["POST"], post(ops::resume))
+        .add("/api/v1/pause", &["POST"], post(maintenance::pause))
+        .add("/api/v1/resume", &["POST"], post(maintenance::resume))
         .add(
             "/api/v1/config",
             &["GET", "POST", "PATCH", "PUT"],
-            get(config::get_config)
-                .post(config::patch_config)
-                .patch(config::patch_config)
-                .put(config::put_config),
+            get(dynamic_config::get_config)
+                .post(dynamic_config::patch_config)
+                .patch(dynamic_config::patch_config)
+                .put(dynamic_config::put_config),
         )
-        .add("/api/v1/config/reload", &["POST"], post(actions::reload))
+        .add(
+            "/api/v1/config/reload",
+            &["POST"],
+            post(node_actions::reload),
+        )
         .add(
             "/api/v1/parameter/validate",
             &["POST"],
-            post(params::validate),
+            post(pg_parameters::validate),
         )
-        .add("/api/v1/parameter/list", &["GET"], get(params::list))
-        .add("/api/v1/parameter/info/{name}", &["GET"], get(params::info))
+        .add("/api/v1/parameter/list", &["GET"], get(pg_parameters::list))
+        .add(
+            "/api/v1/parameter/info/{name}",
+            &["GET"],
+            get(pg_parameters::info),
+        )
         .add(
             "/api/v1/parameter/optimize",
             &["POST"],
-            post(params::optimize),
+            post(pg_parameters::optimize),
         )
         .add("/api/v1/backup/start", &["POST"], post(backup::start))
         .add("/api/v1/backup/restore", &["POST"], post(backup::restore))
@@ -280,7 +305,7 @@ pub fn router(state: ApiState) -> Router {
     let shared: St = Arc::new(state);
     let (routes, _) = build();
     routes
-        .fallback(read::unknown)
+        .fallback(status::unknown)
         .layer(axum::middleware::from_fn_with_state(
             shared.clone(),
             auth::enforce,

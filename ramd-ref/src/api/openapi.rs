@@ -16,7 +16,10 @@ use utoipa::{Modify, OpenApi};
 use super::health::{Check, HEALTH_PATHS};
 use super::members::{AddMemberRequest, MembersView, PeerView};
 use super::types::*;
-use super::{actions, backup, config, members, metrics, ops, params, read, sync};
+use super::{
+    backup, dynamic_config, maintenance, members, metrics, node_actions, pg_parameters,
+    primary_change, status, sync,
+};
 
 struct BasicAuth;
 
@@ -34,12 +37,12 @@ impl Modify for BasicAuth {
 #[openapi(
     info(title = "RALE agent API", description = "Per-node REST API of ramd: Patroni-compatible paths at the root, the management API under /api/v1/. State-changing methods need HTTP Basic credentials."),
     paths(
-        read::patroni, read::cluster, read::history, read::api_history, read::cluster_status,
-        read::cluster_health, read::nodes, read::node, read::sync, metrics::metrics,
-        config::get_config, config::patch_config, config::put_config,
-        ops::switchover, ops::failover, ops::cancel_switchover, ops::promote, ops::demote,
-        ops::pause, ops::resume, actions::restart, actions::cancel_restart, actions::reinitialize, actions::reload,
-        params::validate, params::list, params::info, params::optimize,
+        status::patroni, status::cluster, status::history, status::api_history, status::cluster_status,
+        status::cluster_health, status::nodes, status::node, status::sync, metrics::metrics,
+        dynamic_config::get_config, dynamic_config::patch_config, dynamic_config::put_config,
+        primary_change::switchover, primary_change::failover, primary_change::cancel_switchover, primary_change::promote, primary_change::demote,
+        maintenance::pause, maintenance::resume, node_actions::restart, node_actions::cancel_restart, node_actions::reinitialize, node_actions::reload,
+        pg_parameters::validate, pg_parameters::list, pg_parameters::info, pg_parameters::optimize,
         backup::start, backup::restore, backup::list, backup::jobs, backup::status,
         backup::schedule, backup::get_schedule,
         sync::status, sync::add, sync::remove, sync::any_n, sync::count, sync::commit_level,
@@ -136,7 +139,7 @@ fn health_item(check: Check) -> PathItem {
 /// The OpenAPI document of [`super::router`].
 pub fn document() -> Document {
     let mut doc = ApiDoc::openapi();
-    doc.info.version = super::view::VERSION.to_owned();
+    doc.info.version = super::describe::VERSION.to_owned();
     for &(path, check) in HEALTH_PATHS {
         doc.paths.paths.insert(path.to_owned(), health_item(check));
     }

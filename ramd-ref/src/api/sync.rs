@@ -2,7 +2,7 @@
 //! enforced, and changes to `synchronous` in the dynamic configuration.
 //!
 //! Every change goes through the same path as `PATCH /config`
-//! ([`super::config::change_config`]): the whole configuration is validated, proposed
+//! ([`super::dynamic_config::change_config`]): the whole configuration is validated, proposed
 //! with the version it was based on (compare-and-set) and recorded in the history. The
 //! HA loop of the primary then chooses the set and moves PostgreSQL and consensus to it
 //! in the safe order (`rale_sync::transition`); these endpoints never touch either
@@ -22,7 +22,7 @@ use rale_sync::{CommitLevel, SyncConfig, SyncMode};
 
 use super::ApiState;
 use super::auth::Caller;
-use super::config::{change_config, config_json};
+use super::dynamic_config::{change_config, config_json};
 use super::error::{ApiError, ApiJson};
 use super::sync_role::{SyncRole, sync_role};
 use super::types::{
@@ -44,7 +44,7 @@ fn status_of(snap: &crate::snapshot::NodeSnapshot, cluster: &ClusterState) -> Sy
         .filter(|m| Some(&m.node) != primary.as_ref())
         .map(|m| {
             let name = m.node.to_string();
-            let view = super::view::member_view(cluster, m);
+            let view = super::describe::member_view(cluster, m);
             SyncStandbyView {
                 sync_state: match sync_role(cluster, &m.node) {
                     SyncRole::Sync => "sync",

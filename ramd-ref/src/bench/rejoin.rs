@@ -143,7 +143,13 @@ pub(crate) async fn rejoin(opts: &BenchOptions, rows: &mut Rows) -> Result<()> {
     let new = a.node;
     // The killed agent is reaped, then started again as systemd would (RestartSec).
     let deadline = Instant::now() + Duration::from_secs(10);
-    while pg.agent(p).context("no such agent")?.try_wait()?.is_none() {
+    while pg
+        .agents()
+        .child(p)
+        .context("no such agent")?
+        .try_wait()?
+        .is_none()
+    {
         if Instant::now() > deadline {
             bail!("the killed agent of {} did not exit", node.name);
         }

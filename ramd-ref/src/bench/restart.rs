@@ -23,7 +23,7 @@ const RESTART_DELAY: Duration = Duration::from_millis(200);
 async fn wait_exit(pg: &mut Playground, i: usize, timeout: Duration) -> Result<()> {
     let deadline = Instant::now() + timeout;
     while Instant::now() < deadline {
-        let child = pg.agent(i).context("no such agent")?;
+        let child = pg.agents().child(i).context("no such agent")?;
         if child.try_wait()?.is_some() {
             return Ok(());
         }

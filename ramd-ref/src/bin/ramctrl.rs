@@ -9,8 +9,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
-use ramd_ref::api::Password;
 use ramd_ref::client::{Client, ClientConfig};
+use ramd_ref::config::Password;
 
 #[path = "../cli/mod.rs"]
 mod cli;

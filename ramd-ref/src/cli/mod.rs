@@ -9,11 +9,13 @@ use serde::Serialize;
 use ramd_ref::api::types::{ReinitializeRequest, RestartRequest, SwitchoverRequest};
 use ramd_ref::client::{Client, Error as ClientError};
 
+pub mod backup;
 pub mod edit;
-pub mod features;
 pub mod members;
+pub mod pg_parameters;
 pub mod render;
 mod restart;
+pub mod sync;
 
 /// Exit codes of `ramctrl`.
 pub mod exit {
@@ -171,12 +173,12 @@ pub enum Cmd {
     },
     /// PostgreSQL parameters: validate, info, list, optimize.
     #[command(subcommand)]
-    Params(features::ParamsCmd),
+    Params(pg_parameters::ParamsCmd),
     /// Backups: start, list, jobs, status, restore, schedule.
-    Backup(features::BackupArgs),
+    Backup(backup::BackupArgs),
     /// Synchronous standbys: status, add, remove, any-n, count, commit-level.
     #[command(subcommand)]
-    Sync(features::SyncCmd),
+    Sync(sync::SyncCmd),
     /// Consensus members: list, add, remove (also spelt `member`).
     #[command(subcommand, visible_alias = "member")]
     Members(members::MembersCmd),
@@ -188,6 +190,11 @@ pub struct Ctx {
     pub client: Client,
     /// Print JSON instead of tables.
     pub json: bool,
+}
+
+/// A refusal (exit 1) with `msg`.
+fn refused(msg: impl Into<String>) -> CliError {
+    CliError::Local(msg.into())
 }
 
 fn print_json<T: Serialize>(v: &T) -> Result<(), CliError> {
@@ -391,9 +398,9 @@ pub async fn run(cmd: Cmd, ctx: &Ctx) -> Result<(), CliError> {
             let (_, resp) = ctx.client.reload(&url).await?;
             report(ctx, &resp)
         }
-        Cmd::Params(c) => features::params(c, ctx).await,
-        Cmd::Backup(a) => features::backup(a, ctx).await,
-        Cmd::Sync(c) => features::sync(c, ctx).await,
+        Cmd::Params(c) => pg_parameters::run(c, ctx).await,
+        Cmd::Backup(a) => backup::run(a, ctx).await,
+        Cmd::Sync(c) => sync::run(c, ctx).await,
         Cmd::Members(c) => members::run(c, ctx).await,
     }
 }

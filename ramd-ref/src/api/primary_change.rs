@@ -1,5 +1,5 @@
-//! Operations that change the cluster: switchover, failover, their cancellation, and
-//! maintenance mode. Each one is validated against a linearizable read, then proposed
+//! Changes of primary: switchover (now or scheduled) and its cancellation, failover,
+//! promote and demote. Each one is validated against a linearizable read, then proposed
 //! through consensus; refusals carry the reason.
 
 use std::sync::Arc;
@@ -8,12 +8,13 @@ use std::time::Duration;
 use axum::Json;
 use axum::extract::{Extension, Path, State};
 use axum::http::StatusCode;
-use rale::state::{Command, Operation, Outcome, Switchover};
+use rale::state::{Operation, Outcome, Switchover};
 use rale::{ClusterState, NodeId, Role};
 use rale_sync::SyncMode;
 
 use super::auth::{Caller, caller_name};
 use super::error::{ApiError, ApiJson};
+use super::propose::propose;
 use super::sync_role::{SyncRole, sync_role};
 use super::types::{ActionResponse, ErrorBody, SwitchoverRequest};
 use super::{ApiState, now_unix_ms};
@@ -50,28 +51,6 @@ impl Kind {
             Kind::Failover => "failed over",
         }
     }
-}
-
-pub(crate) async fn propose(st: &ApiState, op: Operation) -> Result<Outcome, ApiError> {
-    let name = op.name();
-    let outcome = st
-        .consensus
-        .propose_visible(Command {
-            op,
-            wall_ms: now_unix_ms(),
-        })
-        .await
-        .map_err(ApiError::consensus)?;
-    if let Outcome::Rejected(reason) = &outcome {
-        tracing::info!(operation = name, reason = %reason, "api proposal rejected");
-    }
-    Ok(outcome)
-}
-
-/// Records an operator action of this node in the history (`api:<caller>`).
-pub(crate) async fn record_operation(st: &ApiState, caller: &str, reason: String) {
-    let node = st.snap().node.clone();
-    crate::node_actions::record(st.consensus.as_ref(), &node, caller, reason).await;
 }
 
 fn node_name(text: &str, what: &str) -> Result<NodeId, ApiError> {
@@ -296,7 +275,7 @@ async fn run(st: &ApiState, req: SwitchoverRequest, kind: Kind, caller: &str) ->
         return Err(ApiError::conflict(reason));
     }
     if let Some(at) = scheduled {
-        let text = format!("Switchover scheduled at {}", super::view::iso8601(at));
+        let text = format!("Switchover scheduled at {}", super::describe::iso8601(at));
         return Ok((StatusCode::ACCEPTED, Json(ActionResponse::message(text))));
     }
     wait_for_new_primary(st, kind, cluster.epoch(), &request).await
@@ -452,41 +431,4 @@ pub(crate) async fn cancel_switchover(State(st): St, caller: Option<Extension<Ca
         )),
         Outcome::Rejected(reason) => Err(ApiError::not_found(reason)),
     }
-}
-
-async fn set_paused(st: &ApiState, paused: bool, caller: Option<Extension<Caller>>) -> Answer {
-    let actor = format!("api:{}", caller_name(caller));
-    match propose(st, Operation::SetPaused { paused, actor }).await? {
-        Outcome::Applied => {
-            let text = if paused {
-                "cluster paused: no automatic failover until resumed"
-            } else {
-                "cluster resumed: automatic failover is on"
-            };
-            let mut resp = ActionResponse::message(text);
-            resp.paused = Some(paused);
-            Ok((StatusCode::OK, Json(resp)))
-        }
-        Outcome::Rejected(reason) => Err(ApiError::conflict(reason)),
-    }
-}
-
-/// Enter maintenance mode: no automatic failover, restart or rebuild.
-#[utoipa::path(post, path = "/api/v1/pause", tag = "operations",
-    responses(
-        (status = 200, description = "Paused", body = ActionResponse),
-        (status = 409, description = "Already paused", body = ErrorBody)),
-    security(("basic" = [])))]
-pub(crate) async fn pause(State(st): St, caller: Option<Extension<Caller>>) -> Answer {
-    set_paused(&st, true, caller).await
-}
-
-/// Leave maintenance mode.
-#[utoipa::path(post, path = "/api/v1/resume", tag = "operations",
-    responses(
-        (status = 200, description = "Resumed", body = ActionResponse),
-        (status = 409, description = "Not paused", body = ErrorBody)),
-    security(("basic" = [])))]
-pub(crate) async fn resume(State(st): St, caller: Option<Extension<Caller>>) -> Answer {
-    set_paused(&st, false, caller).await
 }

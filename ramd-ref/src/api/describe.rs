@@ -1,4 +1,6 @@
-//! Builds the API's answers from the node snapshot and the cluster state (pure functions).
+//! Describes this node and the cluster in the API's bodies (node status, members,
+//! cluster status and health, history, synchronous replication), from the node snapshot
+//! and the cluster state (pure functions).
 
 use rale::state::{HistoryEntry, HistoryKind};
 use rale::status::{DataDirState, MemberStatus, ReplicaConnection};

@@ -7,15 +7,15 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use axum::http::StatusCode;
 use rale::pg::{StopMode, Upstream};
-use rale::state::{Command, HistoryKind, Operation};
 use rale::{Consensus, NodeId, PostgresControl, Role};
 use tokio::sync::Mutex;
 use tracing::{info, warn};
 
+use super::reload::FileReload;
+use crate::api::propose::record;
 use crate::api::types::{ActionResponse, ReinitializeRequest, RestartRequest};
 use crate::api::{ApiError, NodeActions};
 use crate::callbacks::{CallbackEvent, Callbacks};
-use crate::ha::wall_ms;
 
 /// Operator actions on the local PostgreSQL.
 pub struct DaemonActions {
@@ -28,7 +28,7 @@ pub struct DaemonActions {
     /// Held while PostgreSQL is being changed (shared with the HA loop).
     pub pg_lock: Arc<Mutex<()>>,
     /// Re-reads the configuration file on reload (tags, API access rules, TLS).
-    pub file_reload: crate::daemon::FileReload,
+    pub file_reload: FileReload,
     /// The restart scheduled with `POST /restart {"schedule": …}`, if any.
     pub scheduled: Arc<Mutex<Option<ScheduledRestart>>>,
     /// User scripts (`on_restart`, `on_reload`).
@@ -107,23 +107,6 @@ impl Restarter {
             StatusCode::OK,
             ActionResponse::message("restarted successfully"),
         ))
-    }
-}
-
-/// Records an operator action on `node` in the history (`api:<caller>`). Best effort:
-/// the action already happened, so a failed record is logged, not answered.
-pub(crate) async fn record(consensus: &dyn Consensus, node: &NodeId, caller: &str, reason: String) {
-    let cmd = Command {
-        op: Operation::Record {
-            kind: HistoryKind::Operation,
-            node: Some(node.clone()),
-            actor: format!("api:{caller}"),
-            reason,
-        },
-        wall_ms: wall_ms(),
-    };
-    if let Err(e) = consensus.propose(cmd).await {
-        tracing::warn!(error = %e, "operation not recorded in the history");
     }
 }
 

@@ -1,5 +1,6 @@
-//! The dynamic configuration: read it, merge-patch it (RFC 7386), replace it. Every change
-//! is validated, then proposed with the version it was based on (compare-and-set).
+//! The dynamic configuration (`/config`, `/api/v1/config`): read it, merge-patch it
+//! (RFC 7386), replace it. Every change is validated, then proposed with the version it
+//! was based on (compare-and-set).
 
 use std::sync::Arc;
 
@@ -14,7 +15,7 @@ use serde_json::{Map, Value};
 use super::ApiState;
 use super::auth::Caller;
 use super::error::{ApiError, ApiJson};
-use super::ops::propose;
+use super::propose::propose;
 use super::types::ErrorBody;
 
 type St = State<Arc<ApiState>>;
@@ -134,8 +135,8 @@ pub(crate) async fn change_config(
     config
         .validate()
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
-    let major = super::params::cluster_major(&st.snap(), cluster);
-    super::params::check_parameters(major, &config.postgresql_parameters)?;
+    let major = super::pg_parameters::cluster_major(&st.snap(), cluster);
+    super::pg_parameters::check_parameters(major, &config.postgresql_parameters)?;
     let old_json = config_json(&cluster.config)?;
     let new_json = config_json(&config)?;
     let keys = changed_keys(&old_json, &new_json);

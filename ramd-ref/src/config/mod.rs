@@ -1,5 +1,8 @@
 //! The per-node configuration file of `ramd` (TOML). Every field is documented in
 //! `docs/configuration.md`; durations are human strings (`"250ms"`, `"3s"`).
+//!
+//! The `[backup]` section is in [`backup`]; the API's access rules that the `[api]`
+//! section describes are in [`auth`].
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -8,8 +11,15 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use rale::consensus::Peer;
+use rale::decide::NodeIdentity;
 use rale::{DynamicConfig, NodeId, Tags};
 use serde::{Deserialize, Serialize};
+
+pub mod auth;
+pub mod backup;
+
+pub use auth::{AuthConfig, Password};
+pub use backup::{BackupConfig, ToolKind};
 
 /// The whole file.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -39,9 +49,9 @@ pub struct NodeConfig {
     #[serde(default)]
     pub log_format: LogFormat,
     /// Backups of this node (optional): tool, job directory, schedules, retention; see
-    /// `ramd_ref::api::backup`.
+    /// [`backup`].
     #[serde(default)]
-    pub backup: Option<crate::api::BackupConfig>,
+    pub backup: Option<BackupConfig>,
     /// Scripts run when PostgreSQL starts, stops, restarts, reloads or changes role; see
     /// `ramd_ref::callbacks`.
     #[serde(default)]
@@ -133,10 +143,10 @@ impl ApiConfig {
     }
 
     /// The access rules of the API this section describes (reads the password file).
-    pub fn auth(&self) -> Result<crate::api::AuthConfig> {
-        Ok(crate::api::AuthConfig {
+    pub fn auth(&self) -> Result<AuthConfig> {
+        Ok(AuthConfig {
             username: self.username.clone().unwrap_or_else(|| "rale".into()),
-            password: self.password()?.map(crate::api::Password::new),
+            password: self.password()?.map(Password::new),
             read_open: self.read_open,
             allow_networks: self.allow_networks.clone(),
             allow_origins: self.allow_origins.clone(),
@@ -307,6 +317,18 @@ impl NodeConfig {
         Ok(())
     }
 
+    /// The node identity this configuration describes (name, API URL, PostgreSQL
+    /// address, tags).
+    pub fn identity(&self) -> NodeIdentity {
+        NodeIdentity {
+            node: self.name.clone(),
+            api_url: self.api.url(),
+            pg_host: self.postgresql.host.clone(),
+            pg_port: self.postgresql.port,
+            tags: self.tags.clone(),
+        }
+    }
+
     /// This node's consensus id.
     pub fn raft_id(&self) -> u64 {
         self.peers
@@ -323,7 +345,7 @@ mod tests {
 
     #[test]
     fn example_config_parses() {
-        let text = include_str!("../../docs/ramd.example.toml");
+        let text = include_str!("../../../docs/ramd.example.toml");
         let cfg: NodeConfig = toml::from_str(text).expect("example parses");
         assert!(cfg.validate().is_ok());
         assert_eq!(cfg.bootstrap.lease_ttl, Duration::from_millis(1500));
@@ -332,7 +354,7 @@ mod tests {
 
     #[test]
     fn tls_keys_come_together_and_switch_the_scheme() {
-        let base = include_str!("../../docs/ramd.example.toml");
+        let base = include_str!("../../../docs/ramd.example.toml");
         let with = |extra: &str| -> NodeConfig {
             let text = base.replace("[api]\n", &format!("[api]\n{extra}\n"));
             toml::from_str(&text).expect("parses")
@@ -356,7 +378,7 @@ mod tests {
 
     #[test]
     fn missing_self_in_peers_is_rejected() {
-        let text = include_str!("../../docs/ramd.example.toml")
+        let text = include_str!("../../../docs/ramd.example.toml")
             .replace("name = \"node1\"\nstate_dir", "name = \"node9\"\nstate_dir");
         let cfg: NodeConfig = toml::from_str(&text).expect("parses");
         let err = cfg

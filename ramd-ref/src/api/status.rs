@@ -1,4 +1,6 @@
-//! Read-only handlers: health checks, node status, cluster, members, history.
+//! Status reads: the Patroni health checks, this node's status (`/patroni`), the cluster
+//! (`/cluster`, `/api/v1/cluster/status`, `/api/v1/cluster/health`), its members,
+//! history and synchronous replication; and the answer to unknown paths.
 
 use std::sync::Arc;
 
@@ -7,10 +9,10 @@ use axum::extract::{Path, Query, State};
 use axum::http::{Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 
+use super::describe::{self, ConsensusFacts};
 use super::error::ApiError;
 use super::health::{Check, HealthInput, HealthQuery};
 use super::types::*;
-use super::view::{self, ConsensusFacts};
 use super::{ApiState, now_unix_ms};
 
 type St = State<Arc<ApiState>>;
@@ -22,7 +24,7 @@ pub(crate) type HealthQueryExtract =
 fn status_body(st: &ApiState) -> (Arc<crate::snapshot::NodeSnapshot>, NodeStatus) {
     let snap = st.snap();
     let cluster = st.local_cluster(&snap);
-    let body = view::node_status(&snap, &cluster, &st.scope);
+    let body = describe::node_status(&snap, &cluster, &st.scope);
     (snap, body)
 }
 
@@ -57,7 +59,11 @@ pub(crate) async fn health(
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    answer(&method, code, view::node_status(&snap, &cluster, &st.scope))
+    answer(
+        &method,
+        code,
+        describe::node_status(&snap, &cluster, &st.scope),
+    )
 }
 
 /// Unknown paths: `GET` answers 503 with the node status as Patroni does; other methods
@@ -83,7 +89,7 @@ pub(crate) async fn patroni(State(st): St) -> Json<NodeStatus> {
 pub(crate) async fn cluster(State(st): St) -> Json<PatroniCluster> {
     let snap = st.snap();
     let cluster = st.local_cluster(&snap);
-    Json(view::patroni_cluster(&cluster, &st.scope))
+    Json(describe::patroni_cluster(&cluster, &st.scope))
 }
 
 /// Changes of primary as `[timeline, lsn, reason, timestamp, new_leader]` rows.
@@ -92,7 +98,7 @@ pub(crate) async fn cluster(State(st): St) -> Json<PatroniCluster> {
 pub(crate) async fn history(State(st): St) -> Json<Vec<PatroniHistoryEntry>> {
     let snap = st.snap();
     let cluster = st.local_cluster(&snap);
-    Json(view::patroni_history(&cluster))
+    Json(describe::patroni_history(&cluster))
 }
 
 /// Everything the cluster recorded, oldest first.
@@ -101,7 +107,13 @@ pub(crate) async fn history(State(st): St) -> Json<Vec<PatroniHistoryEntry>> {
 pub(crate) async fn api_history(State(st): St) -> Json<Vec<HistoryEntryView>> {
     let snap = st.snap();
     let cluster = st.local_cluster(&snap);
-    Json(cluster.history.iter().map(view::history_entry).collect())
+    Json(
+        cluster
+            .history
+            .iter()
+            .map(describe::history_entry)
+            .collect(),
+    )
 }
 
 /// Members, lease, synchronous set, maintenance mode, switchover, consensus.
@@ -113,7 +125,7 @@ pub(crate) async fn cluster_status(State(st): St) -> Json<ClusterStatus> {
     let facts = ConsensusFacts {
         has_majority: st.consensus.has_majority(),
     };
-    Json(view::cluster_status(&snap, &cluster, &st.scope, facts))
+    Json(describe::cluster_status(&snap, &cluster, &st.scope, facts))
 }
 
 /// 200 when healthy, 503 when degraded or without a primary, with the problems found.
@@ -124,7 +136,7 @@ pub(crate) async fn cluster_status(State(st): St) -> Json<ClusterStatus> {
 pub(crate) async fn cluster_health(State(st): St) -> (StatusCode, Json<ClusterHealth>) {
     let snap = st.snap();
     let cluster = st.local_cluster(&snap);
-    let health = view::cluster_health(&snap, &cluster);
+    let health = describe::cluster_health(&snap, &cluster);
     let code = if health.healthy {
         StatusCode::OK
     } else {
@@ -143,7 +155,7 @@ pub(crate) async fn nodes(State(st): St) -> Json<Vec<MemberView>> {
         cluster
             .members
             .values()
-            .map(|m| view::member_view(&cluster, m))
+            .map(|m| describe::member_view(&cluster, m))
             .collect(),
     )
 }
@@ -164,7 +176,7 @@ pub(crate) async fn node(
         .members
         .iter()
         .find(|(n, _)| n.as_str() == id)
-        .map(|(_, m)| Json(view::member_view(&cluster, m)))
+        .map(|(_, m)| Json(describe::member_view(&cluster, m)))
         .ok_or_else(|| {
             ApiError::not_found(format!("node {id:?} is not a member of this cluster"))
                 .with("node", id)
@@ -177,5 +189,5 @@ pub(crate) async fn node(
 pub(crate) async fn sync(State(st): St) -> Json<SyncView> {
     let snap = st.snap();
     let cluster = st.local_cluster(&snap);
-    Json(view::sync_view(&snap, &cluster))
+    Json(describe::sync_view(&snap, &cluster))
 }

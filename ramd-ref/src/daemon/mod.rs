@@ -1,5 +1,7 @@
 //! `ramd`: wires consensus (openraft), the local PostgreSQL, the HA loop and the REST API,
-//! and handles signals (SIGTERM/SIGINT: clean shutdown; SIGHUP: reload the file).
+//! and handles signals (SIGTERM/SIGINT: clean shutdown; SIGHUP: reload the file, see
+//! [`reload`]). Operator actions on the local PostgreSQL (`POST /restart`, …) are in
+//! [`actions`].
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -9,27 +11,21 @@ use anyhow::{Context, Result};
 use rale::Consensus;
 use rale::consensus::Peer;
 use rale::consensus::raft::{RaftConfig, RaftConsensus};
-use rale::decide::NodeIdentity;
 use rale::pg::local::{LocalPostgres, LocalPostgresConfig};
 use rale::state::{Command, Operation};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use crate::api::{self, ApiState};
-use crate::config::NodeConfig;
-use crate::ha::{FenceDeadline, wall_ms};
+pub mod actions;
+pub mod reload;
 
-/// The node identity a configuration describes.
-pub fn identity(cfg: &NodeConfig) -> NodeIdentity {
-    NodeIdentity {
-        node: cfg.name.clone(),
-        api_url: cfg.api.url(),
-        pg_host: cfg.postgresql.host.clone(),
-        pg_port: cfg.postgresql.port,
-        tags: cfg.tags.clone(),
-    }
-}
+use crate::api::{self, ApiState};
+use crate::backup::{BackupService, snapshot_members};
+use crate::config::{AuthConfig, NodeConfig};
+use crate::ha::{FenceDeadline, wall_ms};
+use actions::DaemonActions;
+use reload::FileReload;
 
 /// The shared secret for consensus traffic: configured, or derived from the API password.
 fn cluster_token(cfg: &NodeConfig) -> Result<Option<String>> {
@@ -117,9 +113,9 @@ pub struct Prepared {
     /// The API's TLS certificate and key, loaded.
     pub tls: Option<crate::tls::ApiTls>,
     /// The API's access rules.
-    pub auth: api::AuthConfig,
+    pub auth: AuthConfig,
     /// Backups, when configured.
-    pub backup: Option<api::BackupService>,
+    pub backup: Option<BackupService>,
 }
 
 /// Builds and checks everything the start needs from `cfg` (see [`Prepared`]); the
@@ -156,8 +152,7 @@ pub fn prepare(cfg: &NodeConfig) -> Result<Prepared> {
     // configuration (`rale.conf`) unless `[postgresql.parameters]` sets them.
     let backup = match &cfg.backup {
         Some(bcfg) => Some(
-            api::BackupService::from_config(bcfg, cfg.name.clone())
-                .context("configuring backups")?,
+            BackupService::from_config(bcfg, cfg.name.clone()).context("configuring backups")?,
         ),
         None => None,
     };
@@ -200,7 +195,7 @@ pub async fn run(cfg: NodeConfig, config_path: PathBuf) -> Result<()> {
     let consensus: Arc<dyn Consensus> = Arc::new(raft.clone());
     let pg = Arc::new(pg);
 
-    let id = identity(&cfg);
+    let id = cfg.identity();
     let (identity_tx, identity_rx) = watch::channel(id.clone());
     let (snap_tx, snap_rx) = watch::channel(Arc::new(crate::ha::initial_snapshot(&id)));
     let fence = FenceDeadline::default();
@@ -209,15 +204,15 @@ pub async fn run(cfg: NodeConfig, config_path: PathBuf) -> Result<()> {
     let callbacks =
         crate::callbacks::Callbacks::new(cfg.callbacks.clone(), "rale", cfg.name.as_str());
     let fence_snapshots = snap_rx.clone();
-    let backup_view = api::backup::snapshot_members(snap_rx.clone());
+    let backup_view = snapshot_members(snap_rx.clone());
     let mut api_state = ApiState::new(snap_rx, consensus.clone(), auth, "rale");
-    let file_reload = FileReload {
-        path: config_path.clone(),
-        running: cfg.clone(),
-        identity: identity_tx.clone(),
-        auth: api_state.auth.clone(),
-        tls: tls.clone(),
-    };
+    let file_reload = FileReload::new(
+        config_path.clone(),
+        cfg.clone(),
+        identity_tx.clone(),
+        api_state.auth.clone(),
+        tls.clone(),
+    );
     if let Some(service) = backup {
         service.prepare_when_primary(
             cfg.name.clone(),
@@ -227,7 +222,7 @@ pub async fn run(cfg: NodeConfig, config_path: PathBuf) -> Result<()> {
         service.start_schedules(cfg.name.clone(), backup_view, Duration::from_secs(1));
         api_state.backup = Some(Arc::new(service));
     }
-    api_state.actions = Some(Arc::new(crate::node_actions::DaemonActions {
+    api_state.actions = Some(Arc::new(DaemonActions {
         node: cfg.name.clone(),
         pg: pg.clone(),
         consensus: consensus.clone(),
@@ -324,69 +319,4 @@ pub struct PermanentFailure(pub String);
 impl PermanentFailure {
     /// `EX_CONFIG` (sysexits.h): configuration error.
     pub const EXIT_CODE: i32 = 78;
-}
-
-/// What re-reading the configuration file changes in a running agent (SIGHUP and
-/// `POST /reload`): the tags, the API's access rules (user, password or password file,
-/// `read_open`, `allow_networks`) and the TLS certificate and key (same paths, renewed
-/// contents).
-#[derive(Clone)]
-pub struct FileReload {
-    path: PathBuf,
-    /// The configuration the agent started with (what needs a restart is compared to it).
-    running: NodeConfig,
-    identity: watch::Sender<NodeIdentity>,
-    auth: api::SharedAuth,
-    tls: Option<crate::tls::ApiTls>,
-}
-
-impl FileReload {
-    /// Re-reads the file and applies it. A file that does not load changes nothing (the
-    /// error says why); a part that cannot be applied (password file unreadable, renewed
-    /// certificate broken) is logged and keeps its running value.
-    pub fn apply(&self) -> Result<()> {
-        let new = NodeConfig::load(&self.path)?;
-        let current = &self.running;
-        if new.name != current.name
-            || new.api.listen != current.api.listen
-            || new.peers.len() != current.peers.len()
-            || new.api.tls_cert != current.api.tls_cert
-            || new.api.tls_key != current.api.tls_key
-        {
-            warn!(
-                "reload: name, listen address, peers, and turning TLS on or off or moving its \
-                 files need a restart; those stay as they are"
-            );
-        }
-        self.identity.send_replace(identity(&new));
-        match new.api.auth() {
-            Ok(auth) => {
-                let old = self.auth.current();
-                let rotated = old.password.as_ref().map(api::Password::expose)
-                    != auth.password.as_ref().map(api::Password::expose);
-                if rotated && current.api.cluster_token.is_none() {
-                    warn!(
-                        "reload: the API password changed and the consensus token is derived \
-                         from it: this agent keeps its old token until it restarts, and members \
-                         must agree on it; set [api] cluster_token on every member before \
-                         rotating passwords"
-                    );
-                }
-                self.auth.replace(auth);
-            }
-            Err(e) => warn!(error = %format!("{e:#}"), "reload: API access rules not changed"),
-        }
-        if let Some(tls) = &self.tls {
-            match tls.reload() {
-                Ok(()) => {
-                    info!(cert = %tls.files().0.display(), "reload: TLS certificate reloaded")
-                }
-                Err(e) => {
-                    warn!(error = %format!("{e:#}"), "reload: keeping the TLS certificate in use")
-                }
-            }
-        }
-        info!(path = %self.path.display(), "configuration file reloaded");
-        Ok(())
-    }
 }
