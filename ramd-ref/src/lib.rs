@@ -1,8 +1,13 @@
 //! # ramd-ref — the reference RALE daemon and CLI
 //!
-//! `ramd` runs next to each PostgreSQL server: it feeds observations to the decision core
-//! in [`rale::decide`], executes its actions on the local server and on consensus, and
-//! serves the REST API. `ramctrl` drives a cluster through that API.
+//! This crate is the reference wiring of the library: `ramd` runs next to each PostgreSQL
+//! server and assembles an [`rale::agent::Agent`] from its configuration file — Raft
+//! consensus ([`rale::consensus::raft`]), the local server ([`rale::pg::local`]), the
+//! fence and the history — then serves the REST API beside it. The HA loop itself, its
+//! executor, the lease keeper and parameter application live in [`rale::agent`]; the
+//! decisions in [`rale::decide`]. `ramctrl` drives a cluster through the API, `ramctrl
+//! demo` starts the local playground ([`launch`] is its cluster launcher, shared with the
+//! end-to-end fixtures) and `ramd-bench` measures it.
 //!
 //! ```no_run
 //! # async fn run() -> anyhow::Result<()> {
