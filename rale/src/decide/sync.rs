@@ -262,3 +262,132 @@ pub(super) fn next_step(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::status::{DataDirState, MemberStatus, ReplicaConnection};
+    use crate::types::{Role, Tags, Timeline};
+
+    fn node(name: &str) -> NodeId {
+        NodeId::new(name).expect("valid name")
+    }
+
+    fn member(name: &str) -> MemberStatus {
+        MemberStatus {
+            node: node(name),
+            api_url: String::new(),
+            pg_host: "127.0.0.1".into(),
+            pg_port: 5432,
+            role: Role::Replica,
+            running: true,
+            timeline: Timeline(1),
+            lsn: Lsn(1000),
+            receive_lsn: Some(Lsn(1000)),
+            replay_lsn: Some(Lsn(1000)),
+            upstream: Some(node("n1")),
+            streaming: true,
+            tags: Tags::default(),
+            detached: None,
+            pending_restart: false,
+            server_version_num: 150000,
+            system_id: Some(1),
+            heartbeat: 1,
+        }
+    }
+
+    fn row(name: &str, state: &str, flush: u64) -> ReplicaConnection {
+        ReplicaConnection {
+            application_name: name.into(),
+            state: state.into(),
+            sync_state: "quorum".into(),
+            write_lsn: Some(Lsn(flush)),
+            flush_lsn: Some(Lsn(flush)),
+            replay_lsn: Some(Lsn(flush)),
+        }
+    }
+
+    /// Primary n1 in `ANY 1` quorum mode over n2 and n3, with `recorded` as the recorded
+    /// set (and enforced as such), and `rows` as its `pg_stat_replication`.
+    fn step(recorded: &[&str], rows: Vec<ReplicaConnection>) -> Option<(Action, String)> {
+        let enforced = format!("ANY 1 ({})", recorded.join(", "));
+        step_enforcing(recorded, &enforced, rows)
+    }
+
+    fn step_enforcing(
+        recorded: &[&str],
+        enforced: &str,
+        rows: Vec<ReplicaConnection>,
+    ) -> Option<(Action, String)> {
+        let mut state = ClusterState::default();
+        state.config.synchronous.mode = SyncMode::Quorum;
+        state.config.synchronous.node_count = 1;
+        for n in ["n1", "n2", "n3"] {
+            state.members.insert(node(n), member(n));
+        }
+        state.sync.epoch = Epoch(2);
+        state.sync.standbys = recorded.iter().map(|n| node(n)).collect();
+        state.sync.quorum = 1;
+        let mut pg = PgStatus::stopped(DataDirState::Initialized { system_id: 1 });
+        pg.running = true;
+        pg.reachable = true;
+        pg.timeline = Timeline(1);
+        pg.write_lsn = Lsn(5000);
+        pg.replicas = rows;
+        pg.synchronous_standby_names = enforced.to_string();
+        let fresh: BTreeSet<NodeId> = ["n2", "n3"].iter().map(|n| node(n)).collect();
+        next_step(
+            &node("n1"),
+            Epoch(2),
+            &state,
+            &pg,
+            &fresh,
+            &Expected::default(),
+            &mut None,
+        )
+    }
+
+    /// Issue 14 item 8: a member of the recorded set that reconnected and is catching up
+    /// under heavy writes stays in the set; the set does not flap out and back in.
+    #[test]
+    fn a_recorded_member_catching_up_stays_in_the_set() {
+        let rows = vec![row("n2", "streaming", 5000), row("n3", "catchup", 3000)];
+        assert_eq!(step(&["n2", "n3"], rows), None);
+    }
+
+    /// The hysteresis holds members in, it does not pull them in: a member outside the
+    /// recorded set joins only once it streams.
+    #[test]
+    fn a_member_catching_up_outside_the_set_is_not_added() {
+        let rows = vec![row("n2", "streaming", 5000), row("n3", "catchup", 3000)];
+        assert_eq!(step(&["n2"], rows), None);
+        let rows = vec![row("n2", "streaming", 5000), row("n3", "streaming", 5000)];
+        let (action, reason) = step(&["n2"], rows).expect("n3 streams: the set grows");
+        assert!(
+            matches!(&action, Action::Pg { .. } | Action::Propose { .. }),
+            "{action:?}"
+        );
+        assert!(reason.contains("n3"), "the reason names the member: {reason}");
+    }
+
+    /// A member of the recorded set that stopped streaming altogether is dropped: first
+    /// from what PostgreSQL enforces, then from the record, with a reason that says it is
+    /// dropped (not "caught up").
+    #[test]
+    fn a_recorded_member_that_is_gone_is_dropped_and_the_reason_says_so() {
+        let rows = vec![row("n2", "streaming", 5000)];
+        let (action, _) = step(&["n2", "n3"], rows.clone()).expect("n3 is gone");
+        let Action::Pg {
+            action: PgAction::SetSynchronousStandbyNames { value },
+        } = action
+        else {
+            panic!("enforcement shrinks first: {action:?}");
+        };
+        assert_eq!(value, "ANY 1 (n2)");
+        let (action, reason) =
+            step_enforcing(&["n2", "n3"], "ANY 1 (n2)", rows).expect("then the record");
+        assert!(matches!(action, Action::Propose { .. }), "{action:?}");
+        assert!(reason.contains("n3"), "{reason}");
+        assert!(!reason.contains("caught up"), "{reason}");
+    }
+}
