@@ -69,6 +69,29 @@ impl Writer {
             .copied()
     }
 
+    /// Polls (every 20 ms, at most `timeout`) for the first failed attempt started at or
+    /// after `t0`: when a fault has visibly hit the writers. After `kill -9` of a
+    /// postmaster its backends can still commit for a few milliseconds, so "writes again"
+    /// is measured from the first failure, not from the signal.
+    pub(crate) async fn wait_failure_after(&self, t0: Instant, timeout: Duration) -> Option<Attempt> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            let first = self
+                .log
+                .lock()
+                .await
+                .iter()
+                .filter(|a| !a.ok && a.start >= t0)
+                .min_by_key(|a| a.start)
+                .copied();
+            if first.is_some() {
+                return first;
+            }
+            tokio::time::sleep(Duration::from_millis(PERIOD_MS)).await;
+        }
+        None
+    }
+
     /// Polls (every 20 ms, at most `timeout`) for the first success after `t0` on a node
     /// accepted by `which`.
     pub(crate) async fn wait_ok_after(
