@@ -3,7 +3,7 @@
 //! `/read-only-sync` (`/read-only-synchronous`) and `/read-only-quorum`.
 //!
 //! The rules follow Patroni 4.1 and reproduce the status codes captured from a real
-//! Patroni cluster (`shared/reference/patroni/*_status_codes.json`, replayed by this
+//! Patroni cluster (`ramd-ref/tests/reference/patroni/*_status_codes.json`, replayed by this
 //! module's tests):
 //!
 //! - a node is **replica-ready** when PostgreSQL runs as a replica, is not tagged
@@ -221,7 +221,7 @@ mod tests {
         }
     }
 
-    /// `shared/reference/patroni/sync_status_codes.json` (Patroni 4.1.5, synchronous mode):
+    /// `ramd-ref/tests/reference/patroni/sync_status_codes.json` (Patroni 4.1.5, synchronous mode):
     /// n1 sync standby, n2 replica, n3 leader; order /sync, /async, /read-only-sync, /quorum.
     #[test]
     fn patroni_sync_mode_codes() {
@@ -243,7 +243,7 @@ mod tests {
         assert_codes(&leader(), [503, 503, 200, 503], "n3 (leader)");
     }
 
-    /// `shared/reference/patroni/async_status_codes.json` (asynchronous mode):
+    /// `ramd-ref/tests/reference/patroni/async_status_codes.json` (asynchronous mode):
     /// n1, n3 replicas, n2 leader.
     #[test]
     fn patroni_async_mode_codes() {

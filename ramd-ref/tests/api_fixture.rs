@@ -289,15 +289,15 @@ pub async fn call_with(
     }
 }
 
-/// Reads one of Patroni's reference captures from `shared/reference/patroni/`.
+/// Reads one of Patroni's reference captures from `ramd-ref/tests/reference/patroni/` (a
+/// copy kept in the repository, see its README), or from `RALE_PATRONI_REFERENCE`.
 pub fn reference(file: &str) -> serde_json::Value {
     let manifest = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let candidates = [
         std::env::var("RALE_PATRONI_REFERENCE")
             .ok()
             .map(std::path::PathBuf::from),
-        Some(manifest.join("../../shared/reference/patroni")),
-        Some(manifest.join("../shared/reference/patroni")),
+        Some(manifest.join("tests/reference/patroni")),
     ];
     for dir in candidates.into_iter().flatten() {
         let path = dir.join(file);
@@ -307,7 +307,7 @@ pub fn reference(file: &str) -> serde_json::Value {
         }
     }
     panic!(
-        "reference capture {file} not found: expected shared/reference/patroni beside the \
-         repository, or set RALE_PATRONI_REFERENCE"
+        "reference capture {file} not found in ramd-ref/tests/reference/patroni (or \
+         RALE_PATRONI_REFERENCE)"
     );
 }

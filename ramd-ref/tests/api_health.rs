@@ -1,5 +1,5 @@
 //! Health checks answer exactly what Patroni 4.1.5 answered on the same topology
-//! (shared/reference/patroni/{async,sync}_status_codes.json), on every member.
+//! (ramd-ref/tests/reference/patroni/{async,sync}_status_codes.json), on every member.
 //! Run: cargo test -p ramd-ref --test api_health
 
 mod api_fixture;
