@@ -39,8 +39,10 @@ pub enum Workload {
     Mixed,
 }
 
-/// Input of [`optimize`] (`POST /api/v1/parameter/optimize`).
+/// Input of [`optimize`] (`POST /api/v1/parameter/optimize`). Unknown fields are refused,
+/// so that a misspelt field is not silently replaced by its default.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct OptimizeRequest {
     /// PostgreSQL major the settings are for.
     pub version: PgMajor,

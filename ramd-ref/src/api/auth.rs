@@ -108,8 +108,46 @@ pub(crate) fn caller_name(caller: Option<axum::extract::Extension<Caller>>) -> S
         .unwrap_or_else(|| "anonymous".into())
 }
 
-fn is_safe(method: &Method) -> bool {
+pub(crate) fn is_safe(method: &Method) -> bool {
     matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
+}
+
+/// What [`enforce`] (and [`forged_request`]) can answer for `method` on `path` before the
+/// handler runs, with why: the OpenAPI document lists these on every operation, and a test
+/// drives the router to check that nothing else comes out of this layer.
+pub(crate) fn refusals(
+    method: &Method,
+    path: &str,
+    has_body: bool,
+) -> Vec<(axum::http::StatusCode, &'static str)> {
+    use axum::http::StatusCode;
+    if is_safe(method) {
+        if health::check_for_path(path).is_some() {
+            return Vec::new();
+        }
+        return vec![(
+            StatusCode::UNAUTHORIZED,
+            "Credentials missing or wrong (only when [api] read_open = false)",
+        )];
+    }
+    let mut out = vec![
+        (
+            StatusCode::UNAUTHORIZED,
+            "Credentials missing or wrong (WWW-Authenticate: Basic)",
+        ),
+        (
+            StatusCode::FORBIDDEN,
+            "Refused: client network not in [api] allow_networks, no password configured, \
+             or a cross-origin browser request",
+        ),
+    ];
+    if has_body {
+        out.push((
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "The body is not Content-Type: application/json",
+        ));
+    }
+    out
 }
 
 /// Why a state-changing request that a web page could have forged is refused, if it is.

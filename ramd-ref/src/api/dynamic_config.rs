@@ -16,7 +16,7 @@ use super::ApiState;
 use super::auth::Caller;
 use super::error::{ApiError, ApiJson};
 use super::propose::propose;
-use super::types::ErrorBody;
+use super::types::{ConfigBody, ConfigPatch, ErrorBody};
 
 type St = State<Arc<ApiState>>;
 
@@ -56,6 +56,30 @@ fn with_version(version: u64, body: Value) -> Response {
         resp.headers_mut().insert(header::ETAG, v);
     }
     resp
+}
+
+/// The first key of `patch` that the configuration does not have (`a.b` for nested
+/// ones), judged against `shape` (the default configuration as JSON). A merge patch
+/// that resets (`null`) an unknown key would otherwise pass unnoticed. Maps such as
+/// `postgresql_parameters` (empty objects in `shape`) take any key.
+fn unknown_key(shape: &Value, patch: &Value, prefix: &str) -> Option<String> {
+    let (Value::Object(known), Value::Object(given)) = (shape, patch) else {
+        return None;
+    };
+    if known.is_empty() {
+        return None;
+    }
+    given.iter().find_map(|(key, value)| {
+        let path = if prefix.is_empty() {
+            key.clone()
+        } else {
+            format!("{prefix}.{key}")
+        };
+        match known.get(key) {
+            None => Some(path),
+            Some(inner) => unknown_key(inner, value, &path),
+        }
+    })
 }
 
 /// The version an `If-Match: "N"` header asks for.
@@ -179,8 +203,8 @@ fn version_conflict(current: u64, expected: u64) -> ApiError {
 }
 
 /// Merge-patch the configuration (RFC 7386: `null` resets a key to its default).
-#[utoipa::path(patch, path = "/config", tag = "config", request_body = Object,
-    params(("If-Match" = Option<String>, Header, description = "Expected configuration version")),
+#[utoipa::path(patch, path = "/config", tag = "config", request_body = ConfigPatch,
+    params(("If-Match" = Option<String>, Header, nullable = false, pattern = r#"^(W/)?"?[0-9]{1,18}"?$"#, description = "Expected configuration version, as the ETag of GET /config gives it (\"3\")")),
     responses(
         (status = 200, description = "The new configuration", body = Object),
         (status = 400, description = "Invalid configuration", body = ErrorBody),
@@ -198,6 +222,12 @@ pub(crate) async fn patch_config(
             "a configuration patch must be a JSON object",
         ));
     }
+    let shape = serde_json::to_value(rale::DynamicConfig::default()).unwrap_or_default();
+    if let Some(path) = unknown_key(&shape, &patch, "") {
+        return Err(ApiError::bad_request(format!(
+            "invalid configuration patch: unknown key {path:?}"
+        )));
+    }
     let wanted = if_match(&headers)?;
     let cluster = st.consensus.read().await.map_err(ApiError::consensus)?;
     let mut merged = config_json(&cluster.config)?;
@@ -207,8 +237,8 @@ pub(crate) async fn patch_config(
 }
 
 /// Replace the whole configuration (missing keys take their defaults).
-#[utoipa::path(put, path = "/config", tag = "config", request_body = Object,
-    params(("If-Match" = Option<String>, Header, description = "Expected configuration version")),
+#[utoipa::path(put, path = "/config", tag = "config", request_body = ConfigBody,
+    params(("If-Match" = Option<String>, Header, nullable = false, pattern = r#"^(W/)?"?[0-9]{1,18}"?$"#, description = "Expected configuration version, as the ETag of GET /config gives it (\"3\")")),
     responses(
         (status = 200, description = "The new configuration", body = Object),
         (status = 400, description = "Invalid configuration", body = ErrorBody),
@@ -245,5 +275,26 @@ mod tests {
         let mut doc = json!({"a": [1]});
         merge_patch(&mut doc, &json!({"a": {"b": 1}, "n": null}));
         assert_eq!(doc, json!({"a": {"b": 1}}));
+    }
+}
+
+#[cfg(test)]
+mod patch_tests {
+    use super::unknown_key;
+    use serde_json::json;
+
+    #[test]
+    fn unknown_keys_of_a_patch_are_found_even_when_reset() {
+        let shape = serde_json::to_value(rale::DynamicConfig::default()).expect("json");
+        assert_eq!(unknown_key(&shape, &json!({"lease_ttl": null}), ""), None);
+        assert_eq!(unknown_key(&shape, &json!({"": null}), ""), Some(String::new()));
+        assert_eq!(
+            unknown_key(&shape, &json!({"synchronous": {"modee": null}}), ""),
+            Some("synchronous.modee".into())
+        );
+        assert_eq!(
+            unknown_key(&shape, &json!({"postgresql_parameters": {"work_mem": null}}), ""),
+            None
+        );
     }
 }

@@ -101,8 +101,10 @@ impl IntoResponse for ApiError {
 }
 
 /// A JSON request body. Unlike `axum::Json` it does not insist on a `Content-Type`
-/// (Patroni's clients often send none), reads an empty body as `{}`, and answers 400 with
-/// the parser's message for anything malformed.
+/// (Patroni's clients often send none), reads an empty body as `{}`, refuses bodies that
+/// are not objects (or `null`, where the body is optional), reads integral numbers
+/// written with a fraction (`3.0`) as integers, and answers 400 with the parser's message
+/// for anything malformed.
 #[derive(Clone, Debug)]
 pub struct ApiJson<T>(pub T);
 
@@ -118,8 +120,71 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
         } else {
             &bytes
         };
-        serde_json::from_slice(text)
+        let mut value: serde_json::Value = serde_json::from_slice(text)
+            .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?;
+        if !(value.is_object() || value.is_null()) {
+            return Err(ApiError::bad_request(
+                "the request body must be a JSON object",
+            ));
+        }
+        integral_numbers(&mut value);
+        serde_json::from_value(value)
             .map(ApiJson)
             .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
+    }
+}
+
+/// A query string. Like `axum::extract::Query`, but a malformed one is a JSON 400 like
+/// every other error of the API (axum's own rejection is plain text).
+#[derive(Clone, Debug)]
+pub struct ApiQuery<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> axum::extract::FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Query(v)| ApiQuery(v))
+            .map_err(|e| ApiError::bad_request(format!("invalid query string: {}", e.body_text())))
+    }
+}
+
+/// JSON does not tell `3` from `3.0` (JSON Schema counts both as integers): numbers with
+/// no fraction become integers, so that integer fields accept either spelling.
+fn integral_numbers(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Number(n) if n.is_f64() => {
+            if let Some(f) = n.as_f64()
+                && f.fract() == 0.0
+            {
+                // The casts are exact: the value is integral and inside the type's range.
+                if (0.0..=u64::MAX as f64).contains(&f) && f < 18_446_744_073_709_551_616.0 {
+                    *value = serde_json::Value::from(f as u64);
+                } else if (i64::MIN as f64..0.0).contains(&f) {
+                    *value = serde_json::Value::from(f as i64);
+                }
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(integral_numbers),
+        serde_json::Value::Object(fields) => fields.values_mut().for_each(integral_numbers),
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::integral_numbers;
+    use serde_json::json;
+
+    #[test]
+    fn integral_floats_become_integers() {
+        let mut v = json!({"n": 26044.0, "list": [1.5, -2.0, 0.0], "big": 1e30, "s": "3.0"});
+        integral_numbers(&mut v);
+        assert_eq!(v, json!({"n": 26044, "list": [1.5, -2, 0], "big": 1e30, "s": "3.0"}));
+        assert!(v["n"].is_u64());
     }
 }

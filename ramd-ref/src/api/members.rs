@@ -20,7 +20,7 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{Extension, Path, Query, State};
+use axum::extract::{Extension, Path, State};
 use axum::http::StatusCode;
 use rale::consensus::{Membership, Peer};
 use rale::state::{Operation, Outcome};
@@ -30,7 +30,7 @@ use utoipa::ToSchema;
 
 use super::ApiState;
 use super::auth::Caller;
-use super::error::{ApiError, ApiJson};
+use super::error::{ApiError, ApiJson, ApiQuery};
 use super::propose::propose;
 use super::types::{ActionResponse, ErrorBody};
 
@@ -44,10 +44,13 @@ pub const API_URL_LEN_MAX: usize = 2048;
 #[serde(deny_unknown_fields)]
 pub struct AddMemberRequest {
     /// Member name (1–63 of `[A-Za-z0-9_.-]`), its `name` in its own configuration.
+    #[schema(pattern = r"^[A-Za-z0-9_.-]{1,63}$")]
     pub name: String,
     /// Numeric consensus id: unique, never reused, not 0.
+    #[schema(minimum = 1)]
     pub raft_id: u64,
-    /// Base URL of its agent API, e.g. `https://10.0.0.4:8008`.
+    /// Base URL of its agent API, e.g. `https://10.0.0.4:8008` (no query or fragment).
+    #[schema(pattern = r"^https?://[^/?#\s]+(/[^?#\s]*)?$", max_length = 2048)]
     pub api_url: String,
 }
 
@@ -251,7 +254,7 @@ pub fn still_reporting_ms(config: &rale::DynamicConfig) -> u64 {
 /// Removes a consensus member. Refused for the primary lease holder, the last voter and
 /// (without `force`) a member whose agent still reports.
 #[utoipa::path(delete, path = "/api/v1/members/{name}", tag = "members",
-    params(("name" = String, Path, description = "Member to remove"), RemoveQuery),
+    params(("name" = String, Path, pattern = r"^[A-Za-z0-9_.-]{1,63}$", description = "Member to remove"), RemoveQuery),
     responses(
         (status = 200, description = "Removed", body = ActionResponse),
         (status = 400, description = "Bad name", body = ErrorBody),
@@ -264,7 +267,7 @@ pub(crate) async fn remove(
     State(st): St,
     caller: Option<Extension<Caller>>,
     Path(name): Path<String>,
-    Query(q): Query<RemoveQuery>,
+    ApiQuery(q): ApiQuery<RemoveQuery>,
 ) -> Result<Json<ActionResponse>, ApiError> {
     let node = NodeId::new(&name).map_err(|e| ApiError::bad_request(format!("name: {e}")))?;
     let cluster = st.consensus.read().await.map_err(ApiError::consensus)?;

@@ -60,8 +60,13 @@ fn actions(st: &ApiState, what: &str) -> Result<Arc<dyn NodeActions>, ApiError> 
 pub(crate) async fn restart(
     State(st): St,
     caller: Option<Extension<Caller>>,
-    ApiJson(req): ApiJson<RestartRequest>,
+    ApiJson(req): ApiJson<Option<RestartRequest>>,
 ) -> Answer {
+    // An empty body and JSON `null` both mean "no conditions", as in Patroni.
+    let req = req.unwrap_or_default();
+    if let Some(v) = &req.postgres_version {
+        super::types::postgres_version_num(v)?;
+    }
     let a = actions(&st, "restart")?;
     let (code, body) = a.restart(req, &caller_name(caller)).await?;
     Ok((code, Json(body)))
@@ -89,8 +94,9 @@ pub(crate) async fn cancel_restart(State(st): St, caller: Option<Extension<Calle
 pub(crate) async fn reinitialize(
     State(st): St,
     caller: Option<Extension<Caller>>,
-    ApiJson(req): ApiJson<ReinitializeRequest>,
+    ApiJson(req): ApiJson<Option<ReinitializeRequest>>,
 ) -> Answer {
+    let req = req.unwrap_or_default();
     let a = actions(&st, "reinitialize")?;
     let (code, body) = a.reinitialize(req, &caller_name(caller)).await?;
     Ok((code, Json(body)))

@@ -10,6 +10,8 @@ use utoipa::openapi::path::{
 };
 use utoipa::openapi::response::ResponseBuilder;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::openapi::schema::{ObjectBuilder, SchemaType, Type};
+use utoipa::openapi::security::SecurityRequirement;
 use utoipa::openapi::{ContentBuilder, OpenApi as Document, Ref, Required};
 use utoipa::{Modify, OpenApi};
 
@@ -57,6 +59,7 @@ impl Modify for BasicAuth {
         ParameterValidateRequest, RecordedSyncView, SyncStandbyView, SyncStandbysStatus,
         SyncNodeRequest, SyncAnyNRequest, SyncCountRequest, SyncCommitLevelRequest,
         SyncChangeResponse, AddMemberRequest, MembersView, PeerView,
+        pg_parameters::ContextName, pg_parameters::TypeName, OptimizeBody, SwitchoverBody, FailoverBody, ConfigBody, ConfigPatch,
     )),
     modifiers(&BasicAuth),
 )]
@@ -104,6 +107,9 @@ fn health_item(check: Check) -> PathItem {
             .parameter_in(ParameterIn::Query)
             .required(Required::False)
             .description(Some(what))
+            .schema(Some(
+                ObjectBuilder::new().schema_type(SchemaType::new(Type::String)),
+            ))
             .build()
     };
     let op = |with_body: bool| {
@@ -120,12 +126,17 @@ fn health_item(check: Check) -> PathItem {
         OperationBuilder::new()
             .tag("health")
             .summary(Some(describe(check)))
+            .description(Some(
+                "Patroni's health check. Filters, all optional: `lag` (bytes, or with a unit: \
+                 16kB, 10MB, 1GB; an unparsable value fails the check), `replication_state` \
+                 (e.g. `streaming`) and any number of `tag_<key>=<value>` (the member's tag \
+                 must have that value). Unknown parameters are ignored, as in Patroni.",
+            ))
             .parameter(query("lag", "Maximum replay lag: bytes or 16kB, 10MB, 1GB"))
             .parameter(query(
                 "replication_state",
                 "Required replication state, e.g. streaming",
             ))
-            .parameter(query("tag_<key>", "Required tag value"))
             .response("200", ok.build())
             .response("503", ko.build())
             .build()
@@ -134,6 +145,78 @@ fn health_item(check: Check) -> PathItem {
     item.head = Some(op(false));
     item.options = Some(op(false));
     item
+}
+
+/// Operations that read only what this agent holds in memory or computes: they never
+/// wait for consensus, so they never answer 503 for it.
+const LOCAL_OPERATIONS: &[&str] = &[
+    "/patroni",
+    "/cluster",
+    "/history",
+    "/metrics",
+    "/openapi.json",
+    "/api/v1/cluster/metrics",
+    "/api/v1/nodes",
+    "/api/v1/nodes/{id}",
+    "/api/v1/replication/sync",
+    "/api/v1/parameter/validate",
+    "/api/v1/parameter/list",
+    "/api/v1/parameter/info/{name}",
+    "/api/v1/parameter/optimize",
+];
+
+fn error_response(description: &str) -> utoipa::openapi::RefOr<utoipa::openapi::Response> {
+    ResponseBuilder::new()
+        .description(description)
+        .content(
+            "application/json",
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name("ErrorBody")))
+                .build(),
+        )
+        .build()
+        .into()
+}
+
+/// Adds to every operation the answers that do not come from its handler: the refusals
+/// of the access layer ([`super::auth::refusals`], the same rules `enforce` applies),
+/// 400 for a malformed body, and 503 when consensus does not answer.
+fn complete(doc: &mut Document) {
+    for (path, item) in doc.paths.paths.iter_mut() {
+        let health = super::health::check_for_path(path).is_some();
+        let operations = [
+            (axum::http::Method::GET, &mut item.get),
+            (axum::http::Method::HEAD, &mut item.head),
+            (axum::http::Method::OPTIONS, &mut item.options),
+            (axum::http::Method::POST, &mut item.post),
+            (axum::http::Method::PUT, &mut item.put),
+            (axum::http::Method::PATCH, &mut item.patch),
+            (axum::http::Method::DELETE, &mut item.delete),
+        ];
+        for (method, op) in operations {
+            let Some(op) = op.as_mut() else { continue };
+            let has_body = op.request_body.is_some();
+            let responses = &mut op.responses.responses;
+            for (status, why) in super::auth::refusals(&method, path, has_body) {
+                responses
+                    .entry(status.as_u16().to_string())
+                    .or_insert_with(|| error_response(why));
+            }
+            if has_body {
+                responses
+                    .entry("400".into())
+                    .or_insert_with(|| error_response("Malformed request body"));
+            }
+            if !health && !LOCAL_OPERATIONS.contains(&path.as_str()) {
+                responses.entry("503".into()).or_insert_with(|| {
+                    error_response("Consensus unavailable, outcome unknown, or not available on this node")
+                });
+            }
+            if !super::auth::is_safe(&method) && op.security.is_none() {
+                op.security = Some(vec![SecurityRequirement::new("basic", Vec::<String>::new())]);
+            }
+        }
+    }
 }
 
 /// The OpenAPI document of [`super::router`].
@@ -153,6 +236,7 @@ pub fn document() -> Document {
         item.post = item.patch.clone();
         doc.paths.paths.insert("/api/v1/config".to_owned(), item);
     }
+    complete(&mut doc);
     doc
 }
 

@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use rale::ClusterState;
 use rale_params::api::{InfoResponse, ListQuery, ListResponse, ValidateRequest, ValidateResponse};
 use rale_params::{OptimizeRequest, OptimizeResponse, PgMajor, Verdict};
@@ -18,8 +18,8 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use super::ApiState;
-use super::error::{ApiError, ApiJson};
-use super::types::{ErrorBody, ParameterValidateRequest};
+use super::error::{ApiError, ApiJson, ApiQuery};
+use super::types::{ErrorBody, OptimizeBody, ParameterValidateRequest};
 use crate::snapshot::NodeSnapshot;
 
 type St = State<Arc<ApiState>>;
@@ -153,16 +153,16 @@ pub(crate) async fn validate(
 /// name `search`.
 #[utoipa::path(get, path = "/api/v1/parameter/list", tag = "parameters",
     params(
-        ("version" = Option<u32>, Query, description = "PostgreSQL major (default: the cluster's)"),
-        ("context" = Option<String>, Query, description = "postmaster, sighup, user, …"),
-        ("type" = Option<String>, Query, description = "bool, integer, real, string, enum"),
+        ("version" = Option<u32>, Query, minimum = 13, maximum = 17, description = "PostgreSQL major (default: the cluster's)"),
+        ("context" = Option<ContextName>, Query, description = "When a parameter can be changed (`pg_settings.context`)"),
+        ("type" = Option<TypeName>, Query, description = "`pg_settings.vartype`"),
         ("search" = Option<String>, Query, description = "Names containing this text")),
     responses(
         (status = 200, description = "Parameters (rale_params::api::ListResponse)", body = Object),
         (status = 400, description = "Bad filter", body = ErrorBody)))]
 pub(crate) async fn list(
     State(st): St,
-    Query(q): Query<HashMap<String, String>>,
+    ApiQuery(q): ApiQuery<HashMap<String, String>>,
 ) -> Result<Json<ListResponse>, ApiError> {
     let query = ListQuery {
         version: Some(version_param(&q, &st)?),
@@ -171,6 +171,45 @@ pub(crate) async fn list(
         search: q.get("search").cloned(),
     };
     Ok(Json(rale_params::api::list(&query)))
+}
+
+/// The `?context=` values: [`rale_params::Context`] as its serde names (documentation
+/// only; a test checks that each parses).
+#[derive(Clone, Copy, Debug, serde::Serialize, utoipa::ToSchema)]
+#[allow(dead_code)] // documentation of the query values; built only by the test below
+#[serde(rename_all = "kebab-case")]
+pub(crate) enum ContextName {
+    /// `internal`
+    Internal,
+    /// `postmaster`
+    Postmaster,
+    /// `sighup`
+    Sighup,
+    /// `superuser-backend`
+    SuperuserBackend,
+    /// `backend`
+    Backend,
+    /// `superuser`
+    Superuser,
+    /// `user`
+    User,
+}
+
+/// The `?type=` values: [`rale_params::ParamType`] as its serde names.
+#[derive(Clone, Copy, Debug, serde::Serialize, utoipa::ToSchema)]
+#[allow(dead_code)] // documentation of the query values; built only by the test below
+#[serde(rename_all = "lowercase")]
+pub(crate) enum TypeName {
+    /// `bool`
+    Bool,
+    /// `integer`
+    Integer,
+    /// `real`
+    Real,
+    /// `string`
+    String,
+    /// `enum`
+    Enum,
 }
 
 /// A well-formed configuration parameter name (PostgreSQL identifiers, with `.` for
@@ -186,8 +225,8 @@ fn is_parameter_name(name: &str) -> bool {
 /// One parameter's definition; 400 for a malformed name, 404 with the closest names for an unknown one.
 #[utoipa::path(get, path = "/api/v1/parameter/info/{name}", tag = "parameters",
     params(
-        ("name" = String, Path, description = "Parameter name"),
-        ("version" = Option<u32>, Query, description = "PostgreSQL major (default: the cluster's)")),
+        ("name" = String, Path, pattern = r"^[A-Za-z0-9_.$]{1,128}$", description = "Parameter name"),
+        ("version" = Option<u32>, Query, minimum = 13, maximum = 17, description = "PostgreSQL major (default: the cluster's)")),
     responses(
         (status = 200, description = "Definition (rale_params::api::InfoResponse)", body = Object),
         (status = 400, description = "Malformed name or version", body = ErrorBody),
@@ -195,7 +234,7 @@ fn is_parameter_name(name: &str) -> bool {
 pub(crate) async fn info(
     State(st): St,
     Path(name): Path<String>,
-    Query(q): Query<HashMap<String, String>>,
+    ApiQuery(q): ApiQuery<HashMap<String, String>>,
 ) -> Result<Json<InfoResponse>, ApiError> {
     let version = version_param(&q, &st)?;
     if !is_parameter_name(&name) {
@@ -220,7 +259,7 @@ pub(crate) async fn info(
 /// Recommended settings for the machine and workload (`version` defaults to the
 /// cluster's).
 #[utoipa::path(post, path = "/api/v1/parameter/optimize", tag = "parameters",
-    request_body(content = Object, description = "rale_params::OptimizeRequest: total_memory_bytes, cpu_count, storage (ssd|hdd|network), workload (oltp|web|data_warehouse|mixed), max_connections?, standby_count?, version?"),
+    request_body = OptimizeBody,
     responses(
         (status = 200, description = "Recommendations (rale_params::OptimizeResponse)", body = Object),
         (status = 400, description = "Impossible or malformed request", body = ErrorBody)),
@@ -273,5 +312,28 @@ mod tests {
         p.remove("shared_bufers");
         p.remove("max_connections");
         assert!(check_parameters(PgMajor::BASE, &p).is_ok());
+    }
+}
+
+#[cfg(test)]
+mod doc_tests {
+    use super::*;
+
+    /// The documented filter values are exactly what the catalog's types accept.
+    #[test]
+    fn documented_filter_values_parse() {
+        use ContextName::*;
+        for c in [Internal, Postmaster, Sighup, SuperuserBackend, Backend, Superuser, User] {
+            let v = serde_json::to_value(c).expect("serializes");
+            serde_json::from_value::<rale_params::Context>(v.clone())
+                .unwrap_or_else(|e| panic!("{v}: {e}"));
+        }
+        for t in [TypeName::Bool, TypeName::Integer, TypeName::Real, TypeName::String, TypeName::Enum] {
+            let v = serde_json::to_value(t).expect("serializes");
+            serde_json::from_value::<rale_params::ParamType>(v.clone())
+                .unwrap_or_else(|e| panic!("{v}: {e}"));
+        }
+        assert_eq!(rale_params::PgMajor::MIN.get(), 13);
+        assert_eq!(rale_params::PgMajor::MAX.get(), 17);
     }
 }

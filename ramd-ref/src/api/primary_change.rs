@@ -16,7 +16,7 @@ use super::auth::{Caller, caller_name};
 use super::error::{ApiError, ApiJson};
 use super::propose::propose;
 use super::sync_role::{SyncRole, sync_role};
-use super::types::{ActionResponse, ErrorBody, SwitchoverRequest};
+use super::types::{ActionResponse, ErrorBody, FailoverBody, SwitchoverBody, SwitchoverRequest};
 use super::{ApiState, now_unix_ms};
 
 type St = State<Arc<ApiState>>;
@@ -332,11 +332,12 @@ async fn wait_for_new_primary(
 
 /// Planned switchover from `leader` to `candidate` (or the best member), now or at
 /// `scheduled_at`.
-#[utoipa::path(post, path = "/switchover", tag = "operations", request_body = SwitchoverRequest,
+#[utoipa::path(post, path = "/switchover", tag = "operations", request_body = SwitchoverBody,
     responses(
         (status = 200, description = "Switched over", body = ActionResponse),
         (status = 202, description = "Scheduled", body = ActionResponse),
-        (status = 400, description = "Bad request", body = ErrorBody),
+        (status = 400, description = "Bad request; also, as Patroni, a schedule or no candidate while paused", body = ErrorBody),
+        (status = 422, description = "Scheduled in the past (Patroni's code)", body = ErrorBody),
         (status = 401, description = "Credentials required", body = ErrorBody),
         (status = 409, description = "Refused by the cluster", body = ErrorBody),
         (status = 412, description = "Not possible now", body = ErrorBody),
@@ -351,7 +352,7 @@ pub(crate) async fn switchover(
 }
 
 /// Manual failover to `candidate`, whether or not the primary is healthy.
-#[utoipa::path(post, path = "/failover", tag = "operations", request_body = SwitchoverRequest,
+#[utoipa::path(post, path = "/failover", tag = "operations", request_body = FailoverBody,
     responses(
         (status = 200, description = "Failed over", body = ActionResponse),
         (status = 400, description = "Bad request", body = ErrorBody),
@@ -370,7 +371,7 @@ pub(crate) async fn failover(
 
 /// Promote `id` (a failover to it).
 #[utoipa::path(post, path = "/api/v1/promote/{id}", tag = "operations",
-    params(("id" = String, Path, description = "Member to promote")),
+    params(("id" = String, Path, pattern = r"^[A-Za-z0-9_.-]{1,63}$", description = "Member to promote")),
     responses(
         (status = 200, description = "Promoted", body = ActionResponse),
         (status = 404, description = "Not a member", body = ErrorBody),
@@ -392,7 +393,7 @@ pub(crate) async fn promote(
 
 /// Demote `id`, the current primary (a switchover from it to the best member).
 #[utoipa::path(post, path = "/api/v1/demote/{id}", tag = "operations",
-    params(("id" = String, Path, description = "The current primary")),
+    params(("id" = String, Path, pattern = r"^[A-Za-z0-9_.-]{1,63}$", description = "The current primary")),
     responses(
         (status = 200, description = "Demoted", body = ActionResponse),
         (status = 404, description = "Not a member", body = ErrorBody),

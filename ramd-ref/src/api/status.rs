@@ -66,10 +66,13 @@ pub(crate) async fn health(
     )
 }
 
-/// Unknown paths: `GET` answers 503 with the node status as Patroni does; other methods
-/// 404.
+/// Unknown paths: outside `/api/v1/`, `GET` answers 503 with the node status as Patroni
+/// does; everything else 404.
 pub(crate) async fn unknown(State(st): St, method: Method, uri: Uri) -> Response {
-    if matches!(method, Method::GET | Method::HEAD | Method::OPTIONS) {
+    // Patroni answers any unknown GET with the node status and 503 (load balancers probe
+    // paths of their own); RALE's own namespace has no such aliases: 404 there.
+    let ours = uri.path() == "/api/v1" || uri.path().starts_with("/api/v1/");
+    if !ours && matches!(method, Method::GET | Method::HEAD | Method::OPTIONS) {
         let (_, body) = status_body(&st);
         return answer(&method, StatusCode::SERVICE_UNAVAILABLE, body);
     }

@@ -205,6 +205,9 @@ pub(crate) async fn remove(
     caller: Option<Extension<Caller>>,
     ApiJson(req): ApiJson<SyncNodeRequest>,
 ) -> Change {
+    let name = req.node.trim();
+    NodeId::new(name)
+        .map_err(|e| ApiError::bad_request(format!("invalid member name {name:?}: {e}")))?;
     change(&st, caller, |sync, _cluster| {
         let before = sync.pinned.len();
         sync.pinned

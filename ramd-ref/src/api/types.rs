@@ -508,6 +508,32 @@ pub struct SwitchoverRequest {
     pub force: bool,
 }
 
+/// `server_version_num` of a `postgres_version` condition of `POST /restart`, as
+/// Patroni reads it: `15`, `15.4` (major.minor from PostgreSQL 10 on) or `9.6.24`. 400
+/// for anything else.
+pub fn postgres_version_num(text: &str) -> Result<u32, super::error::ApiError> {
+    let bad = || {
+        super::error::ApiError::bad_request(format!(
+            "postgres_version {text:?}: use major.minor, e.g. 15.4"
+        ))
+    };
+    let parts: Vec<u32> = text
+        .trim()
+        .split('.')
+        .map(|p| p.parse::<u32>().map_err(|_| bad()))
+        .collect::<Result<_, _>>()?;
+    match parts.as_slice() {
+        [major] if *major >= 10 && *major < 100 => Ok(major * 10_000),
+        [major, minor] if *major >= 10 && *major < 100 && *minor < 100 => {
+            Ok(major * 10_000 + minor)
+        }
+        [major, minor, patch] if *major < 10 && *minor < 100 && *patch < 100 => {
+            Ok(major * 10_000 + minor * 100 + patch)
+        }
+        _ => Err(bad()),
+    }
+}
+
 /// `POST /restart` (Patroni's fields).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -518,13 +544,16 @@ pub struct RestartRequest {
     /// Only when the node has this role (`primary` / `replica`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub role: Option<String>,
-    /// Only when the server version is older than this.
+    /// Only when the server version is older than this (`15.4`; `9.6.24` before 10).
+    #[schema(pattern = r"^([1-9][0-9](\.[0-9]{1,2})?|[1-9]\.[0-9]{1,2}\.[0-9]{1,2})$")]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub postgres_version: Option<String>,
     /// Seconds to wait for the restart.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub timeout: Option<u64>,
+    #[schema(value_type = Option<i64>, minimum = 0, maximum = 4294967295_i64)]
+    pub timeout: Option<u32>,
     /// Not before this time (ISO 8601).
+    #[schema(format = DateTime)]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schedule: Option<String>,
 }
@@ -604,5 +633,20 @@ mod tests {
         let r: SwitchoverRequest = serde_json::from_str(r#"{"from":"a","to":"b"}"#).expect("parse");
         assert_eq!(r.leader.as_deref(), Some("a"));
         assert_eq!(r.candidate.as_deref(), Some("b"));
+    }
+}
+
+#[cfg(test)]
+mod version_tests {
+    use super::postgres_version_num;
+
+    #[test]
+    fn postgres_versions_read_as_patroni_reads_them() {
+        assert_eq!(postgres_version_num("15").ok(), Some(150_000));
+        assert_eq!(postgres_version_num("15.4").ok(), Some(150_004));
+        assert_eq!(postgres_version_num("9.6.24").ok(), Some(90_624));
+        for bad in ["", "9", "15.4.1", "x", "1.2", "150.1"] {
+            assert!(postgres_version_num(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -76,6 +76,18 @@ impl Restarter {
                 ActionResponse::message("no restart needed: no setting waits for a restart"),
             ));
         }
+        if let Some(text) = &req.postgres_version {
+            let wanted = crate::api::types::postgres_version_num(text)?;
+            if status.server_version_num >= wanted {
+                return Ok((
+                    StatusCode::OK,
+                    ActionResponse::message(format!(
+                        "not restarted: the server ({}) is not older than {text}",
+                        status.server_version_num
+                    )),
+                ));
+            }
+        }
         if let Some(role) = &req.role {
             let mine = match status.role() {
                 Role::Primary => "primary",

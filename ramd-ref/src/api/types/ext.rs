@@ -10,7 +10,7 @@ use utoipa::ToSchema;
 
 /// `POST /api/v1/parameter/validate`: one setting (`name` + `value`) or several
 /// (`parameters`), or both.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ParameterValidateRequest {
     /// PostgreSQL major (13..17); the cluster's when absent.
@@ -21,11 +21,9 @@ pub struct ParameterValidateRequest {
     pub name: Option<String>,
     /// Its value: text as in `postgresql.conf`, a number or a boolean.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Object>)]
     pub value: Option<InputValue>,
     /// Several settings, name → value.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    #[schema(value_type = Object)]
     pub parameters: BTreeMap<String, InputValue>,
 }
 
@@ -99,11 +97,12 @@ pub struct SyncStandbysStatus {
 #[serde(deny_unknown_fields)]
 pub struct SyncNodeRequest {
     /// Member name.
+    #[schema(pattern = r"^[A-Za-z0-9_.-]{1,63}$")]
     pub node: String,
 }
 
 /// `POST /api/v1/sync-standbys/any-n`: quorum commit, `ANY n`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SyncAnyNRequest {
     /// Acknowledgements each commit waits for.
@@ -118,7 +117,7 @@ pub struct SyncAnyNRequest {
 }
 
 /// `POST /api/v1/sync-standbys/count`: `FIRST n` (or `ANY n` when already in quorum mode).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SyncCountRequest {
     /// Number of synchronous standbys.
@@ -126,7 +125,7 @@ pub struct SyncCountRequest {
 }
 
 /// `POST /api/v1/sync-standbys/commit-level`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SyncCommitLevelRequest {
     /// `off`, `local`, `remote_write`, `on` or `remote_apply`.
@@ -143,4 +142,298 @@ pub struct SyncChangeResponse {
     /// The synchronous configuration now in force.
     #[schema(value_type = Object)]
     pub synchronous: rale_sync::SyncConfig,
+}
+
+/// Schemas of the request bodies whose rules go beyond their fields' types: the
+/// server's checks written as JSON Schema (OpenAPI 3.1), so that a client generating
+/// requests from the document sends only what the server accepts. `strict_schemas_match`
+/// below feeds each schema's accepted and refused examples to the same deserializer and
+/// checks the handlers use.
+mod strict {
+    use serde_json::json;
+    use utoipa::openapi::RefOr;
+    use utoipa::openapi::schema::Schema;
+
+    /// Marks the placeholder used if a schema of this file failed to parse (a test
+    /// checks that none does).
+    pub(super) const BROKEN: &str = "schema unavailable";
+
+    pub(super) fn from_json(v: serde_json::Value) -> RefOr<Schema> {
+        match serde_json::from_value::<Schema>(v.clone()) {
+            Ok(s) => RefOr::T(s),
+            Err(e) => {
+                tracing::error!(error = %e, schema = %v, "a request schema does not parse");
+                from_json_or_empty(json!({"type": "object", "description": BROKEN}))
+            }
+        }
+    }
+
+    fn from_json_or_empty(v: serde_json::Value) -> RefOr<Schema> {
+        RefOr::T(serde_json::from_value::<Schema>(v).unwrap_or_default())
+    }
+
+    fn input_value() -> serde_json::Value {
+        json!({"oneOf": [
+            {"type": "string"}, {"type": "number"}, {"type": "boolean"}
+        ], "description": "Text as in postgresql.conf, a number or a boolean"})
+    }
+
+    fn version() -> serde_json::Value {
+        json!({"type": ["integer", "null"], "minimum": 13, "maximum": 17,
+               "description": "PostgreSQL major; the cluster's when absent or null"})
+    }
+
+    impl utoipa::PartialSchema for super::ParameterValidateRequest {
+        fn schema() -> RefOr<Schema> {
+            from_json(json!({
+                "description": "`POST /api/v1/parameter/validate`: one setting (`name` and `value`) or several (`parameters`, at least one)",
+                "anyOf": [
+                    {"type": "object", "additionalProperties": false,
+                     "required": ["name", "value"],
+                     "properties": {
+                        "version": version(),
+                        "name": {"type": "string", "description": "One parameter's name"},
+                        "value": input_value(),
+                        "parameters": {"type": "object", "additionalProperties": input_value()}}},
+                    {"type": "object", "additionalProperties": false,
+                     "required": ["parameters"],
+                     "properties": {
+                        "version": version(),
+                        "parameters": {"type": "object", "minProperties": 1,
+                                       "additionalProperties": input_value(),
+                                       "description": "Several settings, name → value"}}}
+                ]
+            }))
+        }
+    }
+    impl utoipa::ToSchema for super::ParameterValidateRequest {}
+
+    impl utoipa::PartialSchema for super::SyncAnyNRequest {
+        fn schema() -> RefOr<Schema> {
+            from_json(json!({
+                "type": "object", "additionalProperties": false, "required": ["n"],
+                "description": "`POST /api/v1/sync-standbys/any-n`: quorum commit, `ANY n` (Patroni's `min`/`max` are refused: every eligible standby is listed)",
+                "properties": {"n": {"type": "integer", "minimum": 1, "maximum": rale_sync::choose::MAX_WANTED,
+                                     "description": "Acknowledgements each commit waits for"}}
+            }))
+        }
+    }
+    impl utoipa::ToSchema for super::SyncAnyNRequest {}
+
+    impl utoipa::PartialSchema for super::SyncCountRequest {
+        fn schema() -> RefOr<Schema> {
+            from_json(json!({
+                "type": "object", "additionalProperties": false, "required": ["n"],
+                "description": "`POST /api/v1/sync-standbys/count`: `FIRST n` (or `ANY n` in quorum mode)",
+                "properties": {"n": {"type": "integer", "minimum": 1, "maximum": rale_sync::choose::MAX_WANTED,
+                                     "description": "Number of synchronous standbys"}}
+            }))
+        }
+    }
+    impl utoipa::ToSchema for super::SyncCountRequest {}
+
+    impl utoipa::PartialSchema for super::SyncCommitLevelRequest {
+        fn schema() -> RefOr<Schema> {
+            from_json(json!({
+                "type": "object", "additionalProperties": false, "required": ["level"],
+                "description": "`POST /api/v1/sync-standbys/commit-level`",
+                "properties": {"level": {"type": "string",
+                    "enum": ["off", "local", "remote_write", "on", "remote_apply"],
+                    "description": "`synchronous_commit` for the cluster"}}
+            }))
+        }
+    }
+    impl utoipa::ToSchema for super::SyncCommitLevelRequest {}
+
+    impl utoipa::PartialSchema for super::OptimizeBody {
+        fn schema() -> RefOr<Schema> {
+            let u32_max = u64::from(u32::MAX);
+            from_json(json!({
+                "type": "object", "additionalProperties": false,
+                "required": ["total_memory_bytes", "cpu_count", "storage", "workload"],
+                "description": "`POST /api/v1/parameter/optimize` (rale_params::OptimizeRequest)",
+                "properties": {
+                    "version": version(),
+                    "total_memory_bytes": {"type": "integer", "minimum": 268_435_456_u64,
+                        "maximum": u64::MAX, "description": "RAM available to PostgreSQL, at least 256 MiB"},
+                    "cpu_count": {"type": "integer", "minimum": 1, "maximum": u32_max},
+                    "storage": {"type": "string", "enum": ["ssd", "hdd", "network"]},
+                    "workload": {"type": "string", "enum": ["oltp", "web", "data_warehouse", "dw", "mixed"]},
+                    "max_connections": {"type": ["integer", "null"], "minimum": 1, "maximum": u32_max},
+                    "standby_count": {"type": ["integer", "null"], "minimum": 0, "maximum": u32_max}
+                }
+            }))
+        }
+    }
+    impl utoipa::ToSchema for super::OptimizeBody {}
+
+    fn member_name(what: &str) -> serde_json::Value {
+        json!({"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,63}$", "description": what})
+    }
+
+    const ALIASES: &str = "`from` is accepted for `leader`, `to` and `target` for `candidate` \
+        (give one spelling of each)";
+
+    impl utoipa::PartialSchema for super::SwitchoverBody {
+        fn schema() -> RefOr<Schema> {
+            from_json(json!({
+                "type": "object", "additionalProperties": false, "required": ["leader"],
+                "description": format!("`POST /switchover` (Patroni's fields). {ALIASES}."),
+                "properties": {
+                    "leader": member_name("The current primary"),
+                    "candidate": {"oneOf": [member_name("The member to promote; the best one when absent"), {"type": "null"}]},
+                    "scheduled_at": {"oneOf": [{"type": "string", "format": "date-time",
+                        "description": "Not before this time (RFC 3339, with a time zone)"}, {"type": "null"}]},
+                    "force": {"type": "boolean", "description": "Accept a candidate that is not streaming right now"}
+                }
+            }))
+        }
+    }
+    impl utoipa::ToSchema for super::SwitchoverBody {}
+
+    impl utoipa::PartialSchema for super::FailoverBody {
+        fn schema() -> RefOr<Schema> {
+            from_json(json!({
+                "type": "object", "additionalProperties": false, "required": ["candidate"],
+                "description": format!("`POST /failover` (Patroni's fields; a failover cannot be scheduled). {ALIASES}."),
+                "properties": {
+                    "candidate": member_name("The member to promote"),
+                    "leader": {"oneOf": [member_name("The primary expected to be replaced"), {"type": "null"}]},
+                    "force": {"type": "boolean", "description": "Accept a candidate that is not streaming right now"}
+                }
+            }))
+        }
+    }
+    impl utoipa::ToSchema for super::FailoverBody {}
+
+    /// Whether the configuration accepts `null` at `path` (an `Option` field), asked of
+    /// the type itself.
+    fn accepts_null(path: &[String]) -> bool {
+        let mut value = serde_json::Value::Null;
+        for key in path.iter().rev() {
+            let mut o = serde_json::Map::new();
+            o.insert(key.clone(), value);
+            value = serde_json::Value::Object(o);
+        }
+        serde_json::from_value::<rale::DynamicConfig>(value).is_ok()
+    }
+
+    /// The schema of a configuration value shaped like `default` at `path`: objects list
+    /// their keys (unknown keys are refused, as the configuration's types do), empty maps
+    /// take text values, `null` is allowed where the type accepts it (or everywhere, for
+    /// a merge patch, where it resets a key).
+    fn like(default: &serde_json::Value, path: &[String], patch: bool) -> serde_json::Value {
+        let plain = match default {
+            serde_json::Value::Bool(_) => json!({"type": "boolean"}),
+            serde_json::Value::Number(n) if n.is_u64() => json!({"type": "integer", "minimum": 0}),
+            serde_json::Value::Number(_) => json!({"type": "number"}),
+            serde_json::Value::String(_) => json!({"type": "string"}),
+            serde_json::Value::Array(_) => json!({"type": "array"}),
+            serde_json::Value::Object(fields) if fields.is_empty() => {
+                json!({"type": "object", "additionalProperties": {"type": "string"}})
+            }
+            serde_json::Value::Object(fields) => {
+                let properties: serde_json::Map<String, serde_json::Value> = fields
+                    .iter()
+                    .map(|(k, v)| {
+                        let mut inner = path.to_vec();
+                        inner.push(k.clone());
+                        (k.clone(), like(v, &inner, patch))
+                    })
+                    .collect();
+                json!({"type": "object", "additionalProperties": false, "properties": properties})
+            }
+            // An optional setting that is unset by default: its type is not visible in
+            // the default; any value, checked by the server.
+            serde_json::Value::Null => {
+                return json!({"type": ["string", "number", "boolean", "object", "array", "null"]});
+            }
+        };
+        if !path.is_empty() && (patch || accepts_null(path)) {
+            json!({"oneOf": [plain, {"type": "null"}]})
+        } else {
+            plain
+        }
+    }
+
+    fn config_schema(patch: bool, what: &str) -> RefOr<Schema> {
+        let default = serde_json::to_value(rale::DynamicConfig::default()).unwrap_or_default();
+        let mut schema = like(&default, &[], patch);
+        if let Some(o) = schema.as_object_mut() {
+            o.insert("description".into(), json!(what));
+        }
+        from_json(schema)
+    }
+
+    impl utoipa::PartialSchema for super::ConfigBody {
+        fn schema() -> RefOr<Schema> {
+            config_schema(false, "The whole dynamic configuration (`PUT`): keys left out take their defaults. Durations are text (`10s`, `500ms`); cross-field rules (e.g. `renew_interval` below `lease_ttl`) and PostgreSQL parameter values are checked by the server (400 with the reason)")
+        }
+    }
+    impl utoipa::ToSchema for super::ConfigBody {}
+
+    impl utoipa::PartialSchema for super::ConfigPatch {
+        fn schema() -> RefOr<Schema> {
+            config_schema(true, "A JSON merge patch (RFC 7386) of the dynamic configuration: `null` resets a key to its default. The result is checked as a whole, like `PUT`")
+        }
+    }
+    impl utoipa::ToSchema for super::ConfigPatch {}
+}
+
+/// The body of `PUT /config`, for the OpenAPI document: the dynamic configuration, its
+/// schema derived from [`rale::DynamicConfig`]'s own defaults so that it follows the type.
+pub struct ConfigBody;
+
+/// The body of `PATCH /config`, for the OpenAPI document (a merge patch of [`ConfigBody`]).
+pub struct ConfigPatch;
+
+/// The body of `POST /switchover`, for the OpenAPI document (read as [`SwitchoverRequest`]).
+pub struct SwitchoverBody;
+
+/// The body of `POST /failover`, for the OpenAPI document (read as [`SwitchoverRequest`]).
+pub struct FailoverBody;
+
+/// The body of `POST /api/v1/parameter/optimize`, for the OpenAPI document: the handler
+/// reads it as [`rale_params::OptimizeRequest`] (with `version` defaulting to the
+/// cluster's).
+pub struct OptimizeBody;
+
+#[cfg(test)]
+mod schema_tests {
+    use super::*;
+    use utoipa::PartialSchema;
+
+    /// Every hand-written request schema parses as an OpenAPI schema.
+    #[test]
+    fn request_schemas_parse() {
+        let all = [
+            ("ParameterValidateRequest", ParameterValidateRequest::schema()),
+            ("SyncAnyNRequest", SyncAnyNRequest::schema()),
+            ("SyncCountRequest", SyncCountRequest::schema()),
+            ("SyncCommitLevelRequest", SyncCommitLevelRequest::schema()),
+            ("OptimizeBody", OptimizeBody::schema()),
+            ("SwitchoverBody", SwitchoverBody::schema()),
+            ("FailoverBody", FailoverBody::schema()),
+            ("ConfigBody", ConfigBody::schema()),
+            ("ConfigPatch", ConfigPatch::schema()),
+        ];
+        for (name, schema) in all {
+            let text = serde_json::to_string(&schema).expect("serializes");
+            assert!(!text.contains(strict::BROKEN), "{name}: {text}");
+        }
+    }
+
+    /// The configuration schema follows the type: every key of the default configuration
+    /// is a property, and a patch accepts `null` for each.
+    #[test]
+    fn config_schema_lists_every_key() {
+        let defaults = serde_json::to_value(rale::DynamicConfig::default()).expect("serializes");
+        let body = serde_json::to_value(ConfigBody::schema()).expect("serializes");
+        let patch = serde_json::to_value(ConfigPatch::schema()).expect("serializes");
+        for key in defaults.as_object().expect("an object").keys() {
+            assert!(body["properties"].get(key).is_some(), "{key} missing: {body}");
+            assert!(patch["properties"][key].to_string().contains("null"), "{key}: {patch}");
+        }
+        assert_eq!(body["additionalProperties"], serde_json::Value::Bool(false));
+    }
 }
