@@ -848,3 +848,25 @@ async fn forgeable_state_changes_are_refused() {
         StatusCode::OK
     );
 }
+
+/// Unknown paths: Patroni's root keeps its behaviour (a `GET` answers 503 with the node
+/// status, for load balancers' own probe paths); RALE's namespace answers 404 (JSON).
+#[tokio::test]
+async fn unknown_paths_answer_404_under_api_v1_and_503_at_patronis_root() {
+    let consensus = cluster(false).await;
+    let app = node(&consensus, "n1").await.app;
+    let r = call(&app, Method::GET, "/api/v1/no-such-thing", None, false).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert!(
+        r.json()["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("no such endpoint"))
+    );
+    let r = call(&app, Method::GET, "/api/v1", None, false).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    let r = call(&app, Method::GET, "/some-probe-path", None, false).await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(r.json()["state"].is_string(), "the node status");
+    let r = call(&app, Method::POST, "/some-probe-path", Some("{}"), true).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+}

@@ -101,7 +101,11 @@ async fn schemathesis_finds_nothing_the_document_does_not_say() -> anyhow::Resul
         out.status.success(),
         "schemathesis found {} against {url} (exit {:?}); the report is above; replay with \
          its `Seed:` line (`st run … --generation-seed SEED`)",
-        if stdout.contains("Failures:") { "failures" } else { "errors" },
+        if stdout.contains("Failures:") {
+            "failures"
+        } else {
+            "errors"
+        },
         out.status.code()
     );
     ensure!(

@@ -367,7 +367,10 @@ mod tests {
             matches!(&action, Action::Pg { .. } | Action::Propose { .. }),
             "{action:?}"
         );
-        assert!(reason.contains("n3"), "the reason names the member: {reason}");
+        assert!(
+            reason.contains("n3"),
+            "the reason names the member: {reason}"
+        );
     }
 
     /// A member of the recorded set that stopped streaming altogether is dropped: first

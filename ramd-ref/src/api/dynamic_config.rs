@@ -287,13 +287,20 @@ mod patch_tests {
     fn unknown_keys_of_a_patch_are_found_even_when_reset() {
         let shape = serde_json::to_value(rale::DynamicConfig::default()).expect("json");
         assert_eq!(unknown_key(&shape, &json!({"lease_ttl": null}), ""), None);
-        assert_eq!(unknown_key(&shape, &json!({"": null}), ""), Some(String::new()));
+        assert_eq!(
+            unknown_key(&shape, &json!({"": null}), ""),
+            Some(String::new())
+        );
         assert_eq!(
             unknown_key(&shape, &json!({"synchronous": {"modee": null}}), ""),
             Some("synchronous.modee".into())
         );
         assert_eq!(
-            unknown_key(&shape, &json!({"postgresql_parameters": {"work_mem": null}}), ""),
+            unknown_key(
+                &shape,
+                &json!({"postgresql_parameters": {"work_mem": null}}),
+                ""
+            ),
             None
         );
     }

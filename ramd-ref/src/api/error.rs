@@ -184,7 +184,10 @@ mod tests {
     fn integral_floats_become_integers() {
         let mut v = json!({"n": 26044.0, "list": [1.5, -2.0, 0.0], "big": 1e30, "s": "3.0"});
         integral_numbers(&mut v);
-        assert_eq!(v, json!({"n": 26044, "list": [1.5, -2, 0], "big": 1e30, "s": "3.0"}));
+        assert_eq!(
+            v,
+            json!({"n": 26044, "list": [1.5, -2, 0], "big": 1e30, "s": "3.0"})
+        );
         assert!(v["n"].is_u64());
     }
 }

@@ -9,9 +9,9 @@ use utoipa::openapi::path::{
     HttpMethod, OperationBuilder, ParameterBuilder, ParameterIn, PathItem,
 };
 use utoipa::openapi::response::ResponseBuilder;
-use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::openapi::schema::{ObjectBuilder, SchemaType, Type};
 use utoipa::openapi::security::SecurityRequirement;
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, OpenApi as Document, Ref, Required};
 use utoipa::{Modify, OpenApi};
 
@@ -209,11 +209,16 @@ fn complete(doc: &mut Document) {
             }
             if !health && !LOCAL_OPERATIONS.contains(&path.as_str()) {
                 responses.entry("503".into()).or_insert_with(|| {
-                    error_response("Consensus unavailable, outcome unknown, or not available on this node")
+                    error_response(
+                        "Consensus unavailable, outcome unknown, or not available on this node",
+                    )
                 });
             }
             if !super::auth::is_safe(&method) && op.security.is_none() {
-                op.security = Some(vec![SecurityRequirement::new("basic", Vec::<String>::new())]);
+                op.security = Some(vec![SecurityRequirement::new(
+                    "basic",
+                    Vec::<String>::new(),
+                )]);
             }
         }
     }

@@ -323,12 +323,26 @@ mod doc_tests {
     #[test]
     fn documented_filter_values_parse() {
         use ContextName::*;
-        for c in [Internal, Postmaster, Sighup, SuperuserBackend, Backend, Superuser, User] {
+        for c in [
+            Internal,
+            Postmaster,
+            Sighup,
+            SuperuserBackend,
+            Backend,
+            Superuser,
+            User,
+        ] {
             let v = serde_json::to_value(c).expect("serializes");
             serde_json::from_value::<rale_params::Context>(v.clone())
                 .unwrap_or_else(|e| panic!("{v}: {e}"));
         }
-        for t in [TypeName::Bool, TypeName::Integer, TypeName::Real, TypeName::String, TypeName::Enum] {
+        for t in [
+            TypeName::Bool,
+            TypeName::Integer,
+            TypeName::Real,
+            TypeName::String,
+            TypeName::Enum,
+        ] {
             let v = serde_json::to_value(t).expect("serializes");
             serde_json::from_value::<rale_params::ParamType>(v.clone())
                 .unwrap_or_else(|e| panic!("{v}: {e}"));

@@ -73,7 +73,11 @@ impl Writer {
     /// after `t0`: when a fault has visibly hit the writers. After `kill -9` of a
     /// postmaster its backends can still commit for a few milliseconds, so "writes again"
     /// is measured from the first failure, not from the signal.
-    pub(crate) async fn wait_failure_after(&self, t0: Instant, timeout: Duration) -> Option<Attempt> {
+    pub(crate) async fn wait_failure_after(
+        &self,
+        t0: Instant,
+        timeout: Duration,
+    ) -> Option<Attempt> {
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
             let first = self

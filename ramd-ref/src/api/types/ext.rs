@@ -367,14 +367,20 @@ mod strict {
 
     impl utoipa::PartialSchema for super::ConfigBody {
         fn schema() -> RefOr<Schema> {
-            config_schema(false, "The whole dynamic configuration (`PUT`): keys left out take their defaults. Durations are text (`10s`, `500ms`); cross-field rules (e.g. `renew_interval` below `lease_ttl`) and PostgreSQL parameter values are checked by the server (400 with the reason)")
+            config_schema(
+                false,
+                "The whole dynamic configuration (`PUT`): keys left out take their defaults. Durations are text (`10s`, `500ms`); cross-field rules (e.g. `renew_interval` below `lease_ttl`) and PostgreSQL parameter values are checked by the server (400 with the reason)",
+            )
         }
     }
     impl utoipa::ToSchema for super::ConfigBody {}
 
     impl utoipa::PartialSchema for super::ConfigPatch {
         fn schema() -> RefOr<Schema> {
-            config_schema(true, "A JSON merge patch (RFC 7386) of the dynamic configuration: `null` resets a key to its default. The result is checked as a whole, like `PUT`")
+            config_schema(
+                true,
+                "A JSON merge patch (RFC 7386) of the dynamic configuration: `null` resets a key to its default. The result is checked as a whole, like `PUT`",
+            )
         }
     }
     impl utoipa::ToSchema for super::ConfigPatch {}
@@ -407,7 +413,10 @@ mod schema_tests {
     #[test]
     fn request_schemas_parse() {
         let all = [
-            ("ParameterValidateRequest", ParameterValidateRequest::schema()),
+            (
+                "ParameterValidateRequest",
+                ParameterValidateRequest::schema(),
+            ),
             ("SyncAnyNRequest", SyncAnyNRequest::schema()),
             ("SyncCountRequest", SyncCountRequest::schema()),
             ("SyncCommitLevelRequest", SyncCommitLevelRequest::schema()),
@@ -431,8 +440,14 @@ mod schema_tests {
         let body = serde_json::to_value(ConfigBody::schema()).expect("serializes");
         let patch = serde_json::to_value(ConfigPatch::schema()).expect("serializes");
         for key in defaults.as_object().expect("an object").keys() {
-            assert!(body["properties"].get(key).is_some(), "{key} missing: {body}");
-            assert!(patch["properties"][key].to_string().contains("null"), "{key}: {patch}");
+            assert!(
+                body["properties"].get(key).is_some(),
+                "{key} missing: {body}"
+            );
+            assert!(
+                patch["properties"][key].to_string().contains("null"),
+                "{key}: {patch}"
+            );
         }
         assert_eq!(body["additionalProperties"], serde_json::Value::Bool(false));
     }
