@@ -1,6 +1,7 @@
 //! `ramd` — the RALE agent. Run one next to each PostgreSQL server:
 //! `ramd --config /etc/rale/ramd.toml` (see docs/ramd.example.toml).
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use anyhow::Result;
@@ -38,14 +39,17 @@ fn main() -> Result<()> {
             Err(e) => permanent(&format!("{}: {e:#}", args.config.display())),
         }
     }
-    let filter = EnvFilter::try_from_env("RALE_LOG")
-        .unwrap_or_else(|_| EnvFilter::new("info,openraft=warn"));
+    let filter =
+        EnvFilter::try_from_env("RALE_LOG").unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG));
     match cfg.log_format {
         LogFormat::Json => tracing_subscriber::fmt()
             .json()
             .with_env_filter(filter)
             .init(),
-        LogFormat::Text => tracing_subscriber::fmt().with_env_filter(filter).init(),
+        LogFormat::Text => tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_ansi(std::io::stderr().is_terminal())
+            .init(),
     }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -56,6 +60,12 @@ fn main() -> Result<()> {
         other => other,
     }
 }
+
+/// The log filter unless `RALE_LOG` says otherwise. openraft's replication modules report
+/// every failed heartbeat to an unreachable peer (dozens of lines a second); RALE's
+/// consensus network logs one line when a peer becomes unreachable, a reminder every 30 s
+/// and one line when it is back, so those modules are off.
+const DEFAULT_LOG: &str = "info,openraft=warn,openraft::replication=off,openraft::engine::handler::replication_handler=off";
 
 /// Reports a failure that restarting cannot cure and exits with
 /// [`PermanentFailure::EXIT_CODE`] (the systemd unit does not restart on it).

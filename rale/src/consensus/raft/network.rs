@@ -3,7 +3,9 @@
 //! shared secret in `Authorization: Bearer …`, a timeout on every request; `https://`
 //! members are verified against the public web roots plus an optional private CA bundle.
 
-use std::time::Duration;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use openraft::error::{
     Infallible, InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Timeout,
@@ -159,12 +161,76 @@ fn classify(e: reqwest::Error, timeout: Duration) -> PostError {
     }
 }
 
+/// How often a peer that stays unreachable is reported again.
+const REMINDER: Duration = Duration::from_secs(30);
+
+/// Whether each peer answers, for the log: one line when a peer stops answering, a
+/// reminder every [`REMINDER`] while it stays away, one line when it is back. (openraft
+/// reports every failed heartbeat — dozens of lines a second per lost peer — so ramd
+/// turns those modules off by default and relies on these lines.)
+#[derive(Default)]
+pub(crate) struct PeerHealth {
+    peers: Mutex<HashMap<u64, Outage>>,
+}
+
+struct Outage {
+    since: Instant,
+    reported: Instant,
+}
+
+impl PeerHealth {
+    /// A request to `target` failed at `now`; returns what was logged, if anything.
+    fn failed(
+        &self,
+        target: u64,
+        name: &str,
+        url: &str,
+        error: &dyn std::fmt::Display,
+        now: Instant,
+    ) -> Option<&'static str> {
+        let mut peers = self.peers.lock().ok()?;
+        match peers.get_mut(&target) {
+            None => {
+                tracing::warn!(peer = name, raft_id = target, url, %error, "consensus peer unreachable");
+                peers.insert(
+                    target,
+                    Outage {
+                        since: now,
+                        reported: now,
+                    },
+                );
+                Some("unreachable")
+            }
+            Some(o) if now.duration_since(o.reported) >= REMINDER => {
+                o.reported = now;
+                tracing::warn!(peer = name, raft_id = target, url, %error,
+                    down_s = now.duration_since(o.since).as_secs(), "consensus peer still unreachable");
+                Some("still unreachable")
+            }
+            Some(_) => None,
+        }
+    }
+
+    /// `target` answered at `now`; returns what was logged, if anything.
+    fn answered(&self, target: u64, name: &str, now: Instant) -> Option<&'static str> {
+        let o = self.peers.lock().ok()?.remove(&target)?;
+        tracing::info!(
+            peer = name,
+            raft_id = target,
+            down_ms = u64::try_from(now.duration_since(o.since).as_millis()).unwrap_or(u64::MAX),
+            "consensus peer reachable again"
+        );
+        Some("reachable again")
+    }
+}
+
 /// Makes one [`Conn`] per peer for openraft.
 pub(crate) struct NetworkFactory {
     client: HttpClient,
     own_id: u64,
     rpc_timeout: Duration,
     retry_pause: Duration,
+    health: Arc<PeerHealth>,
 }
 
 impl NetworkFactory {
@@ -180,6 +246,7 @@ impl NetworkFactory {
             own_id,
             rpc_timeout,
             retry_pause,
+            health: Arc::default(),
         }
     }
 }
@@ -192,9 +259,11 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
             client: self.client.clone(),
             own_id: self.own_id,
             target,
+            name: node.name.clone(),
             url: node.api_url.clone(),
             rpc_timeout: self.rpc_timeout,
             retry_pause: self.retry_pause,
+            health: self.health.clone(),
         }
     }
 }
@@ -204,9 +273,11 @@ pub(crate) struct Conn {
     client: HttpClient,
     own_id: u64,
     target: u64,
+    name: String,
     url: String,
     rpc_timeout: Duration,
     retry_pause: Duration,
+    health: Arc<PeerHealth>,
 }
 
 type RpcResult<T, E> = std::result::Result<T, RPCError<u64, RaftNode, RaftError<u64, E>>>;
@@ -224,22 +295,29 @@ impl Conn {
         Resp: DeserializeOwned,
         E: std::error::Error + DeserializeOwned,
     {
-        let reply: std::result::Result<Resp, RaftError<u64, E>> = self
+        let posted = self
             .client
             .post(&self.url, self.target, path, req, timeout)
-            .await
-            .map_err(|e| match e {
-                PostError::Connect(_) => RPCError::Unreachable(Unreachable::new(&e)),
-                PostError::Timeout(_) => RPCError::Timeout(Timeout {
-                    action,
-                    id: self.own_id,
-                    target: self.target,
-                    timeout,
-                }),
-                PostError::Unauthorized | PostError::Other(_) => {
-                    RPCError::Network(NetworkError::new(&e))
-                }
-            })?;
+            .await;
+        let now = Instant::now();
+        let _logged = match &posted {
+            Ok(_) => self.health.answered(self.target, &self.name, now),
+            Err(e) => self
+                .health
+                .failed(self.target, &self.name, &self.url, e, now),
+        };
+        let reply: std::result::Result<Resp, RaftError<u64, E>> = posted.map_err(|e| match e {
+            PostError::Connect(_) => RPCError::Unreachable(Unreachable::new(&e)),
+            PostError::Timeout(_) => RPCError::Timeout(Timeout {
+                action,
+                id: self.own_id,
+                target: self.target,
+                timeout,
+            }),
+            PostError::Unauthorized | PostError::Other(_) => {
+                RPCError::Network(NetworkError::new(&e))
+            }
+        })?;
         reply.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
     }
 }
@@ -278,5 +356,42 @@ impl RaftNetwork<TypeConfig> for Conn {
     /// is 500 ms), so a restarted member catches up soon after it is back.
     fn backoff(&self) -> Backoff {
         Backoff::new(std::iter::repeat(self.retry_pause))
+    }
+}
+
+#[cfg(test)]
+mod health_tests {
+    use super::*;
+
+    /// A lost peer costs one line, a reminder every 30 s and one line when it is back,
+    /// however many requests fail meanwhile.
+    #[test]
+    fn an_outage_is_reported_once_then_every_30_s() {
+        let h = PeerHealth::default();
+        let t0 = Instant::now();
+        let ms = |n: u64| t0 + Duration::from_millis(n);
+        assert_eq!(h.answered(3, "n3", t0), None);
+        assert_eq!(
+            h.failed(3, "n3", "u", &"timeout", ms(0)),
+            Some("unreachable")
+        );
+        let repeated = (1..600)
+            .filter_map(|i| h.failed(3, "n3", "u", &"timeout", ms(i * 50)))
+            .count();
+        assert_eq!(
+            repeated, 0,
+            "29.95 s of failures every 50 ms: no more lines"
+        );
+        assert_eq!(
+            h.failed(3, "n3", "u", &"timeout", ms(30_000)),
+            Some("still unreachable")
+        );
+        assert_eq!(
+            h.failed(2, "n2", "u", &"refused", ms(30_000)),
+            Some("unreachable"),
+            "per peer"
+        );
+        assert_eq!(h.answered(3, "n3", ms(31_000)), Some("reachable again"));
+        assert_eq!(h.answered(3, "n3", ms(31_050)), None);
     }
 }

@@ -142,6 +142,16 @@ impl RaftConsensus {
             tracing::info!(node = %config.node, "not an initial voter: waiting to be added");
             return Ok(());
         }
+        // A restarted member finds its log: openraft would refuse (and log an error), so
+        // ask first. Initialising an initialised node is the normal case, not an error.
+        match self.inner.raft.is_initialized().await {
+            Ok(true) => {
+                tracing::debug!(node = %config.node, "Raft already initialised");
+                return Ok(());
+            }
+            Ok(false) => {}
+            Err(e) => return Err(Error::Consensus(format!("reading Raft state: {e}"))),
+        }
         let members: BTreeMap<u64, RaftNode> = config
             .peers
             .iter()
