@@ -561,9 +561,39 @@ impl Client {
             .await
     }
 
-    /// `GET /api/v1/sync-standbys/status`.
+    /// `GET /api/v1/sync-standbys/status`. Only the primary's agent knows what its
+    /// PostgreSQL enforces: when the agent that answered does not (a replica), the
+    /// primary's own agent is asked, and its answer is returned if it gives one.
     pub async fn sync_status(&self) -> Result<SyncStandbysStatus> {
-        self.get("/api/v1/sync-standbys/status").await
+        const PATH: &str = "/api/v1/sync-standbys/status";
+        let first: SyncStandbysStatus = self.get(PATH).await?;
+        if first.enforced_names.is_some() {
+            return Ok(first);
+        }
+        let Ok(status) = self.cluster_status().await else {
+            return Ok(first);
+        };
+        let Some(primary) = status.leader else {
+            return Ok(first);
+        };
+        let Ok(cluster) = self.cluster().await else {
+            return Ok(first);
+        };
+        let Some(url) = cluster
+            .members
+            .iter()
+            .find(|m| m.name == primary)
+            .map(|m| m.api_url.trim_end_matches("/patroni").to_owned())
+        else {
+            return Ok(first);
+        };
+        match self.request_to(&url, Method::GET, PATH, None).await {
+            Ok(a) if a.status.is_success() => match a.json::<SyncStandbysStatus>() {
+                Ok(from_primary) if from_primary.enforced_names.is_some() => Ok(from_primary),
+                _ => Ok(first),
+            },
+            _ => Ok(first),
+        }
     }
 
     /// `POST /api/v1/sync-standbys/{action}` (`add`, `remove`, `any-n`, `count`,

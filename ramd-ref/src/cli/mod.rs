@@ -236,7 +236,8 @@ async fn member_api_url(ctx: &Ctx, node: &str) -> Result<String, CliError> {
         .iter()
         .find(|m| m.name == node)
         .ok_or_else(|| {
-            CliError::Usage(format!(
+            // The cluster's answer, as for a switchover to an unknown member (exit 1).
+            refused(format!(
                 "{node} is not a member of cluster {}",
                 cluster.scope
             ))
@@ -294,9 +295,12 @@ pub async fn run(cmd: Cmd, ctx: &Ctx) -> Result<(), CliError> {
         Cmd::Switchover(a) => {
             let from = match a.from {
                 Some(f) => f,
-                None => ctx.client.cluster_status().await?.leader.ok_or_else(|| {
-                    CliError::Usage("the cluster has no primary: use failover --to".into())
-                })?,
+                None => ctx
+                    .client
+                    .cluster_status()
+                    .await?
+                    .leader
+                    .ok_or_else(|| refused("the cluster has no primary: use failover --to"))?,
             };
             let target = a.to.clone().unwrap_or_else(|| "the best candidate".into());
             let when =

@@ -11,15 +11,22 @@ use super::{CliError, Ctx, print_json, refused};
 /// `ramctrl params …`.
 #[derive(Subcommand, Debug, Clone)]
 pub enum ParamsCmd {
-    /// Check a value the way PostgreSQL parses it (exit 1 when refused).
+    /// Check a value the way PostgreSQL parses it (exit 1 when refused). The catalog is
+    /// built in: with `--version` (or `--local`, or when no agent answers) the check runs
+    /// here, without a cluster; otherwise the cluster's agent checks it for the cluster's
+    /// major. The output says which.
     Validate {
         /// Parameter name.
         name: String,
-        /// Value, as in postgresql.conf.
+        /// Value, as in postgresql.conf (values starting with `-`, e.g. `-1`, are values).
+        #[arg(allow_hyphen_values = true)]
         value: String,
-        /// PostgreSQL major (default: the cluster's).
+        /// PostgreSQL major (13..17); checks locally with the built-in catalog.
         #[arg(long)]
         version: Option<u32>,
+        /// Check locally even when an agent is reachable (PostgreSQL 15 unless --version).
+        #[arg(long)]
+        local: bool,
     },
     /// Describe one parameter.
     Info {
@@ -99,14 +106,51 @@ pub async fn run(cmd: ParamsCmd, ctx: &Ctx) -> Result<(), CliError> {
             name,
             value,
             version,
+            local,
         } => {
-            let req = ParameterValidateRequest {
-                version,
-                name: Some(name),
-                value: Some(rale_params::api::InputValue::Text(value)),
-                ..ParameterValidateRequest::default()
+            let input = rale_params::api::InputValue::Text(value);
+            let here = |why: &str| -> Result<rale_params::api::ValidateResponse, CliError> {
+                let major = match version {
+                    Some(v) => rale_params::PgMajor::new(v)
+                        .map_err(|e| CliError::Usage(format!("--version: {e}")))?,
+                    None => rale_params::PgMajor::BASE,
+                };
+                eprintln!("validated here with the built-in catalog of PostgreSQL {major} ({why})");
+                let mut parameters = std::collections::BTreeMap::new();
+                parameters.insert(name.clone(), input.clone());
+                Ok(rale_params::api::validate_request(
+                    &rale_params::api::ValidateRequest {
+                        version: major,
+                        parameters,
+                    },
+                ))
             };
-            let resp = ctx.client.params_validate(&req).await?;
+            let resp = if version.is_some() || local {
+                here(if local { "--local" } else { "--version given" })?
+            } else {
+                let req = ParameterValidateRequest {
+                    version: None,
+                    name: Some(name.clone()),
+                    value: Some(input.clone()),
+                    ..ParameterValidateRequest::default()
+                };
+                match ctx.client.params_validate(&req).await {
+                    Ok(r) => {
+                        eprintln!(
+                            "validated by the cluster's agent, for its PostgreSQL {}",
+                            r.version
+                        );
+                        r
+                    }
+                    Err(ramd_ref::client::Error::Unreachable(_)) => {
+                        here("no agent answered; give --version for another major")?
+                    }
+                    Err(ramd_ref::client::Error::Refused { status: 401, .. }) => {
+                        here("the agent asks for credentials: give --user/--password to use it")?
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            };
             if ctx.json {
                 print_json(&resp)?;
             } else {

@@ -66,7 +66,7 @@ pub async fn run(cmd: SyncCmd, ctx: &Ctx) -> Result<(), CliError> {
                 s.enforced_names
                     .as_deref()
                     .map(|n| format!("'{n}'"))
-                    .unwrap_or_else(|| "unknown (ask the primary's agent)".into())
+                    .unwrap_or_else(|| "unknown (no primary's agent answered)".into())
             );
             println!("pinned: {:?}", s.pinned);
             for m in &s.standbys {
