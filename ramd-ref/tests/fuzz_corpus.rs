@@ -64,3 +64,53 @@ fn api_bodies_corpus_replays() {
         );
     }
 }
+
+/// Replays the seed corpus of the `node_config` fuzz target (fuzz/corpus/node_config):
+/// the parser and validation never panic, and the example file is valid.
+#[test]
+fn node_config_corpus_replays() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/node_config");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&dir).expect("corpus directory exists") {
+        let path = entry.expect("corpus entry").path();
+        let data = std::fs::read(&path).expect("corpus file is readable");
+        if let Ok(text) = std::str::from_utf8(&data) {
+            let parsed = ramd_ref::config::NodeConfig::parse(text);
+            if path.ends_with("minimal.toml") {
+                assert!(parsed.is_ok(), "{}: {parsed:?}", path.display());
+            }
+            if path.ends_with("duplicate_peer.toml") {
+                assert!(parsed.is_err(), "{}", path.display());
+            }
+        }
+        seen += 1;
+    }
+    assert!(seen >= 5, "expected the seed corpus in {}", dir.display());
+}
+
+/// Replays the seed corpus of the `fence_proto` fuzz target (fuzz/corpus/fence_proto):
+/// what decodes round-trips, nothing panics.
+#[test]
+fn fence_proto_corpus_replays() {
+    use ramd_ref::fence::proto::{ServerMessage, StandbyStatus};
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/fence_proto");
+    let mut decoded = 0;
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&dir).expect("corpus directory exists") {
+        let data = std::fs::read(entry.expect("corpus entry").path()).expect("readable");
+        if let Ok(m) = ServerMessage::decode(&data) {
+            assert_eq!(ServerMessage::decode(&m.encode()).ok(), Some(m));
+            decoded += 1;
+        }
+        if let Ok(s) = StandbyStatus::decode(&data) {
+            assert_eq!(StandbyStatus::decode(&s.encode()).ok(), Some(s));
+            decoded += 1;
+        }
+        seen += 1;
+    }
+    assert!(
+        seen >= 5 && decoded >= 3,
+        "{seen} files, {decoded} decoded in {}",
+        dir.display()
+    );
+}

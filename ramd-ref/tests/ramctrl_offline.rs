@@ -23,7 +23,10 @@ fn params_validate_works_without_a_cluster() {
     let (code, out, err) = ramctrl(&["params", "validate", "random_page_cost", "-1"]);
     assert_eq!(code, 1, "a refused value exits 1: {out}{err}");
     assert!(out.contains("invalid for PostgreSQL 15"), "{out}");
-    assert!(err.contains("built-in catalog") && err.contains("no agent answered"), "{err}");
+    assert!(
+        err.contains("built-in catalog") && err.contains("no agent answered"),
+        "{err}"
+    );
 
     let (code, out, err) = ramctrl(&["params", "validate", "random_page_cost", "1.1"]);
     assert_eq!(code, 0, "{out}{err}");

@@ -79,7 +79,8 @@ async fn schemathesis_finds_nothing_the_document_does_not_say() -> anyhow::Resul
     let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("schemathesis/schemathesis.toml");
     let mut cmd = Command::new(&st);
     // schemathesis keeps a cache in its working directory: the cluster's, not the tree.
-    cmd.current_dir(c.dir()).arg("--config-file")
+    cmd.current_dir(c.dir())
+        .arg("--config-file")
         .arg(&config)
         .arg("run")
         .arg(format!("{url}/openapi.json"))

@@ -25,14 +25,9 @@ use super::types::*;
 /// The outcome for one endpoint: accepted, or the reason it would answer 400.
 pub type Checked = Result<(), String>;
 
-/// Decodes like the API's body extractor.
+/// Decodes as the API's body extractor does (the same function).
 fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
-    let text: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
-        b"{}"
-    } else {
-        bytes
-    };
-    serde_json::from_slice(text).map_err(|e| format!("invalid JSON body: {e}"))
+    super::error::parse_body(bytes).map_err(|e| e.message)
 }
 
 /// Decodes, then checks that the value survives an encode/decode round trip.
@@ -66,6 +61,9 @@ fn config_patch(bytes: &[u8]) -> Checked {
     }
     let mut merged =
         serde_json::to_value(DynamicConfig::default()).expect("the default configuration encodes");
+    if let Some(key) = super::dynamic_config::unknown_key(&merged, &patch, "") {
+        return Err(format!("unknown key {key:?}"));
+    }
     super::merge_patch(&mut merged, &patch);
     let config: DynamicConfig =
         serde_json::from_value(merged).map_err(|e| format!("configuration: {e}"))?;

@@ -62,7 +62,7 @@ fn with_version(version: u64, body: Value) -> Response {
 /// ones), judged against `shape` (the default configuration as JSON). A merge patch
 /// that resets (`null`) an unknown key would otherwise pass unnoticed. Maps such as
 /// `postgresql_parameters` (empty objects in `shape`) take any key.
-fn unknown_key(shape: &Value, patch: &Value, prefix: &str) -> Option<String> {
+pub(crate) fn unknown_key(shape: &Value, patch: &Value, prefix: &str) -> Option<String> {
     let (Value::Object(known), Value::Object(given)) = (shape, patch) else {
         return None;
     };

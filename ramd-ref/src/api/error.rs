@@ -115,23 +115,29 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
         let bytes = Bytes::from_request(req, state)
             .await
             .map_err(|e| ApiError::bad_request(format!("cannot read the request body: {e}")))?;
-        let text: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
-            b"{}"
-        } else {
-            &bytes
-        };
-        let mut value: serde_json::Value = serde_json::from_slice(text)
-            .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?;
-        if !(value.is_object() || value.is_null()) {
-            return Err(ApiError::bad_request(
-                "the request body must be a JSON object",
-            ));
-        }
-        integral_numbers(&mut value);
-        serde_json::from_value(value)
-            .map(ApiJson)
-            .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
+        parse_body(&bytes).map(ApiJson)
     }
+}
+
+/// Parses a request body as every handler of the API does (see [`ApiJson`]): an empty
+/// body reads as `{}`, anything but an object (or `null`) is refused, integral numbers
+/// written with a fraction are integers. The `api_bodies` fuzz target runs it.
+pub fn parse_body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let text: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
+        b"{}"
+    } else {
+        bytes
+    };
+    let mut value: serde_json::Value = serde_json::from_slice(text)
+        .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?;
+    if !(value.is_object() || value.is_null()) {
+        return Err(ApiError::bad_request(
+            "the request body must be a JSON object",
+        ));
+    }
+    integral_numbers(&mut value);
+    serde_json::from_value(value)
+        .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
 }
 
 /// A query string. Like `axum::extract::Query`, but a malformed one is a JSON 400 like

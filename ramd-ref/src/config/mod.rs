@@ -286,8 +286,13 @@ impl NodeConfig {
     pub fn load(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("reading configuration {}", path.display()))?;
-        let cfg: NodeConfig = toml::from_str(&text)
-            .with_context(|| format!("parsing configuration {}", path.display()))?;
+        Self::parse(&text).with_context(|| format!("configuration {}", path.display()))
+    }
+
+    /// Parses and validates the text of a configuration file (what [`NodeConfig::load`]
+    /// does after reading it; the `node_config` fuzz target runs it on arbitrary text).
+    pub fn parse(text: &str) -> Result<Self> {
+        let cfg: NodeConfig = toml::from_str(text).context("parsing")?;
         cfg.validate()?;
         Ok(cfg)
     }

@@ -94,7 +94,7 @@ mod types;
 
 pub use config::RaftConfig;
 pub use node::{RaftConsensus, RaftStatus};
-pub use server::router;
+pub use server::{check_rpc_bodies, router};
 
 #[cfg(test)]
 mod tests;

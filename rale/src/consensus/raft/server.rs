@@ -177,6 +177,35 @@ async fn remove_member(
     Json(bounded(timeout, node.remove_member_local(&req.node)).await)
 }
 
+/// Decodes `bytes` as the body of each consensus RPC this server accepts (the same
+/// decoder as its handlers), and checks that every body that decodes encodes and
+/// decodes again to the same JSON. Returns how many of the RPCs accepted the bytes. The
+/// `raft_rpc` fuzz target runs it: whatever a peer (or an attacker holding the cluster
+/// token) sends, decoding may refuse but never panic.
+pub fn check_rpc_bodies(bytes: &[u8]) -> usize {
+    fn one<T: serde::Serialize + serde::de::DeserializeOwned>(bytes: &[u8]) -> usize {
+        let Ok(v) = serde_json::from_slice::<T>(bytes) else {
+            return 0;
+        };
+        let Ok(text) = serde_json::to_string(&v) else {
+            return 1;
+        };
+        let again: T = match serde_json::from_str(&text) {
+            Ok(v) => v,
+            Err(e) => panic!("a decoded RPC body does not decode after encoding: {e}: {text}"),
+        };
+        let text_again = serde_json::to_string(&again).unwrap_or_default();
+        assert_eq!(text, text_again, "an RPC body changed in a round trip");
+        1
+    }
+    one::<VoteRequest<u64>>(bytes)
+        + one::<AppendEntriesRequest<TypeConfig>>(bytes)
+        + one::<InstallSnapshotRequest<TypeConfig>>(bytes)
+        + one::<Command>(bytes)
+        + one::<Peer>(bytes)
+        + one::<RemoveMemberRequest>(bytes)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
