@@ -220,9 +220,15 @@ async fn synchronous_commands(
     replicas: &[String],
 ) -> anyhow::Result<()> {
     let (a, b) = (&replicas[0], &replicas[1]);
-    // FIRST 1: one synchronous standby.
+    // FIRST 1: one synchronous standby. With the commit fence on (the default) PostgreSQL
+    // enforces it as `FIRST 2 (rale_fence, <standby>)`: the fence plus one real standby
+    // (docs/fence.md). (The fence-only value before the change, `FIRST 1 (rale_fence)`,
+    // must not count.)
     ctl.ok(&["sync", "count", "1"]).await?;
-    let names = wait_enforced(c, primary, "FIRST 1", |v| v.contains("FIRST 1")).await?;
+    let names = wait_enforced(c, primary, "FIRST 2 (rale_fence, one standby)", |v| {
+        v.starts_with("FIRST 2 (rale_fence, ") && replicas.iter().any(|r| v.contains(r.as_str()))
+    })
+    .await?;
     eprintln!("sync count 1 -> synchronous_standby_names = {names}");
 
     // Pin b: b becomes the synchronous standby.
