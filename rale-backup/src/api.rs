@@ -37,11 +37,55 @@ pub struct JobAccepted {
 #[serde(deny_unknown_fields)]
 pub struct ScheduleRequest {
     /// The new schedules (empty list: no scheduled backups).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "objects::vec")]
     pub schedules: Vec<ScheduleSpec>,
     /// Retention applied after each successful backup (`null`: none).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "objects::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub retention: Option<Retention>,
+}
+
+/// Nested request objects must be JSON objects: serde would also read a struct from an
+/// array of its fields in order (`[null, null]`), which no client means.
+pub(crate) mod objects {
+    use serde::de::{DeserializeOwned, Error};
+    use serde::{Deserialize, Deserializer};
+    use serde_json::Value;
+
+    fn object<T: DeserializeOwned, E: Error>(v: Value) -> Result<T, E> {
+        if v.is_object() {
+            T::deserialize(v).map_err(E::custom)
+        } else {
+            Err(E::custom(format!("expected an object, found {v}")))
+        }
+    }
+
+    /// An optional object (`null` or absent: `None`).
+    pub(crate) fn option<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+    where
+        D: Deserializer<'de>,
+        T: DeserializeOwned,
+    {
+        match Option::<Value>::deserialize(d)? {
+            None | Some(Value::Null) => Ok(None),
+            Some(v) => object(v).map(Some),
+        }
+    }
+
+    /// A list of objects.
+    pub(crate) fn vec<'de, D, T>(d: D) -> Result<Vec<T>, D::Error>
+    where
+        D: Deserializer<'de>,
+        T: DeserializeOwned,
+    {
+        Vec::<Value>::deserialize(d)?
+            .into_iter()
+            .map(object)
+            .collect()
+    }
 }
 
 /// Answer to `schedule`.
@@ -150,5 +194,31 @@ mod tests {
         assert_eq!(sch.schedules.len(), 1);
         let e = ErrorResponse::from(&crate::Error::Busy { queued: 3 });
         assert_eq!(e.code, "busy");
+    }
+}
+
+#[cfg(test)]
+mod object_tests {
+    use super::ScheduleRequest;
+
+    /// Nested objects must be objects, not arrays of their fields (found by schemathesis).
+    #[test]
+    fn nested_request_objects_must_be_objects() {
+        let ok: ScheduleRequest = serde_json::from_str(
+            r#"{"schedules":[{"name":"n","kind":"full","cron":"0 0 * * *"}],"retention":{"full_count":2}}"#,
+        )
+        .expect("objects");
+        assert_eq!(ok.retention.and_then(|r| r.full_count), Some(2));
+        for bad in [
+            r#"{"retention":[null,null]}"#,
+            r#"{"schedules":[["n","full","0 0 * * *"]]}"#,
+        ] {
+            assert!(
+                serde_json::from_str::<ScheduleRequest>(bad).is_err(),
+                "{bad}"
+            );
+        }
+        let none: ScheduleRequest = serde_json::from_str(r#"{"retention":null}"#).expect("null");
+        assert_eq!(none.retention, None);
     }
 }

@@ -68,6 +68,7 @@ pub fn runs_here(policy: Placement, me: &NodeId, members: &[MemberView]) -> bool
 
 /// A scheduled backup as configured (and as the API carries it).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ScheduleSpec {
     /// Unique name (`nightly-full`).
     pub name: String,

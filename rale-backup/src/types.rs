@@ -151,6 +151,7 @@ impl TargetAction {
 
 /// How a restored data directory should follow a primary.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct StandbySetup {
     /// `primary_conninfo` for streaming.
     pub primary_conninfo: String,
@@ -176,7 +177,11 @@ pub struct RestoreRequest {
     #[serde(default)]
     pub target_action: TargetAction,
     /// Set up the result as a streaming standby instead of a recovered primary.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "crate::api::objects::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub standby: Option<StandbySetup>,
     /// Turn WAL archiving off in the restored server (`archive_mode = off`), so that a
     /// side copy does not push a new timeline into the repository it came from.
@@ -208,6 +213,7 @@ impl RestoreRequest {
 /// How many backups to keep. Counts are applied by the tool's own expire where it has
 /// one; ages by selecting backups with [`crate::retention::plan`].
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Retention {
     /// Full backups to keep (with everything that depends on them).
     #[serde(default, skip_serializing_if = "Option::is_none")]

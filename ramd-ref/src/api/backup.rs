@@ -19,7 +19,7 @@ use super::ApiState;
 use super::auth::{Caller, caller_name};
 use super::error::{ApiError, ApiJson};
 use super::propose::record_operation;
-use super::types::ErrorBody;
+use super::types::{ErrorBody, RestoreBody, ScheduleBody, StartBackupBody};
 use crate::backup::BackupService;
 
 type St = State<Arc<ApiState>>;
@@ -49,7 +49,7 @@ fn submit(svc: &BackupService, spec: JobSpec) -> Result<(StatusCode, Json<JobAcc
 
 /// Start a backup on this node (a job; follow it at `status/{job_id}`).
 #[utoipa::path(post, path = "/api/v1/backup/start", tag = "backup",
-    request_body(content = Object, description = "rale_backup::api::StartBackupRequest: {kind: full|differential|incremental}"),
+    request_body(content = Option<StartBackupBody>, description = "Optional: an empty body (or `null`) is a full backup"),
     responses(
         (status = 202, description = "Queued (rale_backup::api::JobAccepted)", body = Object),
         (status = 400, description = "Kind not supported by the tool", body = ErrorBody),
@@ -59,8 +59,11 @@ fn submit(svc: &BackupService, spec: JobSpec) -> Result<(StatusCode, Json<JobAcc
 pub(crate) async fn start(
     State(st): St,
     caller: Option<Extension<Caller>>,
-    ApiJson(req): ApiJson<StartBackupRequest>,
+    ApiJson(req): ApiJson<Option<StartBackupRequest>>,
 ) -> Result<(StatusCode, Json<JobAccepted>), ApiError> {
+    let req = req.unwrap_or(StartBackupRequest {
+        kind: rale_backup::BackupKind::Full,
+    });
     let svc = service(&st)?;
     if svc.primary_only() {
         let snap = st.snap();
@@ -102,7 +105,7 @@ pub(crate) async fn start(
 
 /// Restore a backup into a data directory of this node (never the live one).
 #[utoipa::path(post, path = "/api/v1/backup/restore", tag = "backup",
-    request_body(content = Object, description = "rale_backup::api::StartRestoreRequest: data_dir, backup_id?, target, target_action, standby?, disable_archiving"),
+    request_body = RestoreBody,
     responses(
         (status = 202, description = "Queued (rale_backup::api::JobAccepted)", body = Object),
         (status = 400, description = "Invalid (e.g. the live data directory)", body = ErrorBody),
@@ -194,7 +197,7 @@ pub(crate) async fn get_schedule(State(st): St) -> Result<Json<ScheduleResponse>
 
 /// Replace this node's backup schedules and retention (kept across agent restarts).
 #[utoipa::path(post, path = "/api/v1/backup/schedule", tag = "backup",
-    request_body(content = Object, description = "rale_backup::api::ScheduleRequest: schedules [{name, kind, cron, placement}], retention?"),
+    request_body(content = Option<ScheduleBody>, description = "An empty body (or `null`) is `{}`: no schedules set through the API (the file's apply again)"),
     responses(
         (status = 200, description = "rale_backup::api::ScheduleResponse", body = Object),
         (status = 400, description = "Bad cron expression", body = ErrorBody),
@@ -203,8 +206,9 @@ pub(crate) async fn get_schedule(State(st): St) -> Result<Json<ScheduleResponse>
 pub(crate) async fn schedule(
     State(st): St,
     caller: Option<Extension<Caller>>,
-    ApiJson(req): ApiJson<ScheduleRequest>,
+    ApiJson(req): ApiJson<Option<ScheduleRequest>>,
 ) -> Result<Json<ScheduleResponse>, ApiError> {
+    let req = req.unwrap_or_default();
     let svc = service(&st)?;
     let names: Vec<String> = req.schedules.iter().map(|s| s.name.clone()).collect();
     let answer = svc.set_schedules(req).map_err(|e| backup_error(&e))?;

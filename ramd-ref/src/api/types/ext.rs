@@ -384,7 +384,93 @@ mod strict {
         }
     }
     impl utoipa::ToSchema for super::ConfigPatch {}
+
+    fn backup_kind() -> serde_json::Value {
+        json!({"type": "string", "enum": ["full", "differential", "incremental"],
+               "description": "Backup kind (the tool may support fewer: 400 then)"})
+    }
+
+    impl utoipa::PartialSchema for super::StartBackupBody {
+        fn schema() -> RefOr<Schema> {
+            from_json(json!({
+                "type": "object", "additionalProperties": false,
+                "description": "`POST /api/v1/backup/start` (rale_backup::api::StartBackupRequest)",
+                "properties": {"kind": backup_kind()}
+            }))
+        }
+    }
+    impl utoipa::ToSchema for super::StartBackupBody {}
+
+    impl utoipa::PartialSchema for super::ScheduleBody {
+        fn schema() -> RefOr<Schema> {
+            from_json(json!({
+                "type": "object", "additionalProperties": false,
+                "description": "`POST /api/v1/backup/schedule` (rale_backup::api::ScheduleRequest): the schedules replace the node's; cron syntax is checked by the server (400 with the reason)",
+                "properties": {
+                    "schedules": {"type": "array", "items": {
+                        "type": "object", "additionalProperties": false,
+                        "required": ["name", "kind", "cron"],
+                        "properties": {
+                            "name": {"type": "string", "minLength": 1},
+                            "kind": backup_kind(),
+                            "cron": {"type": "string", "description": "5 fields, or 6 with seconds first (`0 30 2 * * *`), UTC"},
+                            "placement": {"type": "string", "enum": ["primary", "prefer_replica", "any_replica"]}
+                        }
+                    }},
+                    "retention": {"oneOf": [{"type": "null"}, {
+                        "type": "object", "additionalProperties": false,
+                        "properties": {
+                            "full_count": {"type": ["integer", "null"], "minimum": 0, "maximum": u32::MAX},
+                            "differential_count": {"type": ["integer", "null"], "minimum": 0, "maximum": u32::MAX},
+                            "max_age": {"type": ["string", "null"], "description": "A duration: `7d`, `36h`"}
+                        }
+                    }]}
+                }
+            }))
+        }
+    }
+    impl utoipa::ToSchema for super::ScheduleBody {}
+
+    impl utoipa::PartialSchema for super::RestoreBody {
+        fn schema() -> RefOr<Schema> {
+            let target = json!({"oneOf": [
+                {"type": "object", "additionalProperties": false, "required": ["type"],
+                 "properties": {"type": {"type": "string", "enum": ["latest", "immediate"]}}},
+                {"type": "object", "additionalProperties": false, "required": ["type", "value"],
+                 "properties": {"type": {"type": "string", "enum": ["time"]}, "value": {"type": "string", "format": "date-time"}}},
+                {"type": "object", "additionalProperties": false, "required": ["type", "value"],
+                 "properties": {"type": {"type": "string", "enum": ["lsn"]}, "value": {"type": "string", "pattern": "^[0-9A-Fa-f]{1,8}/[0-9A-Fa-f]{1,8}$"}}},
+                {"type": "object", "additionalProperties": false, "required": ["type", "value"],
+                 "properties": {"type": {"type": "string", "enum": ["name"]}, "value": {"type": "string"}}}
+            ]});
+            from_json(json!({
+                "type": "object", "additionalProperties": false, "required": ["data_dir", "target"],
+                "description": "`POST /api/v1/backup/restore` (rale_backup::RestoreRequest): restores into `data_dir`, which must not be this node's live data directory",
+                "properties": {
+                    "data_dir": {"type": "string", "minLength": 1},
+                    "backup_id": {"type": ["string", "null"]},
+                    "target": target,
+                    "target_action": {"type": "string", "enum": ["promote", "pause", "shutdown"]},
+                    "standby": {"oneOf": [{"type": "null"}, {"type": "object",
+                        "required": ["primary_conninfo"],
+                        "properties": {"primary_conninfo": {"type": "string"},
+                                       "primary_slot_name": {"type": ["string", "null"]}}}]},
+                    "disable_archiving": {"type": "boolean"}
+                }
+            }))
+        }
+    }
+    impl utoipa::ToSchema for super::RestoreBody {}
 }
+
+/// The body of `POST /api/v1/backup/start`, for the OpenAPI document.
+pub struct StartBackupBody;
+
+/// The body of `POST /api/v1/backup/schedule`, for the OpenAPI document.
+pub struct ScheduleBody;
+
+/// The body of `POST /api/v1/backup/restore`, for the OpenAPI document.
+pub struct RestoreBody;
 
 /// The body of `PUT /config`, for the OpenAPI document: the dynamic configuration, its
 /// schema derived from [`rale::DynamicConfig`]'s own defaults so that it follows the type.
@@ -425,6 +511,9 @@ mod schema_tests {
             ("FailoverBody", FailoverBody::schema()),
             ("ConfigBody", ConfigBody::schema()),
             ("ConfigPatch", ConfigPatch::schema()),
+            ("StartBackupBody", StartBackupBody::schema()),
+            ("ScheduleBody", ScheduleBody::schema()),
+            ("RestoreBody", RestoreBody::schema()),
         ];
         for (name, schema) in all {
             let text = serde_json::to_string(&schema).expect("serializes");
