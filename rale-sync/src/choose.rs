@@ -15,8 +15,10 @@
 //!    lag when the commit level is `remote_apply` (commits then wait for replay, so a
 //!    standby slow to replay would stall them).
 //! 4. **Order**: pinned members first (in the order of `pinned`), then higher `priority`
-//!    (`failover_priority`) first, then by name. Lag is deliberately not an ordering key:
-//!    it changes all the time and would make the set flap between equally good standbys.
+//!    (`failover_priority`) first, then members of the recorded set (stability: moving
+//!    lags never change a set that works), then the least flush lag among the others (a
+//!    new set is the one that catches up soonest: a strict primary takes no commit until
+//!    it has; found by the simulator at 100,000 schedules, R13), then by name.
 //!    Names are compared as PostgreSQL matches them (ASCII case-insensitively); of two
 //!    candidates with the same name only the first in this order is considered.
 //! 5. **`on` (FIRST n)**: the first `wanted` eligible standbys are chosen, `num` = how
@@ -61,6 +63,12 @@ pub struct Candidate {
     pub priority: u32,
     /// Its agent reports it healthy.
     pub healthy: bool,
+    /// In the synchronous set the cluster has recorded. Among candidates of equal
+    /// priority, recorded ones come first, so the set does not change because lags move;
+    /// the others come least lagging first, so that a new set is one that can take
+    /// commits soonest (a strict primary is blocked until its set has caught up).
+    #[serde(default)]
+    pub recorded: bool,
 }
 
 /// The synchronous set chosen for the current primary.
@@ -147,6 +155,14 @@ fn ordered<'a>(config: &SyncConfig, candidates: &'a [Candidate]) -> Vec<&'a Cand
         pin_rank(&a.name)
             .cmp(&pin_rank(&b.name))
             .then(b.priority.cmp(&a.priority))
+            .then(b.recorded.cmp(&a.recorded))
+            .then_with(|| {
+                if a.recorded && b.recorded {
+                    Ordering::Equal
+                } else {
+                    a.flush_lag_bytes.cmp(&b.flush_lag_bytes)
+                }
+            })
             .then_with(|| {
                 a.name
                     .to_ascii_lowercase()
@@ -254,6 +270,37 @@ pub fn choose_sync_set(config: &SyncConfig, candidates: &[Candidate]) -> SyncPla
 
 #[cfg(test)]
 mod tests {
+
+    /// R13: among equal priority, recorded members first (stability), then the least
+    /// lagging, then names.
+    #[test]
+    fn recorded_first_then_least_lagging() {
+        let c = |name: &str, lag: u64, recorded: bool| Candidate {
+            name: name.into(),
+            streaming: true,
+            flush_lag_bytes: lag,
+            replay_lag_bytes: lag,
+            nosync: false,
+            priority: 1,
+            healthy: true,
+            recorded,
+        };
+        let cfg = SyncConfig {
+            mode: SyncMode::On,
+            node_count: 1,
+            ..SyncConfig::default()
+        };
+        let fresh = choose_sync_set(&cfg, &[c("n1", 900_000, false), c("n3", 0, false)]);
+        assert_eq!(fresh.standbys, vec!["n3".to_string()], "the caught-up one");
+        let kept = choose_sync_set(&cfg, &[c("n1", 900_000, true), c("n3", 0, false)]);
+        assert_eq!(
+            kept.standbys,
+            vec!["n1".to_string()],
+            "the recorded one stays"
+        );
+        let tie = choose_sync_set(&cfg, &[c("n3", 5, false), c("n1", 5, false)]);
+        assert_eq!(tie.standbys, vec!["n1".to_string()], "then names");
+    }
     use super::*;
     use proptest::prelude::*;
 
@@ -266,6 +313,7 @@ mod tests {
             nosync: false,
             priority: 1,
             healthy: true,
+            recorded: false,
         }
     }
 
@@ -413,6 +461,7 @@ mod tests {
                         nosync,
                         priority,
                         healthy,
+                        recorded: false,
                     }
                 },
             )

@@ -28,7 +28,7 @@
 //! let config = SyncConfig { mode: SyncMode::On, node_count: 2, ..SyncConfig::default() };
 //! let standby = |name: &str, priority| Candidate {
 //!     name: name.into(), streaming: true, flush_lag_bytes: 0, replay_lag_bytes: 0,
-//!     nosync: false, priority, healthy: true,
+//!     nosync: false, priority, healthy: true, recorded: false,
 //! };
 //! let plan = choose_sync_set(&config, &[standby("n3", 1), standby("n2", 2), standby("n4", 0)]);
 //! assert_eq!(plan.standbys, ["n2", "n3"]);

@@ -238,3 +238,18 @@ fn r12_the_lag_rule_covers_what_was_reported() {
         r#"{"seed":527079025316653216,"faults":[{"at_ms":3251,"fault":{"fault":"stall_loop","target":"primary","stalled_ms":3471}},{"at_ms":1201,"fault":{"fault":"crash_agent","target":"primary","down_ms":1651}},{"at_ms":2851,"fault":{"fault":"crash_node","target":"primary","down_ms":791}},{"at_ms":3121,"fault":{"fault":"crash_agent","target":{"replica":1},"down_ms":3521}}]}"#,
     );
 }
+
+/// R13 (seed 4001, 100,000 schedules, sync-strict, I3): after a failover and a reboot of
+/// the new primary, both standbys rejoined; the primary chose the first by name for its
+/// `FIRST 1` set, which was still 1 MB behind after its base backup, and stayed blocked
+/// (strict mode: no commit before the set has caught up) although the other standby held
+/// everything. Cause: the product — the synchronous set ignored lag when choosing. Now,
+/// among equal priority, recorded members come first (stability) and the others least
+/// lagging first.
+#[test]
+fn r13_a_new_synchronous_set_prefers_the_caught_up_standby() {
+    assert_ok(
+        Mode::SyncStrict,
+        r#"{"seed":9073253741160426022,"faults":[{"at_ms":5001,"fault":{"fault":"slow_consensus","extra_ms":287,"duration_ms":2141}},{"at_ms":3821,"fault":{"fault":"crash_agent","target":{"replica":2},"down_ms":4241}},{"at_ms":6841,"fault":{"fault":"crash_node","target":{"node":"n2"},"down_ms":2520}},{"at_ms":1771,"fault":{"fault":"crash_agent","target":"primary","down_ms":2041}}]}"#,
+    );
+}

@@ -239,6 +239,7 @@ fn planned_target() -> impl Strategy<Value = Option<Target>> {
                     nosync,
                     priority,
                     healthy: true,
+                    recorded: false,
                 })
                 .collect();
             let plan = choose_sync_set(&config, &candidates);

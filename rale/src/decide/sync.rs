@@ -141,6 +141,7 @@ pub(super) fn next_step(
                 nosync: m.tags.nosync,
                 priority: m.tags.priority(),
                 healthy: fresh.contains(&m.node) && m.running,
+                recorded,
             }
         })
         .collect();
