@@ -88,6 +88,26 @@ impl Decider {
             return d;
         }
         if !p.running {
+            if obs.outcomes.iter().any(|o| {
+                o.error.is_some() && matches!(o.action, PgAction::Start { upstream: Some(_) })
+            }) {
+                self.replica_start_failures += 1;
+            }
+            if self.replica_start_failures >= REPLICA_START_ATTEMPTS && holder_ok {
+                let (rebuild, how) = self.rebuild(&holder);
+                let mut d = Decision::none(
+                    DecisionKind::Rejoin,
+                    format!(
+                        "PostgreSQL failed to start as a replica of {holder} {} times in a row: {how}",
+                        self.replica_start_failures
+                    ),
+                );
+                if self.once("rejoin", now, REBUILD_COOLDOWN_MS) {
+                    d.actions.push(pg(rebuild));
+                    self.replica_start_failures = 0;
+                }
+                return d;
+            }
             let mut d = Decision::none(
                 DecisionKind::Follow,
                 format!("starting PostgreSQL as a replica of {holder}"),
@@ -99,6 +119,7 @@ impl Decider {
             }
             return d;
         }
+        self.replica_start_failures = 0;
         if !p.reachable {
             return Decision::none(
                 DecisionKind::Steady,
@@ -291,5 +312,100 @@ impl Decider {
             DecisionKind::Paused,
             format!("maintenance mode: {holder} is primary"),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decide::ActionOutcome;
+    use crate::status::MemberStatus;
+    use crate::types::{Lsn, Tags, Timeline};
+
+    fn node(n: &str) -> NodeId {
+        NodeId::new(n).expect("valid name")
+    }
+
+    fn primary(n: &str) -> MemberStatus {
+        MemberStatus {
+            node: node(n),
+            api_url: String::new(),
+            pg_host: "127.0.0.1".into(),
+            pg_port: 5432,
+            role: Role::Primary,
+            running: true,
+            timeline: Timeline(3),
+            lsn: Lsn(1000),
+            receive_lsn: None,
+            replay_lsn: None,
+            upstream: None,
+            streaming: false,
+            tags: Tags::default(),
+            detached: None,
+            pending_restart: false,
+            server_version_num: 150000,
+            system_id: Some(1),
+            heartbeat: 1,
+        }
+    }
+
+    /// A replica whose data directory cannot start as a standby of the primary (here:
+    /// it holds WAL of a timeline the primary's history lacks, after a rewind that could
+    /// not run because the source died) is rebuilt after three failed starts, instead of
+    /// being started for ever (found by the e2e kill rounds in strict quorum mode).
+    #[test]
+    fn a_replica_that_cannot_start_is_rebuilt() {
+        let me = NodeIdentity {
+            node: node("n1"),
+            api_url: "http://n1:8008".into(),
+            pg_host: "n1".into(),
+            pg_port: 5432,
+            tags: Default::default(),
+        };
+        let mut d = Decider::new(me, Millis(0));
+        let mut state = ClusterState::default();
+        state.members.insert(node("n3"), primary("n3"));
+        let pg = PgStatus::stopped(DataDirState::Initialized { system_id: 1 });
+        let failed = [ActionOutcome {
+            action: PgAction::Start {
+                upstream: Some(node("n3")),
+            },
+            error: Some(
+                "FATAL: requested timeline 3 does not contain minimum recovery point".into(),
+            ),
+        }];
+        let mut actions = Vec::new();
+        for i in 0..4u64 {
+            let obs = Observation {
+                now: Millis(10_000 + i * 2_000),
+                wall_ms: 0,
+                pg: &pg,
+                cluster: Some(&state),
+                outcomes: if i == 0 { &[] } else { &failed },
+                parameters: None,
+            };
+            let decision = d.follower_steps(&state, &obs, node("n3"));
+            actions.push((decision.kind, decision.actions));
+        }
+        assert!(
+            actions[..3].iter().all(|(_, a)| a.iter().any(|a| matches!(
+                a,
+                Action::Pg {
+                    action: PgAction::Start { .. }
+                }
+            ))),
+            "three starts first: {actions:?}"
+        );
+        let (kind, last) = &actions[3];
+        assert_eq!(*kind, DecisionKind::Rejoin, "{actions:?}");
+        assert!(
+            last.iter().any(|a| matches!(
+                a,
+                Action::Pg {
+                    action: PgAction::Rewind { .. } | PgAction::Clone { .. }
+                }
+            )),
+            "then a rebuild: {last:?}"
+        );
     }
 }

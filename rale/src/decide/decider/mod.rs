@@ -49,6 +49,9 @@ impl LeaseKey {
 const ACTION_COOLDOWN_MS: u64 = 1_000;
 /// Cool-down for long actions (clone, rejoin).
 const REBUILD_COOLDOWN_MS: u64 = 5_000;
+/// Failed starts as a replica after which the data directory is rebuilt (`pg_rewind`,
+/// else a base backup) instead of started again.
+const REPLICA_START_ATTEMPTS: u32 = 3;
 /// How often the primary re-asserts its replication slots even when nothing changed.
 const SLOTS_REFRESH_MS: u64 = 10_000;
 
@@ -72,6 +75,11 @@ pub struct Decider {
     expired_since: Option<(Epoch, Millis)>,
     crash_since: Option<Millis>,
     not_streaming_since: Option<Millis>,
+    /// Failed starts as a replica in a row (reset by a running server): a data
+    /// directory that cannot start as a standby of the primary (e.g. it holds WAL of a
+    /// timeline the primary's history does not contain, after a rewind that could not
+    /// run) is rebuilt instead of started for ever.
+    replica_start_failures: u32,
     /// We stopped PostgreSQL to hand the lease to this member.
     switchover_stop: Option<(Epoch, NodeId)>,
     /// Where this node's server, running as the primary, last was (timeline, position):
@@ -129,6 +137,7 @@ impl Decider {
             expired_since: None,
             crash_since: None,
             not_streaming_since: None,
+            replica_start_failures: 0,
             switchover_stop: None,
             stepped_down: None,
             promoted: None,
