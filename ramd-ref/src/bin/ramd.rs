@@ -61,11 +61,15 @@ fn main() -> Result<()> {
     }
 }
 
-/// The log filter unless `RALE_LOG` says otherwise. openraft's replication modules report
-/// every failed heartbeat to an unreachable peer (dozens of lines a second); RALE's
+/// The log filter unless `RALE_LOG` says otherwise. openraft reports every failed
+/// heartbeat to an unreachable peer from its replication modules, and every read whose
+/// leadership check could not reach that peer from its core (an ERROR per read, though
+/// the majority answered): dozens of lines a second for one member down. RALE's
 /// consensus network logs one line when a peer becomes unreachable, a reminder every 30 s
-/// and one line when it is back, so those modules are off.
-const DEFAULT_LOG: &str = "info,openraft=warn,openraft::replication=off,openraft::engine::handler::replication_handler=off";
+/// and one line when it is back, and a read without a majority fails to its caller,
+/// which logs it; so those openraft modules are off.
+const DEFAULT_LOG: &str = "info,openraft=warn,openraft::replication=off,\
+     openraft::engine::handler::replication_handler=off,openraft::core::raft_core=off";
 
 /// Reports a failure that restarting cannot cure and exits with
 /// [`PermanentFailure::EXIT_CODE`] (the systemd unit does not restart on it).
