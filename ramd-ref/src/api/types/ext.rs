@@ -479,10 +479,10 @@ pub struct ConfigBody;
 /// The body of `PATCH /config`, for the OpenAPI document (a merge patch of [`ConfigBody`]).
 pub struct ConfigPatch;
 
-/// The body of `POST /switchover`, for the OpenAPI document (read as [`SwitchoverRequest`]).
+/// The body of `POST /switchover`, for the OpenAPI document (read as [`super::SwitchoverRequest`]).
 pub struct SwitchoverBody;
 
-/// The body of `POST /failover`, for the OpenAPI document (read as [`SwitchoverRequest`]).
+/// The body of `POST /failover`, for the OpenAPI document (read as [`super::SwitchoverRequest`]).
 pub struct FailoverBody;
 
 /// The body of `POST /api/v1/parameter/optimize`, for the OpenAPI document: the handler
