@@ -54,6 +54,10 @@ use nix::unistd::Pid;
 pub const IP: &str = "ip";
 /// Path of the `tc` tool (iproute2).
 pub const TC: &str = "/usr/sbin/tc";
+/// nftables, for asymmetric partitions and lossy links (Debian: `nftables`).
+pub const NFT: &str = "/usr/sbin/nft";
+/// The table the fault rules live in, in a node's namespace.
+const NFT_TABLE: &str = "rale_fault";
 
 /// Networks created by this process so far (part of every name).
 static CREATED: AtomicUsize = AtomicUsize::new(0);
@@ -441,6 +445,67 @@ impl Network {
         result
     }
 
+    /// Asymmetric partition: node `index` refuses every new connection that arrives on
+    /// its data link (nftables, `ct state new drop`), while it still opens connections to
+    /// the others and connections already established keep working. So the node reaches
+    /// its peers, and they do not reach it. [`Network::clear_filters`] removes it.
+    pub fn refuse_inbound(&self, index: usize) -> anyhow::Result<()> {
+        let n = self.node(index)?;
+        self.nft_rules(n, &["iifname \"eth0\" ct state new drop"], &[])
+    }
+
+    /// Lossy link without netem: drops `percent` % of node `index`'s data packets, in
+    /// both directions, at random (nftables `numgen random`). [`Network::clear_filters`]
+    /// removes it.
+    pub fn drop_randomly(&self, index: usize, percent: u32) -> anyhow::Result<()> {
+        ensure!(percent <= 100, "drop rate {percent} % is over 100 %");
+        let n = self.node(index)?;
+        let input = format!("iifname \"eth0\" numgen random mod 100 < {percent} drop");
+        let output = format!("oifname \"eth0\" numgen random mod 100 < {percent} drop");
+        self.nft_rules(n, &[input.as_str()], &[output.as_str()])
+    }
+
+    /// Removes what [`Network::refuse_inbound`] and [`Network::drop_randomly`] installed
+    /// on node `index` (nothing to do when none is there).
+    pub fn clear_filters(&self, index: usize) -> anyhow::Result<()> {
+        let n = self.node(index)?;
+        let inside = run(IP, &["netns", "exec", &n.netns, NFT, "list", "tables"])?;
+        if inside.contains(NFT_TABLE) {
+            run(
+                IP,
+                &[
+                    "netns", "exec", &n.netns, NFT, "delete", "table", "inet", NFT_TABLE,
+                ],
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Replaces node `n`'s fault table with one holding the given input and output rules.
+    fn nft_rules(&self, n: &NodeNet, input: &[&str], output: &[&str]) -> anyhow::Result<()> {
+        let mut script = format!(
+            "table inet {NFT_TABLE}\ndelete table inet {NFT_TABLE}\ntable inet {NFT_TABLE} {{\n"
+        );
+        for (chain, hook, rules) in [
+            ("fault_in", "input", input),
+            ("fault_out", "output", output),
+        ] {
+            script.push_str(&format!(
+                "  chain {chain} {{\n    type filter hook {hook} priority 0; policy accept;\n"
+            ));
+            for r in rules {
+                script.push_str(&format!("    {r}\n"));
+            }
+            script.push_str("  }\n");
+        }
+        script.push_str("}\n");
+        let file = tempfile::NamedTempFile::new().context("an nft script file")?;
+        std::fs::write(file.path(), script).context("writing the nft script")?;
+        let path = file.path().to_string_lossy().into_owned();
+        run(IP, &["netns", "exec", &n.netns, NFT, "-f", &path])?;
+        Ok(())
+    }
+
     /// The PIDs of the processes inside namespace `ns`.
     fn pids_in(ns: &str) -> Vec<i32> {
         run(IP, &["netns", "pids", ns])
@@ -453,9 +518,10 @@ impl Network {
     }
 }
 
-impl Drop for Network {
-    fn drop(&mut self) {
-        // Everything inside our namespaces descends from processes this test started.
+impl Network {
+    /// Kills (SIGKILL, 5 s bound per namespace) every process left in the namespaces of
+    /// this network; all of them descend from processes this test started.
+    pub fn kill_leftovers(&self) {
         for ns in &self.namespaces {
             for round in 0..50 {
                 let pids = Self::pids_in(ns);
@@ -471,6 +537,12 @@ impl Drop for Network {
                 std::thread::sleep(Duration::from_millis(100));
             }
         }
+    }
+}
+
+impl Drop for Network {
+    fn drop(&mut self) {
+        self.kill_leftovers();
         for ns in &self.namespaces {
             if let Err(e) = run(IP, &["netns", "del", ns]) {
                 eprintln!("netns: deleting namespace {ns} failed: {e:#}");

@@ -3,7 +3,9 @@
 //! once, a seeded RNG (ChaCha8) picks a sequence of faults — kill -9 of the primary's or a
 //! replica's agent and postmaster, of a postmaster alone, of an agent alone, SIGSTOP of
 //! the primary's agent for longer than the lease, a partition of the primary or of a
-//! replica, a full cluster restart — and after each one waits (bounded) until there is
+//! replica, a full cluster restart, two faults overlapping, an asymmetric partition, a
+//! lossy or throttled link, SIGSTOP of a postmaster or of a WAL receiver, a full disk, a
+//! wall-clock step — and after each one waits (bounded) until there is
 //! exactly one writable primary and every other node streams. At the end: every
 //! acknowledged write is on the final primary (asserted in synchronous modes, reported in
 //! asynchronous mode), and no two nodes acknowledged writes in overlapping time (no split
@@ -14,7 +16,8 @@
 //! `RALE_CAMPAIGN_FAULTS` (default 6), `RALE_CAMPAIGN_NODES` (default 3) and
 //! `RALE_CAMPAIGN_MODE` (`on`, the default, `quorum` or `off`) make longer or different
 //! campaigns; `RALE_CAMPAIGN_KINDS` restricts the fault kinds (`KillPrimary,…`, or
-//! `-FullRestart` to leave one out). Without root or `ip netns` the test prints "skipped: needs root and ip
+//! `-FullRestart` to leave one out; `first` for the eight kinds of the campaigns recorded
+//! before the others existed, which is how their seeds replay). Without root or `ip netns` the test prints "skipped: needs root and ip
 //! netns" and passes.
 
 // The determinism lints of clippy.toml apply to rale::decide only.
@@ -25,8 +28,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use nix::sys::signal::Signal;
-use rale_e2e::netns::cluster::NetnsCluster;
 use rale_e2e::netns::cluster::all_nodes::{Ack, AllNodesWriter};
+use rale_e2e::netns::cluster::{NetnsCluster, StartOptions};
 use rale_e2e::netns::skip_reason;
 use rale_e2e::ramd_cluster::serial;
 use rand::seq::SliceRandom;
@@ -59,9 +62,52 @@ enum Kind {
     PartitionReplica,
     /// SIGTERM to every agent at once, then every agent started again.
     FullRestart,
+    /// Two faults at once: a replica's agent and postmaster killed, then — before it is
+    /// back — the primary cut off alone; the replica's agent comes back while the
+    /// partition holds, then the partition heals.
+    Overlapping,
+    /// A node (the primary or a replica) refuses new connections on its data link while
+    /// it still reaches the others (nftables): A reaches B, B does not reach A.
+    AsymmetricPartition,
+    /// A node's data link drops 10–40 % of its packets both ways (nftables; this kernel
+    /// has no netem).
+    LossyLink,
+    /// The primary's data link throttled to 128–1024 kbit/s (`tc tbf`).
+    ThrottledLink,
+    /// SIGSTOP of one node's postmaster (not its agent, not the backends), then SIGCONT.
+    StopPostmaster,
+    /// SIGSTOP of a replica's WAL receiver process, then SIGCONT.
+    StopWalReceiver,
+    /// One node's disk (its own tmpfs: data directory with WAL, Raft store, log) shrunk to
+    /// what it uses plus 512 KiB, then given its size back.
+    DiskFull,
+    /// One node's wall clock stepped by ±1–120 min (libfaketime, monotonic clocks left
+    /// alone), then stepped back.
+    ClockStep,
 }
 
-const KINDS: [Kind; 8] = [
+const KINDS: [Kind; 16] = [
+    Kind::KillPrimary,
+    Kind::KillReplica,
+    Kind::KillPostmaster,
+    Kind::KillAgent,
+    Kind::FreezePrimaryAgent,
+    Kind::PartitionPrimary,
+    Kind::PartitionReplica,
+    Kind::FullRestart,
+    Kind::Overlapping,
+    Kind::AsymmetricPartition,
+    Kind::LossyLink,
+    Kind::ThrottledLink,
+    Kind::StopPostmaster,
+    Kind::StopWalReceiver,
+    Kind::DiskFull,
+    Kind::ClockStep,
+];
+
+/// The kinds of the campaigns recorded before the second set of kinds existed: a seed
+/// recorded then replays with `RALE_CAMPAIGN_KINDS=first`.
+const FIRST_KINDS: [Kind; 8] = [
     Kind::KillPrimary,
     Kind::KillReplica,
     Kind::KillPostmaster,
@@ -85,6 +131,10 @@ struct Fault {
     /// For faults on a replica or on "a node": which one (index into the sorted
     /// replicas, or into the sorted node names for `KillPostmaster` / `KillAgent`).
     pick: usize,
+    /// Kind-specific: `Overlapping` the delay (ms) between its two faults, `LossyLink`
+    /// the drop rate (%), `ThrottledLink` the rate (kbit/s), `ClockStep` the step in
+    /// minutes (over 1,000: backwards by the amount above 1,000).
+    extra: u64,
 }
 
 /// Draws `count` faults: the kinds come from a shuffled bag of all kinds (refilled when
@@ -107,12 +157,37 @@ fn plan(rng: &mut ChaCha8Rng, count: usize, kinds: &[Kind]) -> Vec<Fault> {
             Kind::PartitionPrimary | Kind::PartitionReplica => rng.gen_range(3_000..8_000),
             Kind::FullRestart => rng.gen_range(500..2_000),
             Kind::KillPostmaster => 0,
+            Kind::Overlapping => rng.gen_range(3_000..8_000),
+            Kind::AsymmetricPartition | Kind::DiskFull | Kind::ClockStep => {
+                rng.gen_range(3_000..8_000)
+            }
+            Kind::LossyLink | Kind::ThrottledLink => rng.gen_range(3_000..10_000),
+            Kind::StopPostmaster | Kind::StopWalReceiver => rng.gen_range(2_000..8_000),
+        };
+        let dwell = Duration::from_millis(rng.gen_range(1_000..3_000));
+        let pick = rng.gen_range(0..1_000);
+        // A second number only for the kinds that need one, so that campaigns of the first
+        // kinds draw what they drew before.
+        let extra = match kind {
+            Kind::Overlapping => rng.gen_range(300..1_500),
+            Kind::LossyLink => rng.gen_range(10..=40),
+            Kind::ThrottledLink => rng.gen_range(128..=1_024),
+            Kind::ClockStep => {
+                let minutes: u64 = rng.gen_range(1..=120);
+                if rng.gen_bool(0.5) {
+                    minutes
+                } else {
+                    1_000 + minutes
+                }
+            }
+            _ => 0,
         };
         faults.push(Fault {
             kind,
-            dwell: Duration::from_millis(rng.gen_range(1_000..3_000)),
+            dwell,
             hold: Duration::from_millis(hold_ms),
-            pick: rng.gen_range(0..1_000),
+            pick,
+            extra,
         });
     }
     faults
@@ -230,6 +305,9 @@ fn kinds() -> anyhow::Result<Vec<Kind>> {
     let Ok(spec) = std::env::var("RALE_CAMPAIGN_KINDS") else {
         return Ok(KINDS.to_vec());
     };
+    if spec.trim().eq_ignore_ascii_case("first") {
+        return Ok(FIRST_KINDS.to_vec());
+    }
     let find = |name: &str| {
         KINDS
             .iter()
@@ -478,6 +556,164 @@ impl Campaign<'_> {
                     Instant::now(),
                 )
             }
+            Kind::Overlapping => {
+                let replica = self.pick_replica(primary, f.pick)?;
+                let at = Instant::now();
+                let agent = self.c.signal_agent(&replica, Signal::SIGKILL)?;
+                let pm = self.c.signal_postmaster(&replica, Signal::SIGKILL);
+                let gap = Duration::from_millis(f.extra);
+                tokio::time::sleep(gap).await;
+                self.c.partition(&[&[primary]])?;
+                let back_after = hold / 2;
+                tokio::time::sleep(back_after).await;
+                self.c.restart_agent(&replica)?;
+                tokio::time::sleep(hold - back_after).await;
+                self.c.heal()?;
+                (
+                    format!(
+                        "kill -9 {replica}'s agent ({agent}) and postmaster ({}), {:.1} s later partition {primary} (primary) alone; {replica}'s agent restarted {:.1} s into the partition, healed after {:.1} s",
+                        match &pm {
+                            Ok(pid) => pid.to_string(),
+                            Err(e) => format!("{e:#}"),
+                        },
+                        gap.as_secs_f64(),
+                        back_after.as_secs_f64(),
+                        hold.as_secs_f64()
+                    ),
+                    at,
+                    Instant::now(),
+                )
+            }
+            Kind::AsymmetricPartition => {
+                let node = if f.pick & 1 == 0 {
+                    primary.to_string()
+                } else {
+                    self.pick_replica(primary, f.pick / 2)?
+                };
+                let idx = self.c.index(&node)?;
+                let at = Instant::now();
+                self.c.net().refuse_inbound(idx)?;
+                tokio::time::sleep(hold).await;
+                self.c.net().clear_filters(idx)?;
+                (
+                    format!(
+                        "{node} ({}) refuses new inbound connections on the data network for {:.1} s (it still reaches the others)",
+                        role(&node, primary),
+                        hold.as_secs_f64()
+                    ),
+                    at,
+                    Instant::now(),
+                )
+            }
+            Kind::LossyLink => {
+                let node = self.pick_node(f.pick)?;
+                let idx = self.c.index(&node)?;
+                let percent = u32::try_from(f.extra).unwrap_or(20);
+                let at = Instant::now();
+                self.c.net().drop_randomly(idx, percent)?;
+                tokio::time::sleep(hold).await;
+                self.c.net().clear_filters(idx)?;
+                (
+                    format!(
+                        "{node} ({}) loses {percent} % of its data packets both ways for {:.1} s",
+                        role(&node, primary),
+                        hold.as_secs_f64()
+                    ),
+                    at,
+                    Instant::now(),
+                )
+            }
+            Kind::ThrottledLink => {
+                let idx = self.c.index(primary)?;
+                let rate = u32::try_from(f.extra).unwrap_or(256);
+                let at = Instant::now();
+                self.c.net().throttle(idx, rate, 200)?;
+                tokio::time::sleep(hold).await;
+                self.c.net().clear_impairment(idx)?;
+                (
+                    format!(
+                        "{primary}'s (primary) data link throttled to {rate} kbit/s for {:.1} s",
+                        hold.as_secs_f64()
+                    ),
+                    at,
+                    Instant::now(),
+                )
+            }
+            Kind::StopPostmaster => {
+                let node = self.pick_node(f.pick)?;
+                let at = Instant::now();
+                let pm = self.c.signal_postmaster(&node, Signal::SIGSTOP)?;
+                tokio::time::sleep(hold).await;
+                self.c.signal_postmaster(&node, Signal::SIGCONT)?;
+                (
+                    format!(
+                        "SIGSTOP {node}'s postmaster ({pm}, {}) for {:.1} s, then SIGCONT",
+                        role(&node, primary),
+                        hold.as_secs_f64()
+                    ),
+                    at,
+                    Instant::now(),
+                )
+            }
+            Kind::StopWalReceiver => {
+                let replica = self.pick_replica(primary, f.pick)?;
+                let at = Instant::now();
+                match self.c.walreceiver_pid(&replica).await? {
+                    Some(pid) => {
+                        self.c.signal_in(&replica, pid, Signal::SIGSTOP)?;
+                        tokio::time::sleep(hold).await;
+                        self.c.signal_in(&replica, pid, Signal::SIGCONT)?;
+                        (
+                            format!(
+                                "SIGSTOP {replica}'s WAL receiver ({pid}) for {:.1} s, then SIGCONT",
+                                hold.as_secs_f64()
+                            ),
+                            at,
+                            Instant::now(),
+                        )
+                    }
+                    None => (
+                        format!("{replica} had no WAL receiver to stop (nothing done)"),
+                        at,
+                        at,
+                    ),
+                }
+            }
+            Kind::DiskFull => {
+                let node = self.pick_node(f.pick)?;
+                let at = Instant::now();
+                let size_kib = self.c.fill_volume(&node, 512)?;
+                tokio::time::sleep(hold).await;
+                self.c.restore_volume(&node)?;
+                (
+                    format!(
+                        "{node}'s ({}) disk full: volume shrunk to {:.1} MiB for {:.1} s, then given its size back",
+                        role(&node, primary),
+                        size_kib as f64 / 1024.0,
+                        hold.as_secs_f64()
+                    ),
+                    at,
+                    Instant::now(),
+                )
+            }
+            Kind::ClockStep => {
+                let node = self.pick_node(f.pick)?;
+                let minutes = i64::try_from(f.extra % 1_000).unwrap_or(1);
+                let offset_s = if f.extra > 1_000 { -minutes } else { minutes } * 60;
+                let at = Instant::now();
+                self.c.step_clock(&node, offset_s)?;
+                tokio::time::sleep(hold).await;
+                self.c.step_clock(&node, 0)?;
+                (
+                    format!(
+                        "{node}'s ({}) wall clock stepped by {offset_s:+} s for {:.1} s, then back",
+                        role(&node, primary),
+                        hold.as_secs_f64()
+                    ),
+                    at,
+                    Instant::now(),
+                )
+            }
             Kind::FullRestart => {
                 let at = Instant::now();
                 let killed = self.c.stop_all_agents(Duration::from_secs(30))?;
@@ -503,6 +739,14 @@ impl Campaign<'_> {
                 )
             }
         })
+    }
+}
+
+fn role(node: &str, primary: &str) -> &'static str {
+    if node == primary {
+        "primary"
+    } else {
+        "replica"
     }
 }
 
@@ -817,7 +1061,19 @@ async fn randomized_fault_campaign() -> anyhow::Result<()> {
         other => bail!("RALE_CAMPAIGN_MODE={other:?}: expected on, quorum or off"),
     };
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let kinds = kinds()?;
+    let mut kinds = kinds()?;
+    // Kinds whose tools this machine lacks are left out, loudly (`.ci/run` installs them).
+    for (kind, tool) in [
+        (Kind::AsymmetricPartition, rale_e2e::netns::NFT),
+        (Kind::LossyLink, rale_e2e::netns::NFT),
+        (Kind::ClockStep, rale_e2e::netns::cluster::LIBFAKETIME),
+    ] {
+        if kinds.contains(&kind) && !std::path::Path::new(tool).exists() {
+            eprintln!("CAMPAIGN {kind:?} left out: {tool} is missing");
+            kinds.retain(|k| *k != kind);
+        }
+    }
+    anyhow::ensure!(!kinds.is_empty(), "no fault kind left to draw from");
     let faults = plan(&mut rng, count, &kinds);
     eprintln!(
         "CAMPAIGN seed {seed} (0x{seed:016x}), {nodes} nodes, synchronous mode {mode}, {count} \
@@ -825,7 +1081,11 @@ async fn randomized_fault_campaign() -> anyhow::Result<()> {
         faults.iter().map(|f| f.kind).collect::<Vec<_>>()
     );
     let started = Instant::now();
-    let mut c = NetnsCluster::start(nodes, bootstrap)
+    let options = StartOptions {
+        volume_mb: kinds.contains(&Kind::DiskFull).then_some(2_048),
+        faketime: kinds.contains(&Kind::ClockStep),
+    };
+    let mut c = NetnsCluster::start_with(nodes, bootstrap, options)
         .await
         .with_context(|| format!("starting the cluster (seed {seed})"))?;
     eprintln!(

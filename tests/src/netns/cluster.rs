@@ -93,36 +93,73 @@ pub struct NetnsCluster {
     http: reqwest::Client,
     dir: PathBuf,
     keep: bool,
+    /// Node directories on a tmpfs of their own (see [`StartOptions::volume_mb`]), with
+    /// the size each was mounted with, in KiB.
+    volumes: Vec<(PathBuf, u64)>,
+    /// Per node, the libfaketime offset file when [`StartOptions::faketime`] is set.
+    clocks: Vec<PathBuf>,
     // Declared last: dropped after the agents are stopped.
     net: Network,
 }
 
+/// Optional fault hooks for [`NetnsCluster::start_with`].
+#[derive(Clone, Debug, Default)]
+pub struct StartOptions {
+    /// Put each node's directory (its PostgreSQL data directory, WAL included, its Raft
+    /// store and its `ramd.log`) on a tmpfs of this many MiB of its own, so that a test can
+    /// fill that node's disk ([`NetnsCluster::fill_volume`]). Needs root (`mount`).
+    pub volume_mb: Option<u64>,
+    /// Start each agent (and so its PostgreSQL) under libfaketime with an offset file,
+    /// so that a test can step one node's wall clock ([`NetnsCluster::step_clock`]).
+    /// Monotonic clocks are left alone, as a real wall-clock step leaves them.
+    pub faketime: bool,
+}
+
+/// Where Debian's `faketime` package puts the multi-threaded libfaketime.
+pub const LIBFAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1";
+
 /// The configuration files of a cluster of one node per node of `net`, in `dir`.
-fn cluster_spec(net: &Network, dir: &Path, bootstrap: &str) -> ClusterSpec {
+fn cluster_spec(net: &Network, dir: &Path, bootstrap: &str, faketime: bool) -> ClusterSpec {
     let nodes = net
         .nodes()
         .iter()
         .enumerate()
-        .map(|(j, n)| NodeSpec {
-            name: format!("node{}", j + 1),
-            api_listen: SocketAddr::from(([0, 0, 0, 0], API_PORT)),
-            api_url: format!("http://{}:{API_PORT}", n.data_ip),
-            pg_host: n.data_ip.to_string(),
-            pg_port: PG_PORT,
-            hba_extra: vec![
-                format!("host all all {} scram-sha-256", net.data_cidr()),
-                format!("host all all {} scram-sha-256", net.mgmt_cidr()),
-            ],
-            pg_parameters: vec![
-                ("shared_buffers".into(), "32MB".into()),
-                ("max_connections".into(), "80".into()),
-                (
-                    "listen_addresses".into(),
-                    format!("{},{}", n.data_ip, n.mgmt_ip),
-                ),
-            ],
-            // `ip netns exec` enters the namespace and execs ramd.
-            wrapper: vec![IP.into(), "netns".into(), "exec".into(), n.netns.clone()],
+        .map(|(j, n)| {
+            // `ip netns exec` enters the namespace and execs ramd (under libfaketime when
+            // asked: `env` sets the preload for ramd and everything it starts).
+            let mut wrapper = vec![IP.into(), "netns".into(), "exec".into(), n.netns.clone()];
+            if faketime {
+                wrapper.extend([
+                    "env".into(),
+                    format!("LD_PRELOAD={LIBFAKETIME}"),
+                    format!(
+                        "FAKETIME_TIMESTAMP_FILE={}",
+                        clock_file(dir, &format!("node{}", j + 1)).display()
+                    ),
+                    "FAKETIME_DONT_FAKE_MONOTONIC=1".into(),
+                    "FAKETIME_CACHE_DURATION=1".into(),
+                ]);
+            }
+            NodeSpec {
+                name: format!("node{}", j + 1),
+                api_listen: SocketAddr::from(([0, 0, 0, 0], API_PORT)),
+                api_url: format!("http://{}:{API_PORT}", n.data_ip),
+                pg_host: n.data_ip.to_string(),
+                pg_port: PG_PORT,
+                hba_extra: vec![
+                    format!("host all all {} scram-sha-256", net.data_cidr()),
+                    format!("host all all {} scram-sha-256", net.mgmt_cidr()),
+                ],
+                pg_parameters: vec![
+                    ("shared_buffers".into(), "32MB".into()),
+                    ("max_connections".into(), "80".into()),
+                    (
+                        "listen_addresses".into(),
+                        format!("{},{}", n.data_ip, n.mgmt_ip),
+                    ),
+                ],
+                wrapper,
+            }
         })
         .collect();
     ClusterSpec {
@@ -139,12 +176,32 @@ fn cluster_spec(net: &Network, dir: &Path, bootstrap: &str) -> ClusterSpec {
     }
 }
 
+/// Node `name`'s libfaketime offset file in the cluster directory `dir`.
+fn clock_file(dir: &Path, name: &str) -> PathBuf {
+    dir.join(format!("{name}.faketime"))
+}
+
 impl NetnsCluster {
     /// Creates a [`Network`] of `n` nodes, starts one agent per node (extra `[bootstrap]`
     /// TOML lines in `bootstrap_toml`), waits until one node is primary and accepts a
     /// write and every other node streams, then creates [`TABLE`] everywhere.
     pub async fn start(n: usize, bootstrap_toml: Option<&str>) -> anyhow::Result<Self> {
+        Self::start_with(n, bootstrap_toml, StartOptions::default()).await
+    }
+
+    /// [`NetnsCluster::start`] with fault hooks (own volumes, steppable clocks).
+    pub async fn start_with(
+        n: usize,
+        bootstrap_toml: Option<&str>,
+        options: StartOptions,
+    ) -> anyhow::Result<Self> {
         crate::init_tracing();
+        if options.faketime {
+            anyhow::ensure!(
+                Path::new(LIBFAKETIME).exists(),
+                "{LIBFAKETIME} is missing (Debian package faketime)"
+            );
+        }
         let ramd = ramd_binary()?;
         let net = Network::create(n)?;
         let dir = tempfile::Builder::new()
@@ -152,7 +209,12 @@ impl NetnsCluster {
             .tempdir_in("/tmp")
             .context("creating the cluster directory")?
             .keep();
-        let spec = cluster_spec(&net, &dir, bootstrap_toml.unwrap_or_default());
+        let spec = cluster_spec(
+            &net,
+            &dir,
+            bootstrap_toml.unwrap_or_default(),
+            options.faketime,
+        );
         let nodes = net
             .nodes()
             .iter()
@@ -176,8 +238,38 @@ impl NetnsCluster {
                 .context("building the HTTP client")?,
             dir: dir.clone(),
             keep: false,
+            volumes: Vec::new(),
+            clocks: Vec::new(),
             net,
         };
+        if options.faketime {
+            for node in &spec.nodes {
+                let file = clock_file(&dir, &node.name);
+                std::fs::write(&file, "+0\n")
+                    .with_context(|| format!("writing {}", file.display()))?;
+                c.clocks.push(file);
+            }
+        }
+        if let Some(mb) = options.volume_mb {
+            for node in &spec.nodes {
+                let at = dir.join(&node.name);
+                std::fs::create_dir_all(&at)
+                    .with_context(|| format!("creating {}", at.display()))?;
+                let size_kib = mb * 1024;
+                super::run(
+                    "mount",
+                    &[
+                        "-t",
+                        "tmpfs",
+                        "-o",
+                        &format!("size={size_kib}k,mode=0755"),
+                        "rale-netns-vol",
+                        &at.to_string_lossy(),
+                    ],
+                )?;
+                c.volumes.push((at, size_kib));
+            }
+        }
         eprintln!(
             "netns: {n} nodes on {} (management {}) in {}",
             c.net.data_cidr(),
@@ -325,6 +417,87 @@ impl NetnsCluster {
         kill(Pid::from_raw(pid), signal)
             .with_context(|| format!("kill -{signal} {pid} (postmaster of {name})"))?;
         Ok(pid)
+    }
+
+    /// Sends `signal` to process `pid` after checking that it runs inside node `name`'s
+    /// namespace (so it is one of the processes this test started).
+    pub fn signal_in(&self, name: &str, pid: i32, signal: Signal) -> anyhow::Result<()> {
+        let netns = &self.node(name)?.netns;
+        let inside = super::run(IP, &["netns", "pids", netns])?;
+        anyhow::ensure!(
+            inside.lines().any(|l| l.trim() == pid.to_string()),
+            "process {pid} does not run in {name}'s namespace {netns}"
+        );
+        kill(Pid::from_raw(pid), signal).with_context(|| format!("kill -{signal} {pid} ({name})"))
+    }
+
+    /// The PID of node `name`'s WAL receiver process (`pg_stat_wal_receiver.pid`), if it
+    /// has one.
+    pub async fn walreceiver_pid(&self, name: &str) -> anyhow::Result<Option<i32>> {
+        let client = self.connect(name).await?;
+        let row = tokio::time::timeout(
+            Duration::from_secs(5),
+            client.query_opt("SELECT pid FROM pg_stat_wal_receiver", &[]),
+        )
+        .await
+        .with_context(|| format!("{name}: no answer within 5 s"))??;
+        Ok(match row {
+            Some(r) => r.try_get::<_, Option<i32>>(0)?,
+            None => None,
+        })
+    }
+
+    /// Fills node `name`'s disk: its volume ([`StartOptions::volume_mb`]) is shrunk to
+    /// what it uses now plus `slack_kib`, so the next writes fail with "No space left on
+    /// device". Returns the new size in KiB.
+    pub fn fill_volume(&self, name: &str, slack_kib: u64) -> anyhow::Result<u64> {
+        let at = self.dir.join(name);
+        anyhow::ensure!(
+            self.volumes.iter().any(|(v, _)| *v == at),
+            "{name} has no volume of its own (StartOptions::volume_mb)"
+        );
+        let st =
+            nix::sys::statvfs::statvfs(&at).with_context(|| format!("statvfs {}", at.display()))?;
+        let used_kib = (st.blocks() - st.blocks_free()) * st.fragment_size() / 1024;
+        let size_kib = used_kib + slack_kib;
+        super::run(
+            "mount",
+            &[
+                "-o",
+                &format!("remount,size={size_kib}k"),
+                &at.to_string_lossy(),
+            ],
+        )?;
+        Ok(size_kib)
+    }
+
+    /// Gives node `name`'s volume its original size back.
+    pub fn restore_volume(&self, name: &str) -> anyhow::Result<()> {
+        let at = self.dir.join(name);
+        let Some((_, size_kib)) = self.volumes.iter().find(|(v, _)| *v == at) else {
+            bail!("{name} has no volume of its own (StartOptions::volume_mb)");
+        };
+        super::run(
+            "mount",
+            &[
+                "-o",
+                &format!("remount,size={size_kib}k"),
+                &at.to_string_lossy(),
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// Steps node `name`'s wall clock to `offset_s` seconds from the real time (every
+    /// process of the node sees it within about a second; [`StartOptions::faketime`]).
+    pub fn step_clock(&self, name: &str, offset_s: i64) -> anyhow::Result<()> {
+        let i = self.index(name)?;
+        let file = self
+            .clocks
+            .get(i)
+            .with_context(|| format!("{name} has no steppable clock (StartOptions::faketime)"))?;
+        std::fs::write(file, format!("{offset_s:+}\n"))
+            .with_context(|| format!("writing {}", file.display()))
     }
 
     /// Splits the data network into the given groups of node names (each on its own
@@ -533,7 +706,28 @@ impl NetnsCluster {
 impl Drop for NetnsCluster {
     fn drop(&mut self) {
         self.agents.stop_all(Duration::from_secs(15));
-        if self.keep || std::thread::panicking() || std::env::var_os("RALE_E2E_KEEP").is_some() {
+        let keep =
+            self.keep || std::thread::panicking() || std::env::var_os("RALE_E2E_KEEP").is_some();
+        if !self.volumes.is_empty() {
+            // Nothing may hold a file on the volumes when they are unmounted.
+            self.net.kill_leftovers();
+            for (at, _) in &self.volumes {
+                if keep {
+                    let kept = at.with_extension("kept");
+                    if let Err(e) = super::run(
+                        "cp",
+                        &["-a", &at.to_string_lossy(), &kept.to_string_lossy()],
+                    ) {
+                        eprintln!("netns: copying {} failed: {e:#}", at.display());
+                    }
+                }
+                if let Err(e) = super::run("umount", &[&at.to_string_lossy()]) {
+                    eprintln!("netns: unmounting {} failed ({e:#}); lazily", at.display());
+                    let _ = super::run("umount", &["-l", &at.to_string_lossy()]);
+                }
+            }
+        }
+        if keep {
             eprintln!("netns: kept {} (ramd.log per node)", self.dir.display());
         } else if let Err(e) = std::fs::remove_dir_all(&self.dir) {
             eprintln!("netns: removing {} failed: {e}", self.dir.display());
