@@ -97,18 +97,31 @@ fn if_match(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
         })
 }
 
-/// The configuration as JSON, with its version in the `ETag` header.
+/// The response header that says how `GET /config` read the configuration:
+/// [`READ_LINEARIZABLE`] or [`READ_LOCAL`].
+pub(crate) const READ_HEADER: &str = "x-rale-read";
+/// A linearizable read through consensus: at least as new as every change acknowledged
+/// before the request.
+pub(crate) const READ_LINEARIZABLE: &str = "linearizable";
+/// Consensus did not answer: the last configuration this node applied, possibly stale.
+pub(crate) const READ_LOCAL: &str = "local";
+
+/// The configuration as JSON, with its version in the `ETag` header and how it was read
+/// in `X-Rale-Read`.
 #[utoipa::path(get, path = "/config", tag = "config",
-    responses((status = 200, description = "Dynamic configuration (ETag: its version)", body = Object)))]
+    responses((status = 200, description = "Dynamic configuration (ETag: its version)", body = Object,
+        headers(
+            ("ETag" = String, description = "The configuration version, e.g. \"3\""),
+            ("X-Rale-Read" = String, description = "`linearizable` (read through consensus: at least as new as every change acknowledged before the request) or `local` (consensus did not answer: the last configuration this node applied, possibly stale)")))))]
 pub(crate) async fn get_config(State(st): St) -> Result<Response, ApiError> {
-    let cluster = match st.consensus.read().await {
-        Ok(c) => c,
-        Err(_) => st.local_cluster(&st.snap()),
+    let (cluster, how) = match st.consensus.read().await {
+        Ok(c) => (c, READ_LINEARIZABLE),
+        Err(_) => (st.local_cluster(&st.snap()), READ_LOCAL),
     };
-    Ok(with_version(
-        cluster.config_version,
-        config_json(&cluster.config)?,
-    ))
+    let mut resp = with_version(cluster.config_version, config_json(&cluster.config)?);
+    resp.headers_mut()
+        .insert(READ_HEADER, HeaderValue::from_static(how));
+    Ok(resp)
 }
 
 fn changed_keys(old: &Value, new: &Value) -> Vec<String> {
