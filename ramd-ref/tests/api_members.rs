@@ -234,3 +234,51 @@ async fn consensus_down_is_503() {
     let r = call(&app, Method::DELETE, "/api/v1/members/n3", None, true).await;
     assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
 }
+
+/// A member whose wall clock is an hour behind looks gone by its stamps, but it keeps
+/// publishing: the removal is refused all the same (issue 22, wall-clock steps).
+#[tokio::test]
+async fn a_live_member_with_a_clock_behind_is_not_removed() {
+    let c = voters().await;
+    let app = node(&c, "n1").await.app;
+    let state = c.read().await.expect("read");
+    let mut status = state.members.get(&n("n1")).cloned().expect("n1 published");
+    status.node = n("n3");
+    let hour_ago = u64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("after 1970")
+            .as_millis(),
+    )
+    .expect("fits")
+    .saturating_sub(3_600_000);
+    let publish = |k: u64| rale::state::Command {
+        op: Operation::PublishMember {
+            status: status.clone(),
+        },
+        wall_ms: hour_ago + k,
+    };
+    c.propose(publish(0)).await.expect("publish");
+    // n3 keeps publishing (every 100 ms, bounded) while the removal looks.
+    let publisher = {
+        let c = c.clone();
+        let cmds: Vec<_> = (1..=60).map(publish).collect();
+        tokio::spawn(async move {
+            for cmd in cmds {
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                let _ = c.propose(cmd).await;
+            }
+        })
+    };
+    let r = call(&app, Method::DELETE, "/api/v1/members/n3", None, true).await;
+    publisher.abort();
+    assert_eq!(r.status, StatusCode::CONFLICT, "{:?}", r.body);
+    assert!(
+        String::from_utf8_lossy(&r.body).contains("wall clock may be off"),
+        "{:?}",
+        r.body
+    );
+    // Once it is quiet, the same old stamp no longer holds the removal back.
+    let r = call(&app, Method::DELETE, "/api/v1/members/n3", None, true).await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+}

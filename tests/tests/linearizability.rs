@@ -127,7 +127,9 @@ fn check(ops: &[Op], initial: (u64, Option<u64>)) -> Vec<String> {
     for w in &acked_writes {
         let Kind::Write(sent) = w.kind else { continue };
         let Some(v) = w.version() else {
-            bad.push(format!("write {sent} acknowledged without a version: {w:?}"));
+            bad.push(format!(
+                "write {sent} acknowledged without a version: {w:?}"
+            ));
             continue;
         };
         if w.value() != Some(sent) {
@@ -183,7 +185,10 @@ fn check(ops: &[Op], initial: (u64, Option<u64>)) -> Vec<String> {
             && Some(x) != initial.1
         {
             match writes.iter().find(|w| w.kind == Kind::Write(x)) {
-                None => bad.push(format!("read on {} returned {x}, which nobody wrote", r.node)),
+                None => bad.push(format!(
+                    "read on {} returned {x}, which nobody wrote",
+                    r.node
+                )),
                 Some(w) if w.invoke > r.complete => bad.push(format!(
                     "read on {} returned {x} before anyone had sent it",
                     r.node
@@ -324,9 +329,9 @@ async fn request(
     }
     let invoke = Instant::now();
     let req = match &kind {
-        Kind::Write(kb) => http.patch(format!("{base}/config")).json(
-            &serde_json::json!({"postgresql_parameters": {"work_mem": format!("{kb}kB")}}),
-        ),
+        Kind::Write(kb) => http
+            .patch(format!("{base}/config"))
+            .json(&serde_json::json!({"postgresql_parameters": {"work_mem": format!("{kb}kB")}})),
         Kind::Read => http.get(format!("{base}/config")),
         Kind::Pause => http.post(format!("{base}/api/v1/pause")),
         Kind::Resume => http.post(format!("{base}/api/v1/resume")),
@@ -432,16 +437,19 @@ async fn operator_api_history_is_linearizable_under_faults() -> anyhow::Result<(
                 let i = rng.gen_range(0..urls.len());
                 let roll: u32 = rng.gen_range(0..100);
                 let kind = match roll {
-                    0..45 => Kind::Write(
-                        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
-                    ),
+                    0..45 => {
+                        Kind::Write(counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
+                    }
                     45..85 => Kind::Read,
                     85..91 => Kind::Pause,
                     91..97 => Kind::Resume,
                     _ => Kind::Switchover,
                 };
                 let candidate = &names[rng.gen_range(0..names.len())];
-                request(&http, &urls[i], client, &names[i], kind, candidate, &history).await;
+                request(
+                    &http, &urls[i], client, &names[i], kind, candidate, &history,
+                )
+                .await;
                 tokio::time::sleep(Duration::from_millis(rng.gen_range(0..40))).await;
             }
         }));
@@ -464,7 +472,10 @@ async fn operator_api_history_is_linearizable_under_faults() -> anyhow::Result<(
                 c.signal_agent(&node, Signal::SIGKILL)?;
                 tokio::time::sleep(hold).await;
                 c.restart_agent(&node)?;
-                format!("kill -9 {node}'s agent, restarted after {:.1} s", hold.as_secs_f64())
+                format!(
+                    "kill -9 {node}'s agent, restarted after {:.1} s",
+                    hold.as_secs_f64()
+                )
             }
             _ => {
                 c.signal_agent(&node, Signal::SIGSTOP)?;
@@ -639,7 +650,10 @@ mod checker {
             op(Kind::Read, "n1", 20, 30, ok(1, 4_000, false)),
         ];
         let bad = check(&h, INITIAL);
-        assert!(bad.iter().any(|b| b.contains("read your writes")), "{bad:?}");
+        assert!(
+            bad.iter().any(|b| b.contains("read your writes")),
+            "{bad:?}"
+        );
     }
 
     #[test]

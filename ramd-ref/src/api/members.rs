@@ -292,16 +292,44 @@ pub(crate) async fn remove(
         .with("node", node.to_string()));
     }
     let who = caller.map(|Extension(c)| c.0).unwrap_or_default();
-    if let Some(seen) = cluster.members_seen_unix_ms.get(&node) {
-        let age_ms = crate::ha::wall_ms().saturating_sub(*seen);
-        let limit_ms = still_reporting_ms(&cluster.config);
-        if age_ms < limit_ms && !q.force {
-            tracing::warn!(node = %node, caller = %who, age_ms, "refused to remove a member whose agent still reports");
-            return Err(ApiError::conflict(format!(
-                "{node}'s agent still reports (last status {age_ms} ms ago): stop it first, or \
-                 remove with ?force=true if its host is gone for good (the agent then stops taking part)"
+    if let Some(seen) = cluster.members_seen_unix_ms.get(&node).copied()
+        && !q.force
+    {
+        let refuse = |why: String| {
+            tracing::warn!(node = %node, caller = %who, reason = %why, "refused to remove a member whose agent still reports");
+            Err(ApiError::conflict(format!(
+                "{node}'s agent still reports ({why}): stop it first, or remove with \
+                 ?force=true if its host is gone for good (the agent then stops taking part)"
             ))
-            .with("node", node.to_string()));
+            .with("node", node.to_string()))
+        };
+        // The stamp is the member's own wall clock at its last status, compared with this
+        // node's: a clock that is off either way must not make a live member look gone.
+        let age_ms = crate::ha::wall_ms().saturating_sub(seen);
+        let limit_ms = still_reporting_ms(&cluster.config);
+        if age_ms < limit_ms {
+            return refuse(format!("last status {age_ms} ms ago"));
+        }
+        // So the stamp looks old: wait for two more publishing intervals and look again.
+        // A live agent publishes on every interval, and its stamp then changes whatever
+        // its clock says — a check that does not depend on any clock agreeing.
+        let wait = cluster
+            .config
+            .publish_interval
+            .saturating_mul(2)
+            .saturating_add(std::time::Duration::from_millis(250))
+            .min(std::time::Duration::from_secs(10));
+        tokio::time::sleep(wait).await;
+        let again = st.consensus.read().await.map_err(ApiError::consensus)?;
+        if again
+            .members_seen_unix_ms
+            .get(&node)
+            .is_some_and(|now| *now != seen)
+        {
+            return refuse(format!(
+                "it published a status within the last {} ms; its wall clock may be off",
+                wait.as_millis()
+            ));
         }
     }
     tracing::info!(node = %node, caller = %who, force = q.force, reason = "api", "removing consensus member");
