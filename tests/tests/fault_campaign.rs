@@ -38,6 +38,8 @@ use rand_chacha::ChaCha8Rng;
 
 /// How long a heal phase may take before the node counts as never recovered.
 const HEAL_TIMEOUT: Duration = Duration::from_secs(60);
+/// A heal slower than this prints what it waited for last.
+const SLOW_HEAL: Duration = Duration::from_secs(10);
 /// The bound of one client INSERT.
 const STATEMENT_TIMEOUT: Duration = Duration::from_secs(2);
 /// The lease of the default configuration (docs/lease.md).
@@ -378,6 +380,15 @@ impl Campaign<'_> {
             match self.healthy_once().await {
                 Ok(leader) => {
                     self.checkpoints.push((Instant::now(), leader.clone()));
+                    let waited = HEAL_TIMEOUT.saturating_sub(deadline - Instant::now());
+                    if waited > SLOW_HEAL {
+                        // What held the heal back longest is worth a line: the logs are
+                        // gone once the campaign passes.
+                        eprintln!(
+                            "CAMPAIGN   slow heal ({:.1} s); last unmet: {last}",
+                            waited.as_secs_f64()
+                        );
+                    }
                     return Ok(leader);
                 }
                 Err(e) => last = format!("{e:#}"),
