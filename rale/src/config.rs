@@ -56,6 +56,110 @@ pub struct DynamicConfig {
     pub synchronous: SyncConfig,
     /// PostgreSQL parameters applied on every node.
     pub postgresql_parameters: BTreeMap<String, String>,
+    /// Permanent replication slots, by name: kept on whichever node is primary, created
+    /// again on a new primary after a failover, never dropped by RALE (see
+    /// `docs/slots.md`). The members' own physical slots are managed apart.
+    pub slots: BTreeMap<String, SlotSpec>,
+    /// Slots RALE leaves alone, whatever else says (Patroni's `ignore_slots`): a slot is
+    /// ignored when it matches every field one entry gives.
+    pub ignore_slots: Vec<SlotMatch>,
+}
+
+/// The kind of a replication slot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SlotKind {
+    /// Streams WAL (a standby, `pg_receivewal`, Barman).
+    Physical,
+    /// Streams decoded changes through an output plugin (CDC: Debezium, `pg_recvlogical`).
+    Logical,
+}
+
+/// A permanent replication slot of [`DynamicConfig::slots`].
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SlotSpec {
+    /// Physical or logical.
+    #[serde(rename = "type")]
+    pub kind: SlotKind,
+    /// Output plugin of a logical slot (`pgoutput`, `test_decoding`, `wal2json`, …).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plugin: Option<String>,
+    /// Database of a logical slot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database: Option<String>,
+}
+
+/// One entry of [`DynamicConfig::ignore_slots`]: the fields it gives must all match.
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SlotMatch {
+    /// Slot name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Slot kind.
+    #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<SlotKind>,
+    /// Output plugin (logical slots).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plugin: Option<String>,
+    /// Database (logical slots).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database: Option<String>,
+}
+
+impl SlotMatch {
+    /// Whether a slot with these properties matches (an entry that gives nothing matches
+    /// nothing, so an empty `{}` cannot silently freeze every slot).
+    pub fn matches(
+        &self,
+        name: &str,
+        kind: SlotKind,
+        plugin: Option<&str>,
+        database: Option<&str>,
+    ) -> bool {
+        if *self == Self::default() {
+            return false;
+        }
+        self.name.as_deref().is_none_or(|n| n == name)
+            && self.kind.is_none_or(|k| k == kind)
+            && self.plugin.as_deref().is_none_or(|p| Some(p) == plugin)
+            && self.database.as_deref().is_none_or(|d| Some(d) == database)
+    }
+}
+
+/// PostgreSQL's rule for replication slot names: 1–63 characters of `[a-z0-9_]`.
+pub fn check_slot_name(name: &str) -> crate::Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 63
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::InvalidConfig(format!(
+            "invalid replication slot name {name:?}: use 1-63 characters of [a-z0-9_]"
+        )))
+    }
+}
+
+/// An output plugin or database name RALE will pass to PostgreSQL: 1–63 characters, no
+/// control characters, no path separator (a plugin is a library name).
+fn check_identifier(what: &str, slot: &str, value: &str) -> crate::Result<()> {
+    let ok = !value.is_empty()
+        && value.len() <= 63
+        && !value
+            .chars()
+            .any(|c| c.is_control() || c == '/' || c == '\\');
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::InvalidConfig(format!(
+            "slots.{slot}.{what} {value:?}: use 1-63 characters, no control characters or \
+             path separators"
+        )))
+    }
 }
 
 impl Default for DynamicConfig {
@@ -75,6 +179,8 @@ impl Default for DynamicConfig {
             use_pg_rewind: true,
             synchronous: SyncConfig::default(),
             postgresql_parameters: BTreeMap::new(),
+            slots: BTreeMap::new(),
+            ignore_slots: Vec::new(),
         }
     }
 }
@@ -153,6 +259,34 @@ impl DynamicConfig {
                 ));
             }
         }
+        for (name, spec) in &self.slots {
+            check_slot_name(name).map_err(|e| Error::InvalidConfig(format!("slots: {e}")))?;
+            match spec.kind {
+                SlotKind::Logical => {
+                    let (Some(plugin), Some(database)) = (&spec.plugin, &spec.database) else {
+                        return bad(format!(
+                            "slots.{name}: a logical slot needs both plugin and database"
+                        ));
+                    };
+                    check_identifier("plugin", name, plugin)?;
+                    check_identifier("database", name, database)?;
+                }
+                SlotKind::Physical => {
+                    if spec.plugin.is_some() || spec.database.is_some() {
+                        return bad(format!(
+                            "slots.{name}: a physical slot has no plugin or database"
+                        ));
+                    }
+                }
+            }
+        }
+        for (i, m) in self.ignore_slots.iter().enumerate() {
+            if *m == SlotMatch::default() {
+                return bad(format!(
+                    "ignore_slots[{i}] gives no field: name, type, plugin or database"
+                ));
+            }
+        }
         self.synchronous
             .validate()
             .map_err(|e| Error::InvalidConfig(e.to_string()))
@@ -181,6 +315,51 @@ mod tests {
             let e = bad.validate().expect_err(name).to_string();
             assert!(e.contains("managed by RALE"), "{e}");
         }
+    }
+
+    #[test]
+    fn permanent_slots_are_checked() {
+        let parse = |j: &str| serde_json::from_str::<DynamicConfig>(j);
+        let ok = parse(
+            r#"{"slots": {"cdc": {"type": "logical", "plugin": "pgoutput", "database": "app"},
+                          "archive": {"type": "physical"}},
+                "ignore_slots": [{"name": "barman"}, {"type": "logical", "plugin": "wal2json"}]}"#,
+        )
+        .expect("parses");
+        assert!(ok.validate().is_ok());
+        assert!(ok.ignore_slots[0].matches("barman", SlotKind::Physical, None, None));
+        assert!(!ok.ignore_slots[0].matches("other", SlotKind::Physical, None, None));
+        assert!(ok.ignore_slots[1].matches("x", SlotKind::Logical, Some("wal2json"), Some("d")));
+        assert!(!ok.ignore_slots[1].matches("x", SlotKind::Physical, None, None));
+        assert!(!SlotMatch::default().matches("x", SlotKind::Physical, None, None));
+        for (body, why) in [
+            (
+                r#"{"slots": {"Bad-Name": {"type": "physical"}}}"#,
+                "invalid replication slot name",
+            ),
+            (
+                r#"{"slots": {"cdc": {"type": "logical", "plugin": "pgoutput"}}}"#,
+                "needs both",
+            ),
+            (
+                r#"{"slots": {"a": {"type": "physical", "database": "x"}}}"#,
+                "no plugin",
+            ),
+            (
+                r#"{"slots": {"c": {"type": "logical", "plugin": "../x", "database": "d"}}}"#,
+                "path",
+            ),
+            (r#"{"ignore_slots": [{}]}"#, "gives no field"),
+        ] {
+            let e = parse(body)
+                .expect(body)
+                .validate()
+                .expect_err(body)
+                .to_string();
+            assert!(e.contains(why), "{body}: {e}");
+        }
+        assert!(parse(r#"{"slots": {"a": {"type": "hot"}}}"#).is_err());
+        assert!(parse(r#"{"slots": {"a": {"type": "physical", "extra": 1}}}"#).is_err());
     }
 
     #[test]

@@ -377,6 +377,11 @@ impl Campaign<'_> {
         let deadline = Instant::now() + HEAL_TIMEOUT;
         let mut last = String::from("nothing seen yet");
         while Instant::now() < deadline {
+            // The service manager's part: an agent that exited on its own (e.g. its
+            // consensus store hit a full disk) is started again.
+            for line in self.c.restart_exited()? {
+                eprintln!("CAMPAIGN   supervisor: {line}");
+            }
             match self.healthy_once().await {
                 Ok(leader) => {
                     self.checkpoints.push((Instant::now(), leader.clone()));

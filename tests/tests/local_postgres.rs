@@ -5,13 +5,14 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, ensure};
+use rale::pg::SlotPlan;
 use rale::pg::StopMode;
 use rale::status::DataDirState;
 use rale::{PostgresControl, Role, Timeline};
 use rale_e2e::{PgNode, TempCluster, WAIT};
 
-fn slots(nodes: &[&PgNode]) -> Vec<String> {
-    nodes.iter().map(|n| n.id.slot_name()).collect()
+fn slots(nodes: &[&PgNode]) -> SlotPlan {
+    SlotPlan::members_only(nodes.iter().map(|n| n.id.slot_name()).collect())
 }
 
 async fn count_rows(node: &PgNode) -> anyhow::Result<Option<String>> {
@@ -229,19 +230,33 @@ async fn clone_is_the_fallback_when_rewind_fails() -> anyhow::Result<()> {
         clone_started.elapsed().as_millis()
     );
     ensure!(y.status().await?.data == DataDirState::Initialized { system_id: x_id });
-    x.pg().ensure_slots(&[y.id.slot_name()]).await?;
+    x.pg()
+        .ensure_slots(&SlotPlan::members_only(vec![y.id.slot_name()]))
+        .await?;
     y.pg().start(None).await?;
     y.wait_status("y streams from x", WAIT, |s| s.streaming)
         .await?;
     y.wait_scalar("SELECT count(*) FROM ha_check", "1", WAIT)
         .await?;
-    // Slots: an inactive slot not in the list is dropped, an active one is kept.
-    x.pg().ensure_slots(&["spare".to_string()]).await?;
-    x.pg().ensure_slots(&[]).await?;
-    let left = x
-        .query_scalar("SELECT string_agg(slot_name, ',') FROM pg_replication_slots")
+    // Slots: a removed member's inactive slot is dropped; an active one, and one that
+    // RALE did not make, are kept.
+    x.pg()
+        .ensure_slots(&SlotPlan::members_only(vec!["spare".to_string()]))
         .await?;
-    ensure!(left.as_deref() == Some("y"), "{left:?}");
+    x.query_scalar("SELECT pg_create_physical_replication_slot('foreign_tool', true)::text")
+        .await?;
+    x.pg()
+        .ensure_slots(&SlotPlan {
+            removed: vec!["spare".into(), y.id.slot_name()],
+            ..SlotPlan::default()
+        })
+        .await?;
+    let left = x
+        .query_scalar(
+            "SELECT string_agg(slot_name, ',' ORDER BY slot_name) FROM pg_replication_slots",
+        )
+        .await?;
+    ensure!(left.as_deref() == Some("foreign_tool,y"), "{left:?}");
     Ok(())
 }
 

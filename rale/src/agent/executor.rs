@@ -410,7 +410,7 @@ impl HaLoop {
                 params.insert("synchronous_standby_names".to_string(), value.clone());
                 self.pg.set_parameters(&params).await.map(|_| ())
             }
-            PgAction::EnsureSlots { slots } => self.pg.ensure_slots(slots).await,
+            PgAction::EnsureSlots { plan } => self.pg.ensure_slots(plan).await,
         }
     }
 }
@@ -463,7 +463,9 @@ pub fn action_name(a: &Action) -> String {
             PgAction::SetSynchronousStandbyNames { value } => {
                 format!("pg:sync_standby_names({value})")
             }
-            PgAction::EnsureSlots { slots } => format!("pg:slots({})", slots.len()),
+            PgAction::EnsureSlots { plan } => {
+                format!("pg:slots({})", plan.members.len() + plan.permanent.len())
+            }
         },
     }
 }

@@ -27,7 +27,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::pg::StopMode;
+use crate::pg::{SlotPlan, StopMode};
 use crate::state::{ClusterState, Operation};
 use crate::status::PgStatus;
 use crate::types::{Millis, NodeId, Tags};
@@ -192,10 +192,11 @@ pub enum PgAction {
         /// The new value, in PostgreSQL syntax.
         value: String,
     },
-    /// On the primary: the physical replication slots to keep (one per other member).
+    /// On the primary: the replication slots to keep (one physical slot per other member,
+    /// the permanent slots of the configuration) and those to drop (removed members').
     EnsureSlots {
-        /// Slot names.
-        slots: Vec<String>,
+        /// The plan.
+        plan: SlotPlan,
     },
 }
 

@@ -248,6 +248,17 @@ impl LocalPostgres {
         sql::connect(&self.socket_target(), self.cfg.operation_timeout, None).await
     }
 
+    /// An admin connection to database `dbname` (logical slots live in one).
+    pub(super) async fn admin_client_db(&self, dbname: &str) -> Result<tokio_postgres::Client> {
+        sql::connect_db(
+            &self.socket_target(),
+            dbname,
+            self.cfg.operation_timeout,
+            None,
+        )
+        .await
+    }
+
     pub(super) fn pg_ctl_args(&self, command: &str, extra: &[&str]) -> Vec<OsString> {
         let mut args: Vec<OsString> = vec![
             command.into(),
@@ -571,8 +582,8 @@ impl PostgresControl for LocalPostgres {
         self.remove_parameters(names).await
     }
 
-    async fn ensure_slots(&self, slots: &[String]) -> Result<()> {
-        self.ensure_physical_slots(slots).await
+    async fn ensure_slots(&self, plan: &super::SlotPlan) -> Result<()> {
+        self.ensure_slot_plan(plan).await
     }
 
     async fn preflight(&self) -> Result<String> {

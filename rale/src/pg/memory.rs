@@ -411,9 +411,11 @@ impl PostgresControl for MemPostgres {
         })
     }
 
-    async fn ensure_slots(&self, slots: &[String]) -> Result<()> {
+    async fn ensure_slots(&self, plan: &super::SlotPlan) -> Result<()> {
         self.with(|servers, node| {
-            me(servers, node)?.slots = slots.to_vec();
+            let mut slots = plan.members.clone();
+            slots.extend(plan.permanent.iter().map(|(name, _)| name.clone()));
+            me(servers, node)?.slots = slots;
             Ok(())
         })
     }

@@ -11,6 +11,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use crate::Result;
+use crate::config::{SlotKind, SlotMatch, SlotSpec};
 use crate::status::PgStatus;
 use crate::types::NodeId;
 
@@ -131,14 +132,53 @@ pub trait PostgresControl: Send + Sync {
     /// RESET` + reload): they fall back to the configuration files' or built-in values.
     /// Names that need a restart to take the fallback are in `pending_restart`.
     async fn reset_parameters(&self, names: &[String]) -> Result<ApplyReport>;
-    /// On a primary: makes the physical replication slots exactly `slots` (creates the
-    /// missing ones, drops other inactive slots this agent created).
-    async fn ensure_slots(&self, slots: &[String]) -> Result<()>;
+    /// On a primary: creates the slots of `plan` that are missing (the members' physical
+    /// slots and the permanent ones) and drops the inactive physical slots of removed
+    /// members; leaves every other slot, and every slot `plan.ignore` matches, alone.
+    async fn ensure_slots(&self, plan: &SlotPlan) -> Result<()>;
     /// Checks that nothing *permanent* prevents running the server: supported binaries,
     /// a data directory the PostgreSQL OS user can reach and own, no foreign contents.
     /// `Ok` carries a one-line summary. An error here does not go away by retrying: the
     /// agent reports it and stops instead of looping. The default finds nothing wrong.
     async fn preflight(&self) -> Result<String> {
         Ok(String::new())
+    }
+}
+
+/// The replication slots a primary keeps ([`PostgresControl::ensure_slots`]), decided by
+/// the core from the cluster state and the dynamic configuration.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SlotPlan {
+    /// The physical slots of the other members (one each, [`NodeId::slot_name`]).
+    pub members: Vec<String>,
+    /// The permanent slots of the configuration ([`crate::DynamicConfig::slots`]) whose
+    /// names are not member slots.
+    pub permanent: Vec<(String, SlotSpec)>,
+    /// Slot names of members removed from the cluster: dropped while inactive.
+    pub removed: Vec<String>,
+    /// Slots never created, dropped or changed ([`crate::DynamicConfig::ignore_slots`]).
+    pub ignore: Vec<SlotMatch>,
+}
+
+impl SlotPlan {
+    /// Whether a slot with these properties is left alone.
+    pub fn ignored(
+        &self,
+        name: &str,
+        kind: SlotKind,
+        plugin: Option<&str>,
+        database: Option<&str>,
+    ) -> bool {
+        self.ignore
+            .iter()
+            .any(|m| m.matches(name, kind, plugin, database))
+    }
+
+    /// A plan of member slots only (no permanent, removed or ignored slots).
+    pub fn members_only(members: Vec<String>) -> Self {
+        Self {
+            members,
+            ..Self::default()
+        }
     }
 }

@@ -10,7 +10,8 @@ use super::datadir::{SERVER_LOG, primary_conninfo};
 use super::local::{LocalPostgres, elapsed_ms};
 use super::process::duration_ms;
 use super::sql::{self, ConnectTarget};
-use super::{PostgresControl, StopMode, Upstream};
+use super::{PostgresControl, SlotPlan, StopMode, Upstream};
+use crate::config::{SlotKind, SlotSpec};
 use crate::{Error, Result};
 
 /// Poll interval while waiting for promotion, detachment or a reload to land.
@@ -320,66 +321,155 @@ impl LocalPostgres {
         Ok(())
     }
 
-    /// See [`super::PostgresControl::ensure_slots`]. Slots are physical; a slot is dropped
-    /// only if it is physical, permanent, not active and not in `slots` — RALE does not
-    /// tag its slots, so any such slot counts as one of ours.
-    pub(super) async fn ensure_physical_slots(&self, slots: &[String]) -> Result<()> {
-        for s in slots {
+    /// See [`super::PostgresControl::ensure_slots`]. Creates the members' physical slots
+    /// and the permanent slots that are missing; drops only inactive physical slots of
+    /// removed members. Any other slot — made by a DBA, a backup tool, a CDC consumer —
+    /// is left alone, and so is every slot `plan.ignore` matches. A permanent slot that
+    /// exists with another kind, plugin or database is reported, not recreated: its
+    /// consumer's position would be lost.
+    pub(super) async fn ensure_slot_plan(&self, plan: &SlotPlan) -> Result<()> {
+        for s in plan
+            .members
+            .iter()
+            .chain(plan.permanent.iter().map(|(n, _)| n))
+            .chain(&plan.removed)
+        {
             validate_slot_name(s)?;
         }
         let client = self.admin_client().await?;
         let rows = sql::simple(
             &client,
             "ensure_slots",
-            "SELECT slot_name, active::text FROM pg_replication_slots \
-             WHERE slot_type = 'physical' AND NOT temporary",
+            "SELECT slot_name, slot_type, active::text, coalesce(plugin, ''), \
+             coalesce(database, '') FROM pg_replication_slots WHERE NOT temporary",
         )
         .await?;
-        let existing: Vec<(String, bool)> = rows
+        let existing: Vec<ExistingSlot> = rows
             .first()
             .map(Vec::as_slice)
             .unwrap_or_default()
             .iter()
-            .map(|r| {
-                (
-                    r.get(0).unwrap_or_default().to_string(),
-                    r.get(1) == Some("true"),
-                )
+            .map(|r| ExistingSlot {
+                name: r.get(0).unwrap_or_default().to_string(),
+                kind: if r.get(1) == Some("logical") {
+                    SlotKind::Logical
+                } else {
+                    SlotKind::Physical
+                },
+                active: r.get(2) == Some("true"),
+                plugin: r.get(3).filter(|p| !p.is_empty()).map(str::to_string),
+                database: r.get(4).filter(|d| !d.is_empty()).map(str::to_string),
             })
             .collect();
-        for s in slots {
-            if !existing.iter().any(|(name, _)| name == s) {
-                sql::execute(
-                    &client,
-                    "ensure_slots",
-                    &format!(
-                        "SELECT pg_create_physical_replication_slot({}, true)",
-                        quote_literal(s)
-                    ),
-                )
-                .await?;
-                tracing::info!(node = %self.cfg.node, slot = %s, "created replication slot");
+        let find = |name: &str| existing.iter().find(|e| e.name == name);
+        let physical = SlotSpec {
+            kind: SlotKind::Physical,
+            plugin: None,
+            database: None,
+        };
+        let wanted = plan
+            .members
+            .iter()
+            .map(|n| (n, &physical))
+            .chain(plan.permanent.iter().map(|(n, s)| (n, s)));
+        let mut first_error = None;
+        for (name, spec) in wanted {
+            let (plugin, database) = (spec.plugin.as_deref(), spec.database.as_deref());
+            if plan.ignored(name, spec.kind, plugin, database) {
+                continue;
             }
-        }
-        for (name, active) in &existing {
-            if !active && !slots.contains(name) {
-                let dropped = sql::execute(
-                    &client,
-                    "ensure_slots",
-                    &format!("SELECT pg_drop_replication_slot({})", quote_literal(name)),
-                )
-                .await;
-                match dropped {
-                    Ok(()) => {
-                        tracing::info!(node = %self.cfg.node, slot = %name, "dropped replication slot")
+            if let Some(e) = find(name) {
+                if e.kind != spec.kind
+                    || (spec.kind == SlotKind::Logical
+                        && (e.plugin.as_deref() != plugin || e.database.as_deref() != database))
+                {
+                    tracing::warn!(node = %self.cfg.node, slot = %name, existing = ?e, wanted = ?spec,
+                        "replication slot exists with other properties; left as it is");
+                }
+                continue;
+            }
+            let created = match (spec.kind, plugin, database) {
+                (SlotKind::Logical, Some(plugin), Some(database)) => {
+                    match self.admin_client_db(database).await {
+                        Ok(db) => {
+                            sql::execute(
+                                &db,
+                                "ensure_slots",
+                                &format!(
+                                    "SELECT pg_create_logical_replication_slot({}, {})",
+                                    quote_literal(name),
+                                    quote_literal(plugin)
+                                ),
+                            )
+                            .await
+                        }
+                        Err(e) => Err(e),
                     }
-                    // It became active in between: keep it, the next call retries.
-                    Err(e) => {
-                        tracing::warn!(node = %self.cfg.node, slot = %name, error = %e, "could not drop slot")
-                    }
+                }
+                _ => {
+                    sql::execute(
+                        &client,
+                        "ensure_slots",
+                        &format!(
+                            "SELECT pg_create_physical_replication_slot({}, true)",
+                            quote_literal(name)
+                        ),
+                    )
+                    .await
+                }
+            };
+            match created {
+                Ok(()) => {
+                    tracing::info!(node = %self.cfg.node, slot = %name, kind = ?spec.kind, "created replication slot")
+                }
+                // One slot that cannot be made (a plugin that is not installed, a database
+                // that does not exist) must not hold back the others.
+                Err(e) => {
+                    tracing::warn!(node = %self.cfg.node, slot = %name, error = %e, "could not create replication slot");
+                    first_error.get_or_insert(e);
                 }
             }
         }
-        Ok(())
+        for e in &existing {
+            let droppable = e.kind == SlotKind::Physical
+                && !e.active
+                && plan.removed.contains(&e.name)
+                && !plan.ignored(&e.name, e.kind, None, None);
+            if !droppable {
+                continue;
+            }
+            let dropped = sql::execute(
+                &client,
+                "ensure_slots",
+                &format!(
+                    "SELECT pg_drop_replication_slot({})",
+                    quote_literal(&e.name)
+                ),
+            )
+            .await;
+            match dropped {
+                Ok(()) => {
+                    tracing::info!(node = %self.cfg.node, slot = %e.name, "dropped the replication slot of a removed member")
+                }
+                // It became active in between: keep it, the next call retries.
+                Err(err) => {
+                    tracing::warn!(node = %self.cfg.node, slot = %e.name, error = %err, "could not drop slot")
+                }
+            }
+        }
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
     }
+}
+
+/// A row of `pg_replication_slots`.
+#[derive(Debug)]
+struct ExistingSlot {
+    name: String,
+    kind: SlotKind,
+    active: bool,
+    plugin: Option<String>,
+    database: Option<String>,
 }

@@ -43,6 +43,16 @@ pub(crate) async fn connect(
     timeout: Duration,
     statement_timeout: Option<Duration>,
 ) -> Result<Client> {
+    connect_db(target, "postgres", timeout, statement_timeout).await
+}
+
+/// [`connect`] to database `dbname`.
+pub(crate) async fn connect_db(
+    target: &ConnectTarget,
+    dbname: &str,
+    timeout: Duration,
+    statement_timeout: Option<Duration>,
+) -> Result<Client> {
     let mut config = tokio_postgres::Config::new();
     if target.host.starts_with('/') {
         config.host_path(&target.host);
@@ -53,7 +63,7 @@ pub(crate) async fn connect(
         .port(target.port)
         .user(&target.user)
         .password(&target.password)
-        .dbname("postgres")
+        .dbname(dbname)
         .application_name("rale-agent")
         .connect_timeout(timeout);
     if let Some(st) = statement_timeout {

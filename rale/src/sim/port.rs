@@ -426,8 +426,10 @@ impl PostgresControl for Handle {
         }
     }
 
-    async fn ensure_slots(&self, slots: &[String]) -> Result<()> {
-        self.pg(PgOp::EnsureSlots(slots.to_vec())).await.map(|_| ())
+    async fn ensure_slots(&self, plan: &crate::pg::SlotPlan) -> Result<()> {
+        self.pg(PgOp::EnsureSlots(plan.members.clone()))
+            .await
+            .map(|_| ())
     }
 
     async fn preflight(&self) -> Result<String> {

@@ -20,7 +20,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::pg::{PostgresControl, StopMode, Upstream};
+use crate::pg::{PostgresControl, SlotPlan, StopMode, Upstream};
 use crate::status::{DataDirState, PgStatus};
 use crate::types::NodeId;
 
@@ -134,7 +134,11 @@ pub async fn run_suite(pair: Pair) {
     assert!(s.timeline.0 >= 1, "a primary reports its timeline");
     must_fail("a second bootstrap", a.bootstrap(&BTreeMap::new())).await;
     // The primary keeps a physical slot per member (as the agent does).
-    must("ensure_slots", a.ensure_slots(&[b_at.node.slot_name()])).await;
+    must(
+        "ensure_slots",
+        a.ensure_slots(&SlotPlan::members_only(vec![b_at.node.slot_name()])),
+    )
+    .await;
 
     // Parameters: set, visible, reset.
     let mut p = BTreeMap::new();
@@ -204,7 +208,11 @@ pub async fn run_suite(pair: Pair) {
     must("promote", b.promote(Duration::from_secs(30))).await;
     let s = until("left recovery", "b", b, |s| s.running && !s.in_recovery).await;
     assert!(s.timeline > old, "a promotion starts a newer timeline");
-    must("ensure_slots", b.ensure_slots(&[a_at.node.slot_name()])).await;
+    must(
+        "ensure_slots",
+        b.ensure_slots(&SlotPlan::members_only(vec![a_at.node.slot_name()])),
+    )
+    .await;
 
     // Rewind the former primary onto the new one; it streams from it.
     must("rewind", a.rewind(&b_at)).await;

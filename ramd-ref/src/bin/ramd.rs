@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::Parser;
 use ramd_ref::config::{LogFormat, NodeConfig};
-use ramd_ref::daemon::PermanentFailure;
+use ramd_ref::daemon::{ConsensusStopped, PermanentFailure};
 use tracing_subscriber::EnvFilter;
 
 /// The RALE high-availability agent for one PostgreSQL node.
@@ -57,6 +57,10 @@ fn main() -> Result<()> {
         .build()?;
     match rt.block_on(ramd_ref::daemon::run(cfg, args.config)) {
         Err(e) if e.downcast_ref::<PermanentFailure>().is_some() => permanent(&format!("{e:#}")),
+        Err(e) if e.downcast_ref::<ConsensusStopped>().is_some() => {
+            eprintln!("ramd: {e:#}");
+            std::process::exit(ConsensusStopped::EXIT_CODE)
+        }
         other => other,
     }
 }

@@ -266,10 +266,17 @@ pub async fn run(cfg: NodeConfig, config_path: PathBuf) -> Result<()> {
     let mut int = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
     let mut hup = signal(SignalKind::hangup()).context("installing SIGHUP handler")?;
     let mut fatal = None;
+    let mut consensus_stopped = None;
+    let raft_stopped = raft.stopped();
+    tokio::pin!(raft_stopped);
     loop {
         tokio::select! {
             _ = term.recv() => break,
             _ = int.recv() => break,
+            why = &mut raft_stopped => {
+                consensus_stopped = Some(why);
+                break;
+            }
             _ = hup.recv() => if let Err(e) = file_reload.apply() {
                 warn!(error = %format!("{e:#}"), "reload failed; keeping the running configuration");
             },
@@ -282,6 +289,19 @@ pub async fn run(cfg: NodeConfig, config_path: PathBuf) -> Result<()> {
                 break;
             }
         }
+    }
+    if let Some(why) = consensus_stopped {
+        // Like a crash: PostgreSQL keeps running (a primary's commits wait for the fence,
+        // which stops with this process), and the agent started again adopts it.
+        tracing::error!(node = %cfg.name, reason = %why,
+            "consensus stopped for good (a full or failing disk under state_dir?); exiting so \
+             that the service manager starts the agent again, PostgreSQL left running");
+        ha_task.abort();
+        let _ = shutdown_tx.send(true);
+        let _ = tokio::time::timeout(Duration::from_secs(5), fence_task).await;
+        let _ = raft.shutdown().await;
+        server.abort();
+        return Err(ConsensusStopped(why).into());
     }
     info!(node = %cfg.name, "shutting down");
     let _ = shutdown_tx.send(true);
@@ -306,6 +326,18 @@ pub async fn run(cfg: NodeConfig, config_path: PathBuf) -> Result<()> {
         Some(why) => Err(PermanentFailure(why).into()),
         None => Ok(()),
     }
+}
+
+/// The local consensus core stopped for good (a storage error): `ramd` exits with
+/// [`ConsensusStopped::EXIT_CODE`] so that the service manager restarts it, leaving
+/// PostgreSQL running.
+#[derive(Debug, thiserror::Error)]
+#[error("consensus stopped: {0}")]
+pub struct ConsensusStopped(pub String);
+
+impl ConsensusStopped {
+    /// `EX_IOERR` (sysexits.h): an input/output error; restarted by the systemd unit.
+    pub const EXIT_CODE: i32 = 74;
 }
 
 /// A failure that restarting the agent cannot cure (a configuration the start refuses,

@@ -396,6 +396,27 @@ impl NetnsCluster {
         self.agents.restart(i)
     }
 
+    /// Starts again every agent that exited on its own (not one this test killed or
+    /// stopped), as the systemd unit's `Restart=always` would; returns what it did, one
+    /// line per agent (name, exit status).
+    pub fn restart_exited(&mut self) -> anyhow::Result<Vec<String>> {
+        let mut done = Vec::new();
+        for i in 0..self.nodes.len() {
+            let status = match self.agents.child(i) {
+                Some(child) => child.try_wait()?,
+                None => None,
+            };
+            if let Some(status) = status {
+                let name = self.nodes[i].name.clone();
+                let pid = self.agents.restart(i)?;
+                done.push(format!(
+                    "{name}'s agent had exited ({status}); started again as pid {pid}"
+                ));
+            }
+        }
+        Ok(done)
+    }
+
     /// The postmaster PID of node `name` (first line of `postmaster.pid` in its data
     /// directory, which this fixture owns).
     pub fn postmaster_pid(&self, name: &str) -> anyhow::Result<i32> {

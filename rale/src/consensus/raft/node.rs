@@ -181,6 +181,23 @@ impl RaftConsensus {
             .map_err(|e| Error::Consensus(format!("stopping Raft: {e}")))
     }
 
+    /// Resolves, with the reason, once the Raft core of this node has stopped for good —
+    /// a storage error (a full or failing disk under the store) stops it, and openraft
+    /// does not start it again. The agent can then only exit, so that its service manager
+    /// starts it afresh once the cause is gone; without this the process would live on,
+    /// voting for nothing, until someone noticed.
+    pub async fn stopped(&self) -> String {
+        let mut rx = self.inner.raft.metrics();
+        loop {
+            if let Err(e) = &rx.borrow_and_update().running_state {
+                return e.to_string();
+            }
+            if rx.changed().await.is_err() {
+                return "the Raft core is gone".into();
+            }
+        }
+    }
+
     /// This node's name.
     pub fn node(&self) -> &NodeId {
         &self.inner.config.node

@@ -48,10 +48,13 @@ impl Decider {
                         "this node won the bootstrap: running initdb",
                     );
                     if self.once("bootstrap", now, REBUILD_COOLDOWN_MS) {
-                        let parameters = crate::decide::sync::bootstrap_names(&state.config)
-                            .map(|v| ("synchronous_standby_names".to_string(), v))
-                            .into_iter()
-                            .collect();
+                        // The cluster-wide parameters are in place before the first
+                        // start, so that those needing a restart (wal_level,
+                        // shared_buffers, …) do not wait for one.
+                        let mut parameters = state.config.effective_postgresql_parameters();
+                        if let Some(v) = crate::decide::sync::bootstrap_names(&state.config) {
+                            parameters.insert("synchronous_standby_names".to_string(), v);
+                        }
                         d.actions.push(pg(PgAction::Bootstrap { parameters }));
                     }
                     d

@@ -240,20 +240,41 @@ impl Decider {
     }
 
     pub(super) fn slots(&mut self, state: &ClusterState, now: Millis) -> Option<Action> {
-        let slots: Vec<String> = state
+        let members: Vec<String> = state
             .members
             .keys()
             .filter(|n| *n != self.node())
             .map(NodeId::slot_name)
             .collect();
+        let mine = self.node().slot_name();
+        let permanent = state
+            .config
+            .slots
+            .iter()
+            .filter(|(name, _)| !members.contains(name) && **name != mine)
+            .map(|(name, spec)| (name.clone(), spec.clone()))
+            .collect();
+        let removed = state
+            .removed
+            .iter()
+            .filter(|n| !state.members.contains_key(*n))
+            .map(NodeId::slot_name)
+            .filter(|s| !members.contains(s) && !state.config.slots.contains_key(s))
+            .collect();
+        let plan = SlotPlan {
+            members,
+            permanent,
+            removed,
+            ignore: state.config.ignore_slots.clone(),
+        };
         let due = match &self.last_slots {
-            Some((at, last)) => *last != slots || now.since(*at) >= SLOTS_REFRESH_MS,
+            Some((at, last)) => *last != plan || now.since(*at) >= SLOTS_REFRESH_MS,
             None => true,
         };
         if !due {
             return None;
         }
-        self.last_slots = Some((now, slots.clone()));
-        Some(pg(PgAction::EnsureSlots { slots }))
+        self.last_slots = Some((now, plan.clone()));
+        Some(pg(PgAction::EnsureSlots { plan }))
     }
 }

@@ -11,7 +11,7 @@ use super::{
 };
 use crate::config::DynamicConfig;
 use crate::decide::candidate::{Eligibility, rank_candidates, sync_restricted};
-use crate::pg::StopMode;
+use crate::pg::{SlotPlan, StopMode};
 use crate::state::{ClusterState, HistoryKind, Lease, Operation};
 use crate::status::{DataDirState, Detachment, MemberStatus, PgStatus};
 use crate::types::{Epoch, Millis, NodeId, Role};
@@ -92,7 +92,7 @@ pub struct Decider {
     /// is started as a replica of the new primary even in maintenance mode (the
     /// operator's switchover includes it).
     stepped_down: Option<Epoch>,
-    last_slots: Option<(Millis, Vec<String>)>,
+    last_slots: Option<(Millis, SlotPlan)>,
     catch_up: Option<crate::decide::sync::CatchUp>,
     last_action: BTreeMap<&'static str, Millis>,
     /// A base backup of the current decision rebuilds a diverged node (recorded in the

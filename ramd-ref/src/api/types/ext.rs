@@ -323,7 +323,40 @@ mod strict {
     /// take text values, `null` is allowed where the type accepts it (or everywhere, for
     /// a merge patch, where it resets a key).
     fn like(default: &serde_json::Value, path: &[String], patch: bool) -> serde_json::Value {
-        let plain = match default {
+        let kind = json!({"type": "string", "enum": ["physical", "logical"]});
+        let text = json!({"type": "string", "minLength": 1, "maxLength": 63});
+        let plain = match (path.first().map(String::as_str), path.len(), default) {
+            // Maps and lists of objects, whose shape the (empty) default cannot show.
+            (Some("slots"), 1, _) => json!({
+                "type": "object",
+                "description": "Permanent replication slots by name ([a-z0-9_], 1-63)",
+                "additionalProperties": {
+                    "type": "object", "additionalProperties": false, "required": ["type"],
+                    "properties": {"type": kind, "plugin": text, "database": text}
+                }
+            }),
+            (Some("ignore_slots"), 1, _) => json!({
+                "type": "array",
+                "description": "Slots RALE leaves alone: each entry matches when all the fields it gives match",
+                "items": {
+                    "type": "object", "additionalProperties": false, "minProperties": 1,
+                    "properties": {"name": text, "type": kind, "plugin": text, "database": text}
+                }
+            }),
+            // Unset by default (its schema already admits null): not wrapped again, or
+            // `oneOf` would match null twice.
+            (_, _, serde_json::Value::Null) => return plain_like(default, path, patch),
+            (_, _, default) => plain_like(default, path, patch),
+        };
+        if !path.is_empty() && (patch || accepts_null(path)) {
+            json!({"oneOf": [plain, {"type": "null"}]})
+        } else {
+            plain
+        }
+    }
+
+    fn plain_like(default: &serde_json::Value, path: &[String], patch: bool) -> serde_json::Value {
+        match default {
             serde_json::Value::Bool(_) => json!({"type": "boolean"}),
             serde_json::Value::Number(n) if n.is_u64() => json!({"type": "integer", "minimum": 0}),
             serde_json::Value::Number(_) => json!({"type": "number"}),
@@ -346,13 +379,8 @@ mod strict {
             // An optional setting that is unset by default: its type is not visible in
             // the default; any value, checked by the server.
             serde_json::Value::Null => {
-                return json!({"type": ["string", "number", "boolean", "object", "array", "null"]});
+                json!({"type": ["string", "number", "boolean", "object", "array", "null"]})
             }
-        };
-        if !path.is_empty() && (patch || accepts_null(path)) {
-            json!({"oneOf": [plain, {"type": "null"}]})
-        } else {
-            plain
         }
     }
 
