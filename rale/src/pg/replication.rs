@@ -14,6 +14,10 @@ use super::{PostgresControl, SlotPlan, StopMode, Upstream};
 use crate::config::{SlotKind, SlotSpec};
 use crate::{Error, Result};
 
+
+/// How long a detach (`follow(None)`) waits for the WAL receiver to stop after
+/// `primary_conninfo` was cleared before it restarts the server detached.
+const DETACH_WAIT: Duration = Duration::from_secs(5);
 /// Poll interval while waiting for promotion, detachment or a reload to land.
 const POLL_INTERVAL: Duration = Duration::from_millis(10);
 
@@ -231,16 +235,30 @@ impl LocalPostgres {
             return self.start(None).await;
         }
         if upstream.is_none() {
-            self.wait_receiver_stopped(&client).await?;
+            let wait = self.cfg.operation_timeout.min(DETACH_WAIT);
+            if let Err(e) = self.wait_receiver_stopped(&client, wait).await {
+                // Seen in the fault campaign: a WAL receiver still streaming 60 s after
+                // primary_conninfo was cleared, the agent blocked all that time. A
+                // restart detaches for certain, and a replica can afford one.
+                tracing::warn!(node = %self.cfg.node, error = %e,
+                    "the WAL receiver did not stop after primary_conninfo was cleared: restarting the server detached");
+                drop(client);
+                self.stop(StopMode::Fast).await?;
+                self.start(None).await?;
+            }
         }
         tracing::info!(node = %self.cfg.node, upstream = ?upstream.map(|u| &u.node), "following");
         Ok(())
     }
 
-    /// Waits (bounded by the operation timeout) until no WAL receiver streams.
-    async fn wait_receiver_stopped(&self, client: &tokio_postgres::Client) -> Result<()> {
+    /// Waits (at most `wait`) until no WAL receiver streams.
+    async fn wait_receiver_stopped(
+        &self,
+        client: &tokio_postgres::Client,
+        wait: Duration,
+    ) -> Result<()> {
         let started = Instant::now();
-        let deadline = started + self.cfg.operation_timeout;
+        let deadline = started + wait;
         loop {
             let active = sql::scalar(
                 client,
@@ -256,7 +274,7 @@ impl LocalPostgres {
             if Instant::now() >= deadline {
                 return Err(Error::Timeout {
                     operation: "follow(None): waiting for the WAL receiver to stop",
-                    after_ms: duration_ms(self.cfg.operation_timeout),
+                    after_ms: duration_ms(wait),
                 });
             }
             tokio::time::sleep(POLL_INTERVAL).await;
