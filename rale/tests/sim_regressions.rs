@@ -253,3 +253,21 @@ fn r13_a_new_synchronous_set_prefers_the_caught_up_standby() {
         r#"{"seed":9073253741160426022,"faults":[{"at_ms":5001,"fault":{"fault":"slow_consensus","extra_ms":287,"duration_ms":2141}},{"at_ms":3821,"fault":{"fault":"crash_agent","target":{"replica":2},"down_ms":4241}},{"at_ms":6841,"fault":{"fault":"crash_node","target":{"node":"n2"},"down_ms":2520}},{"at_ms":1771,"fault":{"fault":"crash_agent","target":"primary","down_ms":2041}}]}"#,
     );
 }
+
+/// R14 (fault campaign, `quorum` mode, seed 6498057888742137941; reproduced here once the
+/// model showed what PostgreSQL does): a diverged standby's WAL receiver keeps
+/// reconnecting and shows `streaming` for a moment every ~0.5 s, which reset the agent's
+/// "not streaming since" clock, so the rewind that it needed never came (I3). Only
+/// streaming that lasts `member_ttl` clears that clock now. Minimal schedule: the
+/// primary's agent frozen for 1.7 s.
+#[test]
+fn r14_wal_receiver_blips_do_not_postpone_a_rewind() {
+    assert_ok(
+        Mode::AsyncFence,
+        r#"{"seed":4290831371455318735,"faults":[{"at_ms":2849,"fault":{"fault":"freeze_agent","target":"primary","frozen_ms":1732}}]}"#,
+    );
+    assert_ok(
+        Mode::AsyncNoFence,
+        r#"{"seed":16265051554863436810,"faults":[{"at_ms":6497,"fault":{"fault":"partition","sides":[["n1","n3"],["n2"],[]],"client_side":0,"duration_ms":2984}},{"at_ms":3451,"fault":{"fault":"crash_node","target":{"replica":0},"down_ms":2331}},{"at_ms":5261,"fault":{"fault":"crash_node","target":"primary","down_ms":1601}}]}"#,
+    );
+}

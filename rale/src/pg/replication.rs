@@ -14,7 +14,6 @@ use super::{PostgresControl, SlotPlan, StopMode, Upstream};
 use crate::config::{SlotKind, SlotSpec};
 use crate::{Error, Result};
 
-
 /// How long a detach (`follow(None)`) waits for the WAL receiver to stop after
 /// `primary_conninfo` was cleared before it restarts the server detached.
 const DETACH_WAIT: Duration = Duration::from_secs(5);

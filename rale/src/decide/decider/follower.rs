@@ -138,15 +138,23 @@ impl Decider {
             }
             return d;
         }
+        let patience = ms(self.config.member_ttl);
         if p.streaming {
-            self.not_streaming_since = None;
+            // Only streaming that lasts clears the clock below: a diverged standby's WAL
+            // receiver shows `streaming` for a moment every ~0.5 s as it retries, and
+            // those blips must not postpone its rewind for ever (fault campaign, seed
+            // 6498057888742137941; simulator regression r14).
+            let streaming = *self.streaming_since.get_or_insert(now);
+            if now.since(streaming) >= patience {
+                self.not_streaming_since = None;
+            }
             return Decision::none(
                 DecisionKind::Steady,
                 format!("replica streaming from {holder}"),
             );
         }
+        self.streaming_since = None;
         let since = *self.not_streaming_since.get_or_insert(now);
-        let patience = ms(self.config.member_ttl);
         if holder_ok && now.since(since) >= patience {
             let (rebuild, how) = self.rebuild(&holder);
             let mut d = Decision::none(

@@ -29,6 +29,7 @@ impl Decider {
         self.detached = None;
         self.expired_since = None;
         self.not_streaming_since = None;
+        self.streaming_since = None;
         self.stepped_down = None;
         let renew = self.renew(epoch, now);
         let with_renew = |mut d: Decision| {

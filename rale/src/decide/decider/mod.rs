@@ -75,6 +75,8 @@ pub struct Decider {
     expired_since: Option<(Epoch, Millis)>,
     crash_since: Option<Millis>,
     not_streaming_since: Option<Millis>,
+    /// Since when the replica has been streaming without a break (see `follower`).
+    streaming_since: Option<Millis>,
     /// Failed starts as a replica in a row (reset by a running server): a data
     /// directory that cannot start as a standby of the primary (e.g. it holds WAL of a
     /// timeline the primary's history does not contain, after a rewind that could not
@@ -137,6 +139,7 @@ impl Decider {
             expired_since: None,
             crash_since: None,
             not_streaming_since: None,
+            streaming_since: None,
             replica_start_failures: 0,
             switchover_stop: None,
             stepped_down: None,
