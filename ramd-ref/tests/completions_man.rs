@@ -28,7 +28,7 @@ const RAMD: &str = env!("CARGO_BIN_EXE_ramd");
 fn completions_for_every_shell() {
     for shell in ["bash", "zsh", "fish", "elvish", "powershell"] {
         let ctl = output(RAMCTRL, &["completions", shell]);
-        for word in ["switchover", "edit-config", "generate", "--profile"] {
+        for word in ["switchover", "edit-config", "generate", "profile"] {
             assert!(
                 ctl.contains(word),
                 "ramctrl {shell} completion lacks {word}"
