@@ -67,6 +67,9 @@ fn a_failed_collection_serves_no_stale_numbers() {
     assert!(text.contains("rale_workload_collect_errors_total{scope=\"demo\",name=\"n1\"} 3"));
     assert!(!text.contains("pg_stat_database_xact_commit_total"));
     assert!(!text.contains("rale_backup_"));
+    // Collection turned off: no pg_up at all (no alert about a server nobody watches).
+    let off = WorkloadView::default();
+    assert!(!render_with(Some(&off), None).contains("pg_up"));
 }
 
 #[test]

@@ -49,9 +49,14 @@ fn counter_f(reg: &mut Registry, name: &str, help: &str, v: f64) {
     reg.register(name, help, c);
 }
 
-/// Registers the collector's own health (always) and, when the last collection
-/// succeeded, the sample's families. Names are listed in `docs/metrics.md`.
+/// Registers the collector's own health (when collection is on) and, when the last
+/// collection succeeded, the sample's families. Names are listed in `docs/metrics.md`.
+/// With `[metrics] workload = false` nothing is registered, so that `pg_up` does not
+/// report a server as unreachable that nobody asked to watch.
 pub fn register(reg: &mut Registry, view: &WorkloadView, now_unix_ms: u64) {
+    if !view.enabled {
+        return;
+    }
     gauge_i(
         reg,
         "pg_up",
