@@ -14,9 +14,16 @@
 //! ```
 
 use std::fmt::Write as _;
-use std::str::FromStr;
 
 use rand::Rng;
+
+mod backup;
+mod profile;
+
+pub use backup::BackupChoice;
+use backup::backup_section;
+pub use profile::Profile;
+use profile::timings;
 
 /// Why the inputs cannot make a cluster.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -49,69 +56,6 @@ pub enum GenerateError {
 
 /// Most nodes one generation makes.
 pub const NODES_MAX: usize = 64;
-
-/// Environment profile: timings and defaults suited to where the cluster runs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Profile {
-    /// One machine or a lab: fast failover (lease 1 s), text logs, open reads.
-    Dev,
-    /// RALE's defaults (lease 1.5 s): dedicated hosts on one LAN.
-    Staging,
-    /// Busy or virtualised hosts: lease 5 s, calmer consensus, synchronous replication
-    /// (`FIRST 1`, not strict) with two or more nodes, JSON logs, reads need credentials.
-    Prod,
-}
-
-impl FromStr for Profile {
-    type Err = GenerateError;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "dev" => Ok(Profile::Dev),
-            "staging" => Ok(Profile::Staging),
-            "prod" => Ok(Profile::Prod),
-            other => Err(GenerateError::Choice(format!(
-                "profile {other:?}: expected dev, staging or prod"
-            ))),
-        }
-    }
-}
-
-impl Profile {
-    /// Its name on the command line.
-    pub fn name(self) -> &'static str {
-        match self {
-            Profile::Dev => "dev",
-            Profile::Staging => "staging",
-            Profile::Prod => "prod",
-        }
-    }
-}
-
-/// Backup tool of the generated `[backup]` section.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum BackupChoice {
-    /// No `[backup]` section.
-    None,
-    /// pgBackRest, one repository shared by every node, nightly full backup on the
-    /// primary.
-    PgBackRest,
-    /// Barman, nightly backup on the primary.
-    Barman,
-}
-
-impl FromStr for BackupChoice {
-    type Err = GenerateError;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "none" => Ok(BackupChoice::None),
-            "pgbackrest" => Ok(BackupChoice::PgBackRest),
-            "barman" => Ok(BackupChoice::Barman),
-            other => Err(GenerateError::Choice(format!(
-                "backup tool {other:?}: expected none, pgbackrest or barman"
-            ))),
-        }
-    }
-}
 
 /// The inputs.
 #[derive(Clone, Debug)]
@@ -268,84 +212,7 @@ fn nodes(spec: &ClusterSpec) -> Result<Vec<Node>, GenerateError> {
         .collect()
 }
 
-/// The profile's timings and defaults.
-struct Timings {
-    heartbeat: &'static str,
-    election_min: &'static str,
-    election_max: &'static str,
-    lease_ttl: &'static str,
-    renew_interval: &'static str,
-    loop_interval: &'static str,
-    fence_margin: &'static str,
-    member_ttl: &'static str,
-    publish_interval: &'static str,
-    detach_timeout: &'static str,
-    maximum_lag_on_failover_bytes: u64,
-    log_format: &'static str,
-    read_open: bool,
-    metrics_interval: &'static str,
-    shared_buffers: &'static str,
-}
-
-fn timings(p: Profile) -> Timings {
-    match p {
-        Profile::Dev => Timings {
-            heartbeat: "50ms",
-            election_min: "200ms",
-            election_max: "400ms",
-            lease_ttl: "1s",
-            renew_interval: "150ms",
-            loop_interval: "50ms",
-            fence_margin: "200ms",
-            member_ttl: "2s",
-            publish_interval: "500ms",
-            detach_timeout: "500ms",
-            maximum_lag_on_failover_bytes: 1 << 20,
-            log_format: "text",
-            read_open: true,
-            metrics_interval: "10s",
-            shared_buffers: "128MB",
-        },
-        Profile::Staging => Timings {
-            heartbeat: "50ms",
-            election_min: "200ms",
-            election_max: "400ms",
-            lease_ttl: "1500ms",
-            renew_interval: "250ms",
-            loop_interval: "100ms",
-            fence_margin: "300ms",
-            member_ttl: "3s",
-            publish_interval: "500ms",
-            detach_timeout: "1s",
-            maximum_lag_on_failover_bytes: 1 << 20,
-            log_format: "json",
-            read_open: true,
-            metrics_interval: "15s",
-            shared_buffers: "1GB",
-        },
-        Profile::Prod => Timings {
-            // election_timeout_max is bounded by the consensus majority_timeout (800 ms),
-            // which the node file does not set.
-            heartbeat: "100ms",
-            election_min: "400ms",
-            election_max: "800ms",
-            lease_ttl: "5s",
-            renew_interval: "500ms",
-            loop_interval: "100ms",
-            fence_margin: "1s",
-            member_ttl: "5s",
-            publish_interval: "500ms",
-            detach_timeout: "2s",
-            maximum_lag_on_failover_bytes: 16 << 20,
-            log_format: "json",
-            read_open: false,
-            metrics_interval: "30s",
-            shared_buffers: "4GB",
-        },
-    }
-}
-
-fn q(s: &str) -> String {
+pub(super) fn q(s: &str) -> String {
     // TOML basic string.
     let mut out = String::with_capacity(s.len() + 2);
     out.push('"');
@@ -504,78 +371,6 @@ pub fn generate(
             })
         })
         .collect()
-}
-
-fn backup_section(
-    s: &mut String,
-    spec: &ClusterSpec,
-    state_dir: &str,
-    data_dir: &str,
-    pg_port: u16,
-) {
-    let socket = format!("{state_dir}/socket");
-    match spec.backup {
-        BackupChoice::None => {
-            let _ = writeln!(
-                s,
-                "\n# Backups: regenerate with --backup pgbackrest|barman, or see docs/configuration.md."
-            );
-        }
-        BackupChoice::PgBackRest => {
-            let _ = writeln!(
-                s,
-                "\n# Backups with pgBackRest. ramd turns WAL archiving on (archive_command) unless\n\
-                 # [postgresql.parameters] sets it, and creates the stanza once this node is primary.\n\
-                 [backup]\n\
-                 tool = \"pgbackrest\"\n\
-                 job_dir = {job_dir}\n\n\
-                 [backup.pgbackrest]\n\
-                 stanza = \"rale\"                # the same on every node\n\
-                 repo_path = {repo}   # shared by every node (NFS, or a repository host)\n\
-                 base_dir = {base}\n\
-                 pg_data_dir = {data}\n\
-                 pg_port = {pg_port}\n\
-                 pg_socket_dir = {socket}\n\n\
-                 [[backup.schedules]]\n\
-                 name = \"nightly\"\n\
-                 kind = \"full\"\n\
-                 cron = \"0 30 2 * * *\"          # UTC, seconds first\n\
-                 placement = \"primary\"\n\n\
-                 [backup.retention]\n\
-                 full_count = 2",
-                job_dir = q(&format!("{state_dir}/backup-jobs")),
-                repo = q(&format!("{}/pgbackrest", spec.backup_dir)),
-                base = q(&format!("{state_dir}/pgbackrest")),
-                data = q(data_dir),
-                socket = q(&socket),
-            );
-        }
-        BackupChoice::Barman => {
-            let _ = writeln!(
-                s,
-                "\n# Backups with Barman (driven locally by ramd).\n\
-                 [backup]\n\
-                 tool = \"barman\"\n\
-                 job_dir = {job_dir}\n\n\
-                 [backup.barman]\n\
-                 server_name = \"rale\"\n\
-                 base_dir = {base}\n\
-                 conninfo = {conninfo}\n\n\
-                 [[backup.schedules]]\n\
-                 name = \"nightly\"\n\
-                 kind = \"full\"\n\
-                 cron = \"0 30 2 * * *\"          # UTC, seconds first\n\
-                 placement = \"primary\"\n\n\
-                 [backup.retention]\n\
-                 full_count = 2",
-                job_dir = q(&format!("{state_dir}/backup-jobs")),
-                base = q(&format!("{}/barman", spec.backup_dir)),
-                conninfo = q(&format!(
-                    "host={socket} port={pg_port} user=postgres dbname=postgres"
-                )),
-            );
-        }
-    }
 }
 
 #[cfg(test)]
