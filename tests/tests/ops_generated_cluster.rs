@@ -21,7 +21,7 @@ mod ops_common;
 
 use std::collections::BTreeSet;
 use std::net::TcpListener;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -115,6 +115,82 @@ fn promtool_check(text: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A cluster's generated files.
+struct Generated {
+    /// `(name, config file, log file)` per node.
+    files: Vec<(String, PathBuf, PathBuf)>,
+    names: Vec<String>,
+    api_base: u16,
+    pg_base: u16,
+}
+
+/// `ramctrl config generate --profile PROFILE` for [`NODES`] nodes on loopback under
+/// `dir` (free consecutive ports, `extra` arguments appended), and `ramd --check` of
+/// every file.
+fn generate(
+    ramd: &Path,
+    ramctrl: &Path,
+    dir: &Path,
+    profile: &str,
+    extra: &[&str],
+) -> anyhow::Result<Generated> {
+    let api_base = consecutive_free_ports(&[])?;
+    let pg_base = consecutive_free_ports(&(api_base..api_base + NODES).collect::<Vec<_>>())?;
+    let conf = dir.join("conf");
+    let mut cmd = Command::new(ramctrl);
+    cmd.args([
+        "config",
+        "generate",
+        "--profile",
+        profile,
+        "--nodes",
+        &NODES.to_string(),
+        "--api-port",
+        &api_base.to_string(),
+        "--pg-port",
+        &pg_base.to_string(),
+        "--data-dir",
+        &format!("{}/{{name}}/pgdata", dir.display()),
+        "--state-dir",
+        &format!("{}/{{name}}/state", dir.display()),
+        "--out",
+        &conf.display().to_string(),
+    ])
+    .args(extra);
+    eprintln!("{}", run(&mut cmd)?);
+    let names: Vec<String> = (1..=NODES).map(|i| format!("node{i}")).collect();
+    let mut files = Vec::new();
+    for name in &names {
+        let node_dir = dir.join(name);
+        std::fs::create_dir_all(&node_dir)?;
+        chmod_755(&node_dir)?;
+        let config = conf.join(format!("{name}.toml"));
+        let checked = run(Command::new(ramd)
+            .arg("--config")
+            .arg(&config)
+            .arg("--check"))?;
+        ensure!(checked.contains("configuration is valid"), "{checked}");
+        files.push((name.clone(), config, node_dir.join("ramd.log")));
+    }
+    Ok(Generated {
+        files,
+        names,
+        api_base,
+        pg_base,
+    })
+}
+
+fn print_logs(files: &[(String, PathBuf, PathBuf)]) {
+    for (name, _, log) in files {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        let tail: Vec<&str> = text.lines().rev().take(40).collect();
+        eprintln!("--- {name} ramd.log (last lines) ---");
+        for l in tail.iter().rev() {
+            eprintln!("{l}");
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn generated_dev_cluster_serves_every_metric_the_assets_query() -> anyhow::Result<()> {
     let _serial = serial().await;
@@ -130,46 +206,23 @@ async fn generated_dev_cluster_serves_every_metric_the_assets_query() -> anyhow:
         .tempdir_in("/tmp")?;
     let dir = tmp.path().to_path_buf();
     chmod_755(&dir)?;
-    let api_base = consecutive_free_ports(&[])?;
-    let pg_base = consecutive_free_ports(&(api_base..api_base + NODES).collect::<Vec<_>>())?;
-    let conf = dir.join("conf");
-    let text = run(Command::new(&ramctrl).args([
-        "config",
-        "generate",
-        "--profile",
+    let Generated {
+        files,
+        names,
+        api_base,
+        pg_base,
+    } = generate(
+        &ramd,
+        &ramctrl,
+        &dir,
         "dev",
-        "--nodes",
-        &NODES.to_string(),
-        "--api-port",
-        &api_base.to_string(),
-        "--pg-port",
-        &pg_base.to_string(),
-        "--data-dir",
-        &format!("{}/{{name}}/pgdata", dir.display()),
-        "--state-dir",
-        &format!("{}/{{name}}/state", dir.display()),
-        "--backup",
-        "pgbackrest",
-        "--backup-dir",
-        &format!("{}/backup", dir.display()),
-        "--out",
-        &conf.display().to_string(),
-    ]))?;
-    eprintln!("{text}");
-    let names: Vec<String> = (1..=NODES).map(|i| format!("node{i}")).collect();
-    let mut files = Vec::new();
-    for name in &names {
-        let node_dir = dir.join(name);
-        std::fs::create_dir_all(&node_dir)?;
-        chmod_755(&node_dir)?;
-        let config = conf.join(format!("{name}.toml"));
-        let checked = run(Command::new(&ramd)
-            .arg("--config")
-            .arg(&config)
-            .arg("--check"))?;
-        ensure!(checked.contains("configuration is valid"), "{checked}");
-        files.push((name.clone(), config, node_dir.join("ramd.log")));
-    }
+        &[
+            "--backup",
+            "pgbackrest",
+            "--backup-dir",
+            &format!("{}/backup", dir.display()),
+        ],
+    )?;
     std::fs::create_dir_all(dir.join("backup/pgbackrest"))?;
     if nix::unistd::geteuid().is_root() {
         run(Command::new("chown")
@@ -310,16 +363,141 @@ async fn generated_dev_cluster_serves_every_metric_the_assets_query() -> anyhow:
     .await;
     let stopped = agents.stop_all(Duration::from_secs(30));
     if outcome.is_err() {
-        for (name, _, log) in &files {
-            let text = std::fs::read_to_string(log).unwrap_or_default();
-            let tail: Vec<&str> = text.lines().rev().take(40).collect();
-            eprintln!("--- {name} ramd.log (last lines) ---");
-            for l in tail.iter().rev() {
-                eprintln!("{l}");
-            }
-        }
+        print_logs(&files);
     }
     eprintln!("agents stopped (SIGKILL needed for: {stopped:?})");
     drop(tmp);
     outcome
+}
+
+/// The `staging` and `prod` profiles start too, from their generated files with only
+/// `shared_buffers` made small for this machine (`--shared-buffers 64MB`): `prod` has
+/// reads behind credentials (`read_open = false`), synchronous replication on and a 5 s
+/// lease.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn generated_staging_and_prod_clusters_start() -> anyhow::Result<()> {
+    use base64::Engine;
+    let _serial = serial().await;
+    rale_e2e::init_tracing();
+    let ramd = ramd_binary()?;
+    let ramctrl = rale_e2e::ctl::ramctrl_binary()?;
+    for profile in ["staging", "prod"] {
+        let tmp = tempfile::Builder::new()
+            .prefix("rale-ops-")
+            .tempdir_in("/tmp")?;
+        let dir = tmp.path().to_path_buf();
+        chmod_755(&dir)?;
+        let g = generate(
+            &ramd,
+            &ramctrl,
+            &dir,
+            profile,
+            &["--shared-buffers", "64MB"],
+        )?;
+        let text = std::fs::read_to_string(&g.files[0].1)?;
+        let su_password = secret(&text, "superuser_password")?;
+        let api_password = secret(&text, "password")?;
+        let mut headers = reqwest::header::HeaderMap::new();
+        let token =
+            base64::engine::general_purpose::STANDARD.encode(format!("admin:{api_password}"));
+        headers.insert(
+            reqwest::header::AUTHORIZATION,
+            reqwest::header::HeaderValue::from_str(&format!("Basic {token}"))?,
+        );
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .default_headers(headers)
+            .build()?;
+        let api_urls: Vec<String> = (0..NODES)
+            .map(|i| format!("http://127.0.0.1:{}", g.api_base + i))
+            .collect();
+        let probe = ReadyProbe {
+            http: http.clone(),
+            api_urls: api_urls.clone(),
+            dsns: (0..NODES)
+                .map(|i| {
+                    format!(
+                        "host=127.0.0.1 port={} user=postgres password={su_password} dbname=postgres",
+                        g.pg_base + i
+                    )
+                })
+                .collect(),
+            write_sql: "CREATE TABLE IF NOT EXISTS ops_ready (id int)".into(),
+        };
+        let mut agents = Agents::new(ramd.clone());
+        let outcome = async {
+            agents.launch_files(&g.files)?;
+            let started = Instant::now();
+            let members = agents.wait_ready(&probe, READY_TIMEOUT).await?;
+            eprintln!(
+                "{profile}: ready in {:?} from generated files: {members:?}",
+                started.elapsed()
+            );
+            let primary = members
+                .iter()
+                .find(|m| m.role == "primary")
+                .and_then(|m| g.names.iter().position(|n| *n == m.name))
+                .context("a primary")?;
+            // The workload collector reports the server (prod: every 30 s).
+            let deadline = Instant::now() + Duration::from_secs(75);
+            let metrics = loop {
+                let (code, body) = get(&http, &format!("{}/metrics", api_urls[primary])).await?;
+                ensure!(code == 200, "{profile}: GET /metrics {code}");
+                if body
+                    .lines()
+                    .any(|l| l.starts_with("pg_up{") && l.ends_with(" 1"))
+                {
+                    break body;
+                }
+                ensure!(Instant::now() < deadline, "{profile}: pg_up never 1");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            };
+            promtool_check(&metrics)?;
+            let sync_mode = if profile == "prod" { " 1" } else { " 0" };
+            ensure!(
+                metrics
+                    .lines()
+                    .any(|l| l.starts_with("rale_synchronous_mode{") && l.ends_with(sync_mode)),
+                "{profile}: synchronous mode"
+            );
+            if profile == "prod" {
+                // Reads need credentials.
+                let anonymous = reqwest::Client::new()
+                    .get(format!("{}/metrics", api_urls[primary]))
+                    .send()
+                    .await?
+                    .status()
+                    .as_u16();
+                ensure!(
+                    anonymous == 401,
+                    "prod: anonymous GET /metrics answered {anonymous}"
+                );
+            }
+            let (code, body) = get(
+                &http,
+                &format!("{}/api/v1/cluster/metrics", api_urls[primary]),
+            )
+            .await?;
+            ensure!(code == 200, "{profile}: cluster metrics {code}");
+            let v: Value = serde_json::from_str(&body)?;
+            ensure!(
+                v["leader"].as_str() == Some(g.names[primary].as_str()),
+                "{profile}: {v}"
+            );
+            eprintln!(
+                "FIGURE {profile}: cluster from generated files ready in {:?}",
+                started.elapsed()
+            );
+            Ok::<(), anyhow::Error>(())
+        }
+        .await;
+        let killed = agents.stop_all(Duration::from_secs(30));
+        if outcome.is_err() {
+            print_logs(&g.files);
+        }
+        eprintln!("{profile}: agents stopped (SIGKILL needed for: {killed:?})");
+        drop(tmp);
+        outcome?;
+    }
+    Ok(())
 }

@@ -60,6 +60,10 @@ pub struct GenerateArgs {
     /// Directory every node reaches for backups (pgBackRest repository, Barman home).
     #[arg(long, default_value = "/var/lib/rale-backup")]
     pub backup_dir: String,
+    /// `shared_buffers` of every node (default: the profile's: dev 128MB, staging 1GB,
+    /// prod 4GB).
+    #[arg(long, value_name = "SIZE")]
+    pub shared_buffers: Option<String>,
     /// Directory to write the files to (created); without it the files are printed.
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -90,6 +94,7 @@ impl GenerateArgs {
             tls_dir: self.tls_dir.clone(),
             backup: self.backup.parse::<BackupChoice>().map_err(usage)?,
             backup_dir: self.backup_dir.clone(),
+            shared_buffers: self.shared_buffers.clone(),
         })
     }
 }

@@ -84,6 +84,8 @@ pub struct ClusterSpec {
     pub backup: BackupChoice,
     /// Directory shared by every node for backups (pgBackRest repository, Barman home).
     pub backup_dir: String,
+    /// `shared_buffers` of every node instead of the profile's (size it to the host).
+    pub shared_buffers: Option<String>,
 }
 
 impl ClusterSpec {
@@ -103,6 +105,7 @@ impl ClusterSpec {
             tls_dir: "/etc/rale/tls".into(),
             backup: BackupChoice::None,
             backup_dir: format!("{base}/backup"),
+            shared_buffers: None,
         }
     }
 }
@@ -321,7 +324,8 @@ pub fn generate(
             let _ = writeln!(s, "# hba_extra = [\"host all all 10.0.0.0/8 scram-sha-256\"]   # applications");
             let _ = writeln!(s);
             let _ = writeln!(s, "[postgresql.parameters]   # this node only; cluster-wide: [bootstrap.postgresql_parameters]");
-            let _ = writeln!(s, "shared_buffers = {}", q(t.shared_buffers));
+            let shared_buffers = spec.shared_buffers.as_deref().unwrap_or(t.shared_buffers);
+            let _ = writeln!(s, "shared_buffers = {}", q(shared_buffers));
             let _ = writeln!(s);
             let _ = writeln!(s, "[tags]\nnofailover = false\nnosync = false\nnoloadbalance = false\n# failover_priority = 1\n");
             s.push_str(&peers);
