@@ -1,7 +1,7 @@
 //! The Grafana dashboard `deploy/grafana/rale-dashboard.json`: the fields file
 //! provisioning needs, panels that cover the overview, replication, workload and backups,
 //! and only metric names the agent serves (a live agent is checked by
-//! `tests/tests/ops_metric_names.rs`).
+//! `tests/tests/ops_generated_cluster.rs`).
 //!
 //! Run: `cargo test -p ramd-ref --test grafana_dashboard`.
 
