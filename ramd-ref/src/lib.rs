@@ -34,3 +34,4 @@ pub mod ha;
 pub mod launch;
 pub mod snapshot;
 pub mod tls;
+pub mod workload;

@@ -480,8 +480,8 @@ async fn promote(c: &RamdCluster, primary: &str, target: &str) -> anyhow::Result
     Ok(())
 }
 
-/// Every `GET` route on a live agent: 2xx with a body (JSON, or Prometheus text for the
-/// metrics); the backup reads say 503 "not configured" on this cluster without a backup
+/// Every `GET` route on a live agent: 2xx with a body (JSON, or Prometheus text for
+/// `/metrics`); the backup reads say 503 "not configured" on this cluster without a backup
 /// tool (`tests/tests/ramd_backup.rs` has one).
 async fn every_read(c: &RamdCluster, via: &str, member: &str) -> anyhow::Result<()> {
     let mut answered = 0;
@@ -502,7 +502,7 @@ async fn every_read(c: &RamdCluster, via: &str, member: &str) -> anyhow::Result<
         if path.starts_with("/api/v1/backup/") {
             ensure!(code == 503, "GET {path}: {code} {text}");
             ensure!(message(code, &text)?.contains("not configured"), "{text}");
-        } else if path.ends_with("metrics") {
+        } else if path == "/metrics" {
             ensure!(
                 code == 200 && text.contains("rale_consensus_term"),
                 "GET {path}: {code}"

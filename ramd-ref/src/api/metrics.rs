@@ -74,12 +74,78 @@ fn postgres_state(snap: &NodeSnapshot) -> i64 {
     }
 }
 
+/// A backup job record, as [`Extras::backup_jobs`] takes it.
+pub use rale_backup::Job as BackupJob;
+
+/// What `GET /metrics` adds to the HA state when the agent has it.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Extras<'a> {
+    /// The workload collector's last view.
+    pub workload: Option<&'a crate::workload::WorkloadView>,
+    /// The backup jobs this node knows (`None`: backups are not configured).
+    pub backup_jobs: Option<&'a [BackupJob]>,
+}
+
+fn unix_seconds(t: Option<chrono::DateTime<chrono::Utc>>) -> f64 {
+    t.map(|t| t.timestamp_millis() as f64 / 1000.0)
+        .unwrap_or(0.0)
+}
+
+/// Backup metrics from the node's job records: when the last backup succeeded and
+/// failed, and the jobs by state.
+fn backup_metrics(reg: &mut Registry, jobs: &[rale_backup::Job]) {
+    use rale_backup::{JobSpec, JobState};
+    let backups = || {
+        jobs.iter()
+            .filter(|j| matches!(j.spec, JobSpec::Backup { .. }))
+    };
+    let last = |state: JobState| {
+        backups()
+            .filter(|j| j.state == state)
+            .filter_map(|j| j.finished_at)
+            .max()
+    };
+    for (name, help, state) in [
+        (
+            "rale_backup_last_success_timestamp_seconds",
+            "Unix time the last successful backup job of this node finished (0: none)",
+            JobState::Succeeded,
+        ),
+        (
+            "rale_backup_last_failure_timestamp_seconds",
+            "Unix time the last failed backup job of this node finished (0: none)",
+            JobState::Failed,
+        ),
+    ] {
+        let g: Gauge<f64, AtomicU64> = Gauge::default();
+        g.set(unix_seconds(last(state)));
+        reg.register(name, help, g);
+    }
+    let by_state: Family<Vec<(String, String)>, Gauge> = Family::default();
+    for (label, state) in [
+        ("queued", JobState::Queued),
+        ("running", JobState::Running),
+        ("succeeded", JobState::Succeeded),
+        ("failed", JobState::Failed),
+    ] {
+        by_state
+            .get_or_create(&vec![("state".to_owned(), label.to_owned())])
+            .set(int(backups().filter(|j| j.state == state).count() as u64));
+    }
+    reg.register(
+        "rale_backup_jobs",
+        "Backup jobs this node keeps records of, by state",
+        by_state,
+    );
+}
+
 /// Renders every metric, in the Prometheus text format, for this node's latest snapshot and cluster state.
 pub fn render(
     snap: &NodeSnapshot,
     cluster: &ClusterState,
     scope: &str,
     now_unix_ms: u64,
+    extras: Extras<'_>,
 ) -> String {
     let labels = [
         (Cow::Borrowed("scope"), Cow::Owned(scope.to_owned())),
@@ -392,6 +458,40 @@ pub fn render(
         own,
     );
 
+    let sync_cfg = &cluster.config.synchronous;
+    gauge(
+        &mut reg,
+        "rale_synchronous_mode",
+        "Synchronous replication mode of the dynamic configuration (0 off, 1 on, 2 quorum)",
+        match sync_cfg.mode {
+            rale_sync::SyncMode::Off => 0,
+            rale_sync::SyncMode::On => 1,
+            rale_sync::SyncMode::Quorum => 2,
+        },
+    );
+    gauge(
+        &mut reg,
+        "rale_synchronous_strict",
+        "Value is 1 if synchronous mode is strict (writes block rather than fall back to asynchronous)",
+        flag(sync_cfg.mode != rale_sync::SyncMode::Off && sync_cfg.strict),
+    );
+    gauge(
+        &mut reg,
+        "rale_synchronous_standbys_wanted",
+        "Synchronous standbys wanted (0 when synchronous mode is off)",
+        if sync_cfg.mode == rale_sync::SyncMode::Off {
+            0
+        } else {
+            i64::from(sync_cfg.node_count)
+        },
+    );
+    if let Some(view) = extras.workload {
+        crate::workload::render::register(&mut reg, view, now_unix_ms);
+    }
+    if let Some(jobs) = extras.backup_jobs {
+        backup_metrics(&mut reg, jobs);
+    }
+
     let mut text = String::new();
     if encode(&mut text, &reg).is_err() {
         return String::new();
@@ -405,7 +505,13 @@ pub fn render(
 pub(crate) async fn metrics(State(st): State<Arc<ApiState>>) -> Response {
     let snap = st.snap();
     let cluster = st.local_cluster(&snap);
-    let text = render(&snap, &cluster, &st.scope, super::now_unix_ms());
+    let workload = st.workload.as_ref().map(|w| w.borrow().clone());
+    let jobs = st.backup.as_ref().map(|b| b.jobs().list());
+    let extras = Extras {
+        workload: workload.as_deref(),
+        backup_jobs: jobs.as_deref(),
+    };
+    let text = render(&snap, &cluster, &st.scope, super::now_unix_ms(), extras);
     if text.is_empty() {
         return (
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -443,7 +549,7 @@ mod tests {
         snap.pg.in_recovery = false;
         snap.pg.synchronous_standby_names = "FIRST 1 (rale_fence)".into();
         let cluster = ClusterState::default();
-        let text = render(&snap, &cluster, "s", 0);
+        let text = render(&snap, &cluster, "s", 0, Extras::default());
         for line in [
             "rale_fence_enabled{scope=\"s\",name=\"n1\"} 1",
             "rale_fence_active{scope=\"s\",name=\"n1\"} 1",

@@ -33,13 +33,14 @@ use tokio::sync::watch;
 pub mod auth;
 pub mod backup;
 pub mod bodies;
+pub mod cluster_metrics;
 pub mod describe;
 mod dynamic_config;
 mod error;
 pub mod health;
 mod maintenance;
 pub mod members;
-mod metrics;
+pub mod metrics;
 mod node_actions;
 pub mod openapi;
 mod pg_parameters;
@@ -58,6 +59,7 @@ pub use node_actions::NodeActions;
 use crate::backup::BackupService;
 use crate::config::AuthConfig;
 use crate::snapshot::NodeSnapshot;
+use crate::workload::WorkloadView;
 
 /// Default bound on how long `POST /switchover` and `POST /failover` wait for the new
 /// primary before answering 503 "status unknown".
@@ -82,6 +84,9 @@ pub struct ApiState {
     /// Backups of this node; `None` answers 503 "backups are not configured on this
     /// node" on `/api/v1/backup/*`.
     pub backup: Option<Arc<BackupService>>,
+    /// The workload collector's latest view ([`crate::workload`]); `None` serves no
+    /// workload metrics.
+    pub workload: Option<watch::Receiver<Arc<WorkloadView>>>,
 }
 
 impl ApiState {
@@ -100,6 +105,7 @@ impl ApiState {
             actions: None,
             operation_timeout: OPERATION_TIMEOUT_DEFAULT,
             backup: None,
+            workload: None,
         }
     }
 
@@ -197,7 +203,11 @@ fn build() -> (Router<St>, Vec<RouteSpec>) {
             &["GET"],
             get(status::cluster_health),
         )
-        .add("/api/v1/cluster/metrics", &["GET"], get(metrics::metrics))
+        .add(
+            "/api/v1/cluster/metrics",
+            &["GET"],
+            get(cluster_metrics::get),
+        )
         .add(
             "/api/v1/cluster/switchover",
             &["POST", "DELETE"],

@@ -19,8 +19,8 @@ use super::health::{Check, HEALTH_PATHS};
 use super::members::{AddMemberRequest, MembersView, PeerView};
 use super::types::*;
 use super::{
-    backup, dynamic_config, maintenance, members, metrics, node_actions, pg_parameters,
-    primary_change, status, sync,
+    backup, cluster_metrics, dynamic_config, maintenance, members, metrics, node_actions,
+    pg_parameters, primary_change, status, sync,
 };
 
 struct BasicAuth;
@@ -40,7 +40,7 @@ impl Modify for BasicAuth {
     info(title = "RALE agent API", description = "Per-node REST API of ramd: Patroni-compatible paths at the root, the management API under /api/v1/. State-changing methods need HTTP Basic credentials."),
     paths(
         status::patroni, status::cluster, status::history, status::api_history, status::cluster_status,
-        status::cluster_health, status::nodes, status::node, status::sync, metrics::metrics,
+        status::cluster_health, status::nodes, status::node, status::sync, metrics::metrics, cluster_metrics::get,
         dynamic_config::get_config, dynamic_config::patch_config, dynamic_config::put_config,
         primary_change::switchover, primary_change::failover, primary_change::cancel_switchover, primary_change::promote, primary_change::demote,
         maintenance::pause, maintenance::resume, node_actions::restart, node_actions::cancel_restart, node_actions::reinitialize, node_actions::reload,
@@ -59,6 +59,7 @@ impl Modify for BasicAuth {
         ParameterValidateRequest, RecordedSyncView, SyncStandbyView, SyncStandbysStatus,
         SyncNodeRequest, SyncAnyNRequest, SyncCountRequest, SyncCommitLevelRequest,
         SyncChangeResponse, AddMemberRequest, MembersView, PeerView,
+        ClusterMetrics, WorkloadSummary, StandbyLag, SlotUsage,
         pg_parameters::ContextName, pg_parameters::TypeName, OptimizeBody, SwitchoverBody, FailoverBody, ConfigBody, ConfigPatch, StartBackupBody, ScheduleBody, RestoreBody,
     )),
     modifiers(&BasicAuth),
@@ -69,7 +70,6 @@ struct ApiDoc;
 const ALIASES: &[(&str, &str)] = &[
     ("/api/v1/cluster/switchover", "/switchover"),
     ("/api/v1/failover", "/failover"),
-    ("/api/v1/cluster/metrics", "/metrics"),
     ("/api/v1/config/reload", "/reload"),
 ];
 

@@ -11,8 +11,10 @@ use utoipa::ToSchema;
 
 mod ext;
 mod fence;
+mod metrics;
 pub use ext::*;
 pub use fence::FenceView;
+pub use metrics::{ClusterMetrics, SlotUsage, StandbyLag, WorkloadSummary};
 
 fn is_false(b: &bool) -> bool {
     !*b

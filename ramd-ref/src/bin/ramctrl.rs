@@ -89,9 +89,37 @@ fn client(o: &Opts) -> Result<Client, CliError> {
     })?)
 }
 
+/// `ramctrl completions SHELL` and `ramctrl manpages DIR`: generated from the command
+/// definition, offline.
+fn generate_docs(cmd: &Cmd) -> Option<i32> {
+    use clap::CommandFactory;
+    match cmd {
+        Cmd::Completions { shell } => {
+            let mut command = Opts::command();
+            clap_complete::generate(*shell, &mut command, "ramctrl", &mut std::io::stdout());
+            Some(exit::OK)
+        }
+        Cmd::Manpages { dir } => {
+            let written = std::fs::create_dir_all(dir)
+                .and_then(|()| clap_mangen::generate_to(Opts::command(), dir));
+            match written {
+                Ok(()) => Some(exit::OK),
+                Err(e) => {
+                    eprintln!("ramctrl: writing manual pages to {}: {e}", dir.display());
+                    Some(exit::REFUSED)
+                }
+            }
+        }
+        _ => None,
+    }
+}
+
 #[tokio::main]
 async fn main() {
     let opts = Opts::parse();
+    if let Some(code) = generate_docs(&opts.cmd) {
+        std::process::exit(code);
+    }
     let code = match client(&opts) {
         Ok(client) => {
             let ctx = Ctx {

@@ -15,16 +15,47 @@ use tracing_subscriber::EnvFilter;
 #[command(version, about)]
 struct Args {
     /// Path of the node's configuration file (TOML).
-    #[arg(long, short, env = "RALE_CONFIG")]
-    config: PathBuf,
+    #[arg(long, short, env = "RALE_CONFIG", required_unless_present_any = ["completions", "manpages"])]
+    config: Option<PathBuf>,
     /// Only check the configuration file and exit.
     #[arg(long)]
     check: bool,
+    /// Print a shell completion script for ramd and exit.
+    #[arg(long, hide = true, value_name = "SHELL")]
+    completions: Option<clap_complete::Shell>,
+    /// Write the manual page ramd.8 into a directory and exit.
+    #[arg(long, hide = true, value_name = "DIR")]
+    manpages: Option<PathBuf>,
+}
+
+/// `--completions SHELL` and `--manpages DIR` (section 8: ramd is a daemon).
+fn generate_docs(args: &Args) -> Result<bool> {
+    use clap::CommandFactory;
+    if let Some(shell) = args.completions {
+        clap_complete::generate(shell, &mut Args::command(), "ramd", &mut std::io::stdout());
+        return Ok(true);
+    }
+    if let Some(dir) = &args.manpages {
+        std::fs::create_dir_all(dir)?;
+        let command = Args::command().name("ramd");
+        let man = clap_mangen::Man::new(command).section("8");
+        let mut page = Vec::new();
+        man.render(&mut page)?;
+        std::fs::write(dir.join("ramd.8"), page)?;
+        return Ok(true);
+    }
+    Ok(false)
 }
 
 fn main() -> Result<()> {
     let args = Args::parse();
-    let cfg = match NodeConfig::load(&args.config) {
+    if generate_docs(&args)? {
+        return Ok(());
+    }
+    let Some(config) = args.config.clone() else {
+        permanent("--config is required");
+    };
+    let cfg = match NodeConfig::load(&config) {
         Ok(cfg) => cfg,
         Err(e) => permanent(&format!("{e:#}")),
     };
@@ -32,11 +63,11 @@ fn main() -> Result<()> {
         // Exactly what the start checks (ramd_ref::daemon::prepare).
         match ramd_ref::daemon::prepare(&cfg) {
             Ok(p) => {
-                println!("{}: configuration is valid", args.config.display());
+                println!("{}: configuration is valid", config.display());
                 println!("  {}", p.pg_summary);
                 return Ok(());
             }
-            Err(e) => permanent(&format!("{}: {e:#}", args.config.display())),
+            Err(e) => permanent(&format!("{}: {e:#}", config.display())),
         }
     }
     let filter =
@@ -55,7 +86,7 @@ fn main() -> Result<()> {
         .worker_threads(2)
         .enable_all()
         .build()?;
-    match rt.block_on(ramd_ref::daemon::run(cfg, args.config)) {
+    match rt.block_on(ramd_ref::daemon::run(cfg, config)) {
         Err(e) if e.downcast_ref::<PermanentFailure>().is_some() => permanent(&format!("{e:#}")),
         Err(e) if e.downcast_ref::<ConsensusStopped>().is_some() => {
             eprintln!("ramd: {e:#}");

@@ -10,6 +10,7 @@ use ramd_ref::api::types::{ReinitializeRequest, RestartRequest, SwitchoverReques
 use ramd_ref::client::{Client, Error as ClientError};
 
 pub mod backup;
+pub mod config_gen;
 pub mod edit;
 pub mod members;
 pub mod pg_parameters;
@@ -182,6 +183,21 @@ pub enum Cmd {
     /// Consensus members: list, add, remove (also spelt `member`).
     #[command(subcommand, visible_alias = "member")]
     Members(members::MembersCmd),
+    /// Node configuration files: generate them for a new cluster.
+    #[command(subcommand)]
+    Config(config_gen::ConfigCmd),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    #[command(hide = true)]
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Write manual pages (ramctrl.1 and one per subcommand) into a directory.
+    #[command(hide = true)]
+    Manpages {
+        /// Directory (created).
+        dir: std::path::PathBuf,
+    },
 }
 
 /// What every command gets.
@@ -257,6 +273,10 @@ fn report(ctx: &Ctx, resp: &ramd_ref::api::types::ActionResponse) -> Result<(), 
 /// Runs one command.
 pub async fn run(cmd: Cmd, ctx: &Ctx) -> Result<(), CliError> {
     match cmd {
+        Cmd::Config(c) => config_gen::run(c),
+        Cmd::Completions { .. } | Cmd::Manpages { .. } => Err(CliError::Usage(
+            "completions and manual pages are written by the ramctrl binary".into(),
+        )),
         Cmd::Demo {
             nodes,
             dir,

@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 
 pub mod auth;
 pub mod backup;
+pub mod generate;
 
 pub use auth::{AuthConfig, Password};
 pub use backup::{BackupConfig, ToolKind};
@@ -56,6 +57,10 @@ pub struct NodeConfig {
     /// `ramd_ref::callbacks`.
     #[serde(default)]
     pub callbacks: crate::callbacks::CallbacksConfig,
+    /// Workload metrics of the local server (`[metrics]`: `workload`,
+    /// `workload_interval`, `workload_timeout`); see [`crate::workload`].
+    #[serde(default)]
+    pub metrics: crate::workload::WorkloadConfig,
 }
 
 /// Log output format.
@@ -319,6 +324,9 @@ impl NodeConfig {
         self.bootstrap
             .validate()
             .context("invalid [bootstrap] dynamic configuration")?;
+        if let Err(why) = self.metrics.validate() {
+            bail!("{why}");
+        }
         Ok(())
     }
 

@@ -231,6 +231,14 @@ pub async fn run(cfg: NodeConfig, config_path: PathBuf) -> Result<()> {
         scheduled: Default::default(),
         callbacks: callbacks.clone(),
     }));
+    // Workload metrics: a task and a connection of their own, never in the HA loop's path.
+    let (workload_shutdown_tx, workload_shutdown_rx) = watch::channel(false);
+    let (workload_task, workload_view) = crate::workload::spawn(
+        crate::workload::Target::local(pg.config()),
+        cfg.metrics.clone(),
+        workload_shutdown_rx,
+    );
+    api_state.workload = Some(workload_view);
     let app = api::router(api_state).merge(rale::consensus::raft::router(raft.clone()));
     let server = tokio::spawn(async move {
         if let Err(e) = crate::tls::serve(listener, app, tls).await {
@@ -305,6 +313,7 @@ pub async fn run(cfg: NodeConfig, config_path: PathBuf) -> Result<()> {
     }
     info!(node = %cfg.name, "shutting down");
     let _ = shutdown_tx.send(true);
+    let _ = workload_shutdown_tx.send(true);
     if fatal.is_none()
         && tokio::time::timeout(Duration::from_secs(60), &mut ha_task)
             .await
@@ -322,6 +331,7 @@ pub async fn run(cfg: NodeConfig, config_path: PathBuf) -> Result<()> {
         warn!(error = %e, "consensus shutdown");
     }
     server.abort();
+    workload_task.abort();
     match fatal {
         Some(why) => Err(PermanentFailure(why).into()),
         None => Ok(()),

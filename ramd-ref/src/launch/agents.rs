@@ -64,6 +64,24 @@ impl Agents {
         Ok(())
     }
 
+    /// Starts one agent per existing configuration file: `(name, config file, log
+    /// file)`, in node order (e.g. files written by `ramctrl config generate`). Does not
+    /// wait for readiness; the agents started are held, and stopped on drop.
+    pub fn launch_files(&mut self, nodes: &[(String, PathBuf, PathBuf)]) -> Result<()> {
+        for (name, config, log) in nodes {
+            self.agents.push(Agent {
+                name: name.clone(),
+                config: config.clone(),
+                log: log.clone(),
+                wrapper: Vec::new(),
+                child: None,
+            });
+            let file = File::create(log).with_context(|| format!("creating {}", log.display()))?;
+            self.spawn(self.agents.len() - 1, file)?;
+        }
+        Ok(())
+    }
+
     fn spawn(&mut self, i: usize, log: File) -> Result<u32> {
         let agent = self.agents.get_mut(i).context("no such node")?;
         let mut cmd = match agent.wrapper.split_first() {
