@@ -13,4 +13,5 @@
 //! real PostgreSQL.
 
 pub mod consensus;
+pub mod etcd_server;
 pub mod postgres;
