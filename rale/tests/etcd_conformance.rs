@@ -238,3 +238,43 @@ async fn etcd_identity_history_and_unreachable() {
     );
     assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
 }
+
+/// etcd with authentication on: a wrong password is refused with `AccessDenied` naming
+/// the endpoint; the right one connects.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcd_wrong_credentials_are_named() {
+    let Some(binary) = EtcdServers::find_binary() else {
+        eprintln!("SKIPPED: no etcd binary (install etcd-server or set RALE_ETCD)");
+        return;
+    };
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let servers = EtcdServers::start(&binary, dir.path(), 1).expect("starting etcd");
+    servers
+        .wait_healthy(Duration::from_secs(60))
+        .expect("etcd healthy");
+    let endpoints = servers.endpoints();
+    let mut admin = etcd_client::Client::connect(&endpoints, None)
+        .await
+        .expect("a plain etcd client");
+    admin.user_add("root", "rootpw", None).await.expect("root");
+    admin.user_grant_role("root", "root").await.expect("role");
+    admin.auth_enable().await.expect("auth on");
+    let mut wrong = config(endpoints.clone(), "auth");
+    wrong.user = Some("root".into());
+    wrong.password = Some("not the password".into());
+    match EtcdConsensus::connect(wrong).await {
+        Err(e @ Error::AccessDenied { .. }) => {
+            let text = e.to_string();
+            eprintln!("wrong password: {text}");
+            assert!(text.contains(&endpoints[0]), "{text}");
+        }
+        other => panic!("expected AccessDenied, got {other:?}"),
+    }
+    let mut right = config(endpoints.clone(), "auth");
+    right.user = Some("root".into());
+    right.password = Some("rootpw".into());
+    let c = EtcdConsensus::connect(right)
+        .await
+        .expect("the right password");
+    assert!(c.has_majority());
+}
