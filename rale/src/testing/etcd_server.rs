@@ -168,6 +168,10 @@ impl EtcdServers {
             .arg("rale-test")
             .arg(format!("--heartbeat-interval={HEARTBEAT_MS}"))
             .arg(format!("--election-timeout={ELECTION_MS}"))
+            // The agents rewrite the whole state on every change: keep etcd's history
+            // short, as a production etcd should be configured to (docs/consensus-etcd.md).
+            .arg("--auto-compaction-mode=revision")
+            .arg("--auto-compaction-retention=1000")
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log2)

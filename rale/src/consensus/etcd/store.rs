@@ -68,6 +68,8 @@ pub(super) fn map_error(config: &EtcdConfig, what: &str, e: etcd_client::Error) 
             Code::Unauthenticated | Code::PermissionDenied => {
                 denied(format!("{what}: {}", s.message()))
             }
+            // etcd answers a wrong user or password with InvalidArgument.
+            _ if looks_like_auth(s.message()) => denied(format!("{what}: {}", s.message())),
             Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled | Code::Aborted => {
                 let text = format!("{s}");
                 if looks_like_tls(&text) {
@@ -94,6 +96,19 @@ pub(super) fn map_error(config: &EtcdConfig, what: &str, e: etcd_client::Error) 
         }
         _ => Error::Consensus(format!("etcd {what} at {endpoints}: {e}")),
     }
+}
+
+fn looks_like_auth(message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    [
+        "authentication failed",
+        "invalid user id or password",
+        "permission denied",
+        "user name is empty",
+        "invalid auth token",
+    ]
+    .iter()
+    .any(|w| m.contains(w))
 }
 
 fn looks_like_tls(text: &str) -> bool {
