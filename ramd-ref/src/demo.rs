@@ -484,16 +484,29 @@ pub async fn run(opts: DemoOptions) -> Result<()> {
             pg.report.dir.display()
         );
     }
+    // Signals first: a SIGTERM or Ctrl-C while the cluster starts, or right after it is
+    // reported ready, still stops every process the playground started.
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
     let t = Instant::now();
-    pg.wait_ready(opts.ready_timeout).await?;
+    let ready = tokio::select! {
+        r = pg.wait_ready(opts.ready_timeout) => Some(r),
+        _ = term.recv() => None,
+        _ = int.recv() => None,
+    };
+    match ready {
+        Some(r) => r?,
+        None => {
+            pg.stop();
+            return Ok(());
+        }
+    }
     if opts.json {
         println!("{}", serde_json::to_string(&pg.report)?);
     } else {
         println!("{}", pg.table());
         println!("(ready in {:.1} s)", t.elapsed().as_secs_f64());
     }
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
     tokio::select! {
         _ = term.recv() => {}
         _ = int.recv() => {}
