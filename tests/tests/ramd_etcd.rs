@@ -125,6 +125,8 @@ async fn ramd_on_etcd() -> anyhow::Result<()> {
         return Ok(());
     }
     let _serial = serial().await;
+    // Build (or find) ramd first, so that the bootstrap figure is the cluster's alone.
+    rale_e2e::ramd_cluster::ramd_binary()?;
     let t = Instant::now();
     let mut c = RamdCluster::start_opts(ClusterOptions {
         bootstrap_toml: Some(BOOTSTRAP.into()),
