@@ -22,6 +22,25 @@ pub enum Error {
     /// A consensus operation failed.
     #[error("consensus: {0}")]
     Consensus(String),
+    /// The consensus store refused this node's credentials or certificates.
+    #[error("consensus store at {endpoints} refused access: {cause}")]
+    AccessDenied {
+        /// The store's endpoints.
+        endpoints: String,
+        /// The store's own reason.
+        cause: String,
+    },
+    /// The consensus store holds another cluster (another name, another database
+    /// system identifier) where this node expects its own.
+    #[error("cluster identity mismatch at {location}: this node expects {expected}, found {found}")]
+    IdentityMismatch {
+        /// Where the other identity was found.
+        location: String,
+        /// What this node is configured for.
+        expected: String,
+        /// What the store holds.
+        found: String,
+    },
     /// A membership change was refused.
     #[error("membership change refused: {0}")]
     Membership(String),

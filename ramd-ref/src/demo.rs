@@ -42,7 +42,35 @@ pub struct DemoOptions {
     /// Serve every agent's API and Raft RPCs over HTTPS with a CA generated for the
     /// playground (`tls/ca.crt`, trusted by the agents through `api.tls_ca`).
     pub tls: bool,
+    /// Where the agents keep the cluster state: the embedded Raft, or a local
+    /// three-member etcd started beside them (`<dir>/etcd/`, stopped with them).
+    pub consensus: DemoConsensus,
 }
+
+/// The consensus backend of a playground (`ramctrl demo --consensus raft|etcd`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DemoConsensus {
+    /// The agents' embedded Raft.
+    #[default]
+    Raft,
+    /// A local three-member etcd on loopback (`etcd` must be installed).
+    Etcd,
+}
+
+impl std::str::FromStr for DemoConsensus {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "raft" => Ok(Self::Raft),
+            "etcd" => Ok(Self::Etcd),
+            other => Err(format!("unknown consensus {other:?}: raft or etcd")),
+        }
+    }
+}
+
+/// etcd members a playground with `--consensus etcd` starts.
+pub const DEMO_ETCD_MEMBERS: usize = 3;
 
 impl Default for DemoOptions {
     fn default() -> Self {
@@ -56,6 +84,7 @@ impl Default for DemoOptions {
             ready_timeout: Duration::from_secs(120),
             ramd_bin: None,
             tls: false,
+            consensus: DemoConsensus::Raft,
         }
     }
 }
@@ -102,11 +131,18 @@ pub struct DemoReport {
     /// The CA certificate to trust (`ramctrl --ca-cert`) when the playground runs TLS.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ca_cert: Option<PathBuf>,
+    /// `raft` or `etcd`.
+    pub consensus: DemoConsensus,
+    /// With `--consensus etcd`: the client URLs of the local etcd members.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub etcd_endpoints: Vec<String>,
 }
 
 /// A running playground. Dropping it stops every agent it started (and their PostgreSQL).
 pub struct Playground {
     agents: Agents,
+    /// With `--consensus etcd`: the local etcd members (stopped after the agents).
+    etcd: Option<rale::testing::etcd_server::EtcdServers>,
     /// What it runs.
     pub report: DemoReport,
     dir: PathBuf,
@@ -176,6 +212,19 @@ impl Playground {
             None
         };
         let scheme = if tls.is_some() { "https" } else { "http" };
+        let (etcd, node_toml) = match opts.consensus {
+            DemoConsensus::Raft => (None, opts.node_toml.clone()),
+            DemoConsensus::Etcd => {
+                let etcd = start_etcd(&dir.join("etcd"))?;
+                let consensus = etcd_toml(&etcd.endpoints());
+                let node_toml = match &opts.node_toml {
+                    Some(extra) => format!("{consensus}\n{extra}"),
+                    None => consensus,
+                };
+                (Some(etcd), Some(node_toml))
+            }
+        };
+        let etcd_endpoints = etcd.as_ref().map(|e| e.endpoints()).unwrap_or_default();
         let spec = ClusterSpec {
             dir: dir.clone(),
             generated_by: "`ramctrl demo`".into(),
@@ -185,7 +234,7 @@ impl Playground {
             replication_password: repl_password,
             tls,
             bootstrap_toml: opts.bootstrap_toml.clone().unwrap_or_default(),
-            node_toml: opts.node_toml.clone(),
+            node_toml,
             nodes: loopback_nodes(opts.nodes, scheme)?,
         };
         let ramd = match &opts.ramd_bin {
@@ -211,6 +260,7 @@ impl Playground {
             .collect();
         Ok(Self {
             agents,
+            etcd,
             report: DemoReport {
                 nodes,
                 auth: DemoAuth {
@@ -219,6 +269,8 @@ impl Playground {
                 },
                 dir: dir.clone(),
                 ca_cert: spec.tls.map(|t| t.ca_cert),
+                consensus: opts.consensus,
+                etcd_endpoints,
             },
             dir,
             keep: opts.keep,
@@ -244,6 +296,11 @@ impl Playground {
             n.pid = pid;
         }
         Ok(pid)
+    }
+
+    /// The local etcd of a `--consensus etcd` playground: to stop and start its members.
+    pub fn etcd(&mut self) -> Option<&mut rale::testing::etcd_server::EtcdServers> {
+        self.etcd.as_mut()
     }
 
     /// Waits until one node is primary and accepts a write and every other node streams.
@@ -316,6 +373,13 @@ impl Playground {
             .iter()
             .map(|n| n.api_url.as_str())
             .collect();
+        if !self.report.etcd_endpoints.is_empty() {
+            let _ = writeln!(
+                out,
+                "\nConsensus: etcd at {} (prefix /rale/demo/; stopped with the playground)",
+                self.report.etcd_endpoints.join(",")
+            );
+        }
         let _ = writeln!(
             out,
             "\nAPI credentials: user {} password {}",
@@ -367,6 +431,9 @@ impl Playground {
                 let _ = kill(Pid::from_raw(pid), Signal::SIGQUIT);
             }
         }
+        // etcd last: the agents needed it to stop cleanly. Dropping kills every member
+        // by its PID.
+        self.etcd = None;
         if self.keep {
             if let Some(t) = self._tmp.take() {
                 let _ = t.keep();
@@ -385,6 +452,28 @@ impl Drop for Playground {
     }
 }
 
+/// Starts the playground's etcd members under `dir` and waits until they are healthy.
+fn start_etcd(dir: &std::path::Path) -> Result<rale::testing::etcd_server::EtcdServers> {
+    use rale::testing::etcd_server::EtcdServers;
+    let binary = EtcdServers::find_binary().context(
+        "--consensus etcd needs the etcd binary (Debian: apt-get install etcd-server; or set RALE_ETCD)",
+    )?;
+    let etcd = EtcdServers::start(&binary, dir, DEMO_ETCD_MEMBERS)
+        .with_context(|| format!("starting etcd in {}", dir.display()))?;
+    etcd.wait_healthy(Duration::from_secs(60))
+        .with_context(|| format!("waiting for etcd (logs in {})", dir.display()))?;
+    Ok(etcd)
+}
+
+/// The `[consensus]` section of every node of an etcd playground.
+pub fn etcd_toml(endpoints: &[String]) -> String {
+    let list: Vec<String> = endpoints.iter().map(|e| format!("\"{e}\"")).collect();
+    format!(
+        "[consensus]\nbackend = \"etcd\"\ncluster = \"demo\"\nendpoints = [{}]\n",
+        list.join(", ")
+    )
+}
+
 /// Runs the playground in the foreground until Ctrl-C or SIGTERM.
 pub async fn run(opts: DemoOptions) -> Result<()> {
     let mut pg = Playground::start(&opts)?;
@@ -395,16 +484,29 @@ pub async fn run(opts: DemoOptions) -> Result<()> {
             pg.report.dir.display()
         );
     }
+    // Signals first: a SIGTERM or Ctrl-C while the cluster starts, or right after it is
+    // reported ready, still stops every process the playground started.
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
     let t = Instant::now();
-    pg.wait_ready(opts.ready_timeout).await?;
+    let ready = tokio::select! {
+        r = pg.wait_ready(opts.ready_timeout) => Some(r),
+        _ = term.recv() => None,
+        _ = int.recv() => None,
+    };
+    match ready {
+        Some(r) => r?,
+        None => {
+            pg.stop();
+            return Ok(());
+        }
+    }
     if opts.json {
         println!("{}", serde_json::to_string(&pg.report)?);
     } else {
         println!("{}", pg.table());
         println!("(ready in {:.1} s)", t.elapsed().as_secs_f64());
     }
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
     tokio::select! {
         _ = term.recv() => {}
         _ = int.recv() => {}

@@ -27,7 +27,7 @@ use anyhow::{Context, bail, ensure};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use ramd_ref::api::types::{ClusterStatus, HistoryEntryView, NodeStatus, PatroniCluster};
-use ramd_ref::demo::{DemoNode, DemoOptions, Playground};
+use ramd_ref::demo::{DemoConsensus, DemoNode, DemoOptions, Playground};
 use tokio_postgres::NoTls;
 
 /// The table every helper writes to and reads from.
@@ -109,6 +109,9 @@ pub struct ClusterOptions {
     pub node_toml: Option<String>,
     /// HTTPS for the API and Raft RPCs (see [`RamdCluster::start_tls`]).
     pub tls: bool,
+    /// The consensus backend: the embedded Raft (default) or a local three-member etcd
+    /// started beside the agents ([`RamdCluster::etcd`]).
+    pub consensus: DemoConsensus,
 }
 
 impl ClusterOptions {
@@ -204,6 +207,7 @@ impl RamdCluster {
             ready_timeout: READY_TIMEOUT,
             ramd_bin: Some(ramd),
             tls,
+            consensus: o.consensus,
             ..DemoOptions::default()
         };
         let mut cluster = Self {
@@ -263,6 +267,14 @@ impl RamdCluster {
 
     fn pg(&self) -> anyhow::Result<&Playground> {
         self.playground.as_ref().context("the cluster is stopped")
+    }
+
+    /// The local etcd of a cluster started with [`DemoConsensus::Etcd`]: to stop and
+    /// start its members.
+    pub fn etcd(&mut self) -> anyhow::Result<&mut rale::testing::etcd_server::EtcdServers> {
+        self.pg_mut()?
+            .etcd()
+            .context("this cluster runs the embedded Raft, not etcd")
     }
 
     fn pg_mut(&mut self) -> anyhow::Result<&mut Playground> {

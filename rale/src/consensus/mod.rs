@@ -1,7 +1,8 @@
 //! The `Consensus` seam: a linearizable, replicated [`ClusterState`].
 //!
 //! Implementations: [`MemConsensus`] (in-process, for tests and examples) and the
-//! openraft-backed implementation in `raft` (feature `raft`) for real agents.
+//! openraft-backed implementation in `raft` (feature `raft`) for real agents, and the
+//! etcd v3 implementation in `etcd` (feature `etcd`) for sites that run etcd already.
 
 use std::sync::Arc;
 
@@ -15,6 +16,9 @@ use crate::types::NodeId;
 
 mod memory;
 pub use memory::MemConsensus;
+/// The etcd v3 implementation: [`etcd::EtcdConsensus`] (feature `etcd`).
+#[cfg(feature = "etcd")]
+pub mod etcd;
 /// The openraft-backed implementation for real agents: [`raft::RaftConsensus`]
 /// (feature `raft`).
 #[cfg(feature = "raft")]

@@ -214,6 +214,12 @@ impl LocalPostgres {
         }
     }
 
+    /// The database system identifier of the data directory (from `global/pg_control`),
+    /// `None` while it is not initialised.
+    pub fn system_id(&self) -> Option<u64> {
+        self.data.system_id()
+    }
+
     /// Whether a postmaster runs for the data directory.
     pub fn is_running(&self) -> bool {
         self.data.running_pid().is_some()

@@ -9,8 +9,10 @@
 //!   promote, rewind, clear refusals).
 //!
 //! The crate runs them in CI against [`crate::MemConsensus`], the openraft implementation
-//! (three members on loopback), [`crate::pg::memory::MemPostgres`] and `LocalPostgres` on
-//! real PostgreSQL.
+//! (three members on loopback), the etcd implementation (on a real three-member etcd
+//! started by [`etcd_server::EtcdServers`]), [`crate::pg::memory::MemPostgres`] and
+//! `LocalPostgres` on real PostgreSQL.
 
 pub mod consensus;
+pub mod etcd_server;
 pub mod postgres;

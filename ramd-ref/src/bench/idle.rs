@@ -67,8 +67,41 @@ pub(crate) async fn run(opts: &BenchOptions, rows: &mut Rows) -> Result<()> {
             max_rss[i] as f64 / 1024.0
         );
     }
+    // etcd's own members, shown apart from the agents.
+    let mut pg = pg;
+    if let Some(etcd) = pg.etcd() {
+        for m in &etcd.members {
+            let Some(p) = m.pid() else { continue };
+            let ticks = cpu_ticks(p)?;
+            let rss = rss_kb(p)? as f64 / 1024.0;
+            // Average over its whole life: it ran from before the agents started.
+            let life = etcd_age_secs(p).unwrap_or(secs).max(1.0);
+            let cpu_pct = ticks as f64 / USER_HZ / life * 100.0;
+            rows.push("idle: etcd member RSS", "MB", rss);
+            rows.push("idle: etcd member CPU (lifetime)", "%", cpu_pct);
+            eprintln!(
+                "[ramd-bench]   {}: RSS {rss:.1} MB, CPU {cpu_pct:.2} %",
+                m.name
+            );
+        }
+    }
     drop(pg);
     Ok(())
+}
+
+/// Seconds since process `pid` started (`/proc/PID/stat` field 22, in clock ticks since
+/// boot, against `/proc/uptime`).
+fn etcd_age_secs(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let start_ticks: f64 = rest.split_whitespace().nth(19)?.parse().ok()?;
+    let uptime: f64 = std::fs::read_to_string("/proc/uptime")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
+    Some(uptime - start_ticks / USER_HZ)
 }
 
 #[cfg(test)]

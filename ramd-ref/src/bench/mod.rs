@@ -145,6 +145,9 @@ pub struct BenchOptions {
     pub soak_duration: Duration,
     /// Timing knobs of every playground (its `[bootstrap]` section).
     pub profile: Profile,
+    /// The playgrounds' consensus: the embedded Raft or a local three-member etcd
+    /// (rows prefixed `etcd: `; the idle scenario then also measures etcd's members).
+    pub consensus: crate::demo::DemoConsensus,
 }
 
 impl Default for BenchOptions {
@@ -160,6 +163,7 @@ impl Default for BenchOptions {
             pgbench: PgbenchOptions::default(),
             soak_duration: Duration::from_secs(600),
             profile: Profile::Default,
+            consensus: crate::demo::DemoConsensus::Raft,
         }
     }
 }
@@ -233,6 +237,7 @@ pub(crate) async fn start_cluster(opts: &BenchOptions) -> Result<(Playground, Du
         nodes: opts.nodes,
         ready_timeout: opts.ready_timeout,
         bootstrap_toml: opts.profile.bootstrap_toml().map(str::to_owned),
+        consensus: opts.consensus,
         ..Default::default()
     };
     let t = std::time::Instant::now();
@@ -246,7 +251,14 @@ pub(crate) async fn start_cluster(opts: &BenchOptions) -> Result<(Playground, Du
 pub async fn run(opts: &BenchOptions) -> Result<Vec<Row>> {
     anyhow::ensure!(opts.runs >= 1, "--runs must be at least 1");
     let mut rows = Rows {
-        prefix: opts.profile.row_prefix().to_owned(),
+        prefix: format!(
+            "{}{}",
+            match opts.consensus {
+                crate::demo::DemoConsensus::Raft => "",
+                crate::demo::DemoConsensus::Etcd => "etcd: ",
+            },
+            opts.profile.row_prefix()
+        ),
         ..Default::default()
     };
     for &sc in &opts.scenarios {

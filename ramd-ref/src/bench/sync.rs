@@ -35,6 +35,7 @@ async fn start_with(opts: &BenchOptions, extra: &str) -> Result<Playground> {
         nodes: opts.nodes,
         ready_timeout: opts.ready_timeout,
         bootstrap_toml: Some(bootstrap),
+        consensus: opts.consensus,
         ..Default::default()
     };
     let mut pg = Playground::start(&demo)?;

@@ -64,6 +64,10 @@ struct Args {
     /// loop 50 ms, member TTL 2 s; see docs/timings.md). Fast rows are prefixed `fast:`.
     #[arg(long, default_value = "default")]
     profile: Profile,
+    /// Consensus of the playgrounds: raft (embedded) or etcd (a local three-member etcd;
+    /// rows prefixed `etcd: `).
+    #[arg(long, default_value = "raft")]
+    consensus: ramd_ref::demo::DemoConsensus,
     /// The pgbench binary.
     #[arg(long, default_value = "/usr/lib/postgresql/15/bin/pgbench")]
     pgbench: PathBuf,
@@ -87,6 +91,7 @@ async fn main() -> Result<()> {
         },
         soak_duration: Duration::from_secs(args.soak_secs.clamp(1, 24 * 3600)),
         profile: args.profile,
+        consensus: args.consensus,
         ..Default::default()
     };
     let rows = run(&opts).await?;

@@ -65,6 +65,15 @@ fn main() -> Result<()> {
             Ok(p) => {
                 println!("{}: configuration is valid", config.display());
                 println!("  {}", p.pg_summary);
+                match &p.etcd {
+                    Some(e) => println!(
+                        "  consensus: etcd at {} under {} (cluster {:?}); not contacted by --check",
+                        e.endpoints_text(),
+                        e.prefix,
+                        e.cluster
+                    ),
+                    None => println!("  consensus: embedded Raft, {} peers", p.raft.peers.len()),
+                }
                 return Ok(());
             }
             Err(e) => permanent(&format!("{}: {e:#}", config.display())),

@@ -135,6 +135,10 @@ pub enum Cmd {
         /// Serve the agents over HTTPS with a CA generated for the playground.
         #[arg(long)]
         tls: bool,
+        /// Consensus backend: `raft` (embedded, default) or `etcd` (a local
+        /// three-member etcd started beside the nodes and stopped with them).
+        #[arg(long, default_value = "raft")]
+        consensus: ramd_ref::demo::DemoConsensus,
     },
     /// Restart a member's PostgreSQL, or with --all every member (replicas first).
     Restart {
@@ -282,12 +286,14 @@ pub async fn run(cmd: Cmd, ctx: &Ctx) -> Result<(), CliError> {
             dir,
             keep,
             tls,
+            consensus,
         } => {
             let opts = ramd_ref::demo::DemoOptions {
                 nodes,
                 dir,
                 keep,
                 tls,
+                consensus,
                 json: ctx.json,
                 ..Default::default()
             };

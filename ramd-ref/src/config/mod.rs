@@ -255,10 +255,43 @@ impl From<&PeerConfig> for Peer {
     }
 }
 
-/// Consensus timings.
+/// Which store holds the cluster state.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Backend {
+    /// Embedded Raft between the agents (openraft; the default).
+    #[default]
+    Raft,
+    /// An external etcd v3 cluster (`endpoints`, `cluster`, `prefix`, `tls`, `user`).
+    Etcd,
+}
+
+/// Consensus: the backend, the embedded Raft's timings, the etcd connection.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ConsensusConfig {
+    /// `raft` (default) or `etcd`.
+    pub backend: Backend,
+    /// etcd: client URLs of the etcd members (`http://10.0.0.1:2379`, or `https://…`
+    /// with `[consensus.tls]`).
+    pub endpoints: Vec<String>,
+    /// etcd: the cluster's name; stored under the prefix by the first agent, and an
+    /// agent configured with another name is refused. Required with etcd.
+    pub cluster: Option<String>,
+    /// etcd: key prefix of this cluster (default `/rale/<cluster>/`).
+    pub prefix: Option<String>,
+    /// etcd: user name, when etcd has authentication on.
+    pub user: Option<String>,
+    /// etcd: password of `user` (prefer `password_file`). Never logged.
+    #[serde(skip_serializing)]
+    pub password: Option<String>,
+    /// etcd: file holding the password of `user` (first line).
+    pub password_file: Option<PathBuf>,
+    /// etcd: TLS files (`ca_file`, `cert_file`, `key_file`, `server_name`).
+    pub tls: Option<rale::consensus::etcd::EtcdTls>,
+    /// etcd: bound on each request (default 2 s).
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
     /// Leader heartbeat period.
     #[serde(with = "humantime_serde")]
     pub heartbeat_interval: Duration,
@@ -282,7 +315,87 @@ impl Default for ConsensusConfig {
             election_timeout_min: Duration::from_millis(200),
             election_timeout_max: Duration::from_millis(400),
             join: false,
+            backend: Backend::Raft,
+            endpoints: Vec::new(),
+            cluster: None,
+            prefix: None,
+            user: None,
+            password: None,
+            password_file: None,
+            tls: None,
+            request_timeout: Duration::from_secs(2),
         }
+    }
+}
+
+impl ConsensusConfig {
+    /// The rules between `backend` and the etcd settings: etcd needs `endpoints` and
+    /// `cluster`, and the etcd settings are refused with `raft` (a file that sets them
+    /// most likely meant etcd). The etcd settings themselves are checked by
+    /// [`ConsensusConfig::etcd_config`].
+    fn validate_backend(&self) -> Result<()> {
+        match self.backend {
+            Backend::Raft => {
+                let etcd_only = [
+                    ("endpoints", !self.endpoints.is_empty()),
+                    ("cluster", self.cluster.is_some()),
+                    ("prefix", self.prefix.is_some()),
+                    ("user", self.user.is_some()),
+                    ("password", self.password.is_some()),
+                    ("password_file", self.password_file.is_some()),
+                    ("tls", self.tls.is_some()),
+                ];
+                if let Some((name, _)) = etcd_only.iter().find(|(_, set)| *set) {
+                    bail!(
+                        "consensus.{name} is an etcd setting but consensus.backend is \"raft\" \
+                         (set backend = \"etcd\" to use etcd)"
+                    );
+                }
+            }
+            Backend::Etcd => {
+                if self.endpoints.is_empty() {
+                    bail!("consensus.backend = \"etcd\" needs consensus.endpoints");
+                }
+                if self.cluster.as_deref().is_none_or(|c| c.trim().is_empty()) {
+                    bail!(
+                        "consensus.backend = \"etcd\" needs consensus.cluster, the cluster's \
+                         name (every agent of the cluster sets the same)"
+                    );
+                }
+                if self.password.is_some() && self.password_file.is_some() {
+                    bail!("consensus.password and consensus.password_file: set one");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The etcd connection settings of this node (reads `password_file`), validated with
+    /// [`rale::consensus::etcd::EtcdConfig::validate`]: `ramd --check` and the daemon's
+    /// start call this same function.
+    pub fn etcd_config(&self, peers: Vec<Peer>) -> Result<rale::consensus::etcd::EtcdConfig> {
+        let cluster = self.cluster.clone().unwrap_or_default();
+        let mut c = rale::consensus::etcd::EtcdConfig::new(self.endpoints.clone(), cluster, peers);
+        if let Some(p) = &self.prefix {
+            c.prefix = p.clone();
+        }
+        c.user = self.user.clone();
+        c.password = match (&self.password, &self.password_file) {
+            (Some(p), _) => Some(p.clone()),
+            (None, Some(f)) => Some(
+                std::fs::read_to_string(f)
+                    .with_context(|| format!("consensus.password_file {}", f.display()))?
+                    .lines()
+                    .next()
+                    .unwrap_or_default()
+                    .to_string(),
+            ),
+            (None, None) => None,
+        };
+        c.tls = self.tls.clone();
+        c.request_timeout = self.request_timeout;
+        c.validate()?;
+        Ok(c)
     }
 }
 
@@ -321,6 +434,7 @@ impl NodeConfig {
         if self.consensus.heartbeat_interval * 2 > self.consensus.election_timeout_min {
             bail!("consensus.heartbeat_interval must be at most half of election_timeout_min");
         }
+        self.consensus.validate_backend()?;
         self.bootstrap
             .validate()
             .context("invalid [bootstrap] dynamic configuration")?;
@@ -400,5 +514,58 @@ mod tests {
             .map(|e| e.to_string())
             .unwrap_or_default();
         assert!(err.contains("node9"), "{err}");
+    }
+
+    /// The example file with its `[consensus]` table replaced by `section`.
+    fn with_consensus(section: &str) -> NodeConfig {
+        let base = include_str!("../../../docs/ramd.example.toml");
+        let start = base
+            .find("[consensus]")
+            .expect("the example has [consensus]");
+        let end = base[start + 1..]
+            .find("\n[")
+            .map(|i| start + 1 + i + 1)
+            .unwrap_or(base.len());
+        let text = format!("{}{section}\n{}", &base[..start], &base[end..]);
+        toml::from_str(&text).expect("parses")
+    }
+
+    #[test]
+    fn etcd_backend_is_checked() {
+        let err = |c: &NodeConfig| {
+            c.validate()
+                .err()
+                .map(|e| format!("{e:#}"))
+                .unwrap_or_default()
+        };
+        let ok = with_consensus(
+            "[consensus]\nbackend = \"etcd\"\ncluster = \"main\"\nendpoints = [\"http://127.0.0.1:2379\"]\n",
+        );
+        assert!(ok.validate().is_ok(), "{}", err(&ok));
+        let peers = ok.peers.iter().map(Peer::from).collect();
+        let etcd = ok
+            .consensus
+            .etcd_config(peers)
+            .expect("valid etcd settings");
+        assert_eq!(etcd.prefix, "/rale/main/");
+        let no_cluster = with_consensus(
+            "[consensus]\nbackend = \"etcd\"\nendpoints = [\"http://127.0.0.1:2379\"]\n",
+        );
+        assert!(err(&no_cluster).contains("consensus.cluster"));
+        let no_endpoints = with_consensus("[consensus]\nbackend = \"etcd\"\ncluster = \"x\"\n");
+        assert!(err(&no_endpoints).contains("consensus.endpoints"));
+        let raft_with_etcd = with_consensus("[consensus]\nendpoints = [\"http://h:2379\"]\n");
+        assert!(err(&raft_with_etcd).contains("etcd setting"));
+        let https_without_tls = with_consensus(
+            "[consensus]\nbackend = \"etcd\"\ncluster = \"x\"\nendpoints = [\"https://h:2379\"]\n",
+        );
+        let peers = https_without_tls.peers.iter().map(Peer::from).collect();
+        let e = https_without_tls
+            .consensus
+            .etcd_config(peers)
+            .err()
+            .map(|e| format!("{e:#}"))
+            .unwrap_or_default();
+        assert!(e.contains("[consensus.tls]"), "{e}");
     }
 }

@@ -1,4 +1,4 @@
-//! `ramd`: wires consensus (openraft), the local PostgreSQL, the HA loop and the REST API,
+//! `ramd`: wires consensus (the embedded openraft, or etcd with `[consensus] backend = "etcd"`), the local PostgreSQL, the HA loop and the REST API,
 //! and handles signals (SIGTERM/SIGINT: clean shutdown; SIGHUP: reload the file, see
 //! [`reload`]). Operator actions on the local PostgreSQL (`POST /restart`, …) are in
 //! [`actions`].
@@ -10,6 +10,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use rale::Consensus;
 use rale::consensus::Peer;
+use rale::consensus::etcd::{EtcdConfig, EtcdConsensus};
 use rale::consensus::raft::{RaftConfig, RaftConsensus};
 use rale::pg::local::{LocalPostgres, LocalPostgresConfig};
 use rale::state::{Command, Operation};
@@ -22,7 +23,7 @@ pub mod reload;
 
 use crate::api::{self, ApiState};
 use crate::backup::{BackupService, snapshot_members};
-use crate::config::{AuthConfig, NodeConfig};
+use crate::config::{AuthConfig, Backend, NodeConfig};
 use crate::ha::{FenceDeadline, wall_ms};
 use actions::DaemonActions;
 use reload::FileReload;
@@ -106,6 +107,9 @@ async fn seed_dynamic_config(consensus: &dyn Consensus, cfg: &NodeConfig) {
 pub struct Prepared {
     /// Consensus settings (validated: peers distinct by name, id and endpoint).
     pub raft: RaftConfig,
+    /// With `[consensus] backend = "etcd"`: the etcd connection (validated; the Raft
+    /// settings above are then unused).
+    pub etcd: Option<EtcdConfig>,
     /// The local PostgreSQL control (binaries found, OS user resolved).
     pub pg: LocalPostgres,
     /// What the permanent-failure checks found ([`LocalPostgres::check_permanent`]).
@@ -145,6 +149,14 @@ pub fn prepare(cfg: &NodeConfig) -> Result<Prepared> {
     raft.auth_token = cluster_token(cfg)?;
     raft.tls_ca = cfg.api.tls_ca.clone();
     raft.validate().context("[consensus] and [[peers]]")?;
+    let etcd = match cfg.consensus.backend {
+        Backend::Raft => None,
+        Backend::Etcd => Some(
+            cfg.consensus
+                .etcd_config(cfg.peers.iter().map(Peer::from).collect())
+                .context("[consensus]")?,
+        ),
+    };
     // TLS files are checked before anything starts: a bad file is a clear startup error.
     let tls = crate::tls::from_api_config(&cfg.api)?;
     let auth = cfg.api.auth()?;
@@ -162,8 +174,15 @@ pub fn prepare(cfg: &NodeConfig) -> Result<Prepared> {
     }
     let pg = LocalPostgres::new(pg_cfg).context("configuring PostgreSQL control")?;
     let pg_summary = pg.check_permanent().context("[postgresql]")?;
+    // With etcd, another cluster's state under the prefix is refused by its system
+    // identifier too (the embedded Raft's state lives in state_dir, beside the data).
+    let etcd = etcd.map(|mut e| {
+        e.system_id = pg.system_id();
+        e
+    });
     Ok(Prepared {
         raft,
+        etcd,
         pg,
         pg_summary,
         tls,
@@ -177,6 +196,7 @@ pub fn prepare(cfg: &NodeConfig) -> Result<Prepared> {
 pub async fn run(cfg: NodeConfig, config_path: PathBuf) -> Result<()> {
     let Prepared {
         raft: raft_cfg,
+        etcd: etcd_cfg,
         pg,
         pg_summary,
         tls,
@@ -189,10 +209,15 @@ pub async fn run(cfg: NodeConfig, config_path: PathBuf) -> Result<()> {
     let listener = tokio::net::TcpListener::bind(cfg.api.listen)
         .await
         .with_context(|| format!("binding the API to {}", cfg.api.listen))?;
-    let raft = RaftConsensus::start(raft_cfg)
-        .await
-        .context("starting consensus")?;
-    let consensus: Arc<dyn Consensus> = Arc::new(raft.clone());
+    let (raft, consensus): (Option<RaftConsensus>, Arc<dyn Consensus>) = match etcd_cfg {
+        None => {
+            let raft = RaftConsensus::start(raft_cfg)
+                .await
+                .context("starting consensus")?;
+            (Some(raft.clone()), Arc::new(raft))
+        }
+        Some(etcd_cfg) => (None, Arc::new(connect_etcd(etcd_cfg).await?)),
+    };
     let pg = Arc::new(pg);
 
     let id = cfg.identity();
@@ -239,7 +264,10 @@ pub async fn run(cfg: NodeConfig, config_path: PathBuf) -> Result<()> {
         workload_shutdown_rx,
     );
     api_state.workload = Some(workload_view);
-    let app = api::router(api_state).merge(rale::consensus::raft::router(raft.clone()));
+    let mut app = api::router(api_state);
+    if let Some(raft) = &raft {
+        app = app.merge(rale::consensus::raft::router(raft.clone()));
+    }
     let server = tokio::spawn(async move {
         if let Err(e) = crate::tls::serve(listener, app, tls).await {
             warn!(error = %e, "API server stopped");
@@ -275,7 +303,15 @@ pub async fn run(cfg: NodeConfig, config_path: PathBuf) -> Result<()> {
     let mut hup = signal(SignalKind::hangup()).context("installing SIGHUP handler")?;
     let mut fatal = None;
     let mut consensus_stopped = None;
-    let raft_stopped = raft.stopped();
+    // The embedded Raft core stopping for good ends the agent (etcd has no such core
+    // here: its client reconnects by itself).
+    let raft_for_watch = raft.clone();
+    let raft_stopped = async move {
+        match &raft_for_watch {
+            Some(r) => r.stopped().await,
+            None => std::future::pending().await,
+        }
+    };
     tokio::pin!(raft_stopped);
     loop {
         tokio::select! {
@@ -306,9 +342,13 @@ pub async fn run(cfg: NodeConfig, config_path: PathBuf) -> Result<()> {
              that the service manager starts the agent again, PostgreSQL left running");
         ha_task.abort();
         let _ = shutdown_tx.send(true);
+        let _ = workload_shutdown_tx.send(true);
         let _ = tokio::time::timeout(Duration::from_secs(5), fence_task).await;
-        let _ = raft.shutdown().await;
+        if let Some(raft) = &raft {
+            let _ = raft.shutdown().await;
+        }
         server.abort();
+        workload_task.abort();
         return Err(ConsensusStopped(why).into());
     }
     info!(node = %cfg.name, "shutting down");
@@ -327,7 +367,9 @@ pub async fn run(cfg: NodeConfig, config_path: PathBuf) -> Result<()> {
     {
         warn!("commit fence did not stop within 5 s");
     }
-    if let Err(e) = raft.shutdown().await {
+    if let Some(raft) = raft
+        && let Err(e) = raft.shutdown().await
+    {
         warn!(error = %e, "consensus shutdown");
     }
     server.abort();
@@ -348,6 +390,44 @@ pub struct ConsensusStopped(pub String);
 impl ConsensusStopped {
     /// `EX_IOERR` (sysexits.h): an input/output error; restarted by the systemd unit.
     pub const EXIT_CODE: i32 = 74;
+}
+
+/// Connects to etcd, retrying while it cannot be reached (one warning line per attempt
+/// that names the endpoints and the cause); refused credentials or certificates, another
+/// cluster under the prefix and invalid settings end the start with a
+/// [`PermanentFailure`] that names the endpoints and the cause.
+async fn connect_etcd(cfg: EtcdConfig) -> Result<EtcdConsensus> {
+    let mut attempt: u32 = 0;
+    loop {
+        attempt += 1;
+        match EtcdConsensus::connect(cfg.clone()).await {
+            Ok(c) => {
+                info!(
+                    endpoints = %cfg.endpoints_text(),
+                    prefix = %cfg.prefix,
+                    attempt,
+                    "consensus: connected to etcd"
+                );
+                return Ok(c);
+            }
+            Err(e @ (rale::Error::NoMajority(_) | rale::Error::Timeout { .. })) => {
+                warn!(
+                    endpoints = %cfg.endpoints_text(),
+                    attempt,
+                    error = %e,
+                    "consensus: etcd unreachable; retrying in 1 s"
+                );
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            Err(e) => {
+                return Err(PermanentFailure(format!(
+                    "consensus: etcd at {}: {e}",
+                    cfg.endpoints_text()
+                ))
+                .into());
+            }
+        }
+    }
 }
 
 /// A failure that restarting the agent cannot cure (a configuration the start refuses,
