@@ -10,12 +10,13 @@
 //! ```no_run
 //! # async fn demo() -> anyhow::Result<()> {
 //! use rale::PostgresControl;
+//! use rale::pg::SlotPlan;
 //! use rale_e2e::TempCluster;
 //!
 //! let cluster = TempCluster::new()?;
 //! let primary = cluster.add_node("n1")?;
 //! primary.pg().bootstrap(&Default::default()).await?;
-//! primary.pg().ensure_slots(&["n2".to_string()]).await?;
+//! primary.pg().ensure_slots(&SlotPlan::members_only(vec!["n2".to_string()])).await?;
 //! let replica = cluster.add_node("n2")?;
 //! replica.pg().clone_from(&primary.upstream()).await?;
 //! replica.pg().start(None).await?;
