@@ -138,20 +138,10 @@ pub(crate) fn validate_parameter_name(name: &str) -> Result<String> {
     }
 }
 
-/// Checks a physical replication slot name: 1–63 characters of `[a-z0-9_]`.
+/// Checks a replication slot name: 1–63 characters of `[a-z0-9_]`
+/// ([`crate::config::check_slot_name`], the one rule).
 pub(crate) fn validate_slot_name(name: &str) -> Result<()> {
-    let ok = !name.is_empty()
-        && name.len() <= IDENTIFIER_LEN_MAX
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
-    if ok {
-        Ok(())
-    } else {
-        Err(Error::InvalidConfig(format!(
-            "invalid replication slot name {name:?}: use 1-63 characters of [a-z0-9_]"
-        )))
-    }
+    crate::config::check_slot_name(name)
 }
 
 /// An SQL string literal (`standard_conforming_strings` is on since 9.1): `'` doubled.
