@@ -401,6 +401,34 @@ fn range_text(def: &ParamDef, text: &str) -> String {
     }
 }
 
+/// Quotes `value` for a configuration file: the inverse of [`unquote`]. The result is
+/// single-quoted, with `'` doubled and backslash and control characters escaped, so
+/// `unquote(&quote(v)) == Ok(v)` for every `v`, leading and trailing spaces included.
+///
+/// ```
+/// use rale_params::validate::{quote, unquote};
+/// assert_eq!(quote(" it's "), "' it''s '");
+/// assert_eq!(unquote(&quote("a\\b\n")).as_deref(), Ok("a\\b\n"));
+/// ```
+pub fn quote(value: &str) -> String {
+    let mut out = String::with_capacity(value.len() + 2);
+    out.push('\'');
+    for c in value.chars() {
+        match c {
+            '\'' => out.push_str("''"),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
+            other => out.push(other),
+        }
+    }
+    out.push('\'');
+    out
+}
+
 /// Undoes configuration-file syntax: trims whitespace, and unquotes a single-quoted value
 /// (`''` -> `'`, `\n`, `\t`, `\b`, `\f`, `\r`, octal `\ooo`, `\x` -> `x`).
 pub fn unquote(raw: &str) -> Result<String, String> {

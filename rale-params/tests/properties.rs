@@ -2,7 +2,7 @@
 //! parsers never panic on arbitrary text.
 
 use proptest::prelude::*;
-use rale_params::validate::validate_def;
+use rale_params::validate::{quote, unquote, validate_def};
 use rale_params::{PgMajor, Verdict, catalog, validate};
 
 fn version_and_param() -> impl Strategy<Value = (PgMajor, usize)> {
@@ -36,8 +36,9 @@ proptest! {
         let params: Vec<_> = catalog().params(version).collect();
         let def = params[i % params.len()];
         if let Verdict::Ok(a) = validate(version, &def.name, &text) {
-            // The normalized setting validates to the same value and setting.
-            let again = validate(version, &def.name, &a.setting);
+            // The normalized setting, written to a configuration file (quoted, as ramd
+            // writes it), validates to the same value and setting.
+            let again = validate(version, &def.name, &quote(&a.setting));
             let again = again.accepted().expect("normalized setting is valid");
             prop_assert_eq!(&again.value, &a.value);
             prop_assert_eq!(&again.setting, &a.setting);
@@ -47,5 +48,10 @@ proptest! {
                 prop_assert_eq!(&shown.accepted().expect("display form is valid").value, &a.value);
             }
         }
+    }
+
+    #[test]
+    fn quote_is_the_inverse_of_unquote(text in any::<String>()) {
+        prop_assert_eq!(unquote(&quote(&text)), Ok(text.clone()));
     }
 }
