@@ -369,6 +369,76 @@ impl ClusterState {
         }
     }
 
+    /// The newest timeline any member reports, or the released lease's final position
+    /// records: the lost primary's history is on it.
+    pub fn cluster_timeline(&self) -> Timeline {
+        let released = self
+            .lease
+            .as_ref()
+            .and_then(|l| l.final_position)
+            .map(|(tl, _)| tl)
+            .unwrap_or_default();
+        self.members
+            .values()
+            .map(|m| m.timeline)
+            .fold(released, Timeline::max)
+    }
+
+    /// The best-known WAL position of the lost primary: the furthest position published
+    /// by a member on the cluster's newest timeline (the old primary itself or a replica
+    /// that streamed from it), or recorded by a released lease. Positions on older
+    /// timelines are not on the lost primary's history and do not count: LSNs of
+    /// different timelines are not comparable.
+    pub fn last_primary_lsn(&self) -> Lsn {
+        let newest = self.cluster_timeline();
+        let released = self
+            .lease
+            .as_ref()
+            .and_then(|l| l.final_position)
+            .filter(|(tl, _)| *tl >= newest)
+            .map(|(_, lsn)| lsn)
+            .unwrap_or(Lsn::ZERO);
+        self.members
+            .values()
+            .filter(|m| m.timeline == newest)
+            .map(|m| m.lsn)
+            .fold(released, Lsn::max)
+    }
+
+    /// Why a failover acquisition by a member at `(timeline, lsn)` must be refused by the
+    /// lag rule on this state, if it must: asynchronous replication (no recorded
+    /// synchronous set restricts the candidates) with `maximum_lag_on_failover_bytes`
+    /// set, and the position is further behind the best-known position of the lost
+    /// primary than that.
+    fn failover_lag_refusal(
+        &self,
+        kind: HistoryKind,
+        timeline: Timeline,
+        lsn: Lsn,
+    ) -> Option<String> {
+        if kind != HistoryKind::Failover {
+            return None;
+        }
+        let sync_restricted =
+            self.config.synchronous.mode != rale_sync::SyncMode::Off && self.sync.quorum > 0;
+        if sync_restricted {
+            return None;
+        }
+        let max_lag = self.config.maximum_lag_on_failover_bytes?;
+        let newest = self.cluster_timeline();
+        if timeline < newest {
+            return Some(format!(
+                "the taker is on timeline {timeline}, behind the cluster's timeline {newest}"
+            ));
+        }
+        let lag = self.last_primary_lsn().bytes_after(lsn);
+        (lag > max_lag).then(|| {
+            format!(
+                "a member has since reported {lag} bytes of WAL beyond the taker's {lsn} (maximum_lag_on_failover is {max_lag})"
+            )
+        })
+    }
+
     fn member_position(&self, node: &NodeId) -> (Timeline, Lsn) {
         self.members
             .get(node)
@@ -476,6 +546,14 @@ impl ClusterState {
                     return reject(format!(
                         "lease epoch {current} was renewed since it was seen expiring"
                     ));
+                }
+                // A failover taker chose itself on the state it read; members may have
+                // reported further positions since (a standby that had been busy, say,
+                // cloning from the primary that was still committing). Apply the lag rule
+                // again on the state as it is now, so that no failover is applied against
+                // a report the cluster already holds.
+                if let Some(why) = self.failover_lag_refusal(*kind, *timeline, *lsn) {
+                    return reject(why);
                 }
                 let epoch = current.next();
                 self.lease = Some(Lease {
@@ -730,6 +808,54 @@ mod tests {
         assert_eq!(s.epoch(), Epoch(2));
         assert_eq!(s.history.len(), 2);
         assert_eq!(s.revision, 6);
+    }
+
+    #[test]
+    fn a_failover_behind_a_newer_report_is_refused_when_it_applies() {
+        let mut s = ClusterState::default();
+        s.config.maximum_lag_on_failover_bytes = Some(1 << 20);
+        let ahead = MemberStatus {
+            node: n("c"),
+            api_url: String::new(),
+            pg_host: "127.0.0.1".into(),
+            pg_port: 5432,
+            role: crate::types::Role::Replica,
+            running: true,
+            timeline: Timeline(1),
+            lsn: Lsn(3 << 20),
+            receive_lsn: None,
+            replay_lsn: None,
+            upstream: None,
+            streaming: false,
+            tags: crate::types::Tags::default(),
+            detached: None,
+            pending_restart: false,
+            server_version_num: 150000,
+            system_id: Some(1),
+            heartbeat: 1,
+        };
+        s.members.insert(n("c"), ahead);
+        let refused = s.apply(&acquire("b", 0));
+        assert!(
+            matches!(&refused, Outcome::Rejected(r) if r.contains("maximum_lag_on_failover")),
+            "{refused:?}"
+        );
+        assert_eq!(s.holder(), None);
+        // Within the bound, or not a failover, it applies.
+        s.config.maximum_lag_on_failover_bytes = Some(4 << 20);
+        assert!(s.apply(&acquire("b", 0)).is_applied());
+        s.config.maximum_lag_on_failover_bytes = Some(1 << 20);
+        let switchover = cmd(Operation::AcquireLease {
+            node: n("d"),
+            expected_epoch: Epoch(1),
+            expected_renewals: 0,
+            holder_clock: Millis(5),
+            timeline: Timeline(1),
+            lsn: Lsn(10),
+            kind: HistoryKind::Switchover,
+            reason: "test".into(),
+        });
+        assert!(s.apply(&switchover).is_applied());
     }
 
     #[test]

@@ -271,3 +271,18 @@ fn r14_wal_receiver_blips_do_not_postpone_a_rewind() {
         r#"{"seed":16265051554863436810,"faults":[{"at_ms":6497,"fault":{"fault":"partition","sides":[["n1","n3"],["n2"],[]],"client_side":0,"duration_ms":2984}},{"at_ms":3451,"fault":{"fault":"crash_node","target":{"replica":0},"down_ms":2331}},{"at_ms":5261,"fault":{"fault":"crash_node","target":"primary","down_ms":1601}}]}"#,
     );
 }
+
+/// R15 (fresh seed 112667643, 5,000 schedules, `async-fence`; I4): the primary's loop
+/// stalled while its fence kept committing; a standby cut off from it detached and chose
+/// itself on the state it read, while the third member — busy cloning from that primary,
+/// so silent for a while — reported a position 1.6 MB further just before the
+/// acquisition was applied. The lag rule was checked only by the proposer, on the state
+/// it had read. The state machine now applies it again to the state as it is when the
+/// acquisition applies, and refuses it.
+#[test]
+fn r15_failover_lag_is_checked_when_the_acquisition_applies() {
+    assert_ok(
+        Mode::AsyncFence,
+        r#"{"seed":11937418535483434466,"faults":[{"at_ms":4521,"fault":{"fault":"cut_link","a":{"replica":0},"b":"primary","duration_ms":4541}},{"at_ms":7591,"fault":{"fault":"stall_loop","target":"primary","stalled_ms":2210}},{"at_ms":3351,"fault":{"fault":"crash_node","target":"primary","down_ms":981}},{"at_ms":1621,"fault":{"fault":"crash_node","target":{"node":"n3"},"down_ms":1721}}]}"#,
+    );
+}

@@ -40,42 +40,15 @@ pub fn sync_restricted(state: &ClusterState) -> bool {
     state.config.synchronous.mode != SyncMode::Off && state.sync.quorum > 0
 }
 
-/// The newest timeline any member reports: the lost primary's history is on it.
+/// The newest timeline any member reports: the lost primary's history is on it
+/// ([`ClusterState::cluster_timeline`]).
 pub fn cluster_timeline(state: &ClusterState) -> Timeline {
-    let released = state
-        .lease
-        .as_ref()
-        .and_then(|l| l.final_position)
-        .map(|(tl, _)| tl)
-        .unwrap_or_default();
-    state
-        .members
-        .values()
-        .map(|m| m.timeline)
-        .fold(released, Timeline::max)
+    state.cluster_timeline()
 }
 
-/// The best-known WAL position of the lost primary: the furthest position published by
-/// a member on the cluster's newest timeline (the old primary itself or a replica that
-/// streamed from it). Positions on older timelines are not on the lost primary's history
-/// (a former primary that kept writing after it lost its lease, for instance) and do not
-/// count: LSNs of different timelines are not comparable.
+/// The best-known WAL position of the lost primary ([`ClusterState::last_primary_lsn`]).
 pub fn last_primary_lsn(state: &ClusterState) -> Lsn {
-    let newest = cluster_timeline(state);
-    // A primary that released its lease said where its server stopped.
-    let released = state
-        .lease
-        .as_ref()
-        .and_then(|l| l.final_position)
-        .filter(|(tl, _)| *tl >= newest)
-        .map(|(_, lsn)| lsn)
-        .unwrap_or(Lsn::ZERO);
-    state
-        .members
-        .values()
-        .filter(|m| m.timeline == newest)
-        .map(|m| m.lsn)
-        .fold(released, Lsn::max)
+    state.last_primary_lsn()
 }
 
 fn verdict(
