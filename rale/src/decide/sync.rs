@@ -63,6 +63,11 @@ pub(super) struct Expected {
     /// healthy when it was promoted. Counted as candidates (commits wait for them rather
     /// than go asynchronous) during the grace after promotion.
     pub reconnecting: BTreeSet<NodeId>,
+    /// Standbys that have streamed from this primary without a break for long enough
+    /// (see `Decider::settled_standbys`). A standby outside the recorded set becomes a
+    /// candidate only once settled (or expected to reconnect); one inside stays while
+    /// it streams or catches up.
+    pub settled: BTreeSet<NodeId>,
 }
 
 /// Why a member is (or is not) in a set, for log reasons: `a (streaming)`.
@@ -130,9 +135,12 @@ pub(super) fn next_step(
                 None if reconnecting => m.lsn,
                 None => Lsn::ZERO,
             };
-            let streaming = row
-                .is_some_and(|r| r.state == "streaming" || (recorded && r.state == "catchup"))
-                || reconnecting;
+            let trusted = recorded
+                || expected.settled.contains(&m.node)
+                || expected.reconnecting.contains(&m.node);
+            let streaming = row.is_some_and(|r| {
+                (r.state == "streaming" && trusted) || (recorded && r.state == "catchup")
+            }) || reconnecting;
             SyncCandidate {
                 name: m.node.as_str().to_string(),
                 streaming,
@@ -320,6 +328,21 @@ mod tests {
         enforced: &str,
         rows: Vec<ReplicaConnection>,
     ) -> Option<(Action, String)> {
+        // Every standby shown streaming has streamed long enough.
+        let settled = rows
+            .iter()
+            .filter(|r| r.state == "streaming")
+            .map(|r| node(&r.application_name))
+            .collect();
+        step_settled(recorded, enforced, rows, settled)
+    }
+
+    fn step_settled(
+        recorded: &[&str],
+        enforced: &str,
+        rows: Vec<ReplicaConnection>,
+        settled: BTreeSet<NodeId>,
+    ) -> Option<(Action, String)> {
         let mut state = ClusterState::default();
         state.config.synchronous.mode = SyncMode::Quorum;
         state.config.synchronous.node_count = 1;
@@ -343,9 +366,27 @@ mod tests {
             &state,
             &pg,
             &fresh,
-            &Expected::default(),
+            &Expected {
+                settled,
+                ..Expected::default()
+            },
             &mut None,
         )
+    }
+
+    /// Issue 22 (campaign v3b-7): a standby outside the recorded set that shows
+    /// `streaming` only for a moment (a WAL receiver that keeps reconnecting) is not
+    /// added; once it has streamed long enough, it is.
+    #[test]
+    fn a_standby_streaming_for_a_moment_is_not_added() {
+        let rows = vec![row("n2", "streaming", 5000), row("n3", "streaming", 5000)];
+        let only_n2: BTreeSet<NodeId> = [node("n2")].into();
+        assert_eq!(
+            step_settled(&["n2"], "ANY 1 (n2)", rows.clone(), only_n2),
+            None
+        );
+        let (_, reason) = step(&["n2"], rows).expect("settled: the set grows");
+        assert!(reason.contains("n3"), "{reason}");
     }
 
     /// Issue 14 item 8: a member of the recorded set that reconnected and is catching up

@@ -25,6 +25,7 @@ impl Decider {
         let deadline = self.lease_deadline.map(|(_, d)| d).unwrap_or(now);
         if obs.pg.running && obs.pg.reachable && obs.pg.role() == Role::Primary {
             self.last_primary_position = Some((obs.pg.timeline, obs.pg.wal_position()));
+            self.note_standbys_streaming(epoch, obs.pg, now);
         }
         self.detached = None;
         self.expired_since = None;
@@ -206,7 +207,10 @@ impl Decider {
                 Some((e, t)) if *e == epoch => Some(*t.get_or_insert(now)),
                 _ => None,
             };
-            let mut expected = crate::decide::sync::Expected::default();
+            let mut expected = crate::decide::sync::Expected {
+                settled: self.settled_standbys(epoch, now),
+                ..Default::default()
+            };
             if since.is_some_and(|t| now.since(t) < ms(self.config.member_ttl)) {
                 expected.reconnecting = state
                     .members
@@ -238,6 +242,44 @@ impl Decider {
             d.actions.push(a);
         }
         d
+    }
+
+    /// Records since when (our clock) each standby has streamed from this primary
+    /// without a break, as far as this loop saw; a standby seen not streaming starts
+    /// again.
+    fn note_standbys_streaming(&mut self, epoch: Epoch, pg: &PgStatus, now: Millis) {
+        if self.standbys_streaming.0 != epoch {
+            self.standbys_streaming = (epoch, BTreeMap::new());
+        }
+        let streaming: BTreeSet<NodeId> = pg
+            .replicas
+            .iter()
+            .filter(|r| r.state == "streaming")
+            .filter_map(|r| NodeId::new(&r.application_name.to_ascii_lowercase()).ok())
+            .collect();
+        let since = &mut self.standbys_streaming.1;
+        since.retain(|n, _| streaming.contains(n));
+        for n in streaming {
+            since.entry(n).or_insert(now);
+        }
+    }
+
+    /// The standbys that have streamed from this primary for at least two publishing
+    /// intervals: only these may join the recorded synchronous set. A standby whose WAL
+    /// receiver keeps reconnecting (its history diverged, say) shows `streaming` for a
+    /// moment now and then; recording it would make failover wait for a member that holds
+    /// nothing and may never be able to start again.
+    fn settled_standbys(&self, epoch: Epoch, now: Millis) -> BTreeSet<NodeId> {
+        if self.standbys_streaming.0 != epoch {
+            return BTreeSet::new();
+        }
+        let settle = ms(self.config.publish_interval).saturating_mul(2);
+        self.standbys_streaming
+            .1
+            .iter()
+            .filter(|(_, t)| now.since(**t) >= settle)
+            .map(|(n, _)| n.clone())
+            .collect()
     }
 
     pub(super) fn slots(&mut self, state: &ClusterState, now: Millis) -> Option<Action> {

@@ -96,6 +96,8 @@ pub struct Decider {
     stepped_down: Option<Epoch>,
     last_slots: Option<(Millis, SlotPlan)>,
     catch_up: Option<crate::decide::sync::CatchUp>,
+    /// As the primary of this epoch: since when each standby has streamed from us.
+    standbys_streaming: (Epoch, BTreeMap<NodeId, Millis>),
     last_action: BTreeMap<&'static str, Millis>,
     /// A base backup of the current decision rebuilds a diverged node (recorded in the
     /// history once it succeeded).
@@ -147,6 +149,7 @@ impl Decider {
             last_primary_position: None,
             last_slots: None,
             catch_up: None,
+            standbys_streaming: (Epoch::default(), BTreeMap::new()),
             last_action: BTreeMap::new(),
             rebuilding: false,
         }
