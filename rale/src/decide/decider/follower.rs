@@ -155,15 +155,22 @@ impl Decider {
         }
         self.streaming_since = None;
         let since = *self.not_streaming_since.get_or_insert(now);
-        if holder_ok && now.since(since) >= patience {
+        // Decided from the history once per fork: should the rewind have found nothing to
+        // do (the taker promoted further on than it recorded), the patience rule decides.
+        let fork = diverged_by_history(state, p, &holder).filter(|f| self.fork_rewound != Some(*f));
+        if holder_ok && (now.since(since) >= patience || fork.is_some()) {
             let (rebuild, how) = self.rebuild(&holder);
-            let mut d = Decision::none(
-                DecisionKind::Rejoin,
-                format!(
+            let why = match fork {
+                Some((tl, fork)) => format!(
+                    "not streaming from {holder}: this server's WAL on timeline {tl} goes to {}, past {fork} where the cluster's history left that timeline, so it has diverged; stopping, then {how}",
+                    p.wal_position()
+                ),
+                None => format!(
                     "not streaming from {holder} for {} ms although it runs: the timelines may have diverged; stopping, then {how}",
                     now.since(since)
                 ),
-            );
+            };
+            let mut d = Decision::none(DecisionKind::Rejoin, why);
             if self.once("rejoin", now, REBUILD_COOLDOWN_MS * 2) {
                 // A clean stop that failed last time is not tried again.
                 let fast_failed = obs.outcomes.iter().any(|o| {
@@ -181,6 +188,9 @@ impl Decider {
                 d.actions.push(pg(PgAction::Stop { mode }));
                 d.actions.push(pg(rebuild));
                 self.not_streaming_since = None;
+                if fork.is_some() {
+                    self.fork_rewound = fork;
+                }
             }
             return d;
         }
@@ -323,6 +333,35 @@ impl Decider {
     }
 }
 
+/// Whether this replica's WAL has certainly diverged from the holder's history, decided
+/// from the cluster's history at once rather than after `member_ttl` without streaming:
+/// the holder is on a newer timeline, a lease acquisition (failover or switchover)
+/// recorded that its taker left this server's timeline at some position, and this
+/// server's WAL goes past the lowest such position. Returns (timeline, fork position).
+///
+/// Sound in both directions that matter: a taker promotes at the end of the WAL it
+/// received, at or after the position it recorded, so WAL past the *lowest* recorded
+/// position may at worst be rewound needlessly (`pg_rewind` then finds nothing to do);
+/// WAL at or before it is a prefix of the new timeline and is left to stream.
+fn diverged_by_history(
+    state: &ClusterState,
+    p: &PgStatus,
+    holder: &NodeId,
+) -> Option<(crate::types::Timeline, crate::types::Lsn)> {
+    let holder_tl = state.members.get(holder)?.timeline;
+    if p.streaming || p.timeline >= holder_tl {
+        return None;
+    }
+    let fork = state
+        .history
+        .iter()
+        .filter(|e| matches!(e.kind, HistoryKind::Failover | HistoryKind::Switchover))
+        .filter(|e| e.timeline == p.timeline)
+        .map(|e| e.lsn)
+        .min()?;
+    (p.wal_position() > fork).then_some((p.timeline, fork))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -355,6 +394,72 @@ mod tests {
             system_id: Some(1),
             heartbeat: 1,
         }
+    }
+
+    /// Issue 20 (rejoin): a replica whose WAL goes past the position where the cluster's
+    /// history says the primary's timeline forked from its own is rewound at once, not
+    /// after `member_ttl` without streaming; one whose WAL stops before it waits to
+    /// stream.
+    #[test]
+    fn a_replica_past_the_recorded_fork_is_rewound_at_once() {
+        let me = NodeIdentity {
+            node: node("n1"),
+            api_url: "http://n1:8008".into(),
+            pg_host: "n1".into(),
+            pg_port: 5432,
+            tags: Default::default(),
+        };
+        let mut state = ClusterState::default();
+        state.members.insert(node("n3"), primary("n3"));
+        state.history.push_back(crate::state::HistoryEntry {
+            seq: 1,
+            ts_unix_ms: 0,
+            kind: HistoryKind::Failover,
+            node: Some(node("n3")),
+            epoch: crate::types::Epoch(3),
+            timeline: Timeline(2),
+            lsn: Lsn(4000),
+            actor: "ha:n3".into(),
+            reason: String::new(),
+        });
+        let standby = |lsn: u64| {
+            let mut pg = PgStatus::stopped(DataDirState::Initialized { system_id: 1 });
+            pg.running = true;
+            pg.reachable = true;
+            pg.in_recovery = true;
+            pg.timeline = Timeline(2);
+            pg.replay_lsn = Some(Lsn(lsn));
+            pg.upstream = Some(node("n3"));
+            pg
+        };
+        let decide = |lsn: u64| {
+            let mut d = Decider::new(me.clone(), Millis(0));
+            let pg = standby(lsn);
+            let obs = Observation {
+                now: Millis(10_000),
+                wall_ms: 0,
+                pg: &pg,
+                cluster: Some(&state),
+                outcomes: &[],
+                parameters: None,
+            };
+            d.follower_steps(&state, &obs, node("n3"))
+        };
+        let past = decide(5000);
+        assert_eq!(past.kind, DecisionKind::Rejoin, "{past:?}");
+        assert!(past.reason.contains("diverged"), "{}", past.reason);
+        assert!(
+            past.actions.iter().any(|a| matches!(
+                a,
+                Action::Pg {
+                    action: PgAction::Rewind { .. }
+                }
+            )),
+            "{past:?}"
+        );
+        let before = decide(3000);
+        assert_eq!(before.kind, DecisionKind::Follow, "{before:?}");
+        assert!(before.actions.is_empty(), "{before:?}");
     }
 
     /// A replica whose data directory cannot start as a standby of the primary (here:

@@ -77,6 +77,9 @@ pub struct Decider {
     not_streaming_since: Option<Millis>,
     /// Since when the replica has been streaming without a break (see `follower`).
     streaming_since: Option<Millis>,
+    /// The (timeline, fork position) for which the cluster's history already made this
+    /// node rewind (see `follower::diverged_by_history`).
+    fork_rewound: Option<(crate::types::Timeline, crate::types::Lsn)>,
     /// Failed starts as a replica in a row (reset by a running server): a data
     /// directory that cannot start as a standby of the primary (e.g. it holds WAL of a
     /// timeline the primary's history does not contain, after a rewind that could not
@@ -142,6 +145,7 @@ impl Decider {
             crash_since: None,
             not_streaming_since: None,
             streaming_since: None,
+            fork_rewound: None,
             replica_start_failures: 0,
             switchover_stop: None,
             stepped_down: None,
