@@ -66,6 +66,10 @@ pub enum Scenario {
     /// Node loss, failover, then the old node's agent starts again: start → the old node
     /// streams from the new primary (by `pg_rewind` or a fresh clone).
     Rejoin,
+    /// As `Rejoin`, with the primary's WAL senders stopped (`SIGSTOP`) for 300 ms of
+    /// bulk writes before the node dies: its WAL has diverged for certain, so the old
+    /// node comes back by `pg_rewind` (or a clone).
+    RejoinDiverged,
     /// `POST /reinitialize` of a replica → it streams again (full `pg_basebackup`).
     Reclone,
     /// `pgbench` at full load for `--soak-secs`: role changes (must be 0), the longest
@@ -81,7 +85,7 @@ pub enum Scenario {
 
 impl Scenario {
     /// Every scenario, in the order they run.
-    pub const ALL: [Scenario; 13] = [
+    pub const ALL: [Scenario; 14] = [
         Scenario::NodeLoss,
         Scenario::PostmasterCrash,
         Scenario::Switchover,
@@ -91,6 +95,7 @@ impl Scenario {
         Scenario::Pgbench,
         Scenario::AgentRestart,
         Scenario::Rejoin,
+        Scenario::RejoinDiverged,
         Scenario::Reclone,
         Scenario::Soak,
         Scenario::SyncWindow,
@@ -111,12 +116,13 @@ impl FromStr for Scenario {
             "pgbench" => Scenario::Pgbench,
             "agent-restart" => Scenario::AgentRestart,
             "rejoin" => Scenario::Rejoin,
+            "rejoin-diverged" => Scenario::RejoinDiverged,
             "reclone" => Scenario::Reclone,
             "soak" => Scenario::Soak,
             "sync-window" => Scenario::SyncWindow,
             "sync-reentry" => Scenario::SyncReentry,
             other => anyhow::bail!(
-                "unknown scenario {other:?} (node-loss, postmaster-crash, switchover, bootstrap, health, idle, pgbench, agent-restart, rejoin, reclone, soak, sync-window, sync-reentry)"
+                "unknown scenario {other:?} (node-loss, postmaster-crash, switchover, bootstrap, health, idle, pgbench, agent-restart, rejoin, rejoin-diverged, reclone, soak, sync-window, sync-reentry)"
             ),
         })
     }
@@ -282,7 +288,8 @@ pub async fn run(opts: &BenchOptions) -> Result<Vec<Row>> {
                 Scenario::Idle => idle::run(opts, &mut rows).await,
                 Scenario::Pgbench => pgbench::run(opts, &mut rows).await,
                 Scenario::AgentRestart => restart::run(opts, &mut rows).await,
-                Scenario::Rejoin => rejoin::rejoin(opts, &mut rows).await,
+                Scenario::Rejoin => rejoin::rejoin(opts, &mut rows, false).await,
+                Scenario::RejoinDiverged => rejoin::rejoin(opts, &mut rows, true).await,
                 Scenario::Reclone => rejoin::reclone(opts, &mut rows).await,
                 Scenario::Soak => soak::run(opts, &mut rows).await,
                 Scenario::SyncWindow => sync::window(opts, &mut rows).await,

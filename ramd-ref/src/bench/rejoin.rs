@@ -16,23 +16,30 @@ use super::writer::Writer;
 use super::{BenchOptions, Rows, logs, start_cluster};
 use crate::demo::Playground;
 
-/// How the old primary came back, from its `ramd.log`.
+/// How the old primary came back, from its `ramd.log`: the rejoin decisions' reasons
+/// ("rewound from X: starting as a replica of Y"; "pg_rewind from X failed (…): taking a
+/// fresh base backup from Y"; "…, stopping, then a fresh base backup from Y" when
+/// `use_pg_rewind` is off). None of them: it simply followed.
 fn rejoin_path(log_text: &str, since: chrono::DateTime<chrono::Utc>) -> &'static str {
-    let Some(line) = log_text.lines().map(logs::strip_ansi).find(|l| {
-        l.contains("rejoined as a replica of")
-            && l.split_whitespace()
+    let lines: Vec<String> = log_text
+        .lines()
+        .map(logs::strip_ansi)
+        .filter(|l| {
+            l.split_whitespace()
                 .next()
                 .and_then(|ts| chrono::DateTime::parse_from_rfc3339(ts).ok())
                 .is_some_and(|at| at.with_timezone(&chrono::Utc) >= since)
-    }) else {
-        return "follow (no rewind needed)";
-    };
-    if line.contains("pg_rewind failed") {
+        })
+        .collect();
+    let any = |needle: &str| lines.iter().any(|l| l.contains(needle));
+    if any("pg_rewind from") && any("failed") && any("taking a fresh base backup") {
         "fresh clone (pg_rewind failed)"
-    } else if line.contains("by pg_rewind") {
+    } else if any("rewound from") {
         "pg_rewind"
-    } else {
+    } else if any("a fresh base backup from") {
         "fresh clone"
+    } else {
+        "follow (no rewind needed)"
     }
 }
 
@@ -117,7 +124,10 @@ fn children_of(parent: i32) -> Vec<i32> {
 /// Node loss (kill -9 of the primary's agent, postmaster and its children) while the
 /// primary writes in bulk, failover, then the old node's agent starts again: agent start → the old node
 /// streams from the new primary.
-pub(crate) async fn rejoin(opts: &BenchOptions, rows: &mut Rows) -> Result<()> {
+/// With `diverge`, no bulk writes: the primary's WAL senders are stopped for the last
+/// 300 ms before the kill, so that its WAL goes past what any standby received.
+pub(crate) async fn rejoin(opts: &BenchOptions, rows: &mut Rows, diverge: bool) -> Result<()> {
+    let name = if diverge { "rejoin-diverged" } else { "rejoin" };
     let (mut pg, _) = start_cluster(opts).await?;
     let p = primary_index(&pg)?;
     let node = pg.report.nodes[p].clone();
@@ -125,8 +135,50 @@ pub(crate) async fn rejoin(opts: &BenchOptions, rows: &mut Rows) -> Result<()> {
     let agent = i32::try_from(node.pid).context("agent PID out of range")?;
     let w = Writer::start(&dsns(&pg), opts.recovery_timeout + Duration::from_secs(30));
     warm_up(&w, p).await?;
-    let bulk = tokio::spawn(bulk_writes(node.dsn.clone()));
+    // Diverging by stopped WAL senders needs no bulk: the write loop's few records that
+    // nobody receives do it, and the standbys stay within maximum_lag_on_failover.
+    let bulk = (!diverge).then(|| tokio::spawn(bulk_writes(node.dsn.clone())));
     tokio::time::sleep(Duration::from_millis(1000)).await;
+    if diverge {
+        let senders: Vec<i32> = children_of(pm)
+            .into_iter()
+            .filter(|c| {
+                std::fs::read(format!("/proc/{c}/cmdline"))
+                    .is_ok_and(|b| String::from_utf8_lossy(&b).contains("walsender"))
+            })
+            .collect();
+        anyhow::ensure!(!senders.is_empty(), "the primary has no WAL sender to stop");
+        for c in &senders {
+            let _ = kill(Pid::from_raw(*c), Signal::SIGSTOP);
+        }
+        // WAL nobody receives, written without waiting for any acknowledgement (the
+        // write loop's commits wait for the stopped fence).
+        super::pgbench::sql_one(
+            &node.dsn,
+            "SELECT pg_logical_emit_message(false, 'ramd-bench', repeat('x', 4000))",
+        )
+        .await
+        .context("writing WAL past the standbys")?;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let flushed = super::pgbench::sql_one(&node.dsn, "SELECT pg_current_wal_flush_lsn()")
+            .await
+            .unwrap_or_default();
+        let mut received = Vec::new();
+        for (i, n) in pg.report.nodes.iter().enumerate() {
+            if i != p {
+                let sql = "SELECT pg_last_wal_receive_lsn()";
+                let r = super::pgbench::sql_one(&n.dsn, sql)
+                    .await
+                    .unwrap_or_default();
+                received.push(format!("{} {r}", n.name));
+            }
+        }
+        eprintln!(
+            "[ramd-bench]   {} WAL senders stopped; primary flushed to {flushed}, standbys received {}",
+            senders.len(),
+            received.join(", ")
+        );
+    }
     // The whole machine dies: the postmaster's children too (a backend in the middle of
     // a bulk insert or a walsender would otherwise go on for a moment).
     let children = children_of(pm);
@@ -138,7 +190,9 @@ pub(crate) async fn rejoin(opts: &BenchOptions, rows: &mut Rows) -> Result<()> {
     }
     let got = w.wait_ok_after(t0, opts.recovery_timeout, |n| n != p).await;
     w.stop().await;
-    bulk.abort();
+    if let Some(b) = bulk {
+        b.abort();
+    }
     let a = got.context("no other node accepted a write after the node loss")?;
     let new = a.node;
     // The killed agent is reaped, then started again as systemd would (RestartSec).
@@ -162,19 +216,22 @@ pub(crate) async fn rejoin(opts: &BenchOptions, rows: &mut Rows) -> Result<()> {
     pg.restart_agent(p)?;
     let at = wait_streams_from(&pg, p, new, opts.ready_timeout).await?;
     let s = (at - t1).as_secs_f64();
-    rows.push("rejoin: start→streaming", "s", s);
+    rows.push(&format!("{name}: start→streaming"), "s", s);
     let log = node
         .config
         .parent()
         .context("config has no directory")?
         .join("ramd.log");
-    if let Some(r) = logs::phase_s(&log, wall1, "rejoined as a replica of") {
-        rows.push("rejoin: start→rejoined (log)", "s", r);
+    if let Some(r) = logs::phase_s(&log, wall1, "kind=Rejoin") {
+        rows.push(&format!("{name}: start→rejoin decided (log)"), "s", r);
+    }
+    if let Some(r) = logs::phase_s(&log, wall1, "rewound from") {
+        rows.push(&format!("{name}: start→rewound (log)"), "s", r);
     }
     let text = std::fs::read_to_string(&log).unwrap_or_default();
     let path = rejoin_path(&text, wall1);
-    rows.push(&format!("rejoin by {path}"), "runs", 1.0);
-    rows.push(&format!("rejoin by {path}: start→streaming"), "s", s);
+    rows.push(&format!("{name} by {path}"), "runs", 1.0);
+    rows.push(&format!("{name} by {path}: start→streaming"), "s", s);
     eprintln!(
         "[ramd-bench]   {} back as a replica of {} after {s:.3} s, by {path}",
         node.name, pg.report.nodes[new].name
@@ -235,10 +292,14 @@ mod tests {
         let since = chrono::DateTime::parse_from_rfc3339("2026-11-22T03:00:00Z")
             .expect("valid")
             .with_timezone(&chrono::Utc);
-        let log = "2026-11-22T02:59:00.000000Z  INFO node1 rejoined as a replica of node2 by a fresh clone\n\
-                   2026-11-22T03:00:01.000000Z  INFO node1 rejoined as a replica of node2 by pg_rewind\n";
+        let log = "2026-11-22T02:59:00.000000Z  INFO decision kind=Rejoin reason=\"rewound from node2: starting as a replica of node2\"\n";
+        assert!(
+            rejoin_path(log, since).starts_with("follow"),
+            "before `since`"
+        );
+        let log = "2026-11-22T03:00:01.000000Z  INFO decision kind=Rejoin reason=\"rewound from node2: starting as a replica of node2\"\n";
         assert_eq!(rejoin_path(log, since), "pg_rewind");
-        let log = "2026-11-22T03:00:01.000000Z  INFO node1 rejoined as a replica of node2 by a fresh clone (pg_rewind failed)\n";
+        let log = "2026-11-22T03:00:01.000000Z  INFO decision kind=Rejoin reason=\"pg_rewind from node2 failed (boom): taking a fresh base backup from node2\"\n";
         assert_eq!(rejoin_path(log, since), "fresh clone (pg_rewind failed)");
         assert!(rejoin_path("", since).starts_with("follow"));
     }

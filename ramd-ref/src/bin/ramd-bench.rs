@@ -29,8 +29,8 @@ struct Args {
     #[arg(long)]
     json: Option<PathBuf>,
     /// Comma-separated scenarios: node-loss, postmaster-crash, switchover, bootstrap,
-    /// health, idle, pgbench, agent-restart, rejoin, reclone, soak (the last five are not
-    /// in the default list).
+    /// health, idle, pgbench, agent-restart, rejoin, rejoin-diverged, reclone, soak,
+    /// sync-window, sync-reentry (those after idle are not in the default list).
     #[arg(
         long,
         value_delimiter = ',',
