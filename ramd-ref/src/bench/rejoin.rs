@@ -43,10 +43,12 @@ fn rejoin_path(log_text: &str, since: chrono::DateTime<chrono::Utc>) -> &'static
     }
 }
 
-/// Whether the server at `dsn` streams from the server listening on `sender_port`.
-async fn streams_from(dsn: &str, sender_port: u16) -> bool {
+/// Whether the server at `dsn` streams from the server listening on `sender_port`, on
+/// the timeline `tli`. The timeline matters: a diverged standby's WAL receiver shows
+/// `streaming` for a moment whenever it reconnects, still on its old timeline.
+async fn streams_from(dsn: &str, sender_port: u16, tli: &str) -> bool {
     let sql = format!(
-        "SELECT count(*) FROM pg_stat_wal_receiver WHERE status = 'streaming' AND sender_port = {sender_port}"
+        "SELECT count(*) FROM pg_stat_wal_receiver WHERE status = 'streaming' AND sender_port = {sender_port} AND received_tli = {tli}"
     );
     matches!(super::pgbench::sql_one(dsn, &sql).await.as_deref(), Ok("1"))
 }
@@ -59,9 +61,15 @@ async fn wait_streams_from(
     timeout: Duration,
 ) -> Result<Instant> {
     let (dsn, port) = (&pg.report.nodes[i].dsn, pg.report.nodes[primary].pg_port);
+    // The primary's timeline: the first 8 hex digits of its current WAL file's name.
+    let tli_sql =
+        "SELECT ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int";
+    let tli = super::pgbench::sql_one(&pg.report.nodes[primary].dsn, tli_sql)
+        .await
+        .context("the primary's timeline")?;
     let deadline = Instant::now() + timeout;
     while Instant::now() < deadline {
-        if streams_from(dsn, port).await {
+        if streams_from(dsn, port, &tli).await {
             return Ok(Instant::now());
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -230,6 +238,24 @@ pub(crate) async fn rejoin(opts: &BenchOptions, rows: &mut Rows, diverge: bool) 
     }
     let text = std::fs::read_to_string(&log).unwrap_or_default();
     let path = rejoin_path(&text, wall1);
+    // The old node's decisions since its start, the reasons of how it came back.
+    for l in text
+        .lines()
+        .map(logs::strip_ansi)
+        .filter(|l| l.contains("kind=Rejoin") || l.contains("kind=Follow"))
+        .filter(|l| {
+            l.split_whitespace()
+                .next()
+                .and_then(|ts| chrono::DateTime::parse_from_rfc3339(ts).ok())
+                .is_some_and(|at| at.with_timezone(&chrono::Utc) >= wall1)
+        })
+        .take(6)
+    {
+        eprintln!(
+            "[ramd-bench]     {}",
+            l.chars().take(300).collect::<String>()
+        );
+    }
     rows.push(&format!("{name} by {path}"), "runs", 1.0);
     rows.push(&format!("{name} by {path}: start→streaming"), "s", s);
     eprintln!(
