@@ -211,6 +211,16 @@ impl DynamicConfig {
         p
     }
 
+    /// How often an agent publishes its status when nothing about it changed, not even
+    /// its WAL position: a third of `member_ttl`, and never more often than
+    /// `publish_interval` (1 s with the defaults). A status whose WAL position moved is
+    /// published every `publish_interval`; any other change at once. An idle cluster
+    /// then commits a third as many status entries, and a member still looks fresh to
+    /// the others after missing two publications.
+    pub fn idle_publish_interval(&self) -> Duration {
+        (self.member_ttl / 3).max(self.publish_interval)
+    }
+
     /// Lease length as observers measure it, in milliseconds.
     pub fn lease_ttl_ms(&self) -> u64 {
         ms(self.lease_ttl)

@@ -310,12 +310,12 @@ pub(crate) async fn remove(
         if age_ms < limit_ms {
             return refuse(format!("last status {age_ms} ms ago"));
         }
-        // So the stamp looks old: wait for two more publishing intervals and look again.
-        // A live agent publishes on every interval, and its stamp then changes whatever
-        // its clock says — a check that does not depend on any clock agreeing.
+        // So the stamp looks old: wait for two more (idle) publishing intervals and look
+        // again. A live agent publishes at least that often, and its stamp then changes
+        // whatever its clock says — a check that does not depend on any clock agreeing.
         let wait = cluster
             .config
-            .publish_interval
+            .idle_publish_interval()
             .saturating_mul(2)
             .saturating_add(std::time::Duration::from_millis(250))
             .min(std::time::Duration::from_secs(10));

@@ -272,8 +272,9 @@ impl Decider {
         }
     }
 
-    /// Publishes our status when something significant changed or the interval passed.
-    /// WAL positions alone do not trigger a publication (they would flood consensus).
+    /// Publishes our status when something significant changed (at once), when its WAL
+    /// positions moved (every `publish_interval`: every change would flood consensus),
+    /// and otherwise every `idle_publish_interval`, as a heartbeat.
     fn publish(&mut self, p: &PgStatus, now: Millis) -> Option<Action> {
         let mut status = self.member_status(p);
         let due = match &self.last_published {
@@ -281,13 +282,18 @@ impl Decider {
             Some((at, last)) => {
                 let mut a = last.clone();
                 let mut b = status.clone();
+                let moved =
+                    (a.lsn, a.receive_lsn, a.replay_lsn) != (b.lsn, b.receive_lsn, b.replay_lsn);
                 for s in [&mut a, &mut b] {
                     s.lsn = Default::default();
                     s.receive_lsn = None;
                     s.replay_lsn = None;
                     s.heartbeat = 0;
                 }
-                a != b || now.since(*at) >= ms(self.config.publish_interval)
+                let since = now.since(*at);
+                a != b
+                    || (moved && since >= ms(self.config.publish_interval))
+                    || since >= ms(self.config.idle_publish_interval())
             }
         };
         if !due {
