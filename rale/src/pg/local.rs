@@ -289,6 +289,8 @@ impl LocalPostgres {
     }
 
     async fn pg_ctl_start(&self) -> Result<()> {
+        // Exited servers of ours (a stopped or killed postmaster, its backends) go first.
+        super::datadir::reap_orphans();
         self.prepare_files()?;
         let log = self.data.file(SERVER_LOG);
         let timeout = self.timeout_secs();

@@ -42,6 +42,8 @@ mod timeline;
 #[cfg(feature = "local-pg")]
 pub use binaries::{MAJOR_VERSION_MIN, PgBinaries};
 #[cfg(feature = "local-pg")]
+pub use datadir::adopt_orphans;
+#[cfg(feature = "local-pg")]
 pub use local::{LocalPostgres, LocalPostgresConfig};
 #[cfg(feature = "local-pg")]
 pub use process::OsUser;

@@ -204,6 +204,11 @@ pub async fn run(cfg: NodeConfig, config_path: PathBuf) -> Result<()> {
         backup,
     } = prepare(&cfg).map_err(|e| PermanentFailure(format!("{e:#}")))?;
     info!(node = %cfg.name, "{pg_summary}");
+    // Orphaned PostgreSQL processes (a killed postmaster, its backends) become ours to
+    // reap, so a restart in place never waits for a slow PID 1 (`rale::pg::adopt_orphans`).
+    if !rale::pg::adopt_orphans() {
+        tracing::debug!("not a child subreaper: exited postmasters are left to PID 1");
+    }
     std::fs::create_dir_all(&cfg.state_dir)
         .with_context(|| format!("creating state_dir {}", cfg.state_dir.display()))?;
     let listener = tokio::net::TcpListener::bind(cfg.api.listen)
