@@ -123,18 +123,6 @@ impl Db {
             .await
     }
 
-    /// Encodes and writes `meta[key]` without waiting for the disk: the write becomes
-    /// durable with the next durable commit (the next log append), and a crash before
-    /// that loses it. For what may be lost, such as the committed log id (openraft then
-    /// re-applies from an older point and learns the commit index from the leader).
-    pub(crate) async fn put_meta_lazy<T: Serialize>(
-        &self,
-        key: &'static str,
-        value: &T,
-    ) -> io::Result<()> {
-        self.put_meta_with(key, value, redb::Durability::None).await
-    }
-
     async fn put_meta_with<T: Serialize>(
         &self,
         key: &'static str,

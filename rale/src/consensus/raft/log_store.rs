@@ -92,11 +92,12 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
-        // Saving the committed id is optional for openraft; it only lets a restarted node
-        // re-apply its log sooner. Not waiting for the disk here halves the fsyncs of an
-        // idle cluster (every renewal and status publication commits an entry).
+        // Written durably. A non-durable write here halved the fsyncs of an idle cluster,
+        // but the operator-API linearizability test failed once on it (seed
+        // 16011907279559425051: a pause acknowledged twice with no resume between) and the
+        // cause is not yet known, so it is back to durable until it is (issue 20).
         self.db
-            .put_meta_lazy(KEY_COMMITTED, &committed)
+            .put_meta(KEY_COMMITTED, &committed)
             .await
             .map_err(write_err)
     }
