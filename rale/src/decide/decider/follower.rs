@@ -373,6 +373,16 @@ mod tests {
         NodeId::new(n).expect("valid name")
     }
 
+    fn me() -> NodeIdentity {
+        NodeIdentity {
+            node: node("n1"),
+            api_url: "http://n1:8008".into(),
+            pg_host: "n1".into(),
+            pg_port: 5432,
+            tags: Default::default(),
+        }
+    }
+
     fn primary(n: &str) -> MemberStatus {
         MemberStatus {
             node: node(n),
@@ -402,13 +412,7 @@ mod tests {
     /// stream.
     #[test]
     fn a_replica_past_the_recorded_fork_is_rewound_at_once() {
-        let me = NodeIdentity {
-            node: node("n1"),
-            api_url: "http://n1:8008".into(),
-            pg_host: "n1".into(),
-            pg_port: 5432,
-            tags: Default::default(),
-        };
+        let me = me();
         let mut state = ClusterState::default();
         state.members.insert(node("n3"), primary("n3"));
         state.history.push_back(crate::state::HistoryEntry {
@@ -468,13 +472,7 @@ mod tests {
     /// being started for ever (found by the e2e kill rounds in strict quorum mode).
     #[test]
     fn a_replica_that_cannot_start_is_rebuilt() {
-        let me = NodeIdentity {
-            node: node("n1"),
-            api_url: "http://n1:8008".into(),
-            pg_host: "n1".into(),
-            pg_port: 5432,
-            tags: Default::default(),
-        };
+        let me = me();
         let mut d = Decider::new(me, Millis(0));
         let mut state = ClusterState::default();
         state.members.insert(node("n3"), primary("n3"));
