@@ -63,6 +63,10 @@ pub struct DynamicConfig {
     /// Slots RALE leaves alone, whatever else says (Patroni's `ignore_slots`): a slot is
     /// ignored when it matches every field one entry gives.
     pub ignore_slots: Vec<SlotMatch>,
+    /// Failsafe mode: while consensus does not answer, the primary keeps its role as long
+    /// as **every** other member confirms over the agents' API that it sees no other
+    /// primary and will not take over meanwhile (see `docs/failsafe.md`). Off by default.
+    pub failsafe_mode: bool,
 }
 
 /// The kind of a replication slot.
@@ -181,6 +185,7 @@ impl Default for DynamicConfig {
             postgresql_parameters: BTreeMap::new(),
             slots: BTreeMap::new(),
             ignore_slots: Vec::new(),
+            failsafe_mode: false,
         }
     }
 }

@@ -120,3 +120,11 @@ fn sync_strict() {
 fn tagged_nodes() {
     run_mode(Mode::Tags, "tagged_nodes");
 }
+
+/// `FIRST 1` with failsafe mode on; consensus store outages (for every member or one)
+/// weigh more among the faults: a primary that confirmed with every member keeps its
+/// role, and still no split brain and no acknowledged write lost.
+#[test]
+fn failsafe() {
+    run_mode(Mode::Failsafe, "failsafe");
+}

@@ -349,3 +349,115 @@ fn a_failed_rewind_is_followed_by_a_base_backup() {
     );
     assert!(text.contains("action base backup from"), "{text}");
 }
+
+fn failsafe_config(on: bool) -> SimConfig {
+    let mut cfg = fenced(true);
+    cfg.dynamic.failsafe_mode = on;
+    cfg
+}
+
+/// Acknowledged writes within `[from, to)` ms after the warm-up, by node.
+fn acked_between(report: &Report, cfg: &SimConfig, from: u64, to: u64) -> Vec<String> {
+    report
+        .acked
+        .iter()
+        .filter(|w| w.at_ms >= cfg.warmup_ms + from && w.at_ms < cfg.warmup_ms + to)
+        .map(|w| w.node.to_string())
+        .collect()
+}
+
+/// The consensus store is down for every member for 10 s. With failsafe mode on, every
+/// member confirms the primary over the agents' API: it keeps acknowledging writes and
+/// nothing changes role. Off, it stops acknowledging within its lease and acknowledges
+/// again once the store is back — with no failover either way.
+#[test]
+fn a_consensus_outage_with_failsafe_keeps_the_primary_and_without_it_fences() {
+    for on in [true, false] {
+        let cfg = failsafe_config(on);
+        let schedule = Schedule::new(21).at(
+            1_000,
+            Fault::ConsensusUnavailable {
+                target: None,
+                duration_ms: 10_000,
+            },
+        );
+        let report = run(cfg.clone(), schedule);
+        assert_ok(&report);
+        assert_eq!(report.failovers, 0, "failsafe={on}: {}", report.explain(100));
+        let during = acked_between(&report, &cfg, 3_000, 11_000);
+        let after = acked_between(&report, &cfg, 12_000, 20_000);
+        assert!(!after.is_empty(), "failsafe={on}: no write after the outage");
+        if on {
+            assert!(
+                during.len() > 20,
+                "failsafe on: only {} writes acknowledged during the outage: {}",
+                during.len(),
+                report.explain(200)
+            );
+            let first = &during[0];
+            assert!(during.iter().all(|n| n == first), "one primary throughout");
+        } else {
+            assert!(
+                during.is_empty(),
+                "failsafe off: {} writes acknowledged after the lease ran out",
+                during.len()
+            );
+        }
+    }
+}
+
+/// Failsafe mode on, the store down for everyone, and one replica's agent crashes during
+/// the outage: the primary no longer hears from every member and stops acknowledging
+/// within its lease; nothing is lost.
+#[test]
+fn a_silent_member_during_a_consensus_outage_fences_the_primary() {
+    let cfg = failsafe_config(true);
+    let schedule = Schedule::new(22)
+        .at(
+            1_000,
+            Fault::ConsensusUnavailable {
+                target: None,
+                duration_ms: 10_000,
+            },
+        )
+        .at(
+            4_000,
+            Fault::CrashAgent {
+                target: Target::Replica(0),
+                down_ms: 20_000,
+            },
+        );
+    let report = run(cfg.clone(), schedule);
+    assert_ok(&report);
+    assert!(
+        !acked_between(&report, &cfg, 2_000, 4_000).is_empty(),
+        "confirmed before the crash"
+    );
+    let during = acked_between(&report, &cfg, 6_000, 11_000);
+    assert!(
+        during.is_empty(),
+        "{} writes acknowledged without every member's confirmation: {}",
+        during.len(),
+        report.explain(200)
+    );
+}
+
+/// Failsafe mode on, and only the primary loses the store (the replicas still reach it
+/// and see the lease go unrenewed): every replica confirms the primary, so none takes
+/// over and the primary keeps acknowledging.
+#[test]
+fn a_primary_cut_from_the_store_alone_keeps_its_role_with_failsafe() {
+    let cfg = failsafe_config(true);
+    let schedule = Schedule::new(23).at(
+        1_000,
+        Fault::ConsensusUnavailable {
+            target: Some(Target::Primary),
+            duration_ms: 8_000,
+        },
+    );
+    let report = run(cfg.clone(), schedule);
+    assert_ok(&report);
+    assert_eq!(report.failovers, 0, "{}", report.explain(200));
+    let during = acked_between(&report, &cfg, 3_000, 9_000);
+    assert!(during.len() > 20, "only {} writes", during.len());
+}

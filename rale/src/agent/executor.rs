@@ -8,12 +8,14 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
+use super::failsafe::{FailsafeClient, FailsafeGate, run_round};
 use super::fence::FenceDeadline;
 use super::keeper::KeeperShared;
 use super::params::{Applied, ParameterApplier};
 use super::runtime::{Runtime, timeout};
 use super::{AgentHooks, IterationReport};
 use crate::consensus::Consensus;
+use crate::decide::failsafe::{FailsafeConfirmed, FailsafeRound};
 use crate::decide::{
     Action, ActionOutcome, Decision, DecisionKind, NodeIdentity, Observation, ParameterOutcome,
     PgAction, Policy,
@@ -53,6 +55,16 @@ pub(crate) struct HaLoop {
     pub outcomes: Vec<ActionOutcome>,
     /// A failure to apply the cluster's PostgreSQL parameters, for the next observation.
     pub parameter_failure: Option<ParameterOutcome>,
+    /// Failsafe mode: what this member knows and promised (shared with the API).
+    pub failsafe: Arc<FailsafeGate>,
+    /// Failsafe mode: how to reach the other members' agents.
+    pub failsafe_client: Option<Arc<dyn FailsafeClient>>,
+    /// The round the last decision asked for, sent when consensus does not answer.
+    pub failsafe_round: Option<FailsafeRound>,
+    /// Members that did not confirm the last round (logged when it changes).
+    pub failsafe_missing: Vec<String>,
+    /// The previous iteration could not read the cluster state.
+    pub read_failed: bool,
 }
 
 impl HaLoop {
@@ -175,19 +187,49 @@ impl HaLoop {
         };
         self.hooks.observed(&pg_status);
         let read_timeout = Duration::from_millis(READ_TIMEOUT_MS);
-        let cluster = if self.consensus.has_majority() {
-            match timeout(self.rt.as_ref(), read_timeout, self.consensus.read()).await {
-                Some(Ok(s)) => Some(s),
-                Some(Err(e)) => {
-                    debug!(node = %me, error = %e, "consensus read failed");
-                    None
+        let has_majority = self.consensus.has_majority();
+        let read = async {
+            if has_majority {
+                match timeout(self.rt.as_ref(), read_timeout, self.consensus.read()).await {
+                    Some(Ok(s)) => Some(s),
+                    Some(Err(e)) => {
+                        debug!(node = %me, error = %e, "consensus read failed");
+                        None
+                    }
+                    None => None,
                 }
-                None => None,
+            } else {
+                None
             }
-        } else {
-            None
         };
+        // Failsafe mode: while consensus does not answer, ask the other members at the
+        // same time as the read, so that a slow failing read costs no validity.
+        let early = self.read_failed || !has_majority;
+        let (cluster, mut confirmed) = match (&self.failsafe_round, &self.failsafe_client) {
+            (Some(round), Some(client)) if early => {
+                let rt = self.rt.as_ref();
+                let ask = run_round(rt, client.as_ref(), round, &mut self.failsafe_missing);
+                futures_util::future::join(read, ask).await
+            }
+            _ => (read.await, None),
+        };
+        if cluster.is_none()
+            && confirmed.is_none()
+            && !early
+            && let (Some(round), Some(client)) = (&self.failsafe_round, &self.failsafe_client)
+        {
+            confirmed = run_round(
+                self.rt.as_ref(),
+                client.as_ref(),
+                round,
+                &mut self.failsafe_missing,
+            )
+            .await;
+        }
+        let confirmed: Option<FailsafeConfirmed> = if cluster.is_none() { confirmed } else { None };
+        self.read_failed = cluster.is_none();
         let now = self.rt.now();
+        let promise = self.failsafe.promise();
         let obs = Observation {
             now,
             wall_ms: self.rt.wall_ms(),
@@ -195,8 +237,25 @@ impl HaLoop {
             cluster: cluster.as_deref(),
             outcomes: &self.outcomes,
             parameters: self.parameter_failure.as_ref(),
+            failsafe_promise: promise.as_ref(),
+            failsafe_confirmed: confirmed,
         };
         let decision = self.policy.step(&obs);
+        self.failsafe_round = decision.failsafe.clone();
+        let acting_primary = decision.lease.is_some()
+            || (pg_status.running && pg_status.reachable && !pg_status.in_recovery);
+        self.failsafe.observed(
+            &me,
+            cluster.as_deref().map(|s| {
+                let l = s.lease.as_ref();
+                (
+                    l.and_then(|l| l.holder.clone()),
+                    s.epoch(),
+                    l.map(|l| l.renewals).unwrap_or(0),
+                )
+            }),
+            acting_primary,
+        );
         if cluster.is_some() {
             // Reported to a policy that could act on it.
             self.parameter_failure = None;
@@ -346,6 +405,16 @@ impl HaLoop {
         let me = self.identity.node.clone();
         match action {
             Action::Propose { op } => {
+                if let Operation::AcquireLease {
+                    expected_epoch,
+                    expected_renewals,
+                    ..
+                } = op
+                {
+                    self.failsafe
+                        .begin_claim((*expected_epoch, *expected_renewals), self.rt.now())
+                        .map_err(crate::Error::Consensus)?;
+                }
                 let outcome =
                     propose(self.rt.as_ref(), self.consensus.as_ref(), op.clone()).await?;
                 if let crate::state::Outcome::Rejected(why) = &outcome
@@ -385,6 +454,14 @@ impl HaLoop {
             PgAction::Stop { mode } => self.pg.stop(*mode).await,
             PgAction::Promote => {
                 let t = self.rt.now();
+                if let Some(p) = self.failsafe.bound(&me, t) {
+                    return Err(crate::Error::Consensus(format!(
+                        "failsafe mode: promised {} (epoch {}) not to promote for {} ms more",
+                        p.primary,
+                        p.epoch,
+                        p.until.since(t)
+                    )));
+                }
                 self.pg.promote(Duration::from_secs(30)).await?;
                 info!(node = %me, promote_ms = self.rt.now().since(t), "promoted: accepts writes");
                 Ok(())

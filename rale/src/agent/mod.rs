@@ -48,6 +48,7 @@
 //! ```
 
 mod executor;
+mod failsafe;
 mod fence;
 mod keeper;
 mod params;
@@ -59,6 +60,7 @@ use std::sync::Arc;
 use tokio::sync::watch;
 
 pub use executor::action_name;
+pub use failsafe::{FailsafeClient, FailsafeGate};
 pub use fence::FenceDeadline;
 pub use params::{Applied, ParameterApplier, refused_by_server};
 #[cfg(feature = "agent")]
@@ -143,6 +145,8 @@ pub struct AgentBuilder {
     fence: FenceDeadline,
     parameter_record: Option<PathBuf>,
     keeper: Option<(Arc<dyn Consensus>, Arc<dyn Runtime>)>,
+    failsafe_gate: Arc<FailsafeGate>,
+    failsafe_client: Option<Arc<dyn FailsafeClient>>,
 }
 
 impl AgentBuilder {
@@ -196,6 +200,21 @@ impl AgentBuilder {
         self
     }
 
+    /// Failsafe mode: asks other members' agents for confirmations through `client`
+    /// when consensus does not answer (without a client, a primary that lost consensus
+    /// always fences within its lease).
+    pub fn failsafe_client(mut self, client: Arc<dyn FailsafeClient>) -> Self {
+        self.failsafe_client = Some(client);
+        self
+    }
+
+    /// Answers confirmation requests through `gate` (shared with the agents' API) instead
+    /// of a gate of its own.
+    pub fn failsafe_gate(mut self, gate: Arc<FailsafeGate>) -> Self {
+        self.failsafe_gate = gate;
+        self
+    }
+
     /// The agent.
     pub fn build(self) -> Agent {
         let policy = self
@@ -230,6 +249,11 @@ impl AgentBuilder {
                 fatal: None,
                 outcomes: Vec::new(),
                 parameter_failure: None,
+                failsafe: self.failsafe_gate,
+                failsafe_client: self.failsafe_client,
+                failsafe_round: None,
+                failsafe_missing: Vec::new(),
+                read_failed: false,
             },
         }
     }
@@ -263,7 +287,15 @@ impl Agent {
             fence: FenceDeadline::default(),
             parameter_record: None,
             keeper: None,
+            failsafe_gate: failsafe::new_gate(),
+            failsafe_client: None,
         }
+    }
+
+    /// The gate this agent answers failsafe confirmation requests through (the agents'
+    /// API hands requests to it).
+    pub fn failsafe_gate(&self) -> Arc<FailsafeGate> {
+        self.ha.failsafe.clone()
     }
 
     /// The commit fence's deadline this agent moves.

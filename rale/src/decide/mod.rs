@@ -34,6 +34,7 @@ use crate::types::{Millis, NodeId, Tags};
 
 mod candidate;
 mod decider;
+pub mod failsafe;
 mod sync;
 
 pub use candidate::{Candidate, Eligibility, rank_candidates};
@@ -98,6 +99,13 @@ pub struct Observation<'a> {
     /// reported once (the decision core rolls a refused change back on the primary, or
     /// records the failure).
     pub parameters: Option<&'a ParameterOutcome>,
+    /// Failsafe mode, on a replica: the promise this node gave a primary over the
+    /// agents' API (no lease claim, no promotion while it binds). See [`failsafe`].
+    pub failsafe_promise: Option<&'a failsafe::FailsafePromise>,
+    /// Failsafe mode, on the primary: the latest round of the decision's
+    /// [`Decision::failsafe`] request that every member confirmed (sent while consensus
+    /// did not answer).
+    pub failsafe_confirmed: Option<failsafe::FailsafeConfirmed>,
 }
 
 /// A failure to apply the cluster-wide PostgreSQL parameters of a configuration version
@@ -287,6 +295,10 @@ pub struct Decision {
     /// decision's actions run (see [`RenewalGrant`]).
     #[serde(default)]
     pub renewal: Option<RenewalGrant>,
+    /// Failsafe mode, while this node holds the lease: whom to ask for confirmations
+    /// should consensus not answer (the agent sends the round only then).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failsafe: Option<failsafe::FailsafeRound>,
 }
 
 impl Decision {
@@ -298,6 +310,7 @@ impl Decision {
             actions: Vec::new(),
             lease: None,
             renewal: None,
+            failsafe: None,
         }
     }
 

@@ -52,18 +52,21 @@ impl Sim {
             port: port.clone(),
             origin: Origin::Keeper,
         });
-        let agent = Agent::builder(identity, ha.clone(), ha.clone(), ha)
+        let agent = Agent::builder(identity, ha.clone(), ha.clone(), ha.clone())
             .policy(policy)
             .hooks(Arc::new(Hooks(port.clone())))
             .keeper_parts(keeper.clone(), keeper)
+            .failsafe_client(ha)
             .build();
         let fence = agent.fence();
+        let failsafe = agent.failsafe_gate();
         let (shutdown, rx) = watch::channel(false);
         port.wake_all();
         self.nodes[i].agent.proc = Some(AgentProc {
             run: Box::pin(agent.run(rx)),
             port,
             fence,
+            failsafe,
             shutdown,
             stopping_since: None,
         });
@@ -227,6 +230,16 @@ impl Sim {
                         );
                     }
                 }
+                Request::Failsafe(to, request) => {
+                    let r = self.failsafe_confirm(i, &to, &request);
+                    let text = match &r {
+                        Ok(a) => format!("failsafe: {to} confirmed for {} ms", a.promised_ms),
+                        Err(e) => format!("failsafe: {to} did not confirm: {e}"),
+                    };
+                    self.trace
+                        .push(self.now_ms, Some(&self.names[i]), TraceKind::Action(text));
+                    port.respond(ticket, Response::Failsafe(r));
+                }
                 Request::Pg(op) => {
                     let span = self.span_of(&op);
                     let d = self.duration(span);
@@ -240,6 +253,31 @@ impl Sim {
             }
         }
         served
+    }
+
+    /// Node `i`'s agent asks `to`'s agent to confirm it as the primary: answered by
+    /// `to`'s gate on its clock if the link is up and its agent runs (a stalled HA loop
+    /// still answers: the API does not run on it).
+    fn failsafe_confirm(
+        &self,
+        i: usize,
+        to: &crate::types::NodeId,
+        request: &crate::decide::failsafe::FailsafeRequest,
+    ) -> std::result::Result<crate::decide::failsafe::FailsafeAnswer, String> {
+        let j = self.index_of(to).ok_or_else(|| format!("unknown member {to}"))?;
+        if !self.net.link_up(i, j) {
+            return Err("unreachable (network)".into());
+        }
+        if !self.nodes[j].agent_running(self.now_ms) {
+            return Err("its agent does not answer".into());
+        }
+        let gate = self.nodes[j]
+            .agent
+            .proc
+            .as_ref()
+            .map(|p| p.failsafe.clone())
+            .ok_or("its agent does not run")?;
+        gate.confirm_at(request, Millis(self.nodes[j].clock()))
     }
 
     /// A proposal was applied: answer the agent that made it.

@@ -123,6 +123,17 @@ pub enum Fault {
         /// How long.
         duration_ms: u64,
     },
+    /// The consensus store cannot be reached — by any member (`target` = `None`: an
+    /// external etcd down) or by `target` alone — while the agents still reach each other
+    /// over their API and PostgreSQL replicates as before. No entry commits while the
+    /// store is down.
+    ConsensusUnavailable {
+        /// The member cut from the store, or `None` for all of them.
+        #[serde(default)]
+        target: Option<Target>,
+        /// How long.
+        duration_ms: u64,
+    },
     /// The node's clock runs at `ppm` parts per million from real time (clamped to the
     /// configured `clock_drift_ppm`), from now on.
     ClockDrift {
@@ -199,6 +210,14 @@ impl fmt::Display for Fault {
             } => {
                 write!(f, "consensus commits +{extra_ms} ms for {duration_ms} ms")
             }
+            Fault::ConsensusUnavailable {
+                target: None,
+                duration_ms,
+            } => write!(f, "consensus store unavailable for {duration_ms} ms"),
+            Fault::ConsensusUnavailable {
+                target: Some(t),
+                duration_ms,
+            } => write!(f, "consensus store unreachable from {t} for {duration_ms} ms"),
             Fault::ClockDrift { target, ppm } => write!(f, "clock of {target} runs at {ppm:+} ppm"),
             Fault::HealAll => f.write_str("heal everything"),
         }
@@ -254,7 +273,8 @@ impl Schedule {
                         Fault::Partition { duration_ms, .. }
                         | Fault::CutLink { duration_ms, .. }
                         | Fault::CutClient { duration_ms, .. }
-                        | Fault::SlowConsensus { duration_ms, .. } => *duration_ms,
+                        | Fault::SlowConsensus { duration_ms, .. }
+                        | Fault::ConsensusUnavailable { duration_ms, .. } => *duration_ms,
                         Fault::CrashPostgres { .. } | Fault::ClockDrift { .. } | Fault::HealAll => {
                             0
                         }
@@ -291,6 +311,8 @@ pub struct FaultMix {
     pub agent_faults: bool,
     /// Largest clock rate error a `ClockDrift` fault asks for.
     pub drift_ppm: i32,
+    /// Relative weight of `ConsensusUnavailable` faults (0 = none).
+    pub outage_weight: u32,
 }
 
 impl FaultMix {
@@ -303,6 +325,7 @@ impl FaultMix {
             max_duration_ms: 5_000,
             agent_faults: true,
             drift_ppm: i32::try_from(drift_ppm).unwrap_or(i32::MAX),
+            outage_weight: 1,
         }
     }
 

@@ -26,17 +26,21 @@ pub enum Mode {
     SyncStrict,
     /// Four nodes with `nofailover`, `failover_priority` 3 and 0 (fence on).
     Tags,
+    /// Three nodes, `synchronous.mode = on` (`FIRST 1`), fence on, failsafe mode on;
+    /// consensus store outages (for all members or one) weigh more among the faults.
+    Failsafe,
 }
 
 impl Mode {
     /// Every mode, in the order the property tests run them.
-    pub const ALL: [Mode; 6] = [
+    pub const ALL: [Mode; 7] = [
         Mode::AsyncFence,
         Mode::AsyncNoFence,
         Mode::SyncFirst1,
         Mode::QuorumAny1,
         Mode::SyncStrict,
         Mode::Tags,
+        Mode::Failsafe,
     ];
 
     /// The mode's name (`async-fence`, `sync-first1`, …), as `RALE_SIM_MODE` takes it.
@@ -48,6 +52,7 @@ impl Mode {
             Mode::QuorumAny1 => "quorum-any1",
             Mode::SyncStrict => "sync-strict",
             Mode::Tags => "tags",
+            Mode::Failsafe => "failsafe",
         }
     }
 
@@ -77,6 +82,11 @@ impl Mode {
             Mode::QuorumAny1 => sync(SyncMode::Quorum, false),
             Mode::SyncStrict => sync(SyncMode::On, true),
             Mode::Tags => SimConfig::tagged_reference(fenced),
+            Mode::Failsafe => {
+                let mut c = sync(SyncMode::On, false);
+                c.dynamic.failsafe_mode = true;
+                c
+            }
         }
     }
 
@@ -87,10 +97,13 @@ impl Mode {
             cfg.nodes.iter().map(|n| n.name.clone()).collect(),
             cfg.dynamic.clock_drift_ppm,
         );
-        if self == Mode::AsyncNoFence {
-            mix.without_agent_faults()
-        } else {
-            mix
+        match self {
+            Mode::AsyncNoFence => mix.without_agent_faults(),
+            Mode::Failsafe => FaultMix {
+                outage_weight: 6,
+                ..mix
+            },
+            _ => mix,
         }
     }
 }

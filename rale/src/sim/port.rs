@@ -60,6 +60,8 @@ pub(super) enum Request {
     Read,
     Propose(Box<Command>),
     Pg(PgOp),
+    /// A failsafe confirmation request to another member's agent.
+    Failsafe(NodeId, Box<crate::decide::failsafe::FailsafeRequest>),
 }
 
 /// What a finished PostgreSQL operation returns.
@@ -77,6 +79,7 @@ pub(super) enum Response {
     Read(Result<Arc<ClusterState>>),
     Propose(Result<Outcome>),
     Pg(std::result::Result<PgDone, String>),
+    Failsafe(std::result::Result<crate::decide::failsafe::FailsafeAnswer, String>),
 }
 
 /// Sets a flag when any of the agent's futures is woken.
@@ -357,6 +360,21 @@ impl Consensus for Handle {
 
     fn has_majority(&self) -> bool {
         self.port.lock().majority
+    }
+}
+
+#[async_trait]
+impl crate::agent::FailsafeClient for Handle {
+    async fn confirm(
+        &self,
+        member: &crate::decide::failsafe::FailsafeMember,
+        request: &crate::decide::failsafe::FailsafeRequest,
+    ) -> std::result::Result<crate::decide::failsafe::FailsafeAnswer, String> {
+        let call = Request::Failsafe(member.node.clone(), Box::new(request.clone()));
+        match self.call(call).await {
+            Response::Failsafe(r) => r,
+            other => Err(unexpected(&other).to_string()),
+        }
     }
 }
 

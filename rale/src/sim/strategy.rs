@@ -85,6 +85,18 @@ pub fn fault(mix: &FaultMix) -> BoxedStrategy<Fault> {
                 .boxed(),
         ),
     ];
+    if mix.outage_weight > 0 {
+        let who = proptest::option::weighted(0.5, t());
+        options.push((
+            mix.outage_weight,
+            (who, d.clone())
+                .prop_map(|(target, duration_ms)| Fault::ConsensusUnavailable {
+                    target,
+                    duration_ms,
+                })
+                .boxed(),
+        ));
+    }
     options.push((1, Just(Fault::HealAll).boxed()));
     options.push((
         1,

@@ -51,6 +51,8 @@ pub(super) struct AgentProc {
     pub port: Arc<Port>,
     /// The commit fence's deadline the agent moves.
     pub fence: FenceDeadline,
+    /// The gate its API answers failsafe confirmations through.
+    pub failsafe: Arc<crate::agent::FailsafeGate>,
     /// SIGTERM.
     pub shutdown: watch::Sender<bool>,
     /// When SIGTERM was sent (`ramd` waits at most 60 s for the loop to stop).
@@ -125,6 +127,8 @@ pub struct Sim {
     next_fault: usize,
     net_windows: Vec<(u64, u64)>,
     slow: Vec<(u64, u64)>,
+    /// Consensus store outages: (end, member index or `None` for every member).
+    outages: Vec<(u64, Option<usize>)>,
     window_seq: u64,
     pub(super) next_write_ms: u64,
     /// Proposals in consensus: log sequence number → the port and ticket to answer.
@@ -210,6 +214,7 @@ impl Sim {
             next_fault: 0,
             net_windows: Vec::new(),
             slow: Vec::new(),
+            outages: Vec::new(),
             window_seq: 0,
             next_write_ms: 0,
             proposals: BTreeMap::new(),
@@ -276,6 +281,18 @@ impl Sim {
             .map(|n| n.agent_running(self.now_ms))
             .collect();
         self.majority = self.net.majority(&alive);
+        let now = self.now_ms;
+        self.outages.retain(|(end, _)| *end > now);
+        let mut store_down = false;
+        for (_, who) in &self.outages {
+            match who {
+                Some(i) => self.majority[*i] = false,
+                None => store_down = true,
+            }
+        }
+        if store_down {
+            self.majority.iter_mut().for_each(|m| *m = false);
+        }
         let exists = self.majority.iter().any(|m| *m);
         for (p, outcome) in self.consensus.apply_due(self.now_ms, exists) {
             self.on_applied(&p, &outcome);
@@ -444,6 +461,16 @@ impl Sim {
             } => {
                 self.slow.push((now + duration_ms, *extra_ms));
             }
+            Fault::ConsensusUnavailable {
+                target,
+                duration_ms,
+            } => {
+                let who = target.as_ref().map(|t| self.resolve(t));
+                if let Some(i) = who {
+                    text = format!("{text} -> {}", self.names[i]);
+                }
+                self.outages.push((now + duration_ms, who));
+            }
             Fault::ClockDrift { target, ppm } => {
                 let i = self.resolve(target);
                 text = format!("{text} -> {}", self.names[i]);
@@ -482,6 +509,7 @@ impl Sim {
         self.net.heal();
         self.net_windows.clear();
         self.slow.clear();
+        self.outages.clear();
         for node in &mut self.nodes {
             if node.host_down_until.is_some() {
                 node.host_down_until = Some(now);

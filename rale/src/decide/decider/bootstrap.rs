@@ -39,6 +39,7 @@ impl Decider {
                     actions: vec![propose(Operation::ClaimBootstrap { node: me })],
                     lease: None,
                     renewal: None,
+                    failsafe: None,
                 }
             }
             Some(b) if b.node == me => match obs.pg.data {
@@ -86,6 +87,7 @@ impl Decider {
                     ],
                     lease: None,
                     renewal: None,
+                    failsafe: None,
                 },
                 DataDirState::Initialized { .. } => {
                     let mut d = Decision::none(

@@ -17,6 +17,17 @@ impl Decider {
                 "maintenance mode: the primary lease lapsed but no failover is started (an operator may fail over to a named member)",
             );
         }
+        if let Some(p) = self.binding_promise(now) {
+            return Decision::none(
+                DecisionKind::FailoverBlocked,
+                format!(
+                    "failsafe mode: this member promised {} (epoch {}) not to take over for {} ms more",
+                    p.primary,
+                    p.epoch,
+                    p.until.since(now)
+                ),
+            );
+        }
         let since = match self.expired_since {
             Some((e, t)) if e == epoch => t,
             _ => {
@@ -41,6 +52,7 @@ impl Decider {
                     ],
                     lease: None,
                     renewal: None,
+                    failsafe: None,
                 };
             }
             return Decision::none(
@@ -74,6 +86,7 @@ impl Decider {
                 })],
                 lease: None,
                 renewal: None,
+                failsafe: None,
             };
         }
 
@@ -97,6 +110,7 @@ impl Decider {
                     actions,
                     lease: None,
                     renewal: None,
+                    failsafe: None,
                 };
             }
             return Decision {
@@ -105,6 +119,7 @@ impl Decider {
                 actions,
                 lease: None,
                 renewal: None,
+                failsafe: None,
             };
         }
 
@@ -141,6 +156,7 @@ impl Decider {
                     actions,
                     lease: None,
                     renewal: None,
+                    failsafe: None,
                 };
             }
         } else if !pending.is_empty() && !waited {
@@ -154,6 +170,7 @@ impl Decider {
                 actions,
                 lease: None,
                 renewal: None,
+                failsafe: None,
             };
         }
         let eligible: Vec<_> = ranked
@@ -182,6 +199,7 @@ impl Decider {
                 actions,
                 lease: None,
                 renewal: None,
+                failsafe: None,
             };
         }
         let chosen = wanted.or_else(|| eligible.first()).map(|c| c.node.clone());
@@ -202,6 +220,7 @@ impl Decider {
                 actions,
                 lease: None,
                 renewal: None,
+                failsafe: None,
             };
         };
         if &chosen != self.node() {
@@ -213,6 +232,7 @@ impl Decider {
                 actions,
                 lease: None,
                 renewal: None,
+                failsafe: None,
             };
         }
         let my_pub = state.members.get(self.node());
@@ -251,6 +271,7 @@ impl Decider {
             actions,
             lease: None,
             renewal: None,
+            failsafe: None,
         }
     }
 }

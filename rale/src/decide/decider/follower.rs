@@ -76,6 +76,7 @@ impl Decider {
                 })],
                 lease: None,
                 renewal: None,
+                failsafe: None,
             };
             if holder_ok && self.once("rejoin", now, REBUILD_COOLDOWN_MS) {
                 d.actions.push(pg(rebuild));
@@ -446,6 +447,8 @@ mod tests {
                 cluster: Some(&state),
                 outcomes: &[],
                 parameters: None,
+                failsafe_promise: None,
+                failsafe_confirmed: None,
             };
             d.follower_steps(&state, &obs, node("n3"))
         };
@@ -494,6 +497,8 @@ mod tests {
                 cluster: Some(&state),
                 outcomes: if i == 0 { &[] } else { &failed },
                 parameters: None,
+                failsafe_promise: None,
+                failsafe_confirmed: None,
             };
             let decision = d.follower_steps(&state, &obs, node("n3"));
             actions.push((decision.kind, decision.actions));

@@ -64,6 +64,7 @@ impl Decider {
                     })],
                     lease: None,
                     renewal: None,
+                    failsafe: None,
                 };
             }
             self.switchover_stop = None;
@@ -90,6 +91,7 @@ impl Decider {
                 })],
                 lease: None,
                 renewal: None,
+                failsafe: None,
             });
         }
 
@@ -149,6 +151,7 @@ impl Decider {
                 ],
                 lease: None,
                 renewal: None,
+                failsafe: None,
             };
         }
         self.crash_since = None;
@@ -165,7 +168,17 @@ impl Decider {
                     && h.node.as_ref() == Some(self.node())
                     && matches!(h.kind, HistoryKind::Failover | HistoryKind::Switchover)
             });
-            if state.paused && !taken_over {
+            if let Some(p) = self.binding_promise(now) {
+                // The lease was claimed before this member promised another primary not
+                // to take over: that primary may still act until the promise ends.
+                d.kind = DecisionKind::FailoverBlocked;
+                d.reason = format!(
+                    "holding lease epoch {epoch}, but failsafe mode: this member promised {} (epoch {}) not to promote for {} ms more",
+                    p.primary,
+                    p.epoch,
+                    p.until.since(now)
+                );
+            } else if state.paused && !taken_over {
                 d.kind = DecisionKind::Paused;
                 d.reason = "maintenance mode: holding the lease but not promoting".into();
             } else if self.once("promote", now, ACTION_COOLDOWN_MS) {

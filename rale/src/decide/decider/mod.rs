@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use rale_sync::quorum::promotion_quorum;
 
+use super::failsafe::{FailsafeMember, FailsafePromise, FailsafeRequest, FailsafeRound};
 use super::{
     Action, Decision, DecisionKind, LeaseHold, NodeIdentity, Observation, ParameterOutcome,
     PgAction, Policy, RenewalGrant,
@@ -105,6 +106,13 @@ pub struct Decider {
     /// A base backup of the current decision rebuilds a diverged node (recorded in the
     /// history once it succeeded).
     rebuilding: bool,
+    /// Failsafe mode, as a replica: the promise this node gave (from the observation).
+    promise: Option<FailsafePromise>,
+    /// Failsafe mode, as the primary: how far confirmations carried lease `epoch` while
+    /// consensus did not answer (kept when consensus returns, until renewals pass it).
+    failsafe_deadline: Option<(Epoch, Millis)>,
+    /// Every other member of the last cluster state read: who must confirm.
+    failsafe_members: Vec<FailsafeMember>,
 }
 
 fn pg(action: PgAction) -> Action {
@@ -156,6 +164,9 @@ impl Decider {
             standbys_streaming: (Epoch::default(), BTreeMap::new()),
             last_action: BTreeMap::new(),
             rebuilding: false,
+            promise: None,
+            failsafe_deadline: None,
+            failsafe_members: Vec::new(),
         }
     }
 
@@ -203,10 +214,28 @@ impl Decider {
                 } else {
                     l.holder_clock.plus(self.config.holder_validity_ms())
                 };
+                // Confirmations gathered while consensus did not answer carry the lease
+                // as far as a renewal sent when they were asked for would have.
+                let deadline = match self.failsafe_deadline {
+                    Some((e, d)) if e == l.epoch && d > deadline => d,
+                    _ => deadline,
+                };
                 Some((l.epoch, deadline))
             }
             _ => None,
         };
+        if self.lease_deadline.map(|(e, _)| e) != self.failsafe_deadline.map(|(e, _)| e) {
+            self.failsafe_deadline = None;
+        }
+        self.failsafe_members = state
+            .members
+            .values()
+            .filter(|m| m.node != self.me.node && !state.removed.contains(&m.node))
+            .map(|m| FailsafeMember {
+                node: m.node.clone(),
+                api_url: m.api_url.clone(),
+            })
+            .collect();
         self.members_seen
             .retain(|n, _| state.members.contains_key(n));
         for (n, m) in &state.members {
@@ -236,6 +265,15 @@ impl Decider {
             .map(|(_, t)| *t)
             .unwrap_or(self.started);
         let waited = now.since(since) >= self.config.lease_ttl_ms();
+        if let (Some(p), Some(l)) = (&self.promise, &state.lease)
+            && p.live(now)
+            && l.holder.as_ref() == Some(&p.primary)
+            && l.epoch == p.epoch
+        {
+            // Failsafe mode: we confirmed this very lease to its holder over the agents'
+            // API, which is as good as seeing it renewed.
+            return false;
+        }
         match &state.lease {
             None => true,
             Some(l) if l.holder.is_none() => match &l.successor {
@@ -307,6 +345,18 @@ impl Decider {
 
     fn no_majority(&mut self, obs: &Observation<'_>) -> Decision {
         let now = obs.now;
+        let mut confirmed = false;
+        if self.config.failsafe_mode
+            && let (Some((epoch, deadline)), Some(c)) = (self.lease_deadline, obs.failsafe_confirmed)
+            && c.epoch == epoch
+        {
+            let until = c.sent_at.plus(self.config.holder_validity_ms());
+            if until > deadline {
+                self.lease_deadline = Some((epoch, until));
+                self.failsafe_deadline = Some((epoch, until));
+            }
+            confirmed = now < until;
+        }
         match self.lease_deadline {
             Some((epoch, deadline)) if now >= deadline => {
                 if self.config.fence {
@@ -329,6 +379,7 @@ impl Decider {
                         })],
                         lease: None,
                         renewal: None,
+                        failsafe: None,
                     }
                 } else {
                     Decision::none(
@@ -337,6 +388,14 @@ impl Decider {
                     )
                 }
             }
+            Some((epoch, deadline)) if confirmed => Decision::none(
+                DecisionKind::NoMajority,
+                format!(
+                    "no consensus majority; failsafe mode: all {} other members confirmed lease epoch {epoch}, primary for {} ms more",
+                    self.failsafe_members.len(),
+                    deadline.since(now)
+                ),
+            ),
             Some((epoch, deadline)) => Decision::none(
                 DecisionKind::NoMajority,
                 format!(
@@ -354,11 +413,13 @@ impl Decider {
 
 impl Policy for Decider {
     fn step(&mut self, obs: &Observation<'_>) -> Decision {
+        self.promise = obs.failsafe_promise.cloned();
         let mut decision = self.decide(obs);
         decision.lease = self
             .lease_deadline
             .map(|(epoch, deadline)| LeaseHold { epoch, deadline });
         decision.renewal = self.renewal_grant(obs.now);
+        decision.failsafe = self.failsafe_round();
         if let (Some(failure), Some(state)) = (obs.parameters, obs.cluster) {
             decision
                 .actions
@@ -390,6 +451,7 @@ impl Decider {
                     })],
                     lease: None,
                     renewal: None,
+                    failsafe: None,
                 };
             }
             return Decision::none(
@@ -421,6 +483,30 @@ impl Decider {
             decision.actions.push(publish);
         }
         decision
+    }
+
+    /// Failsafe mode, while this node holds the lease and is not handing it over: whom to
+    /// ask for confirmations if consensus does not answer.
+    fn failsafe_round(&self) -> Option<FailsafeRound> {
+        let (epoch, _) = self.lease_deadline?;
+        if !self.config.failsafe_mode || self.switchover_stop.is_some() {
+            return None;
+        }
+        Some(FailsafeRound {
+            request: FailsafeRequest {
+                primary: self.me.node.clone(),
+                epoch,
+                ttl_ms: self.config.lease_ttl_ms(),
+            },
+            members: self.failsafe_members.clone(),
+        })
+    }
+
+    /// Failsafe mode: the promise that keeps this replica from taking over, if one binds.
+    fn binding_promise(&self, now: Millis) -> Option<&FailsafePromise> {
+        self.promise
+            .as_ref()
+            .filter(|p| p.live(now) && p.primary != self.me.node)
     }
 
     /// While this node holds the lease (as of the last step) and is not handing it over:

@@ -26,6 +26,7 @@ impl Decider {
                 })],
                 lease: None,
                 renewal: None,
+                failsafe: None,
             });
         }
         if sw.scheduled_at_unix_ms.is_some_and(|t| obs.wall_ms < t) {
@@ -57,6 +58,7 @@ impl Decider {
                         })],
                         lease: None,
                         renewal: None,
+                        failsafe: None,
                     });
                 }
             },
@@ -82,6 +84,7 @@ impl Decider {
                 })],
                 lease: None,
                 renewal: None,
+                failsafe: None,
             });
         };
         self.switchover_stop = Some((epoch, target.clone()));
@@ -95,6 +98,7 @@ impl Decider {
             })],
             lease: None,
             renewal: None,
+            failsafe: None,
         })
     }
 }
