@@ -113,7 +113,7 @@ impl AgentHooks for DaemonHooks {
 
 /// The daemon's agent: the [`rale::agent::Agent`] with the decision core, the host's
 /// clocks, identity reloads from `identity_rx`, the shared `fence` and `pg_lock`, the
-/// parameter record in `parameter_record`, and [`DaemonHooks`].
+/// parameter record in `parameter_record`, [`DaemonHooks`], and failsafe mode's gate and client.
 #[allow(clippy::too_many_arguments)]
 pub fn agent(
     identity_rx: watch::Receiver<NodeIdentity>,
@@ -124,6 +124,10 @@ pub fn agent(
     pg_lock: Arc<tokio::sync::Mutex<()>>,
     callbacks: Option<Callbacks>,
     parameter_record: std::path::PathBuf,
+    failsafe: (
+        Arc<rale::agent::FailsafeGate>,
+        Arc<dyn rale::agent::FailsafeClient>,
+    ),
 ) -> Agent {
     let identity = identity_rx.borrow().clone();
     Agent::builder(identity, consensus, pg, Arc::new(SystemRuntime))
@@ -132,5 +136,7 @@ pub fn agent(
         .fence(fence)
         .pg_lock(pg_lock)
         .parameter_record(parameter_record)
+        .failsafe_gate(failsafe.0)
+        .failsafe_client(failsafe.1)
         .build()
 }

@@ -29,6 +29,7 @@ pub mod client;
 pub mod config;
 pub mod daemon;
 pub mod demo;
+pub mod failsafe;
 pub mod fence;
 pub mod ha;
 pub mod launch;

@@ -270,6 +270,19 @@ pub async fn run(cfg: NodeConfig, config_path: PathBuf) -> Result<()> {
     );
     api_state.workload = Some(workload_view);
     let mut app = api::router(api_state);
+    // Failsafe mode: the route other members' primaries ask for confirmations on, and
+    // the client this agent asks them with (used only while failsafe_mode is on and
+    // consensus does not answer).
+    let failsafe_gate = Arc::new(rale::agent::FailsafeGate::default());
+    let failsafe_client = crate::failsafe::HttpFailsafeClient::new(
+        cluster_token(&cfg)?,
+        cfg.api.tls_ca.as_deref(),
+        Duration::from_secs(2),
+    )?;
+    app = app.merge(crate::failsafe::router(
+        failsafe_gate.clone(),
+        cluster_token(&cfg)?,
+    ));
     if let Some(raft) = &raft {
         app = app.merge(rale::consensus::raft::router(raft.clone()));
     }
@@ -300,6 +313,7 @@ pub async fn run(cfg: NodeConfig, config_path: PathBuf) -> Result<()> {
         pg_lock,
         Some(callbacks),
         cfg.state_dir.join("postgresql_parameters.json"),
+        (failsafe_gate, Arc::new(failsafe_client)),
     );
     let mut ha_task = tokio::spawn(agent.run(shutdown_rx));
 
