@@ -2,7 +2,9 @@
 //! etcd started by the fixture beside the agents): bootstrap; one etcd member killed
 //! (no role change, writes go on); the primary's node lost (agent and postmaster killed
 //! with SIGKILL) and a new primary writing; the old node rejoining; a switchover to a
-//! named replica. Skipped with a printed reason when `etcd` is not installed.
+//! named replica; the primary's postmaster killed (restarted in place, no failover); the
+//! primary's node lost while etcd's leader is killed too (an etcd leader change during the
+//! failover). Skipped with a printed reason when `etcd` is not installed.
 //! Run: `cargo test -p rale-e2e --test ramd_etcd -- --nocapture`
 
 use std::time::{Duration, Instant};
@@ -118,6 +120,93 @@ async fn switchover(c: &RamdCluster) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The primary's postmaster killed under its live agent: restarted in place, same
+/// primary, same epoch.
+async fn crash_in_place(c: &RamdCluster) -> anyhow::Result<()> {
+    let primary = c.primary().await?;
+    let epoch = c.status().await?.epoch;
+    c.write(&primary, 7_000).await?;
+    let old_pid = c.kill_postmaster(&primary, Signal::SIGKILL)?;
+    let t = Instant::now();
+    let mut id = 7_000;
+    let writer = c
+        .wait_for("a write accepted again", WAIT, || {
+            id += 1;
+            let id = id;
+            async move { Ok(Some(c.try_write_any(id).await?)) }
+        })
+        .await?;
+    eprintln!(
+        "FIGURE etcd crash in place: kill -9 postmaster -> write on {writer}: {:.2} s",
+        t.elapsed().as_secs_f64()
+    );
+    ensure!(writer == primary, "{writer} took the write, not {primary}");
+    ensure!(c.postmaster_pid(&primary)? != old_pid, "same postmaster PID");
+    let after = c.status().await?.epoch;
+    ensure!(after == epoch, "a failover happened: epoch {epoch} -> {after}");
+    Ok(())
+}
+
+/// The etcd member that leads (its `/v3/maintenance/status` names itself as leader).
+async fn etcd_leader(c: &mut RamdCluster) -> anyhow::Result<usize> {
+    let urls: Vec<String> = c.etcd()?.members.iter().map(|m| m.client_url.clone()).collect();
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(3))
+        .build()?;
+    for (i, url) in urls.iter().enumerate() {
+        let Ok(resp) = http
+            .post(format!("{url}/v3/maintenance/status"))
+            .body("{}")
+            .send()
+            .await
+        else {
+            continue;
+        };
+        let v: serde_json::Value = resp.json().await.unwrap_or_default();
+        let me = v["header"]["member_id"].as_str().unwrap_or("");
+        if !me.is_empty() && v["leader"].as_str() == Some(me) {
+            return Ok(i);
+        }
+    }
+    anyhow::bail!("no etcd member says it leads")
+}
+
+/// The primary's node lost and, at the same moment, etcd's leader killed: the agents
+/// fail over while etcd elects a new leader.
+async fn failover_during_etcd_leader_change(c: &mut RamdCluster) -> anyhow::Result<()> {
+    let old = c.primary().await?;
+    c.write(&old, 8_000).await?;
+    for n in c.names() {
+        c.wait_row(&n, 8_000, WAIT).await?;
+    }
+    let leader = etcd_leader(c).await?;
+    let postmaster = c.postmaster_pid(&old)?;
+    c.kill_agent(&old, Signal::SIGKILL)?;
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(postmaster), Signal::SIGKILL)
+        .context("killing the primary's postmaster")?;
+    c.etcd()?.stop_member(leader);
+    let killed = Instant::now();
+    let mut next = 8_000;
+    let cr: &RamdCluster = c;
+    let new = cr
+        .wait_for("another node accepting writes", WAIT, || {
+            next += 1;
+            let id = next;
+            async move { Ok(Some(cr.try_write_any(id).await?)) }
+        })
+        .await?;
+    ensure!(new != old, "the killed node {old} accepted a write");
+    ensure!(c.ids(&new).await?.contains(&8_000), "row 8000 missing on {new}");
+    eprintln!(
+        "FIGURE etcd failover during an etcd leader change (etcd{leader} killed): kill -> first write on {new}: {:.2} s",
+        killed.elapsed().as_secs_f64()
+    );
+    c.etcd()?.start_member(leader)?;
+    c.restart_agent(&old)?;
+    c.wait_streaming(&old, Duration::from_secs(90)).await?;
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ramd_on_etcd() -> anyhow::Result<()> {
     if EtcdServers::find_binary().is_none() {
@@ -141,7 +230,9 @@ async fn ramd_on_etcd() -> anyhow::Result<()> {
     let r = async {
         etcd_member_loss(&mut c).await?;
         node_loss(&mut c).await?;
-        switchover(&c).await
+        switchover(&c).await?;
+        crash_in_place(&c).await?;
+        failover_during_etcd_leader_change(&mut c).await
     }
     .await;
     if r.is_err() {

@@ -14,7 +14,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, ensure};
 use nix::sys::signal::Signal;
 use rale_e2e::WAIT;
-use rale_e2e::ramd_cluster::{RamdCluster, TABLE, serial};
+use rale_e2e::ramd_cluster::{ClusterOptions, RamdCluster, TABLE, serial};
+use ramd_ref::demo::DemoConsensus;
 use tokio_postgres::NoTls;
 
 fn rounds() -> usize {
@@ -156,8 +157,23 @@ async fn campaign_on(
     mode: &str,
     bootstrap: &str,
 ) -> anyhow::Result<()> {
+    campaign_with(nodes, rounds, mode, bootstrap, DemoConsensus::Raft).await
+}
+
+async fn campaign_with(
+    nodes: usize,
+    rounds: usize,
+    mode: &str,
+    bootstrap: &str,
+    consensus: DemoConsensus,
+) -> anyhow::Result<()> {
     let _guard = serial().await;
-    let mut c = RamdCluster::start(nodes, Some(bootstrap)).await?;
+    let mut c = RamdCluster::start_opts(ClusterOptions {
+        bootstrap_toml: Some(bootstrap.into()),
+        consensus,
+        ..ClusterOptions::new(nodes)
+    })
+    .await?;
     let next = Arc::new(AtomicI64::new(1));
     let mut total = 0;
     let mut times = Vec::new();
@@ -197,6 +213,28 @@ async fn quorum_any_1_strict_loses_no_acknowledged_commit() -> anyhow::Result<()
     campaign(
         "quorum (ANY 1, strict)",
         "[bootstrap.synchronous]\nmode = \"quorum\"\nnode_count = 1\nstrict = true\n",
+    )
+    .await
+}
+
+/// The same on a real three-member etcd instead of the embedded Raft: three kill rounds
+/// (`RALE_SYNC_ROUNDS` for more), nothing acknowledged lost. Skipped without `etcd`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcd_quorum_any_1_loses_no_acknowledged_commit() -> anyhow::Result<()> {
+    if rale::testing::etcd_server::EtcdServers::find_binary().is_none() {
+        eprintln!("SKIPPED: no etcd binary (install etcd-server or set RALE_ETCD)");
+        return Ok(());
+    }
+    let rounds = std::env::var("RALE_SYNC_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3);
+    campaign_with(
+        3,
+        rounds,
+        "etcd, quorum (ANY 1)",
+        "[bootstrap.synchronous]\nmode = \"quorum\"\nnode_count = 1\n",
+        DemoConsensus::Etcd,
     )
     .await
 }
