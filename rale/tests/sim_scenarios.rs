@@ -191,9 +191,10 @@ fn slow_crash_recovery_is_restarted_in_place_thanks_to_the_lease_keeper() {
         },
     );
     cfg.action_times.start_ms = rale::sim::Span::new(3_000, 3_200);
+    // Late enough that the replicas, whose starts take 3 s too, stream when it strikes.
     let schedule = || {
         Schedule::new(7).at(
-            1_000,
+            6_000,
             Fault::CrashPostgres {
                 target: Target::Primary,
             },

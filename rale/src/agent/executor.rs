@@ -65,6 +65,8 @@ pub(crate) struct HaLoop {
     pub failsafe_missing: Vec<String>,
     /// The previous iteration could not read the cluster state.
     pub read_failed: bool,
+    /// This iteration took the lease: the next one runs without a pause.
+    pub hurry: bool,
 }
 
 impl HaLoop {
@@ -89,7 +91,14 @@ impl HaLoop {
                 return Err(why);
             }
             let elapsed = self.rt.now().since(started);
-            let pause = Duration::from_millis(interval_ms.saturating_sub(elapsed));
+            // A lease just taken is acted on at once (the promotion is the next step), not
+            // a loop interval later: every millisecond of a failover counts.
+            let pause_ms = if std::mem::take(&mut self.hurry) {
+                0
+            } else {
+                interval_ms.saturating_sub(elapsed)
+            };
+            let pause = Duration::from_millis(pause_ms);
             if !*shutdown.borrow() {
                 let sleep = self.rt.sleep(pause);
                 let changed = std::pin::pin!(shutdown.changed());
@@ -417,6 +426,9 @@ impl HaLoop {
                 }
                 let outcome =
                     propose(self.rt.as_ref(), self.consensus.as_ref(), op.clone()).await?;
+                if outcome.is_applied() && matches!(op, Operation::AcquireLease { .. }) {
+                    self.hurry = true;
+                }
                 if let crate::state::Outcome::Rejected(why) = &outcome
                     && !matches!(op, Operation::PublishMember { .. })
                 {

@@ -254,6 +254,7 @@ impl AgentBuilder {
                 failsafe_round: None,
                 failsafe_missing: Vec::new(),
                 read_failed: false,
+                hurry: false,
             },
         }
     }
