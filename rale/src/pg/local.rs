@@ -437,6 +437,8 @@ impl PostgresControl for LocalPostgres {
             "--data-checksums".into(),
             "--encoding=UTF8".into(),
             "--locale=C".into(),
+            // One syncfs below instead of initdb's fsync of every file.
+            "--no-sync".into(),
         ];
         args.extend(self.cfg.initdb_args.iter().map(OsString::from));
         self.runner
@@ -453,6 +455,7 @@ impl PostgresControl for LocalPostgres {
         self.data.remove("standby.signal")?;
         self.data.write_upstream_note(&self.runner, None)?;
         self.data.write_auto_conf(&self.runner, parameters)?;
+        self.data.sync_to_disk().await?;
         self.set_upstream(None);
         self.pg_ctl_start().await?;
 

@@ -221,8 +221,14 @@ pub async fn run_suite(pair: Pair) {
         "rewind must leave the server stopped"
     );
     must("start the rewound server", a.start(Some(&b_at))).await;
-    let s = until("streamed from b after the rewind", "a", a, |s| s.streaming).await;
-    assert!(s.in_recovery && s.timeline == status("b", b).await.timeline);
+    // Streaming begins at the fork (when the rewind found nothing to do): the standby is
+    // on b's timeline once it received WAL past it.
+    let b_timeline = status("b", b).await.timeline;
+    let s = until("streamed from b after the rewind, on its timeline", "a", a, |s| {
+        s.streaming && s.timeline == b_timeline
+    })
+    .await;
+    assert!(s.in_recovery);
 
     // A clone from a source that does not run fails and leaves the data in place.
     must("stop b", b.stop(StopMode::Fast)).await;
