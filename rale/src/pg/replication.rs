@@ -189,6 +189,13 @@ impl LocalPostgres {
         self.set_upstream(Some(source));
         let out = result?;
         configured?;
+        // pg_rewind keeps the target's pg_replslot: logical slots of the abandoned
+        // history must not survive into the new one (docs/slots.md).
+        let removed = self.remove_logical_slot_files()?;
+        if !removed.is_empty() {
+            tracing::info!(node = %self.cfg.node, slots = ?removed,
+                "removed the logical slots of the rewound history; copies are made afresh from the primary");
+        }
         tracing::info!(node = %self.cfg.node, source = %source.node, elapsed_ms = elapsed_ms(started),
             output = %super::process::tail(out.stderr.trim(), 300), "rewound");
         Ok(())
