@@ -246,15 +246,25 @@ async fn body(c: &mut RamdCluster, dir: &Path) -> anyhow::Result<Vec<Round>> {
         }
         consumer.stop();
         ensure!(consumer.node == old, "the consumer was not on {old}");
+        // Like any consumer it retries until the new primary serves it (`/cluster` may
+        // name the new leader a moment before its promotion completed).
         consumer = Consumer::start(c, &new, &next_file(&mut files))?;
-        let reconnect = c
-            .wait_for("the consumer streaming from the new primary", WAIT, || async {
-                if slot_on(c, &new).await?.is_some_and(|(active, _)| active) {
-                    return Ok(Some(killed.elapsed()));
-                }
-                Ok(None)
-            })
-            .await?;
+        let deadline = Instant::now() + WAIT;
+        let reconnect = loop {
+            if slot_on(c, &new).await.ok().flatten().is_some_and(|(active, _)| active) {
+                break killed.elapsed();
+            }
+            ensure!(
+                Instant::now() < deadline,
+                "the consumer did not stream from {new} within {WAIT:?}; see {}",
+                dir.display()
+            );
+            if consumer.exited() {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                consumer = Consumer::start(c, &new, &next_file(&mut files))?;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
         primary = new.clone();
         for _ in 0..INSERTS_AFTER {
             id += 1;
