@@ -149,9 +149,10 @@ impl LocalPostgres {
     /// After `pg_rewind` (the server stopped): removes the logical slots of the data
     /// directory. Their positions belong to the history the rewind threw away (a former
     /// primary's slots, or copies advanced past the fork): used after a later promotion
-    /// they would skip changes of the new history. A replica's copies are made afresh
-    /// from the primary; a logical slot cannot be used on a standby anyway. Returns the
-    /// names removed.
+    /// they would skip changes of the new history. PostgreSQL 15's `pg_rewind` already
+    /// empties `pg_replslot` (measured by `tests/tests/local_logical_slots.rs`); this
+    /// makes sure of it whatever the version does. A replica's copies are made afresh
+    /// from the primary. Returns the names removed.
     pub(super) fn remove_logical_slot_files(&self) -> Result<Vec<String>> {
         let dir = self.cfg.data_dir.join("pg_replslot");
         let entries = match std::fs::read_dir(&dir) {

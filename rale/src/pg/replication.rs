@@ -189,8 +189,8 @@ impl LocalPostgres {
         self.set_upstream(Some(source));
         let out = result?;
         configured?;
-        // pg_rewind keeps the target's pg_replslot: logical slots of the abandoned
-        // history must not survive into the new one (docs/slots.md).
+        // Logical slots of the abandoned history must not survive into the new one
+        // (docs/slots.md); PostgreSQL 15's pg_rewind removes them already.
         let removed = self.remove_logical_slot_files()?;
         if !removed.is_empty() {
             tracing::info!(node = %self.cfg.node, slots = ?removed,
