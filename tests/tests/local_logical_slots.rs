@@ -59,16 +59,30 @@ async fn a_copied_logical_slot_is_advanced_and_decodes_after_promotion() -> anyh
         .context("the primary's status shows the slot")?;
 
     // Copy: b restarts and loads it.
-    let copied = b.pg().copy_logical_slots(&a.upstream(), &["cdc".into(), "absent".into()]).await?;
+    let copied = b
+        .pg()
+        .copy_logical_slots(&a.upstream(), &["cdc".into(), "absent".into()])
+        .await?;
     ensure!(copied == ["cdc"], "{copied:?}");
-    let sb = b.wait_status("streaming with the copy", WAIT, |s| {
-        s.streaming && s.logical_slots.iter().any(|l| l.name == "cdc")
-    })
-    .await?;
+    let sb = b
+        .wait_status("streaming with the copy", WAIT, |s| {
+            s.streaming && s.logical_slots.iter().any(|l| l.name == "cdc")
+        })
+        .await?;
     ensure!(sb.hot_standby_feedback, "RALE's default: {sb:?}");
-    let copy = sb.logical_slots.iter().find(|l| l.name == "cdc").context("copy")?;
-    ensure!(copy.plugin == "test_decoding" && copy.database == "postgres", "{copy:?}");
-    ensure!(copy.confirmed_flush_lsn <= Some(confirmed), "{copy:?} vs {confirmed}");
+    let copy = sb
+        .logical_slots
+        .iter()
+        .find(|l| l.name == "cdc")
+        .context("copy")?;
+    ensure!(
+        copy.plugin == "test_decoding" && copy.database == "postgres",
+        "{copy:?}"
+    );
+    ensure!(
+        copy.confirmed_flush_lsn <= Some(confirmed),
+        "{copy:?} vs {confirmed}"
+    );
     // Through hot_standby_feedback the primary's physical slot of b holds the copy's
     // catalog_xmin.
     let held = a
@@ -82,14 +96,20 @@ async fn a_copied_logical_slot_is_advanced_and_decodes_after_promotion() -> anyh
             WAIT,
         )
         .await;
-    ensure!(held.is_ok(), "b's physical slot on a has no catalog_xmin: {held:?}");
+    ensure!(
+        held.is_ok(),
+        "b's physical slot on a has no catalog_xmin: {held:?}"
+    );
 
     // More changes, confirmed by the consumer; b advances to that position.
-    a.execute("INSERT INTO t SELECT generate_series(11, 20)").await?;
+    a.execute("INSERT INTO t SELECT generate_series(11, 20)")
+        .await?;
     a.query_scalar("SELECT count(*) FROM pg_logical_slot_get_changes('cdc', NULL, NULL)")
         .await?;
     let confirmed: Lsn = a
-        .query_scalar("SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = 'cdc'")
+        .query_scalar(
+            "SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = 'cdc'",
+        )
         .await?
         .context("confirmed")?
         .parse()?;
@@ -112,7 +132,10 @@ async fn a_copied_logical_slot_is_advanced_and_decodes_after_promotion() -> anyh
             .and_then(|l| l.confirmed_flush_lsn)
     };
     let sb = b.status().await?;
-    ensure!(at(&sb) == Some(confirmed), "advanced to {confirmed}: {sb:?}");
+    ensure!(
+        at(&sb) == Some(confirmed),
+        "advanced to {confirmed}: {sb:?}"
+    );
     // Asked past the replay position, PostgreSQL stops at it.
     let far = Lsn(confirmed.0 + (1 << 32));
     b.pg().advance_logical_slots(&advance(far)).await?;
@@ -133,7 +156,8 @@ async fn a_copied_logical_slot_is_advanced_and_decodes_after_promotion() -> anyh
     println!("FIGURE decoding on the standby: {decode:?}");
 
     // Changes the consumer has not confirmed; then the primary is lost and b promoted.
-    a.execute("INSERT INTO t SELECT generate_series(21, 25)").await?;
+    a.execute("INSERT INTO t SELECT generate_series(21, 25)")
+        .await?;
     let sa = a.status().await?;
     b.wait_status("replayed rows 21..25", WAIT, |s| {
         s.replay_lsn.is_some_and(|r| r >= sa.write_lsn)
@@ -169,12 +193,18 @@ async fn a_copied_logical_slot_is_advanced_and_decodes_after_promotion() -> anyh
         Ok(names)
     };
     let before = slot_dirs()?;
-    ensure!(before.contains(&"cdc".to_string()), "before the rewind: {before:?}");
+    ensure!(
+        before.contains(&"cdc".to_string()),
+        "before the rewind: {before:?}"
+    );
     a.pg().rewind(&b.upstream()).await.context("rewind a")?;
     let left = slot_dirs()?;
     println!("FIGURE pg_replslot of the rewound node: before {before:?}, after {left:?}");
     // PostgreSQL 15's pg_rewind empties pg_replslot itself (measured here); the agent
     // removes any logical slot left after a rewind in any case.
-    ensure!(!left.iter().any(|n| n == "cdc"), "after the rewind: {left:?}");
+    ensure!(
+        !left.iter().any(|n| n == "cdc"),
+        "after the rewind: {left:?}"
+    );
     Ok(())
 }

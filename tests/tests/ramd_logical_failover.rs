@@ -251,7 +251,12 @@ async fn body(c: &mut RamdCluster, dir: &Path) -> anyhow::Result<Vec<Round>> {
         consumer = Consumer::start(c, &new, &next_file(&mut files))?;
         let deadline = Instant::now() + WAIT;
         let reconnect = loop {
-            if slot_on(c, &new).await.ok().flatten().is_some_and(|(active, _)| active) {
+            if slot_on(c, &new)
+                .await
+                .ok()
+                .flatten()
+                .is_some_and(|(active, _)| active)
+            {
                 break killed.elapsed();
             }
             ensure!(
@@ -345,8 +350,9 @@ async fn body(c: &mut RamdCluster, dir: &Path) -> anyhow::Result<Vec<Round>> {
             "round {round}: acknowledged inserts missing from the stream: {missing:?}"
         );
         ensure!(
-            dups.iter()
-                .all(|i| acked.get(i).is_some_and(|t| killed.saturating_duration_since(*t) <= DUPLICATE_WINDOW)),
+            dups.iter().all(|i| acked
+                .get(i)
+                .is_some_and(|t| killed.saturating_duration_since(*t) <= DUPLICATE_WINDOW)),
             "round {round}: duplicates from more than {DUPLICATE_WINDOW:?} before the kill: {dups:?}"
         );
         rounds.push(r);

@@ -34,13 +34,13 @@ struct SlotState {
 /// Decodes PostgreSQL's `encode(…, 'hex')` text.
 fn decode_hex(text: &str) -> Option<Vec<u8>> {
     let bytes = text.as_bytes();
-    if bytes.len() % 2 != 0 {
+    if !bytes.len().is_multiple_of(2) {
         return None;
     }
     let digit = |b: u8| (b as char).to_digit(16);
     bytes
         .chunks_exact(2)
-        .map(|pair| Some(u8::try_from(digit(pair[0])? * 16 + digit(pair[1])?).ok()?))
+        .map(|pair| u8::try_from(digit(pair[0])? * 16 + digit(pair[1])?).ok())
         .collect()
 }
 
@@ -250,7 +250,10 @@ mod tests {
 
     #[test]
     fn hex_decodes_and_refuses_garbage() {
-        assert_eq!(decode_hex("a11c0501ff"), Some(vec![0xa1, 0x1c, 0x05, 0x01, 0xff]));
+        assert_eq!(
+            decode_hex("a11c0501ff"),
+            Some(vec![0xa1, 0x1c, 0x05, 0x01, 0xff])
+        );
         assert_eq!(decode_hex(""), Some(vec![]));
         assert_eq!(decode_hex("abc"), None);
         assert_eq!(decode_hex("zz"), None);

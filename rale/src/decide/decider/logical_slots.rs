@@ -147,7 +147,10 @@ impl Decider {
         } else {
             None
         };
-        if !copy.is_empty() && blocked.is_none() && self.once("copy_logical_slots", obs.now, COPY_COOLDOWN_MS) {
+        if !copy.is_empty()
+            && blocked.is_none()
+            && self.once("copy_logical_slots", obs.now, COPY_COOLDOWN_MS)
+        {
             self.copy_wait_since = None;
             for n in &copy {
                 *self.slot_copies.entry(n.clone()).or_default() += 1;
@@ -322,7 +325,10 @@ mod tests {
         let state = cluster(Some(4_000));
         let first = step(&mut d, &state, &replica(5_000, vec![]), 11_000);
         assert_eq!(copies(&first), vec![vec!["cdc".to_string()]], "{first:?}");
-        assert_eq!(first.as_ref().map(|d| d.kind), Some(DecisionKind::Replication));
+        assert_eq!(
+            first.as_ref().map(|d| d.kind),
+            Some(DecisionKind::Replication)
+        );
         // Not again within the cool-down.
         let again = step(&mut d, &state, &replica(5_000, vec![]), 12_000);
         assert!(copies(&again).is_empty(), "{again:?}");
@@ -344,7 +350,12 @@ mod tests {
         }
         assert_eq!(made, COPY_ATTEMPTS_MAX as usize);
         // The copy shows up, then is lost: copied again.
-        let loaded = step(&mut d, &state, &replica(5_000, vec![slot("cdc", 4_000)]), 700_000);
+        let loaded = step(
+            &mut d,
+            &state,
+            &replica(5_000, vec![slot("cdc", 4_000)]),
+            700_000,
+        );
         assert!(copies(&loaded).is_empty(), "{loaded:?}");
         let lost = step(&mut d, &state, &replica(5_000, vec![]), 800_000);
         assert_eq!(copies(&lost).len(), 1, "{lost:?}");
@@ -359,7 +370,9 @@ mod tests {
         let off = step(&mut d, &state, &pg, 10_000);
         assert!(copies(&off).is_empty());
         assert!(
-            off.map(|d| d.reason).unwrap_or_default().contains("hot_standby_feedback"),
+            off.map(|d| d.reason)
+                .unwrap_or_default()
+                .contains("hot_standby_feedback"),
         );
         let mut switching = state.clone();
         switching.lease = Some(Lease {
@@ -397,17 +410,29 @@ mod tests {
         let mut d = Decider::new(me(), Millis(0));
         let wait = step(&mut d, &state, &replica(5_000, vec![]), 10_000);
         assert!(copies(&wait).is_empty(), "{wait:?}");
-        assert!(wait.map(|d| d.reason).unwrap_or_default().contains("n0 copies first"));
+        assert!(
+            wait.map(|d| d.reason)
+                .unwrap_or_default()
+                .contains("n0 copies first")
+        );
         // n0 has its copy: our turn.
         other.logical_slots.insert("cdc".into(), Lsn(4_000));
         state.members.insert(node("n0"), other.clone());
-        assert_eq!(copies(&step(&mut d, &state, &replica(5_000, vec![]), 11_000)).len(), 1);
+        assert_eq!(
+            copies(&step(&mut d, &state, &replica(5_000, vec![]), 11_000)).len(),
+            1
+        );
         // n0 never copies: we go anyway after the bound.
         let mut d = Decider::new(me(), Millis(0));
         other.logical_slots.clear();
         state.members.insert(node("n0"), other);
         assert!(copies(&step(&mut d, &state, &replica(5_000, vec![]), 10_000)).is_empty());
-        let late = step(&mut d, &state, &replica(5_000, vec![]), 10_000 + COPY_STAGGER_MS_MAX);
+        let late = step(
+            &mut d,
+            &state,
+            &replica(5_000, vec![]),
+            10_000 + COPY_STAGGER_MS_MAX,
+        );
         assert_eq!(copies(&late).len(), 1, "{late:?}");
     }
 
@@ -415,22 +440,45 @@ mod tests {
     fn a_copy_is_advanced_to_the_confirmed_position_never_past_it() {
         let mut d = Decider::new(me(), Millis(0));
         // Replayed further than the consumer confirmed: the confirmed position bounds.
-        let out = step(&mut d, &cluster(Some(4_000)), &replica(9_000, vec![slot("cdc", 1_000)]), 10_000);
+        let out = step(
+            &mut d,
+            &cluster(Some(4_000)),
+            &replica(9_000, vec![slot("cdc", 1_000)]),
+            10_000,
+        );
         let a = advances(&out);
         assert_eq!(a.len(), 1, "{out:?}");
         assert_eq!(a[0].lsn, Lsn(4_000));
         assert_eq!(a[0].database, "postgres");
         // Replayed less than confirmed: the replay position bounds.
-        let out = step(&mut d, &cluster(Some(4_000)), &replica(3_000, vec![slot("cdc", 1_000)]), 20_000);
+        let out = step(
+            &mut d,
+            &cluster(Some(4_000)),
+            &replica(3_000, vec![slot("cdc", 1_000)]),
+            20_000,
+        );
         assert_eq!(advances(&out).first().map(|a| a.lsn), Some(Lsn(3_000)));
         // Already there, or ahead: nothing.
-        let out = step(&mut d, &cluster(Some(4_000)), &replica(9_000, vec![slot("cdc", 4_000)]), 30_000);
+        let out = step(
+            &mut d,
+            &cluster(Some(4_000)),
+            &replica(9_000, vec![slot("cdc", 4_000)]),
+            30_000,
+        );
         assert!(advances(&out).is_empty(), "{out:?}");
         // No slot of another plugin is touched.
         let mut other = slot("cdc", 1_000);
         other.plugin = "pgoutput".into();
-        let out = step(&mut d, &cluster(Some(4_000)), &replica(9_000, vec![other]), 40_000);
-        assert!(advances(&out).is_empty() && copies(&out).is_empty(), "{out:?}");
+        let out = step(
+            &mut d,
+            &cluster(Some(4_000)),
+            &replica(9_000, vec![other]),
+            40_000,
+        );
+        assert!(
+            advances(&out).is_empty() && copies(&out).is_empty(),
+            "{out:?}"
+        );
     }
 
     #[test]
@@ -449,7 +497,10 @@ mod tests {
         let state = cluster(None);
         let mut pg = replica(5_000, vec![slot("cdc", 4_000), slot("adhoc", 3_000)]);
         let p = published(&state.config, &pg);
-        assert_eq!(p.into_iter().collect::<Vec<_>>(), vec![("cdc".to_string(), Lsn(4_000))]);
+        assert_eq!(
+            p.into_iter().collect::<Vec<_>>(),
+            vec![("cdc".to_string(), Lsn(4_000))]
+        );
         pg.logical_slots[0].database = "app".into();
         assert!(published(&state.config, &pg).is_empty());
     }
