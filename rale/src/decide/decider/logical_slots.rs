@@ -3,7 +3,8 @@
 //! The primary publishes each permanent logical slot's `confirmed_flush_lsn` in its
 //! [`MemberStatus::logical_slots`]. A streaming replica whose server lacks a copy has it
 //! copied from the primary (a restart: at most [`COPY_ATTEMPTS_MAX`] times per slot until
-//! a copy shows up, [`COPY_COOLDOWN_MS`] apart, never while a switchover is pending); one
+//! a copy was advanced successfully, [`COPY_COOLDOWN_MS`] apart, never while a switchover
+//! is pending); one
 //! that has a copy behind the published position advances it to that position, clamped
 //! to its own replay position — never past what the primary's consumer confirmed.
 
@@ -12,9 +13,11 @@ use crate::config::{SlotKind, SlotSpec};
 use crate::pg::SlotAdvance;
 use crate::types::Lsn;
 
-/// Copies of one slot tried without the copy showing up afterwards, after which this
-/// replica stops trying (until the configuration or the agent restarts): a copy that
-/// PostgreSQL refuses to load must not restart the replica in a loop.
+/// Copies of one slot made without a successful advance of the copy since, after which
+/// this replica stops copying it (until its agent restarts): a copy that PostgreSQL
+/// refuses to load, or that is dropped again at its first advance because the WAL it
+/// starts from is gone on this replica (measured on PostgreSQL 15 for a slot older than
+/// the replica's base backup), must not restart the replica in a loop.
 pub(super) const COPY_ATTEMPTS_MAX: u32 = 3;
 /// Least time between two copies (each restarts the replica).
 const COPY_COOLDOWN_MS: u64 = 30_000;
@@ -74,9 +77,20 @@ impl Decider {
         let p = obs.pg;
         let local = |name: &str| p.logical_slots.iter().find(|s| s.name == name);
         let wanted: Vec<(&String, &SlotSpec)> = permanent_logical(state).collect();
-        // Forget attempts for slots that showed up or are no longer wanted.
+        // A copy advanced successfully is a copy that works: its attempts are forgotten,
+        // so that it is copied again if it is lost later. Showing up is not enough: a
+        // copy whose WAL is gone here shows up, fails its first advance and is dropped.
+        for o in obs.outcomes {
+            if let PgAction::AdvanceLogicalSlots { slots } = &o.action
+                && o.error.is_none()
+            {
+                for s in slots {
+                    self.slot_copies.remove(&s.name);
+                }
+            }
+        }
         self.slot_copies
-            .retain(|n, _| local(n).is_none() && wanted.iter().any(|(w, _)| *w == n));
+            .retain(|n, _| wanted.iter().any(|(w, _)| *w == n));
         if wanted.is_empty() {
             return None;
         }
@@ -174,7 +188,7 @@ impl Decider {
         }
         if !given_up.is_empty() {
             reason.push_str(&format!(
-                "; logical slots {given_up:?} not copied: {COPY_ATTEMPTS_MAX} copies did not load (see the server log)"
+                "; logical slots {given_up:?} not copied: {COPY_ATTEMPTS_MAX} copies did not load or could not be advanced (see the agent and server logs)"
             ));
         }
         let mut d = Decision::none(DecisionKind::Steady, reason);
@@ -189,6 +203,7 @@ impl Decider {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::decide::ActionOutcome;
     use crate::state::Lease;
     use crate::status::LogicalSlot;
     use crate::types::{Tags, Timeline};
@@ -279,12 +294,22 @@ mod tests {
     }
 
     fn step(d: &mut Decider, state: &ClusterState, pg: &PgStatus, now: u64) -> Option<Decision> {
+        step_after(d, state, pg, now, &[])
+    }
+
+    fn step_after(
+        d: &mut Decider,
+        state: &ClusterState,
+        pg: &PgStatus,
+        now: u64,
+        outcomes: &[ActionOutcome],
+    ) -> Option<Decision> {
         let obs = Observation {
             now: Millis(now),
             wall_ms: 0,
             pg,
             cluster: Some(state),
-            outcomes: &[],
+            outcomes,
             parameters: None,
         };
         d.observe(state, Millis(now));
@@ -349,16 +374,64 @@ mod tests {
             }
         }
         assert_eq!(made, COPY_ATTEMPTS_MAX as usize);
-        // The copy shows up, then is lost: copied again.
-        let loaded = step(
+        // The copy shows up and is advanced: it works, its attempts are forgotten; lost
+        // later, it is copied again.
+        let advanced = [ActionOutcome {
+            action: PgAction::AdvanceLogicalSlots {
+                slots: vec![SlotAdvance {
+                    name: "cdc".into(),
+                    database: "postgres".into(),
+                    lsn: Lsn(4_000),
+                }],
+            },
+            error: None,
+        }];
+        let loaded = step_after(
             &mut d,
             &state,
             &replica(5_000, vec![slot("cdc", 4_000)]),
             700_000,
+            &advanced,
         );
         assert!(copies(&loaded).is_empty(), "{loaded:?}");
         let lost = step(&mut d, &state, &replica(5_000, vec![]), 800_000);
         assert_eq!(copies(&lost).len(), 1, "{lost:?}");
+    }
+
+    /// A copy that shows up but is dropped at every advance (its WAL is gone on this
+    /// replica) is not copied for ever: the restarts stop at the bound.
+    #[test]
+    fn a_copy_dropped_at_every_advance_is_not_copied_in_a_loop() {
+        let mut d = Decider::new(me(), Millis(0));
+        let state = cluster(Some(4_000));
+        let failed = [ActionOutcome {
+            action: PgAction::AdvanceLogicalSlots {
+                slots: vec![SlotAdvance {
+                    name: "cdc".into(),
+                    database: "postgres".into(),
+                    lsn: Lsn(4_000),
+                }],
+            },
+            error: Some("requested WAL segment has already been removed".into()),
+        }];
+        let mut made = 0;
+        for i in 0..600u64 {
+            // Odd seconds: the copy is there (behind), and its advance failed; even
+            // seconds: it was dropped.
+            let present = i % 2 == 1;
+            let pg = replica(
+                5_000,
+                if present {
+                    vec![slot("cdc", 1_000)]
+                } else {
+                    vec![]
+                },
+            );
+            let outcomes: &[ActionOutcome] = if present { &[] } else { &failed };
+            let out = step_after(&mut d, &state, &pg, 10_000 + i * 1_000, outcomes);
+            made += copies(&out).len();
+        }
+        assert_eq!(made, COPY_ATTEMPTS_MAX as usize);
     }
 
     #[test]
