@@ -428,6 +428,11 @@ mod tests {
         assert!(c.get(v(16), "debug_parallel_query").is_some());
         assert!(c.get(v(17), "old_snapshot_threshold").is_none());
         assert!(c.get(v(17), "transaction_timeout").is_some());
+        // Failover logical slots (docs/slots.md: what RALE does on PostgreSQL 17).
+        for name in ["sync_replication_slots", "synchronized_standby_slots"] {
+            assert!(c.get(v(16), name).is_none(), "{name}");
+            assert!(c.get(v(17), name).is_some(), "{name}");
+        }
         assert!(c.get(v(14), "stats_temp_directory").is_some());
         assert!(c.get(v(15), "stats_temp_directory").is_none());
         assert_eq!(

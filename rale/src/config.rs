@@ -295,6 +295,27 @@ impl DynamicConfig {
                 }
             }
         }
+        // Replicas' copies of logical slots keep the catalog rows they need on the
+        // primary only through hot_standby_feedback (docs/slots.md).
+        let feedback_off = self.postgresql_parameters.iter().any(|(k, v)| {
+            k.eq_ignore_ascii_case("hot_standby_feedback")
+                && matches!(
+                    v.trim().to_ascii_lowercase().as_str(),
+                    "off" | "false" | "no" | "0" | "of" | "f" | "n"
+                )
+        });
+        if feedback_off
+            && let Some(name) = self
+                .slots
+                .iter()
+                .find(|(_, s)| s.kind == SlotKind::Logical)
+                .map(|(n, _)| n)
+        {
+            return bad(format!(
+                "postgresql_parameters.hot_standby_feedback = off with the logical slot {name}: \
+                 replicas keep copies of logical slots only with hot_standby_feedback on"
+            ));
+        }
         for (i, m) in self.ignore_slots.iter().enumerate() {
             if *m == SlotMatch::default() {
                 return bad(format!(
@@ -365,6 +386,11 @@ mod tests {
                 "path",
             ),
             (r#"{"ignore_slots": [{}]}"#, "gives no field"),
+            (
+                r#"{"slots": {"c": {"type": "logical", "plugin": "p", "database": "d"}},
+                    "postgresql_parameters": {"hot_standby_feedback": "off"}}"#,
+                "hot_standby_feedback = off",
+            ),
         ] {
             let e = parse(body)
                 .expect(body)

@@ -832,6 +832,7 @@ mod tests {
             pending_restart: false,
             server_version_num: 150000,
             system_id: Some(1),
+            logical_slots: Default::default(),
             heartbeat: 1,
         };
         s.members.insert(n("c"), ahead);

@@ -1,6 +1,8 @@
 //! What a node observes of its own PostgreSQL ([`PgStatus`]) and what it publishes about
 //! itself to the cluster through consensus ([`MemberStatus`]).
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use crate::types::{Epoch, Lsn, NodeId, Role, Tags, Timeline};
@@ -35,6 +37,20 @@ pub struct ReplicaConnection {
     pub replay_lsn: Option<Lsn>,
 }
 
+/// A logical replication slot on the local server (`pg_replication_slots`, not temporary).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogicalSlot {
+    /// Slot name.
+    pub name: String,
+    /// Its database.
+    pub database: String,
+    /// Its output plugin.
+    pub plugin: String,
+    /// `confirmed_flush_lsn`: what its consumer confirmed (on a replica's copy: where the
+    /// copy was last advanced to). `None` while PostgreSQL reports none.
+    pub confirmed_flush_lsn: Option<Lsn>,
+}
+
 /// A node's own PostgreSQL, as the agent observed it just now.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PgStatus {
@@ -66,6 +82,14 @@ pub struct PgStatus {
     pub pending_restart: bool,
     /// `server_version_num`, e.g. 150008 (0 when unknown).
     pub server_version_num: u32,
+    /// The logical replication slots on this server (a primary's own, a replica's
+    /// copies: see `docs/slots.md`).
+    #[serde(default)]
+    pub logical_slots: Vec<LogicalSlot>,
+    /// `hot_standby_feedback` is on: a replica's copies of logical slots keep the
+    /// primary's catalog rows they need only with it.
+    #[serde(default)]
+    pub hot_standby_feedback: bool,
 }
 
 impl PgStatus {
@@ -86,6 +110,8 @@ impl PgStatus {
             synchronous_standby_names: String::new(),
             pending_restart: false,
             server_version_num: 0,
+            logical_slots: Vec::new(),
+            hot_standby_feedback: false,
         }
     }
 
@@ -156,6 +182,12 @@ pub struct MemberStatus {
     pub server_version_num: u32,
     /// Database system identifier of its data directory, if initialised.
     pub system_id: Option<u64>,
+    /// `confirmed_flush_lsn` of each permanent logical slot (`slots` of the dynamic
+    /// configuration) on this member: on the primary what the slot's consumer confirmed —
+    /// replicas advance their copies to it, never further — on a replica where its copy
+    /// stands. Published with the WAL positions (at most every `publish_interval`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub logical_slots: BTreeMap<String, Lsn>,
     /// Bumped by the member on every publication, so observers see it is alive.
     pub heartbeat: u64,
 }

@@ -371,7 +371,10 @@ impl HaLoop {
                 op,
                 Operation::PublishMember { .. } | Operation::RenewLease { .. }
             ),
-            Action::Pg { action } => !matches!(action, PgAction::EnsureSlots { .. }),
+            Action::Pg { action } => !matches!(
+                action,
+                PgAction::EnsureSlots { .. } | PgAction::AdvanceLogicalSlots { .. }
+            ),
         });
         // Renewals alternate with steady loops: log the state once, not every renewal.
         let kind = if d.kind == DecisionKind::Renew {
@@ -500,6 +503,11 @@ impl HaLoop {
                 self.pg.set_parameters(&params).await.map(|_| ())
             }
             PgAction::EnsureSlots { plan } => self.pg.ensure_slots(plan).await,
+            PgAction::CopyLogicalSlots { source, slots } => {
+                let up = Self::upstream(state, source)?;
+                self.pg.copy_logical_slots(&up, slots).await.map(|_| ())
+            }
+            PgAction::AdvanceLogicalSlots { slots } => self.pg.advance_logical_slots(slots).await,
         }
     }
 }
@@ -555,6 +563,17 @@ pub fn action_name(a: &Action) -> String {
             PgAction::EnsureSlots { plan } => {
                 format!("pg:slots({})", plan.members.len() + plan.permanent.len())
             }
+            PgAction::CopyLogicalSlots { source, slots } => {
+                format!("pg:copy_logical_slots({source}: {})", slots.join(","))
+            }
+            PgAction::AdvanceLogicalSlots { slots } => format!(
+                "pg:advance_logical_slots({})",
+                slots
+                    .iter()
+                    .map(|s| format!("{}={}", s.name, s.lsn))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            ),
         },
     }
 }

@@ -27,7 +27,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::pg::{SlotPlan, StopMode};
+use crate::pg::{SlotAdvance, SlotPlan, StopMode};
 use crate::state::{ClusterState, Operation};
 use crate::status::PgStatus;
 use crate::types::{Millis, NodeId, Tags};
@@ -205,6 +205,20 @@ pub enum PgAction {
     EnsureSlots {
         /// The plan.
         plan: SlotPlan,
+    },
+    /// On a replica: copy the state of these permanent logical slots from `source` (the
+    /// primary) and restart to load them (`docs/slots.md`).
+    CopyLogicalSlots {
+        /// The primary.
+        source: NodeId,
+        /// The slots to copy.
+        slots: Vec<String>,
+    },
+    /// On a replica: advance copies of permanent logical slots to what the primary's
+    /// consumer confirmed (never further).
+    AdvanceLogicalSlots {
+        /// Where to.
+        slots: Vec<SlotAdvance>,
     },
 }
 

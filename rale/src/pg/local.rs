@@ -412,6 +412,8 @@ impl PostgresControl for LocalPostgres {
             synchronous_standby_names: obs.synchronous_standby_names,
             pending_restart: obs.pending_restart,
             server_version_num: obs.server_version_num,
+            logical_slots: obs.logical_slots,
+            hot_standby_feedback: obs.hot_standby_feedback,
         })
     }
 
@@ -595,6 +597,14 @@ impl PostgresControl for LocalPostgres {
 
     async fn ensure_slots(&self, plan: &super::SlotPlan) -> Result<()> {
         self.ensure_slot_plan(plan).await
+    }
+
+    async fn copy_logical_slots(&self, source: &Upstream, names: &[String]) -> Result<Vec<String>> {
+        self.copy_logical_slots_from(source, names).await
+    }
+
+    async fn advance_logical_slots(&self, slots: &[super::SlotAdvance]) -> Result<()> {
+        self.advance_logical_slots_to(slots).await
     }
 
     async fn preflight(&self) -> Result<String> {

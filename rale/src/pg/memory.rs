@@ -222,6 +222,8 @@ impl PostgresControl for MemPostgres {
                     .unwrap_or_default(),
                 pending_restart: false,
                 server_version_num: VERSION_NUM,
+                logical_slots: Vec::new(),
+                hot_standby_feedback: true,
             })
         })
     }

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::Result;
 use crate::config::{SlotKind, SlotMatch, SlotSpec};
 use crate::status::PgStatus;
-use crate::types::NodeId;
+use crate::types::{Lsn, NodeId};
 
 #[cfg(feature = "local-pg")]
 mod binaries;
@@ -25,6 +25,8 @@ mod datadir;
 pub mod local;
 #[cfg(feature = "local-pg")]
 mod local_config;
+#[cfg(feature = "local-pg")]
+mod logical_slots;
 pub mod memory;
 #[cfg(feature = "local-pg")]
 mod parameters;
@@ -138,6 +140,30 @@ pub trait PostgresControl: Send + Sync {
     /// slots and the permanent ones) and drops the inactive physical slots of removed
     /// members; leaves every other slot, and every slot `plan.ignore` matches, alone.
     async fn ensure_slots(&self, plan: &SlotPlan) -> Result<()>;
+    /// On a replica: copies the state of the logical slots `names` from the primary
+    /// `source` into this server and restarts it so that it loads them (PostgreSQL ≤ 16
+    /// cannot create a logical slot on a standby; `docs/slots.md`). Slots `source` does
+    /// not have are skipped, and nothing is restarted when none was found. Returns the
+    /// names copied. The default copies nothing and says so.
+    async fn copy_logical_slots(&self, source: &Upstream, names: &[String]) -> Result<Vec<String>> {
+        let _ = (source, names);
+        Err(crate::Error::pg(
+            "copy_logical_slots",
+            "this PostgresControl cannot copy logical slots",
+        ))
+    }
+    /// On a replica: advances each copy of a logical slot to its position (PostgreSQL
+    /// never moves a slot past the replay position, nor backwards). A copy PostgreSQL can
+    /// no longer advance (the WAL it starts from is gone) is dropped, so that it is copied
+    /// again. One slot that fails does not hold back the others. The default advances
+    /// nothing and says so.
+    async fn advance_logical_slots(&self, slots: &[SlotAdvance]) -> Result<()> {
+        let _ = slots;
+        Err(crate::Error::pg(
+            "advance_logical_slots",
+            "this PostgresControl cannot advance logical slots",
+        ))
+    }
     /// Checks that nothing *permanent* prevents running the server: supported binaries,
     /// a data directory the PostgreSQL OS user can reach and own, no foreign contents.
     /// `Ok` carries a one-line summary. An error here does not go away by retrying: the
@@ -145,6 +171,18 @@ pub trait PostgresControl: Send + Sync {
     async fn preflight(&self) -> Result<String> {
         Ok(String::new())
     }
+}
+
+/// Where to advance a replica's copy of one logical slot
+/// ([`PostgresControl::advance_logical_slots`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SlotAdvance {
+    /// Slot name.
+    pub name: String,
+    /// The slot's database (the advance runs connected to it).
+    pub database: String,
+    /// The target: what the primary's consumer confirmed, at most the replay position.
+    pub lsn: Lsn,
 }
 
 /// The replication slots a primary keeps ([`PostgresControl::ensure_slots`]), decided by

@@ -252,6 +252,11 @@ impl Runner {
     /// Writes `contents` to `path` atomically (temporary file + rename), mode `0600`,
     /// owned by the PostgreSQL user.
     pub fn write_file(&self, path: &Path, contents: &str) -> Result<()> {
+        self.write_bytes(path, contents.as_bytes())
+    }
+
+    /// [`Runner::write_file`] for binary contents.
+    pub fn write_bytes(&self, path: &Path, contents: &[u8]) -> Result<()> {
         let file_name = path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
@@ -266,7 +271,7 @@ impl Runner {
                 .mode_0600()
                 .open(&tmp)
                 .map_err(|e| Error::io(ctx("creating"), e))?;
-            file.write_all(contents.as_bytes())
+            file.write_all(contents)
                 .map_err(|e| Error::io(ctx("writing"), e))?;
             file.sync_all().map_err(|e| Error::io(ctx("syncing"), e))?;
         }

@@ -194,6 +194,13 @@ impl LocalPostgres {
         self.set_upstream(Some(source));
         let out = result?;
         configured?;
+        // Logical slots of the abandoned history must not survive into the new one
+        // (docs/slots.md); PostgreSQL 15's pg_rewind removes them already.
+        let removed = self.remove_logical_slot_files()?;
+        if !removed.is_empty() {
+            tracing::info!(node = %self.cfg.node, slots = ?removed,
+                "removed the logical slots of the rewound history; copies are made afresh from the primary");
+        }
         self.data.sync_to_disk().await?;
         tracing::info!(node = %self.cfg.node, source = %source.node, elapsed_ms = elapsed_ms(started),
             output = %super::process::tail(out.stderr.trim(), 300), "rewound");

@@ -11,7 +11,7 @@ use std::time::Duration;
 use tokio_postgres::{Client, NoTls, SimpleQueryMessage, SimpleQueryRow};
 
 use super::process::duration_ms;
-use crate::status::ReplicaConnection;
+use crate::status::{LogicalSlot, ReplicaConnection};
 use crate::types::{Lsn, Timeline};
 use crate::{Error, Result};
 
@@ -163,9 +163,11 @@ pub(crate) struct Observation {
     pub synchronous_standby_names: String,
     pub pending_restart: bool,
     pub server_version_num: u32,
+    pub logical_slots: Vec<LogicalSlot>,
+    pub hot_standby_feedback: bool,
 }
 
-/// One round trip: three statements in one simple query.
+/// One round trip: four statements in one simple query.
 const STATUS_SQL: &str = "\
 SELECT pg_is_in_recovery(), \
  CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_current_wal_lsn()::text END, \
@@ -175,19 +177,22 @@ SELECT pg_is_in_recovery(), \
  (SELECT min_recovery_end_timeline FROM pg_control_recovery()), \
  current_setting('synchronous_standby_names'), \
  current_setting('server_version_num'), \
- EXISTS (SELECT 1 FROM pg_settings WHERE pending_restart); \
+ EXISTS (SELECT 1 FROM pg_settings WHERE pending_restart), \
+ current_setting('hot_standby_feedback'); \
 SELECT status, received_tli FROM pg_stat_wal_receiver; \
 SELECT coalesce(application_name, ''), coalesce(state, ''), coalesce(sync_state, ''), \
  write_lsn::text, flush_lsn::text, replay_lsn::text FROM pg_stat_replication \
- ORDER BY application_name";
+ ORDER BY application_name; \
+SELECT slot_name, coalesce(database, ''), coalesce(plugin, ''), confirmed_flush_lsn::text \
+ FROM pg_replication_slots WHERE slot_type = 'logical' AND NOT temporary ORDER BY slot_name";
 
 /// Observes the server through `client`.
 pub(crate) async fn observe(client: &Client) -> Result<Observation> {
     let results = simple(client, "status", STATUS_SQL).await?;
-    let [main, receiver, replication] = results.as_slice() else {
+    let [main, receiver, replication, slots] = results.as_slice() else {
         return Err(Error::pg(
             "status",
-            format!("expected 3 result sets, got {}", results.len()),
+            format!("expected 4 result sets, got {}", results.len()),
         ));
     };
     let row = main
@@ -229,6 +234,15 @@ pub(crate) async fn observe(client: &Client) -> Result<Observation> {
             replay_lsn: opt_lsn(5)?,
         });
     }
+    let mut logical_slots = Vec::with_capacity(slots.len());
+    for r in slots {
+        logical_slots.push(LogicalSlot {
+            name: r.get(0).unwrap_or_default().to_string(),
+            database: r.get(1).unwrap_or_default().to_string(),
+            plugin: r.get(2).unwrap_or_default().to_string(),
+            confirmed_flush_lsn: r.get(3).map(str::parse).transpose()?,
+        });
+    }
     Ok(Observation {
         in_recovery,
         timeline,
@@ -241,6 +255,8 @@ pub(crate) async fn observe(client: &Client) -> Result<Observation> {
         synchronous_standby_names: text(7).unwrap_or_default(),
         pending_restart: text(9).as_deref() == Some("t"),
         server_version_num: text(8).and_then(|s| s.parse().ok()).unwrap_or(0),
+        logical_slots,
+        hot_standby_feedback: text(10).as_deref() == Some("on"),
     })
 }
 

@@ -303,6 +303,8 @@ impl Sim {
             synchronous_standby_names: pg.sync_names_text.clone(),
             pending_restart: false,
             server_version_num: SERVER_VERSION_NUM,
+            logical_slots: Vec::new(),
+            hot_standby_feedback: true,
         }
     }
 }

@@ -450,6 +450,7 @@ mod tests {
             pending_restart: false,
             server_version_num: 150_000,
             system_id: None,
+            logical_slots: Default::default(),
             heartbeat: 1,
         };
         let mut cluster = ClusterState::default();

@@ -149,6 +149,9 @@ impl Decider {
             if now.since(streaming) >= patience {
                 self.not_streaming_since = None;
             }
+            if let Some(d) = self.logical_slot_copies(state, obs, &holder, now.since(streaming)) {
+                return d;
+            }
             return Decision::none(
                 DecisionKind::Steady,
                 format!("replica streaming from {holder}"),
@@ -403,6 +406,7 @@ mod tests {
             pending_restart: false,
             server_version_num: 150000,
             system_id: Some(1),
+            logical_slots: Default::default(),
             heartbeat: 1,
         }
     }

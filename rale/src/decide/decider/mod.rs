@@ -99,6 +99,11 @@ pub struct Decider {
     /// operator's switchover includes it).
     stepped_down: Option<Epoch>,
     last_slots: Option<(Millis, SlotPlan)>,
+    /// On a replica: copies of each permanent logical slot requested that have not shown
+    /// up yet (see `logical_slots`).
+    slot_copies: BTreeMap<String, u32>,
+    /// On a replica: since when it waits for a replica named before it to copy first.
+    copy_wait_since: Option<Millis>,
     catch_up: Option<crate::decide::sync::CatchUp>,
     /// As the primary of this epoch: since when each standby has streamed from us.
     standbys_streaming: (Epoch, BTreeMap<NodeId, Millis>),
@@ -131,6 +136,7 @@ mod bootstrap;
 mod failover;
 mod follower;
 mod holder;
+mod logical_slots;
 mod parameters;
 mod switchover;
 
@@ -160,6 +166,8 @@ impl Decider {
             promoted: None,
             last_primary_position: None,
             last_slots: None,
+            slot_copies: BTreeMap::new(),
+            copy_wait_since: None,
             catch_up: None,
             standbys_streaming: (Epoch::default(), BTreeMap::new()),
             last_action: BTreeMap::new(),
@@ -302,6 +310,7 @@ impl Decider {
             detached: self.detached,
             pending_restart: p.pending_restart,
             server_version_num: p.server_version_num,
+            logical_slots: logical_slots::published(&self.config, p),
             system_id: match p.data {
                 DataDirState::Initialized { system_id } => Some(system_id),
                 DataDirState::Empty => None,
@@ -320,12 +329,15 @@ impl Decider {
             Some((at, last)) => {
                 let mut a = last.clone();
                 let mut b = status.clone();
-                let moved =
-                    (a.lsn, a.receive_lsn, a.replay_lsn) != (b.lsn, b.receive_lsn, b.replay_lsn);
+                // Logical slot positions move with the WAL positions, and are published
+                // like them.
+                let moved = (a.lsn, a.receive_lsn, a.replay_lsn, &a.logical_slots)
+                    != (b.lsn, b.receive_lsn, b.replay_lsn, &b.logical_slots);
                 for s in [&mut a, &mut b] {
                     s.lsn = Default::default();
                     s.receive_lsn = None;
                     s.replay_lsn = None;
+                    s.logical_slots.clear();
                     s.heartbeat = 0;
                 }
                 let since = now.since(*at);
