@@ -1,0 +1,444 @@
+//! The reconcile loop: kube-runtime's `Controller` over `RaleCluster`, applying the
+//! desired objects of [`crate::resources`] with server-side apply, labelling pods with
+//! the role the agents report, rolling pods after a template change, and writing the
+//! status.
+//!
+//! One reconcile, in order (each step idempotent):
+//! 1. parameters checked ([`crate::params`]); a refusal sets `ParametersValid=False`
+//!    and `phase: Failed`, and nothing else changes;
+//! 2. `spec.paused`: status only;
+//! 3. Secrets created when absent (generated passwords are never overwritten);
+//! 4. ConfigMap, headless and client Services, PodDisruptionBudget, StatefulSet applied
+//!    (disabled Services and PDB deleted);
+//! 5. `GET /cluster` from the agents; each pod's `rale.dev/role` label set to match;
+//! 6. the cluster-wide `postgresql_parameters` brought to the spec with `PATCH /config`;
+//! 7. one step of a rolling update ([`crate::agents::plan_rollout`]);
+//! 8. status written (`phase`, `currentPrimary`, instances, conditions,
+//!    `observedGeneration`).
+//!
+//! A change of `spec.instances` on a running cluster is not applied yet: growing or
+//! shrinking needs the agents' membership API (`POST/DELETE /api/v1/members`) in step
+//! with the StatefulSet, which is not written. The condition `Progressing` says so.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::watcher;
+use kube::{Client, Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tracing::{info, warn};
+
+use crate::agents::{self, AgentClient, ClusterView, PodView, RolloutStep};
+use crate::crd::{Phase, RaleCluster, RaleClusterStatus};
+use crate::labels::{FIELD_MANAGER, ROLE};
+use crate::ramd_config::member_api_url;
+use crate::resources::{
+    self, Credentials, DesiredObjects, SecretRole, cluster_labels, secret_name,
+};
+use crate::{Error, Result};
+
+/// How often a healthy cluster is looked at again: the agents fail over without any
+/// Kubernetes event, and the role labels must follow.
+pub const RESYNC: Duration = Duration::from_secs(5);
+
+/// Shared state of the reconciler.
+pub struct Context {
+    /// The Kubernetes client.
+    pub client: Client,
+}
+
+/// Runs the controller until the process is stopped.
+pub async fn run(client: Client) {
+    let clusters: Api<RaleCluster> = Api::all(client.clone());
+    let ctx = Arc::new(Context { client: client.clone() });
+    Controller::new(clusters, watcher::Config::default())
+        .owns(Api::<StatefulSet>::all(client.clone()), watcher::Config::default())
+        .owns(Api::<Service>::all(client.clone()), watcher::Config::default())
+        .owns(Api::<ConfigMap>::all(client.clone()), watcher::Config::default())
+        .shutdown_on_signal()
+        .run(reconcile, error_policy, ctx)
+        .for_each(|res| async move {
+            match res {
+                Ok((obj, _)) => tracing::debug!(cluster = %obj.name, "reconciled"),
+                Err(e) => warn!(error = %e, "reconcile failed"),
+            }
+        })
+        .await;
+}
+
+fn error_policy(cluster: Arc<RaleCluster>, error: &Error, _ctx: Arc<Context>) -> Action {
+    warn!(cluster = %cluster.name_any(), error = %error, "reconcile failed; retrying");
+    Action::requeue(Duration::from_secs(15))
+}
+
+async fn apply<K>(api: &Api<K>, obj: &K) -> Result<K>
+where
+    K: Resource<DynamicType = ()> + Clone + Serialize + DeserializeOwned + std::fmt::Debug,
+{
+    let name = obj.meta().name.clone().ok_or(Error::MissingField("object name"))?;
+    let value = resources::typed_value(obj).map_err(|e| Error::Serialize(e.to_string()))?;
+    let pp = PatchParams::apply(FIELD_MANAGER).force();
+    Ok(api.patch(&name, &pp, &Patch::Apply(&value)).await?)
+}
+
+async fn delete_if_exists<K>(api: &Api<K>, name: &str) -> Result<()>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
+{
+    match api.delete(name, &DeleteParams::default()).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn secret_value(s: &Secret, key: &str) -> Option<String> {
+    if let Some(v) = s.data.as_ref().and_then(|d| d.get(key)) {
+        return String::from_utf8(v.0.clone()).ok();
+    }
+    s.string_data.as_ref().and_then(|d| d.get(key)).cloned()
+}
+
+/// Reconciles one `RaleCluster`.
+pub async fn reconcile(cluster: Arc<RaleCluster>, ctx: Arc<Context>) -> Result<Action> {
+    let name = cluster.name_any();
+    let ns = cluster.namespace().ok_or(Error::MissingField("metadata.namespace"))?;
+    let client = ctx.client.clone();
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
+    let clusters: Api<RaleCluster> = Api::namespaced(client.clone(), &ns);
+
+    // User names from the Secrets that exist (a user-named Secret may carry `username`).
+    let mut creds = Credentials::default();
+    let mut api_password = None;
+    for role in SecretRole::ALL {
+        let sname = secret_name(&name, &cluster.spec, role);
+        if let Some(s) = secrets.get_opt(&sname).await? {
+            if let Some(u) = secret_value(&s, "username") {
+                match role {
+                    SecretRole::Superuser => creds.superuser = u,
+                    SecretRole::Replication => creds.replication_user = u,
+                    SecretRole::Api => creds.api_user = u,
+                }
+            }
+            if role == SecretRole::Api {
+                api_password = secret_value(&s, "password");
+            }
+        }
+    }
+
+    let previous = cluster.status.clone().unwrap_or_default();
+    let generation = cluster.metadata.generation;
+    let desired = match resources::desired_objects(&cluster, &creds) {
+        Ok(d) => d,
+        Err(Error::Parameters(refused)) => {
+            let mut status = previous.clone();
+            status.phase = Some(Phase::Failed);
+            status.observed_generation = generation;
+            set_condition(
+                &mut status.conditions,
+                "ParametersValid",
+                false,
+                "ParameterRefused",
+                &crate::params::summary(&refused),
+                generation,
+            );
+            write_status(&clusters, &name, &status).await?;
+            info!(cluster = %name, reason = "parameters refused", "nothing applied");
+            return Ok(Action::requeue(Duration::from_secs(300)));
+        }
+        Err(e) => return Err(e),
+    };
+
+    let mut status = previous.clone();
+    status.observed_generation = generation;
+    set_condition(&mut status.conditions, "ParametersValid", true, "Accepted", "every parameter accepted by rale-params", generation);
+
+    let sts_api: Api<StatefulSet> = Api::namespaced(client.clone(), &ns);
+    let existing_sts = sts_api.get_opt(&name).await?;
+    let mut progressing: Vec<String> = Vec::new();
+
+    if !cluster.spec.paused {
+        apply_objects(&client, &ns, &desired, existing_sts.as_ref(), &mut progressing).await?;
+    }
+
+    // What the agents say.
+    let members = u32::try_from(cluster.spec.instances).unwrap_or(1);
+    let tls = cluster.spec.tls.is_some();
+    let urls: Vec<String> = (0..members).map(|i| member_api_url(&name, &ns, i, tls)).collect();
+    let view = match api_password {
+        Some(pw) => {
+            let ca = match &cluster.spec.tls {
+                Some(t) => secrets
+                    .get_opt(&t.secret_name)
+                    .await?
+                    .and_then(|s| s.data.and_then(|d| d.get("ca.crt").map(|b| b.0.clone()))),
+                None => None,
+            };
+            let agent = AgentClient::new(creds.api_user.clone(), pw, ca.as_deref())?;
+            match agent.cluster(&urls).await {
+                Ok(v) => Some((agent, v)),
+                Err(e) => {
+                    info!(cluster = %name, error = %e, "no agent answered GET /cluster");
+                    None
+                }
+            }
+        }
+        None => None,
+    };
+
+    let pods_api: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    let pods = pods_api
+        .list(&ListParams::default().labels(&format!("{}={name}", crate::labels::CLUSTER)))
+        .await?;
+    let ready = |p: &Pod| {
+        p.status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+    };
+    status.ready_instances = i32::try_from(pods.items.iter().filter(|p| ready(p)).count()).unwrap_or(i32::MAX);
+
+    if let Some((agent, view)) = &view {
+        if !cluster.spec.paused {
+            label_pods(&pods_api, &pods.items, view).await?;
+            sync_parameters(agent, &urls, view, &desired.parameters, &name, &ns, tls).await;
+            let update_revision = existing_sts
+                .as_ref()
+                .and_then(|s| s.status.as_ref())
+                .and_then(|s| s.update_revision.clone());
+            if let Some(rev) = update_revision {
+                let views: Vec<PodView> = pods
+                    .items
+                    .iter()
+                    .map(|p| PodView {
+                        name: p.name_any(),
+                        updated: p.labels().get("controller-revision-hash") == Some(&rev),
+                        ready: ready(p),
+                    })
+                    .collect();
+                let primary = view.primary().map(|m| m.name.clone());
+                match agents::plan_rollout(&views, primary.as_deref()) {
+                    RolloutStep::Done => {}
+                    RolloutStep::Wait(why) => progressing.push(format!("rolling update waits: {why}")),
+                    RolloutStep::DeleteReplica(p) | RolloutStep::DeletePrimary(p) => {
+                        info!(cluster = %name, pod = %p, reason = "rolling update", "deleting pod");
+                        delete_if_exists(&pods_api, &p).await?;
+                        progressing.push(format!("rolling update: recreating {p}"));
+                    }
+                    RolloutStep::Switchover { from, to } => {
+                        info!(cluster = %name, from = %from, to = %to, reason = "rolling update", "switchover");
+                        let idx = from.rsplit('-').next().and_then(|i| i.parse::<u32>().ok()).unwrap_or(0);
+                        agent.switchover(&member_api_url(&name, &ns, idx, tls), &from, &to).await?;
+                        progressing.push(format!("rolling update: switched over from {from} to {to}"));
+                    }
+                }
+            }
+        }
+        status.current_primary = view.primary().map(|m| m.name.clone());
+        status.instances = agents::instance_statuses(view);
+    } else {
+        status.current_primary = None;
+        status.instances.clear();
+    }
+
+    let running = status.instances.iter().filter(|i| matches!(i.state.as_str(), "running" | "streaming")).count();
+    let all_up = status.current_primary.is_some()
+        && running == members as usize
+        && status.ready_instances == cluster.spec.instances;
+    status.phase = Some(if cluster.spec.paused {
+        Phase::Paused
+    } else if existing_sts.is_none() {
+        Phase::Pending
+    } else if status.current_primary.is_none() {
+        Phase::Creating
+    } else if all_up {
+        Phase::Healthy
+    } else {
+        Phase::Degraded
+    });
+    if !all_up && status.current_primary.is_none() {
+        progressing.push("waiting for the agents to report a primary".into());
+    }
+    set_condition(
+        &mut status.conditions,
+        "Ready",
+        all_up,
+        if all_up { "AllInstancesReady" } else { "NotAllInstancesReady" },
+        &format!("{} of {} instances ready; primary {}", status.ready_instances, cluster.spec.instances, status.current_primary.as_deref().unwrap_or("none")),
+        generation,
+    );
+    set_condition(
+        &mut status.conditions,
+        "Degraded",
+        status.current_primary.is_some() && !all_up,
+        if status.current_primary.is_some() && !all_up { "InstancesDown" } else { "AsExpected" },
+        &format!("{running} of {members} members running"),
+        generation,
+    );
+    set_condition(
+        &mut status.conditions,
+        "Progressing",
+        !progressing.is_empty(),
+        if progressing.is_empty() { "Stable" } else { "Changing" },
+        &if progressing.is_empty() { "nothing in progress".to_string() } else { progressing.join("; ") },
+        generation,
+    );
+    if status != previous {
+        write_status(&clusters, &name, &status).await?;
+    }
+    Ok(Action::requeue(RESYNC))
+}
+
+async fn apply_objects(
+    client: &Client,
+    ns: &str,
+    desired: &DesiredObjects,
+    existing_sts: Option<&StatefulSet>,
+    progressing: &mut Vec<String>,
+) -> Result<()> {
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
+    for s in &desired.secrets {
+        // Created once, never applied again: the password is generated here.
+        match secrets.create(&PostParams::default(), s).await {
+            Ok(_) => info!(secret = %s.name_any(), "generated"),
+            Err(kube::Error::Api(e)) if e.code == 409 => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    apply(&Api::<ConfigMap>::namespaced(client.clone(), ns), &desired.config_map).await?;
+    let services: Api<Service> = Api::namespaced(client.clone(), ns);
+    apply(&services, &desired.headless_service).await?;
+    for s in &desired.client_services {
+        apply(&services, s).await?;
+    }
+    for n in &desired.disabled_services {
+        delete_if_exists(&services, n).await?;
+    }
+    let pdbs: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), ns);
+    match &desired.pdb {
+        Some(p) => {
+            apply(&pdbs, p).await?;
+        }
+        None => delete_if_exists(&pdbs, &desired.stateful_set.name_any()).await?,
+    }
+    let mut sts = desired.stateful_set.clone();
+    if let Some(cur) = existing_sts.and_then(|s| s.spec.as_ref()).and_then(|s| s.replicas) {
+        let want = sts.spec.as_ref().and_then(|s| s.replicas);
+        if want != Some(cur) {
+            // Not yet: scaling goes through the agents' membership API.
+            progressing.push(format!(
+                "instances {} requested, {cur} running: scaling a running cluster is not supported by this operator version",
+                want.unwrap_or_default()
+            ));
+            if let Some(spec) = sts.spec.as_mut() {
+                spec.replicas = Some(cur);
+            }
+        }
+    }
+    apply(&Api::<StatefulSet>::namespaced(client.clone(), ns), &sts).await?;
+    Ok(())
+}
+
+async fn label_pods(pods_api: &Api<Pod>, pods: &[Pod], view: &ClusterView) -> Result<()> {
+    let roles = agents::role_labels(view);
+    for p in pods {
+        let name = p.name_any();
+        let want = roles.get(&name).copied().flatten();
+        let have = p.labels().get(ROLE).map(String::as_str);
+        if want == have {
+            continue;
+        }
+        info!(pod = %name, role = want.unwrap_or("none"), reason = "agents report", "labelling pod");
+        let patch = serde_json::json!({"metadata": {"labels": {ROLE: want}}});
+        pods_api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
+    }
+    Ok(())
+}
+
+async fn sync_parameters(
+    agent: &AgentClient,
+    urls: &[String],
+    view: &ClusterView,
+    desired: &BTreeMap<String, String>,
+    cluster: &str,
+    ns: &str,
+    tls: bool,
+) {
+    let Some(primary) = view.primary() else { return };
+    let idx = primary.name.rsplit('-').next().and_then(|i| i.parse::<u32>().ok());
+    let url = idx.map(|i| member_api_url(cluster, ns, i, tls)).or_else(|| urls.first().cloned());
+    let Some(url) = url else { return };
+    let current: BTreeMap<String, String> = match agent.config(&url).await {
+        Ok(v) => v
+            .get("postgresql_parameters")
+            .and_then(|p| p.as_object())
+            .map(|m| {
+                m.iter()
+                    .map(|(k, v)| (k.clone(), v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string())))
+                    .collect()
+            })
+            .unwrap_or_default(),
+        Err(e) => {
+            warn!(cluster, error = %e, "GET /config failed");
+            return;
+        }
+    };
+    if let Some(patch) = agents::parameters_patch(&current, desired) {
+        match agent.patch_config(&url, &patch).await {
+            Ok(()) => info!(cluster, reason = "spec.postgresql.parameters", "PATCH /config applied"),
+            Err(e) => warn!(cluster, error = %e, "PATCH /config refused"),
+        }
+    }
+}
+
+async fn write_status(api: &Api<RaleCluster>, name: &str, status: &RaleClusterStatus) -> Result<()> {
+    let patch = serde_json::json!({ "status": status });
+    api.patch_status(name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
+    Ok(())
+}
+
+/// Sets condition `type_`, keeping its `lastTransitionTime` when the status is unchanged.
+pub fn set_condition(
+    conditions: &mut Vec<Condition>,
+    type_: &str,
+    ok: bool,
+    reason: &str,
+    message: &str,
+    generation: Option<i64>,
+) {
+    let status = if ok { "True" } else { "False" };
+    let now = Time(k8s_openapi::jiff::Timestamp::now());
+    match conditions.iter_mut().find(|c| c.type_ == type_) {
+        Some(c) => {
+            if c.status != status {
+                c.last_transition_time = now;
+            }
+            c.status = status.into();
+            c.reason = reason.into();
+            c.message = message.into();
+            c.observed_generation = generation;
+        }
+        None => conditions.push(Condition {
+            type_: type_.into(),
+            status: status.into(),
+            reason: reason.into(),
+            message: message.into(),
+            observed_generation: generation,
+            last_transition_time: now,
+        }),
+    }
+}
+
+/// Labels of the cluster's objects (re-exported for the binary's `render`).
+pub fn object_labels(cluster: &str) -> BTreeMap<String, String> {
+    cluster_labels(cluster)
+}
