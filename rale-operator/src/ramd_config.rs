@@ -321,7 +321,7 @@ mod tests {
             "retention": {"fullCount": 2}
         })).expect("backup"));
         let mut text = render(&s, &ctx(&p, 0));
-        let last_table = text.lines().filter(|l| l.starts_with('[')).last();
+        let last_table = text.lines().rfind(|l| l.starts_with('['));
         assert_eq!(last_table, Some("[postgresql]"));
         text.push_str("superuser_password = \"s\\\"x\"\nreplication_password = \"r\"\n");
         let t: toml::Table = toml::from_str(&text).expect("valid TOML");
