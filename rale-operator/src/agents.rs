@@ -162,6 +162,136 @@ pub fn plan_rollout(pods: &[PodView], primary: Option<&str>) -> RolloutStep {
     }
 }
 
+/// The consensus membership (`GET /api/v1/members`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MembersView {
+    /// Voting members.
+    pub voters: Vec<PeerView>,
+    /// Members catching up before they vote.
+    #[serde(default)]
+    pub learners: Vec<PeerView>,
+}
+
+/// One consensus member.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerView {
+    /// Member name.
+    pub name: String,
+    /// Raft id.
+    pub raft_id: u64,
+    /// Its agent's API.
+    pub api_url: String,
+}
+
+impl MembersView {
+    /// Every member, voters and learners.
+    pub fn all(&self) -> impl Iterator<Item = &PeerView> {
+        self.voters.iter().chain(self.learners.iter())
+    }
+}
+
+/// The next step of a change of `spec.instances`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ScaleStep {
+    /// Nothing to do.
+    Done,
+    /// Wait (why).
+    Wait(String),
+    /// Set the StatefulSet's replicas: up, so that the new pods start and wait to be
+    /// added (`join = true`); down, once no leaving member is the primary.
+    SetReplicas(u32),
+    /// `POST /api/v1/members` for a started pod that waits to join.
+    AddMember {
+        /// Member (pod) name.
+        name: String,
+        /// Its new Raft id.
+        raft_id: u64,
+    },
+    /// The primary is among the leaving members: switch over to a staying one first.
+    Switchover {
+        /// Current primary.
+        from: String,
+        /// The staying replica to promote.
+        to: String,
+    },
+    /// `DELETE /api/v1/members/NAME` for a member whose pod is gone.
+    RemoveMember(String),
+}
+
+/// What [`plan_scale`] looks at.
+#[derive(Clone, Debug)]
+pub struct ScaleView<'a> {
+    /// The cluster's name (pods are `<cluster>-<index>`).
+    pub cluster: &'a str,
+    /// `spec.instances`.
+    pub want: u32,
+    /// The StatefulSet's current replicas.
+    pub replicas: u32,
+    /// The consensus membership the agents report.
+    pub members: &'a MembersView,
+    /// The primary the agents report.
+    pub primary: Option<&'a str>,
+    /// Pods that exist, and those that are ready.
+    pub pods: &'a [PodView],
+    /// Raft ids of the members the files describe (joining ones included).
+    pub topology: &'a crate::ramd_config::Topology,
+}
+
+/// Decides the next step of growing or shrinking a running cluster, through the
+/// agents' membership API and never removing the primary:
+///
+/// - up: raise the StatefulSet's replicas (the new pods start with `join = true` and
+///   wait), then add each started new member to the consensus;
+/// - down: if the primary is leaving, switch over to a ready staying replica; then lower
+///   the replicas (the leaving pods stop); then remove each leaving member whose pod is
+///   gone (the agents refuse while its agent still reports, and the step is retried).
+pub fn plan_scale(v: &ScaleView<'_>) -> ScaleStep {
+    let name = |i: u32| crate::ramd_config::member_name(v.cluster, i);
+    let staying: Vec<String> = (0..v.want).map(name).collect();
+    if v.want > v.replicas {
+        return ScaleStep::SetReplicas(v.want);
+    }
+    if v.want < v.replicas {
+        if let Some(p) = v.primary.filter(|p| !staying.iter().any(|s| s == p)) {
+            let mut ready: Vec<&PodView> = v
+                .pods
+                .iter()
+                .filter(|pod| pod.ready && pod.name != p && staying.contains(&pod.name))
+                .collect();
+            ready.sort_by(|a, b| a.name.cmp(&b.name));
+            return match ready.first() {
+                Some(to) => ScaleStep::Switchover { from: p.to_string(), to: to.name.clone() },
+                None => ScaleStep::Wait(format!("primary {p} is leaving and no staying replica is ready")),
+            };
+        }
+        if v.primary.is_none() {
+            return ScaleStep::Wait("no primary reported by the agents".into());
+        }
+        return ScaleStep::SetReplicas(v.want);
+    }
+    // Replicas as wanted: bring the consensus membership in step.
+    let mut leaving: Vec<&PeerView> = v.members.all().filter(|m| !staying.contains(&m.name)).collect();
+    leaving.sort_by(|a, b| a.name.cmp(&b.name));
+    if let Some(m) = leaving.first() {
+        if v.pods.iter().any(|p| p.name == m.name) {
+            return ScaleStep::Wait(format!("pod {} is still running", m.name));
+        }
+        return ScaleStep::RemoveMember(m.name.clone());
+    }
+    for i in 0..v.want {
+        let n = name(i);
+        if v.members.all().any(|m| m.name == n) || !v.topology.joining.contains(&i) {
+            continue;
+        }
+        if !v.pods.iter().any(|p| p.name == n) {
+            return ScaleStep::Wait(format!("pod {n} has not started"));
+        }
+        let Some(raft_id) = v.topology.raft_id(i) else { continue };
+        return ScaleStep::AddMember { name: n, raft_id };
+    }
+    ScaleStep::Done
+}
+
 /// Calls to the agents' REST API.
 #[derive(Clone, Debug)]
 pub struct AgentClient {
@@ -261,6 +391,63 @@ impl AgentClient {
         }
     }
 
+    /// `GET /api/v1/members` from the first of `urls` that answers.
+    pub async fn members(&self, urls: &[String]) -> Result<MembersView> {
+        let mut last = Self::err("-", "no member to ask");
+        for url in urls {
+            let res = self
+                .http
+                .get(format!("{url}/api/v1/members"))
+                .basic_auth(&self.username, Some(&self.password))
+                .send()
+                .await;
+            match res {
+                Ok(r) if r.status().is_success() => match r.json::<MembersView>().await {
+                    Ok(v) => return Ok(v),
+                    Err(e) => last = Self::err(url, e),
+                },
+                Ok(r) => last = Self::err(url, format!("GET /api/v1/members: {}", r.status())),
+                Err(e) => last = Self::err(url, e),
+            }
+        }
+        Err(last)
+    }
+
+    /// `POST /api/v1/members` to the agent at `url`.
+    pub async fn add_member(&self, url: &str, name: &str, raft_id: u64, api_url: &str) -> Result<()> {
+        let r = self
+            .http
+            .post(format!("{url}/api/v1/members"))
+            .basic_auth(&self.username, Some(&self.password))
+            .json(&serde_json::json!({"name": name, "raft_id": raft_id, "api_url": api_url}))
+            .timeout(Duration::from_secs(60))
+            .send()
+            .await
+            .map_err(|e| Self::err(url, e))?;
+        Self::ok(url, "POST /api/v1/members", r).await
+    }
+
+    /// `DELETE /api/v1/members/NAME` to the agent at `url`.
+    pub async fn remove_member(&self, url: &str, name: &str) -> Result<()> {
+        let r = self
+            .http
+            .delete(format!("{url}/api/v1/members/{name}"))
+            .basic_auth(&self.username, Some(&self.password))
+            .send()
+            .await
+            .map_err(|e| Self::err(url, e))?;
+        Self::ok(url, "DELETE /api/v1/members", r).await
+    }
+
+    async fn ok(url: &str, what: &str, r: reqwest::Response) -> Result<()> {
+        if r.status().is_success() {
+            return Ok(());
+        }
+        let status = r.status();
+        let body = r.text().await.unwrap_or_default();
+        Err(Self::err(url, format!("{what}: {status}: {body}")))
+    }
+
     /// `GET /config` (the cluster-wide dynamic configuration).
     pub async fn config(&self, url: &str) -> Result<serde_json::Value> {
         let r = self
@@ -355,6 +542,60 @@ mod tests {
         assert_eq!(plan_rollout(&pods(&[("pg-0", true, true), ("pg-1", true, true)]), Some("pg-1")), Done);
         assert!(matches!(plan_rollout(&pods(&[("pg-0", false, true)]), None), Wait(_)));
         assert_eq!(plan_rollout(&pods(&[("pg-0", false, true)]), Some("pg-0")), DeletePrimary("pg-0".into()));
+    }
+
+    fn members(names: &[(&str, u64)]) -> MembersView {
+        MembersView {
+            voters: names
+                .iter()
+                .map(|(n, id)| PeerView { name: n.to_string(), raft_id: *id, api_url: String::new() })
+                .collect(),
+            learners: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn scale_up_starts_pods_then_adds_them() {
+        use crate::ramd_config::Topology;
+        let topo = Topology::grow(5, &BTreeMap::from([(0, 1), (1, 2), (2, 3)]), 4);
+        let v = |replicas, pods: &[PodView], m: &MembersView| {
+            plan_scale(&ScaleView { cluster: "pg", want: 5, replicas, members: m, primary: Some("pg-0"), pods, topology: &topo })
+        };
+        let m3 = members(&[("pg-0", 1), ("pg-1", 2), ("pg-2", 3)]);
+        let three = pods(&[("pg-0", true, true), ("pg-1", true, true), ("pg-2", true, true)]);
+        assert_eq!(v(3, &three, &m3), ScaleStep::SetReplicas(5));
+        assert!(matches!(v(5, &three, &m3), ScaleStep::Wait(_)), "new pods not started");
+        let five = pods(&[("pg-0", true, true), ("pg-1", true, true), ("pg-2", true, true), ("pg-3", true, false), ("pg-4", true, false)]);
+        assert_eq!(v(5, &five, &m3), ScaleStep::AddMember { name: "pg-3".into(), raft_id: 4 });
+        let m4 = members(&[("pg-0", 1), ("pg-1", 2), ("pg-2", 3), ("pg-3", 4)]);
+        assert_eq!(v(5, &five, &m4), ScaleStep::AddMember { name: "pg-4".into(), raft_id: 5 });
+        let m5 = members(&[("pg-0", 1), ("pg-1", 2), ("pg-2", 3), ("pg-3", 4), ("pg-4", 5)]);
+        assert_eq!(v(5, &five, &m5), ScaleStep::Done);
+    }
+
+    #[test]
+    fn scale_down_never_removes_the_primary() {
+        use crate::ramd_config::Topology;
+        let topo = Topology::initial(3);
+        let m = members(&[("pg-0", 1), ("pg-1", 2), ("pg-2", 3)]);
+        let all = pods(&[("pg-0", true, true), ("pg-1", true, true), ("pg-2", true, true)]);
+        let v = |primary, pods: &[PodView], replicas| {
+            plan_scale(&ScaleView { cluster: "pg", want: 1, replicas, members: &m, primary, pods, topology: &topo })
+        };
+        // The primary pg-2 leaves: switch over to the staying pg-0 first.
+        assert_eq!(v(Some("pg-2"), &all, 3), ScaleStep::Switchover { from: "pg-2".into(), to: "pg-0".into() });
+        assert!(matches!(v(Some("pg-2"), &pods(&[("pg-0", true, false), ("pg-1", true, true), ("pg-2", true, true)]), 3), ScaleStep::Wait(_)));
+        assert!(matches!(v(None, &all, 3), ScaleStep::Wait(_)));
+        // The primary stays: stop the leaving pods, then remove them one by one.
+        assert_eq!(v(Some("pg-0"), &all, 3), ScaleStep::SetReplicas(1));
+        assert!(matches!(v(Some("pg-0"), &all, 1), ScaleStep::Wait(_)), "pods still running");
+        let one = pods(&[("pg-0", true, true)]);
+        assert_eq!(v(Some("pg-0"), &one, 1), ScaleStep::RemoveMember("pg-1".into()));
+        let m1 = members(&[("pg-0", 1)]);
+        assert_eq!(
+            plan_scale(&ScaleView { cluster: "pg", want: 1, replicas: 1, members: &m1, primary: Some("pg-0"), pods: &one, topology: &Topology::initial(1) }),
+            ScaleStep::Done
+        );
     }
 
     #[test]

@@ -501,6 +501,13 @@ pub struct RaleClusterStatus {
     /// The generation of the spec this status was computed from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
+    /// The Raft id of each member (pod name), as assigned by the operator and confirmed
+    /// by the agents' membership. Raft ids are never reused.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub raft_ids: BTreeMap<String, u64>,
+    /// The next Raft id to give a new member.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_raft_id: Option<u64>,
 }
 
 /// Cluster phase.

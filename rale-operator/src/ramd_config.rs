@@ -10,7 +10,7 @@
 //! appended by the pod's entrypoint (`packaging/docker/rale-entrypoint.sh`) from the
 //! mounted Secrets. That is why `[postgresql]` is the file's last table.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
 use crate::crd::{BackupTool, RaleClusterSpec};
@@ -35,6 +35,57 @@ pub const TLS_MOUNT: &str = "/etc/rale/tls";
 /// WAL volume, the wrappers of `initdb` and `pg_basebackup`.
 pub const RUN_DIR: &str = "/run/rale";
 
+/// The consensus members the files describe: each member's index and Raft id, and the
+/// members that join a running cluster rather than found it.
+///
+/// A new cluster is [`Topology::initial`]: members `0 … n-1` with Raft ids `1 … n`, all
+/// founding. A member added later gets a Raft id never used before and `join = true`:
+/// it waits until the operator adds it through `POST /api/v1/members`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Topology {
+    /// `(index, raft_id)` of every member, in index order.
+    pub members: Vec<(u32, u64)>,
+    /// Indexes of the members that join a running cluster.
+    pub joining: BTreeSet<u32>,
+}
+
+impl Topology {
+    /// A new cluster of `n` founding members.
+    pub fn initial(n: u32) -> Topology {
+        Topology {
+            members: (0..n).map(|i| (i, u64::from(i) + 1)).collect(),
+            joining: BTreeSet::new(),
+        }
+    }
+
+    /// The topology of `n` members given the Raft ids already assigned (`known`, by
+    /// index; from the status) and the next unused id: members without an id get fresh
+    /// ones and join. With nothing known it is [`Topology::initial`].
+    pub fn grow(n: u32, known: &BTreeMap<u32, u64>, next_raft_id: u64) -> Topology {
+        if known.is_empty() {
+            return Topology::initial(n);
+        }
+        let mut next = next_raft_id.max(known.values().copied().max().unwrap_or(0) + 1);
+        let mut t = Topology::default();
+        for i in 0..n {
+            match known.get(&i) {
+                Some(id) => t.members.push((i, *id)),
+                None => {
+                    t.members.push((i, next));
+                    t.joining.insert(i);
+                    next += 1;
+                }
+            }
+        }
+        t
+    }
+
+    /// The Raft id of member `index`.
+    pub fn raft_id(&self, index: u32) -> Option<u64> {
+        self.members.iter().find(|(i, _)| *i == index).map(|(_, id)| *id)
+    }
+}
+
 /// Names and user names a member's file needs beyond the spec.
 #[derive(Clone, Debug)]
 pub struct MemberContext<'a> {
@@ -52,6 +103,8 @@ pub struct MemberContext<'a> {
     pub replication_user: &'a str,
     /// REST API user name.
     pub api_user: &'a str,
+    /// Every member and its Raft id.
+    pub topology: &'a Topology,
 }
 
 /// The name of member `index` (its pod's name).
@@ -108,7 +161,6 @@ pub fn render(spec: &RaleClusterSpec, ctx: &MemberContext<'_>) -> String {
     let tls = spec.tls.is_some();
     let name = member_name(ctx.cluster, ctx.index);
     let host = member_host(ctx.cluster, ctx.namespace, ctx.index);
-    let instances = u32::try_from(spec.instances.max(1)).unwrap_or(1);
     let mut o = String::new();
     // `write!` to a String cannot fail.
     let _ = writeln!(
@@ -136,18 +188,23 @@ pub fn render(spec: &RaleClusterSpec, ctx: &MemberContext<'_>) -> String {
 
     let _ = writeln!(o, "[tags]\nnofailover = false\nnosync = false\nnoloadbalance = false\n");
 
-    for i in 0..instances {
+    for (i, raft_id) in &ctx.topology.members {
         let _ = writeln!(o, "[[peers]]");
-        let _ = writeln!(o, "name = {}", q(&member_name(ctx.cluster, i)));
-        let _ = writeln!(o, "raft_id = {}", i + 1);
-        let _ = writeln!(o, "api_url = {}\n", q(&member_api_url(ctx.cluster, ctx.namespace, i, tls)));
+        let _ = writeln!(o, "name = {}", q(&member_name(ctx.cluster, *i)));
+        let _ = writeln!(o, "raft_id = {raft_id}");
+        let _ = writeln!(o, "api_url = {}\n", q(&member_api_url(ctx.cluster, ctx.namespace, *i, tls)));
     }
 
     // Pods restart and reschedule: Raft timings of the `prod` profile.
     let _ = writeln!(
         o,
-        "[consensus]\nheartbeat_interval = \"100ms\"\nelection_timeout_min = \"400ms\"\nelection_timeout_max = \"800ms\"\n"
+        "[consensus]\nheartbeat_interval = \"100ms\"\nelection_timeout_min = \"400ms\"\nelection_timeout_max = \"800ms\""
     );
+    if ctx.topology.joining.contains(&ctx.index) {
+        let _ = writeln!(o, "# Added to a running cluster: wait for POST /api/v1/members (the operator's).");
+        let _ = writeln!(o, "join = true");
+    }
+    o.push('\n');
 
     let _ = writeln!(o, "# Used once, when the cluster is created; afterwards the operator PATCHes /config.");
     let _ = writeln!(
@@ -273,8 +330,9 @@ mod tests {
         .expect("minimal spec")
     }
 
-    fn ctx<'a>(params: &'a BTreeMap<String, String>, index: u32) -> MemberContext<'a> {
+    fn ctx<'a>(params: &'a BTreeMap<String, String>, index: u32, topology: &'a Topology) -> MemberContext<'a> {
         MemberContext {
+            topology,
             cluster: "pg",
             namespace: "db",
             index,
@@ -290,8 +348,9 @@ mod tests {
         let p = BTreeMap::new();
         for n in [1, 3, 7] {
             let s = spec(n);
+            let topo = Topology::initial(n as u32);
             for i in 0..n as u32 {
-                let text = render(&s, &ctx(&p, i));
+                let text = render(&s, &ctx(&p, i, &topo));
                 let t: toml::Table = toml::from_str(&text).expect("valid TOML");
                 assert_eq!(t["name"].as_str(), Some(member_name("pg", i).as_str()));
                 let peers = t["peers"].as_array().expect("peers");
@@ -320,7 +379,8 @@ mod tests {
             "schedules": [{"name": "nightly", "kind": "full", "cron": "0 30 2 * * *"}],
             "retention": {"fullCount": 2}
         })).expect("backup"));
-        let mut text = render(&s, &ctx(&p, 0));
+        let topo = Topology::initial(3);
+        let mut text = render(&s, &ctx(&p, 0, &topo));
         let last_table = text.lines().rfind(|l| l.starts_with('['));
         assert_eq!(last_table, Some("[postgresql]"));
         text.push_str("superuser_password = \"s\\\"x\"\nreplication_password = \"r\"\n");
@@ -338,12 +398,33 @@ mod tests {
         let mut s = spec(3);
         s.tls = Some(TlsSpec { secret_name: "pg-tls".into() });
         s.synchronous = Some(SynchronousSpec { mode: SyncMode::Quorum, node_count: 2, strict: true });
-        let t: toml::Table = toml::from_str(&render(&s, &ctx(&p, 1))).expect("valid TOML");
+        let topo = Topology::initial(3);
+        let t: toml::Table = toml::from_str(&render(&s, &ctx(&p, 1, &topo))).expect("valid TOML");
         assert_eq!(t["api"]["url"].as_str(), Some("https://pg-1.pg-agents.db.svc:8008"));
         assert_eq!(t["api"]["tls_ca"].as_str(), Some("/etc/rale/tls/ca.crt"));
         assert_eq!(t["bootstrap"]["synchronous"]["mode"].as_str(), Some("quorum"));
         assert_eq!(t["bootstrap"]["synchronous"]["node_count"].as_integer(), Some(2));
         assert_eq!(t["bootstrap"]["postgresql_parameters"]["log_line_prefix"].as_str(), Some("%m \"x\" "));
         assert!(t.get("backup").is_none());
+        assert!(t["consensus"].get("join").is_none());
+    }
+
+    #[test]
+    fn grown_members_get_fresh_raft_ids_and_join() {
+        // Members 0-2 founded with ids 1-3; 3 and 4 once existed with ids 4 and 5 and
+        // were removed: the next id is 6, never 4 again.
+        let known = BTreeMap::from([(0, 1), (1, 2), (2, 3)]);
+        let topo = Topology::grow(5, &known, 6);
+        assert_eq!(topo.members, [(0, 1), (1, 2), (2, 3), (3, 6), (4, 7)]);
+        assert_eq!(topo.joining, BTreeSet::from([3, 4]));
+        assert_eq!(Topology::grow(3, &BTreeMap::new(), 1), Topology::initial(3));
+        let p = BTreeMap::new();
+        let s = spec(5);
+        let t: toml::Table = toml::from_str(&render(&s, &ctx(&p, 4, &topo))).expect("TOML");
+        assert_eq!(t["consensus"]["join"].as_bool(), Some(true));
+        let ids: Vec<i64> = t["peers"].as_array().expect("peers").iter().filter_map(|p| p["raft_id"].as_integer()).collect();
+        assert_eq!(ids, [1, 2, 3, 6, 7]);
+        let t: toml::Table = toml::from_str(&render(&s, &ctx(&p, 0, &topo))).expect("TOML");
+        assert!(t["consensus"].get("join").is_none());
     }
 }

@@ -26,7 +26,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference}
 use kube::Resource;
 
 use crate::crd::RaleCluster;
-use crate::ramd_config::{self, MemberContext};
+use crate::ramd_config::{self, MemberContext, Topology};
 use crate::{Error, Result, labels, params};
 
 pub use secrets::{SecretRole, generate_password, secret_name};
@@ -74,6 +74,8 @@ pub struct DesiredObjects {
     pub pdb: Option<PodDisruptionBudget>,
     /// The PostgreSQL parameters accepted by `rale-params` (lower-cased names).
     pub parameters: BTreeMap<String, String>,
+    /// The members the `ramd` files describe.
+    pub topology: Topology,
 }
 
 impl DesiredObjects {
@@ -161,6 +163,25 @@ impl Identity {
     }
 }
 
+/// The members the files describe for `members` instances: the Raft ids recorded in
+/// the status (members without one get fresh ids and join), or a new cluster's.
+pub fn topology(cluster: &RaleCluster, members: u32) -> Topology {
+    let name = cluster.metadata.name.as_deref().unwrap_or_default();
+    let Some(status) = &cluster.status else {
+        return Topology::initial(members);
+    };
+    let prefix = format!("{name}-");
+    let known: BTreeMap<u32, u64> = status
+        .raft_ids
+        .iter()
+        .filter_map(|(pod, id)| {
+            let index = pod.strip_prefix(&prefix)?.parse::<u32>().ok()?;
+            Some((index, *id))
+        })
+        .collect();
+    Topology::grow(members, &known, status.next_raft_id.unwrap_or(1))
+}
+
 /// The name of the ConfigMap holding every member's `ramd` file.
 pub fn config_map_name(cluster: &str) -> String {
     format!("{cluster}-config")
@@ -189,6 +210,7 @@ pub fn desired_objects(cluster: &RaleCluster, creds: &Credentials) -> Result<Des
 
     let mut data = BTreeMap::new();
     let members = u32::try_from(spec.instances).unwrap_or(1);
+    let topology = topology(cluster, members);
     for index in 0..members {
         let ctx = MemberContext {
             cluster: &id.name,
@@ -198,6 +220,7 @@ pub fn desired_objects(cluster: &RaleCluster, creds: &Credentials) -> Result<Des
             superuser: &creds.superuser,
             replication_user: &creds.replication_user,
             api_user: &creds.api_user,
+            topology: &topology,
         };
         data.insert(
             format!("{}.toml", ramd_config::member_name(&id.name, index)),
@@ -220,6 +243,7 @@ pub fn desired_objects(cluster: &RaleCluster, creds: &Credentials) -> Result<Des
         disabled_services,
         pdb: services::pdb(&id, spec),
         parameters,
+        topology,
     })
 }
 

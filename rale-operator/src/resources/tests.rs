@@ -300,3 +300,25 @@ fn user_names_from_existing_secrets_reach_the_ramd_files() {
     assert_eq!(t["postgresql"]["replication_user"].as_str(), Some("streamer"));
     assert_eq!(t["api"]["username"].as_str(), Some("ops"));
 }
+
+#[test]
+fn scaling_up_a_recorded_cluster_gives_new_members_fresh_ids_that_join() {
+    let mut c = minimal(5);
+    c.status = Some(crate::crd::RaleClusterStatus {
+        raft_ids: BTreeMap::from([
+            ("pg-0".to_string(), 1),
+            ("pg-1".to_string(), 2),
+            ("pg-2".to_string(), 3),
+        ]),
+        next_raft_id: Some(9),
+        ..Default::default()
+    });
+    let o = desired_objects(&c, &Credentials::default()).expect("valid");
+    assert_eq!(o.topology.members, [(0, 1), (1, 2), (2, 3), (3, 9), (4, 10)]);
+    let data = o.config_map.data.as_ref().expect("data");
+    let t: toml::Table = toml::from_str(&data["pg-4.toml"]).expect("TOML");
+    assert_eq!(t["consensus"]["join"].as_bool(), Some(true));
+    let t: toml::Table = toml::from_str(&data["pg-1.toml"]).expect("TOML");
+    assert_eq!(t["peers"].as_array().map(Vec::len), Some(5));
+    assert!(t["consensus"].get("join").is_none());
+}
