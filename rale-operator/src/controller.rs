@@ -9,16 +9,15 @@
 //! 2. `spec.paused`: status only;
 //! 3. Secrets created when absent (generated passwords are never overwritten);
 //! 4. ConfigMap, headless and client Services, PodDisruptionBudget, StatefulSet applied
-//!    (disabled Services and PDB deleted);
-//! 5. `GET /cluster` from the agents; each pod's `rale.dev/role` label set to match;
-//! 6. the cluster-wide `postgresql_parameters` brought to the spec with `PATCH /config`;
-//! 7. one step of a rolling update ([`crate::agents::plan_rollout`]);
-//! 8. status written (`phase`, `currentPrimary`, instances, conditions,
+//!    (disabled Services and PDB deleted),
+//!    with the StatefulSet's replicas as [`crate::agents::plan_scale`] says;
+//! 5. one step of a change of `spec.instances` through the agents' membership API
+//!    (`POST`/`DELETE /api/v1/members`, a switchover first when the primary leaves);
+//! 6. `GET /cluster` from the agents; each pod's `rale.dev/role` label set to match;
+//! 7. the cluster-wide `postgresql_parameters` brought to the spec with `PATCH /config`;
+//! 8. one step of a rolling update ([`crate::agents::plan_rollout`]) when not scaling;
+//! 9. status written (`phase`, `currentPrimary`, instances, conditions, Raft ids,
 //!    `observedGeneration`).
-//!
-//! A change of `spec.instances` on a running cluster is not applied yet: growing or
-//! shrinking needs the agents' membership API (`POST/DELETE /api/v1/members`) in step
-//! with the StatefulSet, which is not written. The condition `Progressing` says so.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -37,12 +36,12 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tracing::{info, warn};
 
-use crate::agents::{self, AgentClient, ClusterView, PodView, RolloutStep};
+use crate::agents::{self, AgentClient, ClusterView, PodView, RolloutStep, ScaleStep, ScaleView};
 use crate::crd::{Phase, RaleCluster, RaleClusterStatus};
 use crate::labels::{FIELD_MANAGER, ROLE};
 use crate::ramd_config::member_api_url;
 use crate::resources::{
-    self, Credentials, DesiredObjects, SecretRole, cluster_labels, secret_name,
+    self, Credentials, DesiredObjects, SecretRole, secret_name,
 };
 use crate::{Error, Result};
 
@@ -164,36 +163,40 @@ pub async fn reconcile(cluster: Arc<RaleCluster>, ctx: Arc<Context>) -> Result<A
 
     let sts_api: Api<StatefulSet> = Api::namespaced(client.clone(), &ns);
     let existing_sts = sts_api.get_opt(&name).await?;
+    let current_replicas = existing_sts
+        .as_ref()
+        .and_then(|s| s.spec.as_ref())
+        .and_then(|s| s.replicas)
+        .and_then(|r| u32::try_from(r).ok());
+    let want = u32::try_from(cluster.spec.instances).unwrap_or(1);
     let mut progressing: Vec<String> = Vec::new();
 
-    if !cluster.spec.paused {
-        apply_objects(&client, &ns, &desired, existing_sts.as_ref(), &mut progressing).await?;
-    }
-
-    // What the agents say.
-    let members = u32::try_from(cluster.spec.instances).unwrap_or(1);
+    // What the agents say: every member that may run is asked, until one answers.
     let tls = cluster.spec.tls.is_some();
-    let urls: Vec<String> = (0..members).map(|i| member_api_url(&name, &ns, i, tls)).collect();
-    let view = match api_password {
-        Some(pw) => {
-            let ca = match &cluster.spec.tls {
-                Some(t) => secrets
-                    .get_opt(&t.secret_name)
-                    .await?
-                    .and_then(|s| s.data.and_then(|d| d.get("ca.crt").map(|b| b.0.clone()))),
-                None => None,
-            };
-            let agent = AgentClient::new(creds.api_user.clone(), pw, ca.as_deref())?;
-            match agent.cluster(&urls).await {
-                Ok(v) => Some((agent, v)),
-                Err(e) => {
-                    info!(cluster = %name, error = %e, "no agent answered GET /cluster");
-                    None
-                }
-            }
+    let asked = want.max(current_replicas.unwrap_or(0));
+    let urls: Vec<String> = (0..asked).map(|i| member_api_url(&name, &ns, i, tls)).collect();
+    let mut agent = None;
+    let mut view = None;
+    let mut membership = None;
+    if let Some(pw) = api_password {
+        let ca = match &cluster.spec.tls {
+            Some(t) => secrets
+                .get_opt(&t.secret_name)
+                .await?
+                .and_then(|s| s.data.and_then(|d| d.get("ca.crt").map(|b| b.0.clone()))),
+            None => None,
+        };
+        let a = AgentClient::new(creds.api_user.clone(), pw, ca.as_deref())?;
+        match a.cluster(&urls).await {
+            Ok(v) => view = Some(v),
+            Err(e) => info!(cluster = %name, error = %e, "no agent answered GET /cluster"),
         }
-        None => None,
-    };
+        match a.members(&urls).await {
+            Ok(m) => membership = Some(m),
+            Err(e) => info!(cluster = %name, error = %e, "no agent answered GET /api/v1/members"),
+        }
+        agent = Some(a);
+    }
 
     let pods_api: Api<Pod> = Api::namespaced(client.clone(), &ns);
     let pods = pods_api
@@ -205,28 +208,92 @@ pub async fn reconcile(cluster: Arc<RaleCluster>, ctx: Arc<Context>) -> Result<A
             .and_then(|s| s.conditions.as_ref())
             .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
     };
-    status.ready_instances = i32::try_from(pods.items.iter().filter(|p| ready(p)).count()).unwrap_or(i32::MAX);
+    let update_revision = existing_sts
+        .as_ref()
+        .and_then(|s| s.status.as_ref())
+        .and_then(|s| s.update_revision.clone());
+    let pod_views: Vec<PodView> = pods
+        .items
+        .iter()
+        .map(|p| PodView {
+            name: p.name_any(),
+            updated: update_revision.is_none() || p.labels().get("controller-revision-hash") == update_revision.as_ref(),
+            ready: ready(p),
+        })
+        .collect();
+    status.ready_instances = i32::try_from(pod_views.iter().filter(|p| p.ready).count()).unwrap_or(i32::MAX);
+    let primary = view.as_ref().and_then(|v| v.primary()).map(|m| m.name.clone());
+    let primary_url = |member: &str| {
+        let idx = member.rsplit('-').next().and_then(|i| i.parse::<u32>().ok()).unwrap_or(0);
+        member_api_url(&name, &ns, idx, tls)
+    };
 
-    if let Some((agent, view)) = &view {
+    // Scaling: the StatefulSet's replicas move only as `plan_scale` says.
+    let mut scale_step = ScaleStep::Done;
+    let replicas = match current_replicas {
+        None => want,
+        Some(cur) if cluster.spec.paused => cur,
+        Some(cur) => match &membership {
+            Some(m) => {
+                scale_step = agents::plan_scale(&ScaleView {
+                    cluster: &name,
+                    want,
+                    replicas: cur,
+                    members: m,
+                    primary: primary.as_deref(),
+                    pods: &pod_views,
+                    topology: &desired.topology,
+                });
+                match &scale_step {
+                    ScaleStep::SetReplicas(n) => *n,
+                    _ => cur,
+                }
+            }
+            None if cur != want => {
+                progressing.push(format!("{want} instances requested, {cur} running: waiting for the agents' membership API"));
+                cur
+            }
+            None => cur,
+        },
+    };
+    if scale_step != ScaleStep::Done {
+        progressing.push(format!("scaling to {want} instances: {scale_step:?}"));
+    }
+
+    if !cluster.spec.paused {
+        apply_objects(&client, &ns, &desired, replicas).await?;
+    }
+
+    if let (Some(agent), false) = (&agent, cluster.spec.paused) {
+        let leader_url = primary.as_deref().map(primary_url).or_else(|| urls.first().cloned());
+        match (&scale_step, leader_url) {
+            (ScaleStep::AddMember { name: member, raft_id }, Some(url)) => {
+                let idx = member.rsplit('-').next().and_then(|i| i.parse::<u32>().ok()).unwrap_or(0);
+                info!(cluster = %name, member = %member, raft_id, reason = "spec.instances", "adding member");
+                agent.add_member(&url, member, *raft_id, &member_api_url(&name, &ns, idx, tls)).await?;
+            }
+            (ScaleStep::RemoveMember(member), Some(url)) => {
+                info!(cluster = %name, member = %member, reason = "spec.instances", "removing member");
+                if let Err(e) = agent.remove_member(&url, member).await {
+                    // Refused while its agent still reports: retried at the next pass.
+                    info!(cluster = %name, member = %member, error = %e, "member removal refused for now");
+                }
+            }
+            (ScaleStep::Switchover { from, to }, _) => {
+                info!(cluster = %name, from = %from, to = %to, reason = "primary leaves with spec.instances", "switchover");
+                agent.switchover(&primary_url(from), from, to).await?;
+            }
+            _ => {}
+        }
+    }
+
+    if let (Some(agent), Some(view)) = (&agent, &view) {
         if !cluster.spec.paused {
             label_pods(&pods_api, &pods.items, view).await?;
             sync_parameters(agent, &urls, view, &desired.parameters, &name, &ns, tls).await;
-            let update_revision = existing_sts
-                .as_ref()
-                .and_then(|s| s.status.as_ref())
-                .and_then(|s| s.update_revision.clone());
-            if let Some(rev) = update_revision {
-                let views: Vec<PodView> = pods
-                    .items
-                    .iter()
-                    .map(|p| PodView {
-                        name: p.name_any(),
-                        updated: p.labels().get("controller-revision-hash") == Some(&rev),
-                        ready: ready(p),
-                    })
-                    .collect();
-                let primary = view.primary().map(|m| m.name.clone());
-                match agents::plan_rollout(&views, primary.as_deref()) {
+            // A rolling update only while no scaling is in progress.
+            if scale_step == ScaleStep::Done && update_revision.is_some() {
+                match agents::plan_rollout(&pod_views, primary.as_deref()) {
                     RolloutStep::Done => {}
                     RolloutStep::Wait(why) => progressing.push(format!("rolling update waits: {why}")),
                     RolloutStep::DeleteReplica(p) | RolloutStep::DeletePrimary(p) => {
@@ -236,23 +303,36 @@ pub async fn reconcile(cluster: Arc<RaleCluster>, ctx: Arc<Context>) -> Result<A
                     }
                     RolloutStep::Switchover { from, to } => {
                         info!(cluster = %name, from = %from, to = %to, reason = "rolling update", "switchover");
-                        let idx = from.rsplit('-').next().and_then(|i| i.parse::<u32>().ok()).unwrap_or(0);
-                        agent.switchover(&member_api_url(&name, &ns, idx, tls), &from, &to).await?;
+                        agent.switchover(&primary_url(&from), &from, &to).await?;
                         progressing.push(format!("rolling update: switched over from {from} to {to}"));
                     }
                 }
             }
         }
-        status.current_primary = view.primary().map(|m| m.name.clone());
+        status.current_primary = primary.clone();
         status.instances = agents::instance_statuses(view);
     } else {
         status.current_primary = None;
         status.instances.clear();
     }
 
+    // Raft ids: the agents' membership, plus the ids given to members still joining.
+    let mut raft_ids: BTreeMap<String, u64> = match &membership {
+        Some(m) => m.all().map(|p| (p.name.clone(), p.raft_id)).collect(),
+        None => status.raft_ids.clone(),
+    };
+    for (i, id) in &desired.topology.members {
+        if membership.is_none() || desired.topology.joining.contains(i) {
+            raft_ids.entry(crate::ramd_config::member_name(&name, *i)).or_insert(*id);
+        }
+    }
+    let highest = raft_ids.values().chain(desired.topology.members.iter().map(|(_, id)| id)).copied().max().unwrap_or(0);
+    status.next_raft_id = Some(status.next_raft_id.unwrap_or(1).max(highest + 1));
+    status.raft_ids = raft_ids;
+
     let running = status.instances.iter().filter(|i| matches!(i.state.as_str(), "running" | "streaming")).count();
     let all_up = status.current_primary.is_some()
-        && running == members as usize
+        && running == want as usize
         && status.ready_instances == cluster.spec.instances;
     status.phase = Some(if cluster.spec.paused {
         Phase::Paused
@@ -265,7 +345,7 @@ pub async fn reconcile(cluster: Arc<RaleCluster>, ctx: Arc<Context>) -> Result<A
     } else {
         Phase::Degraded
     });
-    if !all_up && status.current_primary.is_none() {
+    if status.current_primary.is_none() && !cluster.spec.paused {
         progressing.push("waiting for the agents to report a primary".into());
     }
     set_condition(
@@ -276,12 +356,13 @@ pub async fn reconcile(cluster: Arc<RaleCluster>, ctx: Arc<Context>) -> Result<A
         &format!("{} of {} instances ready; primary {}", status.ready_instances, cluster.spec.instances, status.current_primary.as_deref().unwrap_or("none")),
         generation,
     );
+    let degraded = status.current_primary.is_some() && !all_up;
     set_condition(
         &mut status.conditions,
         "Degraded",
-        status.current_primary.is_some() && !all_up,
-        if status.current_primary.is_some() && !all_up { "InstancesDown" } else { "AsExpected" },
-        &format!("{running} of {members} members running"),
+        degraded,
+        if degraded { "InstancesDown" } else { "AsExpected" },
+        &format!("{running} of {want} members running"),
         generation,
     );
     set_condition(
@@ -298,13 +379,7 @@ pub async fn reconcile(cluster: Arc<RaleCluster>, ctx: Arc<Context>) -> Result<A
     Ok(Action::requeue(RESYNC))
 }
 
-async fn apply_objects(
-    client: &Client,
-    ns: &str,
-    desired: &DesiredObjects,
-    existing_sts: Option<&StatefulSet>,
-    progressing: &mut Vec<String>,
-) -> Result<()> {
+async fn apply_objects(client: &Client, ns: &str, desired: &DesiredObjects, replicas: u32) -> Result<()> {
     let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
     for s in &desired.secrets {
         // Created once, never applied again: the password is generated here.
@@ -331,18 +406,8 @@ async fn apply_objects(
         None => delete_if_exists(&pdbs, &desired.stateful_set.name_any()).await?,
     }
     let mut sts = desired.stateful_set.clone();
-    if let Some(cur) = existing_sts.and_then(|s| s.spec.as_ref()).and_then(|s| s.replicas) {
-        let want = sts.spec.as_ref().and_then(|s| s.replicas);
-        if want != Some(cur) {
-            // Not yet: scaling goes through the agents' membership API.
-            progressing.push(format!(
-                "instances {} requested, {cur} running: scaling a running cluster is not supported by this operator version",
-                want.unwrap_or_default()
-            ));
-            if let Some(spec) = sts.spec.as_mut() {
-                spec.replicas = Some(cur);
-            }
-        }
+    if let Some(spec) = sts.spec.as_mut() {
+        spec.replicas = Some(i32::try_from(replicas).unwrap_or(i32::MAX));
     }
     apply(&Api::<StatefulSet>::namespaced(client.clone(), ns), &sts).await?;
     Ok(())
@@ -436,9 +501,4 @@ pub fn set_condition(
             last_transition_time: now,
         }),
     }
-}
-
-/// Labels of the cluster's objects (re-exported for the binary's `render`).
-pub fn object_labels(cluster: &str) -> BTreeMap<String, String> {
-    cluster_labels(cluster)
 }
