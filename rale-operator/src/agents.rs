@@ -298,6 +298,8 @@ pub struct AgentClient {
     http: reqwest::Client,
     username: String,
     password: String,
+    /// Test seam: every agent URL `scheme://host:port` becomes `<prefix>/host:port`.
+    route_prefix: Option<String>,
 }
 
 impl AgentClient {
@@ -316,7 +318,24 @@ impl AgentClient {
             agent: "-".into(),
             message: e.to_string(),
         })?;
-        Ok(AgentClient { http, username, password })
+        Ok(AgentClient { http, username, password, route_prefix: None })
+    }
+
+    /// Sends every request for agent `scheme://host:port` to `<prefix>/host:port`
+    /// instead: for tests whose stand-in agents share one local server.
+    pub fn with_route_prefix(mut self, prefix: Option<String>) -> Self {
+        self.route_prefix = prefix;
+        self
+    }
+
+    fn at(&self, url: &str, path: &str) -> String {
+        match &self.route_prefix {
+            Some(prefix) => {
+                let host = url.split_once("://").map_or(url, |(_, rest)| rest);
+                format!("{prefix}/{host}{path}")
+            }
+            None => format!("{url}{path}"),
+        }
     }
 
     fn err(agent: &str, e: impl std::fmt::Display) -> Error {
@@ -335,7 +354,7 @@ impl AgentClient {
         for url in urls {
             let res = self
                 .http
-                .get(format!("{url}/cluster"))
+                .get(self.at(url, "/cluster"))
                 .basic_auth(&self.username, Some(&self.password))
                 .send()
                 .await;
@@ -355,7 +374,7 @@ impl AgentClient {
     pub async fn switchover(&self, url: &str, leader: &str, candidate: &str) -> Result<()> {
         let r = self
             .http
-            .post(format!("{url}/switchover"))
+            .post(self.at(url, "/switchover"))
             .basic_auth(&self.username, Some(&self.password))
             .json(&serde_json::json!({"leader": leader, "candidate": candidate}))
             .timeout(Duration::from_secs(60))
@@ -376,7 +395,7 @@ impl AgentClient {
     pub async fn patch_config(&self, url: &str, patch: &serde_json::Value) -> Result<()> {
         let r = self
             .http
-            .patch(format!("{url}/config"))
+            .patch(self.at(url, "/config"))
             .basic_auth(&self.username, Some(&self.password))
             .json(patch)
             .send()
@@ -397,7 +416,7 @@ impl AgentClient {
         for url in urls {
             let res = self
                 .http
-                .get(format!("{url}/api/v1/members"))
+                .get(self.at(url, "/api/v1/members"))
                 .basic_auth(&self.username, Some(&self.password))
                 .send()
                 .await;
@@ -417,7 +436,7 @@ impl AgentClient {
     pub async fn add_member(&self, url: &str, name: &str, raft_id: u64, api_url: &str) -> Result<()> {
         let r = self
             .http
-            .post(format!("{url}/api/v1/members"))
+            .post(self.at(url, "/api/v1/members"))
             .basic_auth(&self.username, Some(&self.password))
             .json(&serde_json::json!({"name": name, "raft_id": raft_id, "api_url": api_url}))
             .timeout(Duration::from_secs(60))
@@ -431,7 +450,7 @@ impl AgentClient {
     pub async fn remove_member(&self, url: &str, name: &str) -> Result<()> {
         let r = self
             .http
-            .delete(format!("{url}/api/v1/members/{name}"))
+            .delete(self.at(url, &format!("/api/v1/members/{name}")))
             .basic_auth(&self.username, Some(&self.password))
             .send()
             .await
@@ -452,7 +471,7 @@ impl AgentClient {
     pub async fn config(&self, url: &str) -> Result<serde_json::Value> {
         let r = self
             .http
-            .get(format!("{url}/config"))
+            .get(self.at(url, "/config"))
             .basic_auth(&self.username, Some(&self.password))
             .send()
             .await
@@ -557,7 +576,7 @@ mod tests {
     #[test]
     fn scale_up_starts_pods_then_adds_them() {
         use crate::ramd_config::Topology;
-        let topo = Topology::grow(5, &BTreeMap::from([(0, 1), (1, 2), (2, 3)]), 4);
+        let topo = Topology::grow(5, &BTreeMap::from([(0, 1), (1, 2), (2, 3)]), 4, 3);
         let v = |replicas, pods: &[PodView], m: &MembersView| {
             plan_scale(&ScaleView { cluster: "pg", want: 5, replicas, members: m, primary: Some("pg-0"), pods, topology: &topo })
         };

@@ -53,12 +53,15 @@ pub const RESYNC: Duration = Duration::from_secs(5);
 pub struct Context {
     /// The Kubernetes client.
     pub client: Client,
+    /// Test seam: route the agents' API calls through one local server
+    /// ([`AgentClient::with_route_prefix`]); `None` in production.
+    pub agent_route_prefix: Option<String>,
 }
 
 /// Runs the controller until the process is stopped.
 pub async fn run(client: Client) {
     let clusters: Api<RaleCluster> = Api::all(client.clone());
-    let ctx = Arc::new(Context { client: client.clone() });
+    let ctx = Arc::new(Context { client: client.clone(), agent_route_prefix: None });
     Controller::new(clusters, watcher::Config::default())
         .owns(Api::<StatefulSet>::all(client.clone()), watcher::Config::default())
         .owns(Api::<Service>::all(client.clone()), watcher::Config::default())
@@ -150,7 +153,7 @@ pub async fn reconcile(cluster: Arc<RaleCluster>, ctx: Arc<Context>) -> Result<A
                 &crate::params::summary(&refused),
                 generation,
             );
-            write_status(&clusters, &name, &status).await?;
+            write_status(&clusters, &name, &previous, &status).await?;
             info!(cluster = %name, reason = "parameters refused", "nothing applied");
             return Ok(Action::requeue(Duration::from_secs(300)));
         }
@@ -186,7 +189,8 @@ pub async fn reconcile(cluster: Arc<RaleCluster>, ctx: Arc<Context>) -> Result<A
                 .and_then(|s| s.data.and_then(|d| d.get("ca.crt").map(|b| b.0.clone()))),
             None => None,
         };
-        let a = AgentClient::new(creds.api_user.clone(), pw, ca.as_deref())?;
+        let a = AgentClient::new(creds.api_user.clone(), pw, ca.as_deref())?
+            .with_route_prefix(ctx.agent_route_prefix.clone());
         match a.cluster(&urls).await {
             Ok(v) => view = Some(v),
             Err(e) => info!(cluster = %name, error = %e, "no agent answered GET /cluster"),
@@ -329,6 +333,10 @@ pub async fn reconcile(cluster: Arc<RaleCluster>, ctx: Arc<Context>) -> Result<A
     let highest = raft_ids.values().chain(desired.topology.members.iter().map(|(_, id)| id)).copied().max().unwrap_or(0);
     status.next_raft_id = Some(status.next_raft_id.unwrap_or(1).max(highest + 1));
     status.raft_ids = raft_ids;
+    if status.initial_instances.is_none() {
+        // Recorded with the first status: the members the cluster is created with.
+        status.initial_instances = Some(u32::try_from(desired.topology.members.len() - desired.topology.joining.len()).unwrap_or(want));
+    }
 
     let running = status.instances.iter().filter(|i| matches!(i.state.as_str(), "running" | "streaming")).count();
     let all_up = status.current_primary.is_some()
@@ -374,7 +382,7 @@ pub async fn reconcile(cluster: Arc<RaleCluster>, ctx: Arc<Context>) -> Result<A
         generation,
     );
     if status != previous {
-        write_status(&clusters, &name, &status).await?;
+        write_status(&clusters, &name, &previous, &status).await?;
     }
     Ok(Action::requeue(RESYNC))
 }
@@ -465,10 +473,38 @@ async fn sync_parameters(
     }
 }
 
-async fn write_status(api: &Api<RaleCluster>, name: &str, status: &RaleClusterStatus) -> Result<()> {
-    let patch = serde_json::json!({ "status": status });
+async fn write_status(
+    api: &Api<RaleCluster>,
+    name: &str,
+    previous: &RaleClusterStatus,
+    status: &RaleClusterStatus,
+) -> Result<()> {
+    let to_value = |s: &RaleClusterStatus| serde_json::to_value(s).map_err(|e| Error::Serialize(e.to_string()));
+    let patch = serde_json::json!({ "status": merge_patch_from(&to_value(previous)?, &to_value(status)?) });
     api.patch_status(name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
     Ok(())
+}
+
+/// A JSON merge patch (RFC 7386) turning `old` into `new`: `new`, with `null` for every
+/// key of an object in `old` that `new` lacks (a plain merge would keep them, e.g. the
+/// Raft id of a removed member).
+pub fn merge_patch_from(old: &serde_json::Value, new: &serde_json::Value) -> serde_json::Value {
+    match (old.as_object(), new.as_object()) {
+        (Some(o), Some(n)) => {
+            let mut out = serde_json::Map::new();
+            for (k, v) in n {
+                let prev = o.get(k).unwrap_or(&serde_json::Value::Null);
+                out.insert(k.clone(), merge_patch_from(prev, v));
+            }
+            for k in o.keys() {
+                if !n.contains_key(k) {
+                    out.insert(k.clone(), serde_json::Value::Null);
+                }
+            }
+            serde_json::Value::Object(out)
+        }
+        _ => new.clone(),
+    }
 }
 
 /// Sets condition `type_`, keeping its `lastTransitionTime` when the status is unchanged.
@@ -500,5 +536,20 @@ pub fn set_condition(
             observed_generation: generation,
             last_transition_time: now,
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn merge_patch_from_nulls_removed_keys_only() {
+        let old = serde_json::json!({"raftIds": {"pg-0": 1, "pg-2": 3}, "phase": "Healthy", "x": [1]});
+        let new = serde_json::json!({"raftIds": {"pg-0": 1}, "phase": "Degraded"});
+        assert_eq!(
+            merge_patch_from(&old, &new),
+            serde_json::json!({"raftIds": {"pg-0": 1, "pg-2": null}, "phase": "Degraded", "x": null})
+        );
     }
 }

@@ -508,6 +508,10 @@ pub struct RaleClusterStatus {
     /// The next Raft id to give a new member.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_raft_id: Option<u64>,
+    /// How many members founded the cluster (Raft ids `1 … n`); every later member
+    /// joins the running cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub initial_instances: Option<u32>,
 }
 
 /// Cluster phase.

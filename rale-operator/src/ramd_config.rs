@@ -59,9 +59,11 @@ impl Topology {
     }
 
     /// The topology of `n` members given the Raft ids already assigned (`known`, by
-    /// index; from the status) and the next unused id: members without an id get fresh
-    /// ones and join. With nothing known it is [`Topology::initial`].
-    pub fn grow(n: u32, known: &BTreeMap<u32, u64>, next_raft_id: u64) -> Topology {
+    /// index; from the status), the next unused id, and how many members founded the
+    /// cluster (ids `1 … initial`): members without an id get fresh ones, and every
+    /// member whose id is not a founder's joins. With nothing known it is
+    /// [`Topology::initial`].
+    pub fn grow(n: u32, known: &BTreeMap<u32, u64>, next_raft_id: u64, initial: u32) -> Topology {
         if known.is_empty() {
             return Topology::initial(n);
         }
@@ -69,7 +71,12 @@ impl Topology {
         let mut t = Topology::default();
         for i in 0..n {
             match known.get(&i) {
-                Some(id) => t.members.push((i, *id)),
+                Some(id) => {
+                    t.members.push((i, *id));
+                    if *id > u64::from(initial) {
+                        t.joining.insert(i);
+                    }
+                }
                 None => {
                     t.members.push((i, next));
                     t.joining.insert(i);
@@ -414,10 +421,15 @@ mod tests {
         // Members 0-2 founded with ids 1-3; 3 and 4 once existed with ids 4 and 5 and
         // were removed: the next id is 6, never 4 again.
         let known = BTreeMap::from([(0, 1), (1, 2), (2, 3)]);
-        let topo = Topology::grow(5, &known, 6);
+        let topo = Topology::grow(5, &known, 6, 3);
         assert_eq!(topo.members, [(0, 1), (1, 2), (2, 3), (3, 6), (4, 7)]);
         assert_eq!(topo.joining, BTreeSet::from([3, 4]));
-        assert_eq!(Topology::grow(3, &BTreeMap::new(), 1), Topology::initial(3));
+        // Once recorded, a joined member keeps its id and still joins.
+        let known = BTreeMap::from([(0, 1), (1, 2), (2, 3), (3, 6)]);
+        let again = Topology::grow(4, &known, 8, 3);
+        assert_eq!(again.members, [(0, 1), (1, 2), (2, 3), (3, 6)]);
+        assert_eq!(again.joining, BTreeSet::from([3]));
+        assert_eq!(Topology::grow(3, &BTreeMap::new(), 1, 3), Topology::initial(3));
         let p = BTreeMap::new();
         let s = spec(5);
         let t: toml::Table = toml::from_str(&render(&s, &ctx(&p, 4, &topo))).expect("TOML");

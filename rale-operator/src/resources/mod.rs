@@ -179,7 +179,10 @@ pub fn topology(cluster: &RaleCluster, members: u32) -> Topology {
             Some((index, *id))
         })
         .collect();
-    Topology::grow(members, &known, status.next_raft_id.unwrap_or(1))
+    let initial = status
+        .initial_instances
+        .unwrap_or_else(|| u32::try_from(known.len()).unwrap_or(u32::MAX));
+    Topology::grow(members, &known, status.next_raft_id.unwrap_or(1), initial)
 }
 
 /// The name of the ConfigMap holding every member's `ramd` file.
