@@ -60,8 +60,13 @@ pub struct Context {
 
 /// Runs the controller until the process is stopped.
 pub async fn run(client: Client) {
+    run_with(Arc::new(Context { client, agent_route_prefix: None })).await;
+}
+
+/// Runs the controller with `ctx` (tests route the agents' calls through it).
+pub async fn run_with(ctx: Arc<Context>) {
+    let client = ctx.client.clone();
     let clusters: Api<RaleCluster> = Api::all(client.clone());
-    let ctx = Arc::new(Context { client: client.clone(), agent_route_prefix: None });
     Controller::new(clusters, watcher::Config::default())
         .owns(Api::<StatefulSet>::all(client.clone()), watcher::Config::default())
         .owns(Api::<Service>::all(client.clone()), watcher::Config::default())

@@ -272,3 +272,46 @@ async fn scale_down_switches_over_before_the_primary_leaves() {
     assert_eq!(h.status()["nextRaftId"], 4, "pg-2's id 3 is never reused");
     assert_eq!(h.status()["phase"], "Healthy");
 }
+
+/// The kube-runtime `Controller` itself (`controller::run_with`): its initial lists
+/// trigger a reconcile, and its requeues (every 5 s) follow the agents.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_controller_loop_reconciles_and_requeues() {
+    let h = Harness::new(spec()).await;
+    let task = tokio::spawn(rale_operator::controller::run_with(h.ctx.clone()));
+    let wait = |what: &'static str, secs: u64, check: &dyn Fn() -> bool| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+        let ok = loop {
+            if check() {
+                break true;
+            }
+            if std::time::Instant::now() > deadline {
+                break false;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        };
+        assert!(ok, "{what} within {secs} s");
+    };
+    // Blocking waits on a multi-threaded runtime would stall it: run them off it.
+    let h = Arc::new(h);
+    let h2 = h.clone();
+    tokio::task::spawn_blocking(move || {
+        wait("StatefulSet and status", 20, &|| h2.get("statefulsets", "pg").is_some() && h2.status()["phase"] == "Pending");
+    })
+    .await
+    .expect("wait");
+    h.pods(&[true, true, true], &["r1", "r1", "r1"], "r1");
+    {
+        let mut a = h.agents.lock().expect("agents");
+        a.leader = "pg-1".into();
+        a.members = vec![("pg-0".into(), 1), ("pg-1".into(), 2), ("pg-2".into(), 3)];
+    }
+    let h2 = h.clone();
+    tokio::task::spawn_blocking(move || {
+        wait("Healthy with pg-1 primary", 20, &|| h2.status()["currentPrimary"] == "pg-1" && h2.status()["phase"] == "Healthy");
+        assert_eq!(h2.endpoints("pg-rw"), ["pg-1"]);
+    })
+    .await
+    .expect("wait");
+    task.abort();
+}

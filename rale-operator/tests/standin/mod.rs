@@ -76,7 +76,7 @@ fn kind_of(resource: &str) -> (&'static str, &'static str) {
 async fn api(State(store): State<Shared>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
     let segs: Vec<&str> = uri.path().split('/').filter(|s| !s.is_empty()).collect();
     let Some(i) = segs.iter().position(|s| *s == "namespaces") else {
-        return status(404, "NotFound", &format!("stand-in serves namespaced paths only: {uri}"));
+        return cluster_wide(&store, &method, &uri, &segs);
     };
     let ns = segs.get(i + 1).copied().unwrap_or_default().to_string();
     let resource = segs.get(i + 2).copied().unwrap_or_default().to_string();
@@ -192,6 +192,35 @@ async fn api(State(store): State<Shared>, method: Method, uri: Uri, headers: Hea
         },
         (m, n) => status(405, "MethodNotAllowed", &format!("{m} {resource} {n:?}")),
     }
+}
+
+/// `GET /api/v1/<resource>` or `/apis/<group>/<version>/<resource>`: a list over every
+/// namespace, or (`watch=true`) a watch that stays open and never reports an event (the
+/// controller's requeues drive it).
+fn cluster_wide(store: &Shared, method: &Method, uri: &Uri, segs: &[&str]) -> Response {
+    if *method != Method::GET {
+        return status(405, "MethodNotAllowed", &format!("{method} {uri}"));
+    }
+    let resource = segs.last().copied().unwrap_or_default().to_string();
+    let (api_version, kind) = kind_of(&resource);
+    if uri.query().unwrap_or_default().split('&').any(|kv| kv == "watch=true" || kv == "watch=1") {
+        let never = futures_util::stream::pending::<Result<Bytes, std::io::Error>>();
+        return Response::builder()
+            .header("content-type", "application/json")
+            .body(axum::body::Body::from_stream(never))
+            .expect("watch response");
+    }
+    let mut st = store.lock().expect("store");
+    st.version += 1;
+    let items: Vec<Value> = st
+        .objects
+        .iter()
+        .filter(|((r, _, _), _)| *r == resource)
+        .map(|(_, o)| o.clone())
+        .collect();
+    axum::Json(json!({"apiVersion": api_version, "kind": format!("{kind}List"),
+        "metadata": {"resourceVersion": st.version.to_string()}, "items": items}))
+    .into_response()
 }
 
 /// The stand-in agents: who leads, who is a member, the dynamic parameters.
