@@ -504,9 +504,42 @@ pub fn parameters_patch(
     (!m.is_empty()).then(|| serde_json::json!({ "postgresql_parameters": m }))
 }
 
+/// The `synchronous` part of a `PATCH /config` body that brings the cluster's dynamic
+/// synchronous settings (`current`, the `synchronous` object of `GET /config`) to the
+/// spec (`None`: `mode: off`). `None` when nothing differs.
+pub fn synchronous_patch(
+    current: &serde_json::Value,
+    desired: Option<&crate::crd::SynchronousSpec>,
+) -> Option<serde_json::Value> {
+    let want = match desired {
+        Some(s) => serde_json::json!({"mode": s.mode.as_str(), "node_count": s.node_count, "strict": s.strict}),
+        None => serde_json::json!({"mode": "off"}),
+    };
+    let mut m = serde_json::Map::new();
+    for (k, v) in want.as_object().into_iter().flatten() {
+        if current.get(k) != Some(v) {
+            m.insert(k.clone(), v.clone());
+        }
+    }
+    (!m.is_empty()).then(|| serde_json::json!({ "synchronous": m }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn synchronous_patch_sends_only_differences() {
+        use crate::crd::{SyncMode, SynchronousSpec};
+        let cur = serde_json::json!({"mode": "on", "node_count": 1, "strict": false, "commit_level": "on"});
+        let want = SynchronousSpec { mode: SyncMode::Quorum, node_count: 1, strict: true };
+        assert_eq!(
+            synchronous_patch(&cur, Some(&want)),
+            Some(serde_json::json!({"synchronous": {"mode": "quorum", "strict": true}}))
+        );
+        assert_eq!(synchronous_patch(&cur, None), Some(serde_json::json!({"synchronous": {"mode": "off"}})));
+        assert_eq!(synchronous_patch(&serde_json::json!({"mode": "off"}), None), None);
+    }
 
     fn view() -> ClusterView {
         serde_json::from_value(serde_json::json!({

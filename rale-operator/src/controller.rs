@@ -14,7 +14,8 @@
 //! 5. one step of a change of `spec.instances` through the agents' membership API
 //!    (`POST`/`DELETE /api/v1/members`, a switchover first when the primary leaves);
 //! 6. `GET /cluster` from the agents; each pod's `rale.dev/role` label set to match;
-//! 7. the cluster-wide `postgresql_parameters` brought to the spec with `PATCH /config`;
+//! 7. the cluster-wide `postgresql_parameters` and `synchronous` settings brought to the
+//!    spec with `PATCH /config` on the primary's agent;
 //! 8. one step of a rolling update ([`crate::agents::plan_rollout`]) when not scaling;
 //! 9. status written (`phase`, `currentPrimary`, instances, conditions, Raft ids,
 //!    `observedGeneration`).
@@ -299,7 +300,12 @@ pub async fn reconcile(cluster: Arc<RaleCluster>, ctx: Arc<Context>) -> Result<A
     if let (Some(agent), Some(view)) = (&agent, &view) {
         if !cluster.spec.paused {
             label_pods(&pods_api, &pods.items, view).await?;
-            sync_parameters(agent, &urls, view, &desired.parameters, &name, &ns, tls).await;
+            let url = primary.as_deref().map(primary_url).or_else(|| urls.first().cloned());
+            if let (Some(url), true) = (url, primary.is_some())
+                && let Some(why) = sync_dynamic_config(agent, &url, &cluster, &desired.parameters).await
+            {
+                progressing.push(why);
+            }
             // A rolling update only while no scaling is in progress.
             if scale_step == ScaleStep::Done && update_revision.is_some() {
                 match agents::plan_rollout(&pod_views, primary.as_deref()) {
@@ -442,38 +448,56 @@ async fn label_pods(pods_api: &Api<Pod>, pods: &[Pod], view: &ClusterView) -> Re
     Ok(())
 }
 
-async fn sync_parameters(
+/// Brings the cluster-wide dynamic configuration (`postgresql_parameters`,
+/// `synchronous`) to the spec with one `PATCH /config` on the primary's agent; a
+/// refusal is returned for the status.
+async fn sync_dynamic_config(
     agent: &AgentClient,
-    urls: &[String],
-    view: &ClusterView,
+    url: &str,
+    cluster: &RaleCluster,
     desired: &BTreeMap<String, String>,
-    cluster: &str,
-    ns: &str,
-    tls: bool,
-) {
-    let Some(primary) = view.primary() else { return };
-    let idx = primary.name.rsplit('-').next().and_then(|i| i.parse::<u32>().ok());
-    let url = idx.map(|i| member_api_url(cluster, ns, i, tls)).or_else(|| urls.first().cloned());
-    let Some(url) = url else { return };
-    let current: BTreeMap<String, String> = match agent.config(&url).await {
-        Ok(v) => v
-            .get("postgresql_parameters")
-            .and_then(|p| p.as_object())
-            .map(|m| {
-                m.iter()
-                    .map(|(k, v)| (k.clone(), v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string())))
-                    .collect()
-            })
-            .unwrap_or_default(),
+) -> Option<String> {
+    let name = cluster.name_any();
+    let current = match agent.config(url).await {
+        Ok(v) => v,
         Err(e) => {
-            warn!(cluster, error = %e, "GET /config failed");
-            return;
+            warn!(cluster = %name, error = %e, "GET /config failed");
+            return Some(format!("GET /config failed: {e}"));
         }
     };
-    if let Some(patch) = agents::parameters_patch(&current, desired) {
-        match agent.patch_config(&url, &patch).await {
-            Ok(()) => info!(cluster, reason = "spec.postgresql.parameters", "PATCH /config applied"),
-            Err(e) => warn!(cluster, error = %e, "PATCH /config refused"),
+    let current_params: BTreeMap<String, String> = current
+        .get("postgresql_parameters")
+        .and_then(|p| p.as_object())
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| (k.clone(), v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string())))
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut patch = serde_json::Map::new();
+    for part in [
+        agents::parameters_patch(&current_params, desired),
+        agents::synchronous_patch(current.get("synchronous").unwrap_or(&serde_json::Value::Null), cluster.spec.synchronous.as_ref()),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        if let Some(m) = part.as_object() {
+            patch.extend(m.clone());
+        }
+    }
+    if patch.is_empty() {
+        return None;
+    }
+    let patch = serde_json::Value::Object(patch);
+    match agent.patch_config(url, &patch).await {
+        Ok(()) => {
+            info!(cluster = %name, reason = "spec.postgresql.parameters, spec.synchronous", "PATCH /config applied");
+            None
+        }
+        Err(e) => {
+            warn!(cluster = %name, error = %e, "PATCH /config refused");
+            Some(format!("PATCH /config refused: {e}"))
         }
     }
 }

@@ -156,6 +156,7 @@ async fn reconcile_creates_labels_follows_failover_and_is_idempotent() {
     assert_eq!(h.condition("Ready")["status"], "True");
     assert_eq!(h.status()["instances"].as_array().map(Vec::len), Some(3));
     assert!(h.agents.lock().expect("agents").calls.iter().any(|c| c.contains("\"work_mem\":\"8MB\"")));
+    assert!(h.agents.lock().expect("agents").calls.iter().any(|c| c.contains("\"synchronous\":{\"mode\":\"off\"}")));
     // The generated password is never rewritten.
     assert_eq!(h.get("secrets", "pg-api").expect("secret")["data"]["password"], api_password);
 

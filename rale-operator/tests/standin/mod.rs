@@ -230,6 +230,7 @@ pub struct Agents {
     /// (name, raft id) of the consensus members.
     pub members: Vec<(String, u64)>,
     pub parameters: BTreeMap<String, Value>,
+    pub synchronous: Value,
     /// Every state-changing call, as `METHOD path body`.
     pub calls: Vec<String>,
 }
@@ -263,13 +264,20 @@ async fn agent(State(agents): State<SharedAgents>, method: Method, uri: Uri, hea
             let voters: Vec<Value> = a.members.iter().map(|(n, id)| json!({"name": n, "raft_id": id, "api_url": "x"})).collect();
             axum::Json(json!({"voters": voters, "learners": [], "term": 1})).into_response()
         }
-        (Method::GET, "/config") => axum::Json(json!({"postgresql_parameters": a.parameters})).into_response(),
+        (Method::GET, "/config") => {
+            axum::Json(json!({"postgresql_parameters": a.parameters, "synchronous": a.synchronous})).into_response()
+        }
         (Method::PATCH, "/config") => {
             a.calls.push(format!("PATCH /config {body_text}"));
             let patch: Value = serde_json::from_str(&body_text).unwrap_or_default();
             let mut cur = serde_json::to_value(&a.parameters).unwrap_or_default();
             merge_patch(&mut cur, &patch["postgresql_parameters"]);
             a.parameters = serde_json::from_value(cur).unwrap_or_default();
+            if !patch["synchronous"].is_null() {
+                let mut sync = a.synchronous.clone();
+                merge_patch(&mut sync, &patch["synchronous"]);
+                a.synchronous = sync;
+            }
             axum::Json(json!({})).into_response()
         }
         (Method::POST, "/api/v1/members") => {
