@@ -6,7 +6,7 @@
 //! One reconcile, in order (each step idempotent):
 //! 1. parameters checked ([`crate::params`]); a refusal sets `ParametersValid=False`
 //!    and `phase: Failed`, and nothing else changes;
-//! 2. `spec.paused`: status only;
+//! 2. `spec.paused`: only the role labels and the status;
 //! 3. Secrets created when absent (generated passwords are never overwritten);
 //! 4. ConfigMap, headless and client Services, PodDisruptionBudget, StatefulSet applied
 //!    (disabled Services and PDB deleted),
@@ -298,8 +298,10 @@ pub async fn reconcile(cluster: Arc<RaleCluster>, ctx: Arc<Context>) -> Result<A
     }
 
     if let (Some(agent), Some(view)) = (&agent, &view) {
+        // Routing follows the agents even while paused: a paused operator must not
+        // leave `-rw` on a primary the agents replaced.
+        label_pods(&pods_api, &pods.items, view).await?;
         if !cluster.spec.paused {
-            label_pods(&pods_api, &pods.items, view).await?;
             let url = primary.as_deref().map(primary_url).or_else(|| urls.first().cloned());
             if let (Some(url), true) = (url, primary.is_some())
                 && let Some(why) = sync_dynamic_config(agent, &url, &cluster, &desired.parameters).await

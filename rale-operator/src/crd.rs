@@ -92,8 +92,9 @@ pub struct RaleClusterSpec {
     /// Existing Secrets to use instead of generated passwords.
     #[serde(default)]
     pub secrets: SecretsSpec,
-    /// While `true` the operator changes nothing (it still reports status). The agents
-    /// keep running and keep failing over by themselves.
+    /// While `true` the operator changes nothing but the pods' role labels (routing
+    /// follows the agents) and the status. The agents keep running and keep failing
+    /// over by themselves.
     #[serde(default)]
     pub paused: bool,
 }

@@ -316,3 +316,28 @@ async fn the_controller_loop_reconciles_and_requeues() {
     .expect("wait");
     task.abort();
 }
+
+#[tokio::test]
+async fn a_paused_cluster_is_reported_and_routed_but_not_changed() {
+    let h = Harness::new(spec()).await;
+    h.reconcile().await;
+    h.pods(&[true, true, true], &["r1", "r1", "r1"], "r1");
+    {
+        let mut a = h.agents.lock().expect("agents");
+        a.leader = "pg-0".into();
+        a.members = vec![("pg-0".into(), 1), ("pg-1".into(), 2), ("pg-2".into(), 3)];
+    }
+    h.reconcile().await;
+    h.edit_spec(json!({"paused": true, "instances": 5, "services": {"r": {"enabled": false}}}));
+    h.agents.lock().expect("agents").leader = "pg-1".into();
+    h.writes();
+    h.reconcile().await;
+    let mut writes = h.writes();
+    writes.sort();
+    assert_eq!(writes, ["PATCH pods/pg-0", "PATCH pods/pg-1", "PATCH raleclusters/pg/status"], "role labels and status only");
+    assert_eq!(h.status()["phase"], "Paused");
+    assert_eq!(h.status()["currentPrimary"], "pg-1", "still reported");
+    assert_eq!(h.endpoints("pg-rw"), ["pg-1"], "routing follows the agents even while paused");
+    assert_eq!(h.get("statefulsets", "pg").expect("sts")["spec"]["replicas"], 3);
+    assert!(h.get("services", "pg-r").is_some());
+}
