@@ -27,6 +27,8 @@ pub struct Store {
     pub version: u64,
     /// Every write, as `METHOD resource/name`.
     pub writes: Vec<String>,
+    /// Every (resource or resource/subresource, RBAC verb) requested.
+    pub verbs: std::collections::BTreeSet<(String, String)>,
 }
 
 pub type Shared = Arc<Mutex<Store>>;
@@ -85,6 +87,19 @@ async fn api(State(store): State<Shared>, method: Method, uri: Uri, headers: Hea
     let mut st = store.lock().expect("store");
     st.version += 1;
     let rv = st.version;
+    let verb = match (&method, &name) {
+        (&Method::GET, None) => "list",
+        (&Method::GET, Some(_)) => "get",
+        (&Method::POST, _) => "create",
+        (&Method::PATCH, _) => "patch",
+        (&Method::DELETE, _) => "delete",
+        _ => "other",
+    };
+    let rbac_resource = match &sub {
+        Some(sub) => format!("{resource}/{sub}"),
+        None => resource.clone(),
+    };
+    st.verbs.insert((rbac_resource, verb.to_string()));
     let query: BTreeMap<String, String> = uri
         .query()
         .unwrap_or_default()
@@ -203,7 +218,13 @@ fn cluster_wide(store: &Shared, method: &Method, uri: &Uri, segs: &[&str]) -> Re
     }
     let resource = segs.last().copied().unwrap_or_default().to_string();
     let (api_version, kind) = kind_of(&resource);
-    if uri.query().unwrap_or_default().split('&').any(|kv| kv == "watch=true" || kv == "watch=1") {
+    let watch = uri.query().unwrap_or_default().split('&').any(|kv| kv == "watch=true" || kv == "watch=1");
+    store
+        .lock()
+        .expect("store")
+        .verbs
+        .insert((resource.clone(), if watch { "watch" } else { "list" }.to_string()));
+    if watch {
         let never = futures_util::stream::pending::<Result<Bytes, std::io::Error>>();
         return Response::builder()
             .header("content-type", "application/json")
