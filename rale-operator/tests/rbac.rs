@@ -27,7 +27,7 @@ fn granted() -> BTreeSet<(String, String)> {
     let mut out = BTreeSet::new();
     for doc in plain.split("\n---\n") {
         let v: serde_yaml::Value = serde_yaml::from_str(doc).expect("YAML");
-        if v["kind"] != serde_yaml::Value::from("ClusterRole") {
+        if v["kind"] != "ClusterRole" {
             continue;
         }
         for rule in v["rules"].as_sequence().expect("rules") {
