@@ -80,3 +80,12 @@ fn the_clusterrole_grants_no_wildcards_and_no_secret_listing() {
         .expect("secrets rule");
     assert_eq!(secrets.trim(), "verbs: [\"get\", \"create\"]");
 }
+
+#[test]
+fn values_schema_refuses_typos_and_two_replicas() {
+    let Some(helm) = common::tool("helm", "RALE_HELM", "version") else { return };
+    for bad in ["imagee.tag=1", "replicaCount=2", "image.pullPolicy=Sometimes"] {
+        let (ok, out) = common::run(Command::new(&helm).args(["template", "rale"]).arg(chart()).args(["--set", bad]));
+        assert!(!ok && out.contains("schema"), "--set {bad} was accepted:\n{out}");
+    }
+}
