@@ -306,7 +306,9 @@ impl AgentClient {
     /// A client authenticating as `username`; `ca_pem`: the private CA of the agents'
     /// certificates, when they use TLS.
     pub fn new(username: String, password: String, ca_pem: Option<&[u8]>) -> Result<Self> {
-        let mut b = reqwest::Client::builder().timeout(Duration::from_secs(5));
+        let mut b = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(2))
+            .timeout(Duration::from_secs(5));
         if let Some(pem) = ca_pem {
             let cert = reqwest::Certificate::from_pem(pem).map_err(|e| Error::Agent {
                 agent: "-".into(),

@@ -309,7 +309,11 @@ pub async fn reconcile(cluster: Arc<RaleCluster>, ctx: Arc<Context>) -> Result<A
                 progressing.push(why);
             }
             // A rolling update only while no scaling is in progress.
-            if scale_step == ScaleStep::Done && update_revision.is_some() {
+            let all_pods = pod_views.len() == replicas as usize;
+            if scale_step == ScaleStep::Done && update_revision.is_some() && !all_pods {
+                progressing.push(format!("{} of {replicas} pods exist", pod_views.len()));
+            }
+            if scale_step == ScaleStep::Done && update_revision.is_some() && all_pods {
                 match agents::plan_rollout(&pod_views, primary.as_deref()) {
                     RolloutStep::Done => {}
                     RolloutStep::Wait(why) => progressing.push(format!("rolling update waits: {why}")),

@@ -226,6 +226,11 @@ async fn scale_up_goes_through_the_membership_api_and_rollout_switches_over_last
         for w in h.writes() {
             if let Some(p) = w.strip_prefix("DELETE pods/") {
                 deleted.push(p.to_string());
+                // While the pod is gone, nothing else happens.
+                let switchovers = h.agents.lock().expect("agents").calls.len();
+                h.reconcile().await;
+                assert!(!h.writes().iter().any(|w| w.starts_with("DELETE")), "one pod at a time");
+                assert_eq!(h.agents.lock().expect("agents").calls.len(), switchovers);
                 let i: usize = p.trim_start_matches("pg-").parse().expect("index");
                 revs[i] = "r2"; // the StatefulSet recreates it from the new template
             }
