@@ -69,9 +69,10 @@ pub async fn run_with(ctx: Arc<Context>) {
     let client = ctx.client.clone();
     let clusters: Api<RaleCluster> = Api::all(client.clone());
     Controller::new(clusters, watcher::Config::default())
-        .owns(Api::<StatefulSet>::all(client.clone()), watcher::Config::default())
-        .owns(Api::<Service>::all(client.clone()), watcher::Config::default())
-        .owns(Api::<ConfigMap>::all(client.clone()), watcher::Config::default())
+        // Only the objects the operator made: not every ConfigMap of the cluster.
+        .owns(Api::<StatefulSet>::all(client.clone()), owned())
+        .owns(Api::<Service>::all(client.clone()), owned())
+        .owns(Api::<ConfigMap>::all(client.clone()), owned())
         .shutdown_on_signal()
         .run(reconcile, error_policy, ctx)
         .for_each(|res| async move {
@@ -81,6 +82,10 @@ pub async fn run_with(ctx: Arc<Context>) {
             }
         })
         .await;
+}
+
+fn owned() -> watcher::Config {
+    watcher::Config::default().labels(&format!("{}=rale-operator", crate::labels::MANAGED_BY))
 }
 
 fn error_policy(cluster: Arc<RaleCluster>, error: &Error, _ctx: Arc<Context>) -> Action {
