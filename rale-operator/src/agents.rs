@@ -292,14 +292,26 @@ pub fn plan_scale(v: &ScaleView<'_>) -> ScaleStep {
     ScaleStep::Done
 }
 
+/// Test seam: maps an agent's base URL (`http://pg-0.pg-agents.db.svc:8008`) to the URL
+/// actually called.
+pub type AgentRoute = std::sync::Arc<dyn Fn(&str) -> String + Send + Sync>;
+
 /// Calls to the agents' REST API.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct AgentClient {
     http: reqwest::Client,
     username: String,
     password: String,
-    /// Test seam: every agent URL `scheme://host:port` becomes `<prefix>/host:port`.
-    route_prefix: Option<String>,
+    route: Option<AgentRoute>,
+}
+
+impl std::fmt::Debug for AgentClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AgentClient")
+            .field("username", &self.username)
+            .field("routed", &self.route.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl AgentClient {
@@ -320,22 +332,28 @@ impl AgentClient {
             agent: "-".into(),
             message: e.to_string(),
         })?;
-        Ok(AgentClient { http, username, password, route_prefix: None })
+        Ok(AgentClient { http, username, password, route: None })
     }
 
-    /// Sends every request for agent `scheme://host:port` to `<prefix>/host:port`
-    /// instead: for tests whose stand-in agents share one local server.
-    pub fn with_route_prefix(mut self, prefix: Option<String>) -> Self {
-        self.route_prefix = prefix;
+    /// Sends the requests for an agent to `route(base URL)` instead: for tests whose
+    /// agents are not reachable by their cluster DNS names.
+    pub fn with_route(mut self, route: Option<AgentRoute>) -> Self {
+        self.route = route;
         self
     }
 
+    /// `route` sending agent `scheme://host:port` to `<prefix>/host:port` (one local
+    /// server standing in for every agent).
+    pub fn prefix_route(prefix: String) -> AgentRoute {
+        std::sync::Arc::new(move |url: &str| {
+            let host = url.split_once("://").map_or(url, |(_, rest)| rest);
+            format!("{prefix}/{host}")
+        })
+    }
+
     fn at(&self, url: &str, path: &str) -> String {
-        match &self.route_prefix {
-            Some(prefix) => {
-                let host = url.split_once("://").map_or(url, |(_, rest)| rest);
-                format!("{prefix}/{host}{path}")
-            }
+        match &self.route {
+            Some(route) => format!("{}{path}", route(url)),
             None => format!("{url}{path}"),
         }
     }

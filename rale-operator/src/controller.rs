@@ -54,14 +54,14 @@ pub const RESYNC: Duration = Duration::from_secs(5);
 pub struct Context {
     /// The Kubernetes client.
     pub client: Client,
-    /// Test seam: route the agents' API calls through one local server
-    /// ([`AgentClient::with_route_prefix`]); `None` in production.
-    pub agent_route_prefix: Option<String>,
+    /// Test seam: where the agents' API calls go ([`AgentClient::with_route`]);
+    /// `None` in production.
+    pub agent_route: Option<agents::AgentRoute>,
 }
 
 /// Runs the controller until the process is stopped.
 pub async fn run(client: Client) {
-    run_with(Arc::new(Context { client, agent_route_prefix: None })).await;
+    run_with(Arc::new(Context { client, agent_route: None })).await;
 }
 
 /// Runs the controller with `ctx` (tests route the agents' calls through it).
@@ -201,7 +201,7 @@ pub async fn reconcile(cluster: Arc<RaleCluster>, ctx: Arc<Context>) -> Result<A
             None => None,
         };
         let a = AgentClient::new(creds.api_user.clone(), pw, ca.as_deref())?
-            .with_route_prefix(ctx.agent_route_prefix.clone());
+            .with_route(ctx.agent_route.clone());
         match a.cluster(&urls).await {
             Ok(v) => view = Some(v),
             Err(e) => info!(cluster = %name, error = %e, "no agent answered GET /cluster"),

@@ -47,7 +47,10 @@ async fn the_cluster_role_grants_exactly_what_the_operator_uses() {
     let agents = Arc::new(Mutex::new(Agents::default()));
     let (api, agent_addr) = standin::start(store.clone(), agents.clone()).await;
     let client = kube::Client::try_from(kube::Config::new(format!("http://{api}").parse().expect("url"))).expect("client");
-    let ctx = Arc::new(Context { client, agent_route_prefix: Some(format!("http://{agent_addr}")) });
+    let ctx = Arc::new(Context {
+            client,
+            agent_route: Some(rale_operator::agents::AgentClient::prefix_route(format!("http://{agent_addr}"))),
+        });
     store.lock().expect("store").objects.insert(
         key("raleclusters", "pg"),
         json!({"apiVersion": "rale.dev/v1alpha1", "kind": "RaleCluster",

@@ -34,7 +34,10 @@ impl Harness {
         let (api, agent_addr) = standin::start(store.clone(), agents.clone()).await;
         let config = kube::Config::new(format!("http://{api}").parse().expect("url"));
         let client = kube::Client::try_from(config).expect("client");
-        let ctx = Arc::new(Context { client, agent_route_prefix: Some(format!("http://{agent_addr}")) });
+        let ctx = Arc::new(Context {
+            client,
+            agent_route: Some(rale_operator::agents::AgentClient::prefix_route(format!("http://{agent_addr}"))),
+        });
         store.lock().expect("store").objects.insert(
             key("raleclusters", "pg"),
             json!({"apiVersion": "rale.dev/v1alpha1", "kind": "RaleCluster",
