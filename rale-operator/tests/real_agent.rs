@@ -3,8 +3,9 @@
 //! operator created, through the container's entrypoint, each member on its own
 //! loopback ports (the files' stable DNS names and ports rewritten). One agent: labelled
 //! `primary`, `Healthy`, a parameter change applied with `PATCH /config`. Three agents:
-//! the agents fail over by themselves when the primary's agent stops, and the role
-//! labels, so the `-rw` Service, follow.
+//! a rolling update's switchover (`POST /switchover`) moves the primary, then the agents
+//! fail over by themselves when the primary's agent stops, and the role labels, so the
+//! `-rw` Service, follow both.
 //!
 //! SKIPPED without a `ramd` binary (`RALE_RAMD_BIN`, or `ramd` next to the test
 //! binaries as `cargo test --workspace` leaves it) or without PostgreSQL 15.
@@ -314,6 +315,32 @@ async fn labels_follow_a_failover_between_real_agents() {
     let status = real.get("raleclusters", "pg").expect("cluster")["status"].clone();
     assert_eq!(status["phase"], "Healthy", "{status}");
     assert_eq!(status["raftIds"], json!({"pg-0": 1, "pg-1": 2, "pg-2": 3}));
+
+    // A rolling update whose replicas are already done: the operator switches over
+    // from the outdated primary with a real `POST /switchover`, and the label follows.
+    let target = (0..3).map(|i| format!("pg-{i}")).find(|n| *n != first).expect("a replica");
+    let set_revisions = |update: &str, outdated: Option<&str>| {
+        let mut st = real.store.lock().expect("store");
+        st.objects.get_mut(&key("statefulsets", "pg")).expect("sts")["status"]["updateRevision"] = update.into();
+        for i in 0..3 {
+            let name = format!("pg-{i}");
+            let rev = if Some(name.as_str()) == outdated { "r1" } else { update };
+            st.objects.get_mut(&key("pods", &name)).expect("pod")["metadata"]["labels"]["controller-revision-hash"] = rev.into();
+        }
+    };
+    set_revisions("r2", Some(&first));
+    real.reconcile().await;
+    // Settled: the new primary, and both replicas streaming from it (the old primary
+    // rejoined), before anything else happens.
+    real.wait_for("the switchover, then both replicas streaming", 90, |v| {
+        leader(v).as_deref() == Some(target.as_str())
+            && v["members"].as_array().is_some_and(|m| m.iter().filter(|m| m["state"] == "streaming").count() == 2)
+    })
+    .await;
+    set_revisions("r2", None);
+    real.reconcile().await;
+    assert_eq!(real.role(&target).as_deref(), Some("primary"), "the label follows the switchover");
+    let first = target;
 
     // The primary's agent stops (as when its pod is deleted): the agents elect another.
     let i: usize = first.trim_start_matches("pg-").parse().expect("index");
