@@ -268,7 +268,7 @@ impl Decider {
             .replicas
             .iter()
             .filter(|r| r.state == "streaming")
-            .filter_map(|r| NodeId::new(&r.application_name.to_ascii_lowercase()).ok())
+            .filter_map(|r| NodeId::new(r.application_name.to_ascii_lowercase()).ok())
             .collect();
         let since = &mut self.standbys_streaming.1;
         since.retain(|n, _| streaming.contains(n));
