@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, bail, ensure};
 use rale::consensus::Peer;
 use rale::decide::NodeIdentity;
 use rale::{DynamicConfig, NodeId, Tags};
@@ -174,6 +174,47 @@ impl ApiConfig {
     }
 }
 
+/// A secret given inline or in a file (first line); exactly one of them.
+fn inline_or_file(value: &Option<String>, file: &Option<PathBuf>, what: &str) -> Result<String> {
+    match (value, file) {
+        (Some(_), Some(_)) => bail!("postgresql.{what} and postgresql.{what}_file: set one"),
+        (Some(v), None) => Ok(v.clone()),
+        (None, Some(f)) => {
+            let text = std::fs::read_to_string(f)
+                .with_context(|| format!("reading postgresql.{what}_file {}", f.display()))?;
+            let first = text.lines().next().unwrap_or_default();
+            ensure!(
+                !first.is_empty(),
+                "postgresql.{what}_file {} is empty",
+                f.display()
+            );
+            Ok(first.to_string())
+        }
+        (None, None) => bail!("postgresql.{what} (or {what}_file) is required"),
+    }
+}
+
+impl PgConfig {
+    /// The superuser's password, from `superuser_password` or `superuser_password_file`.
+    pub fn superuser_password(&self) -> Result<String> {
+        inline_or_file(
+            &self.superuser_password,
+            &self.superuser_password_file,
+            "superuser_password",
+        )
+    }
+
+    /// The replication user's password, from `replication_password` or
+    /// `replication_password_file`.
+    pub fn replication_password(&self) -> Result<String> {
+        inline_or_file(
+            &self.replication_password,
+            &self.replication_password_file,
+            "replication_password",
+        )
+    }
+}
+
 /// The local PostgreSQL.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -198,15 +239,21 @@ pub struct PgConfig {
     /// Superuser the agent connects as.
     #[serde(default = "default_superuser")]
     pub superuser: String,
-    /// Its password. Never logged.
+    /// Its password (or `superuser_password_file`). Never logged.
     #[serde(default, skip_serializing)]
     pub superuser_password: Option<String>,
+    /// File holding the superuser's password (first line), e.g. a mounted Secret.
+    #[serde(default)]
+    pub superuser_password_file: Option<PathBuf>,
     /// Replication user.
     #[serde(default = "default_replication_user")]
     pub replication_user: String,
-    /// Its password. Never logged.
+    /// Its password (or `replication_password_file`). Never logged.
     #[serde(default, skip_serializing)]
     pub replication_password: Option<String>,
+    /// File holding the replication user's password (first line).
+    #[serde(default)]
+    pub replication_password_file: Option<PathBuf>,
     /// Extra `postgresql.conf` parameters for this node.
     #[serde(default)]
     pub parameters: BTreeMap<String, String>,
@@ -501,6 +548,29 @@ mod tests {
             .map(|e| e.to_string())
             .unwrap_or_default();
         assert!(err.contains("tls_key"), "{err}");
+    }
+
+    #[test]
+    fn postgresql_passwords_come_inline_or_from_a_file() {
+        let text = include_str!("../../../docs/ramd.example.toml");
+        let mut cfg: NodeConfig = toml::from_str(text).expect("example parses");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("su");
+        std::fs::write(&file, "from-file\nignored\n").expect("write");
+        cfg.postgresql.superuser_password = None;
+        cfg.postgresql.superuser_password_file = Some(file.clone());
+        assert_eq!(cfg.postgresql.superuser_password().ok().as_deref(), Some("from-file"));
+        cfg.postgresql.superuser_password = Some("inline".into());
+        let both = cfg.postgresql.superuser_password().expect_err("both set");
+        assert!(both.to_string().contains("set one"), "{both}");
+        cfg.postgresql.superuser_password = None;
+        cfg.postgresql.superuser_password_file = Some(dir.path().join("missing"));
+        let missing = format!("{:#}", cfg.postgresql.superuser_password().expect_err("missing"));
+        assert!(missing.contains("superuser_password_file"), "{missing}");
+        cfg.postgresql.replication_password = None;
+        cfg.postgresql.replication_password_file = None;
+        let none = cfg.postgresql.replication_password().expect_err("required");
+        assert!(none.to_string().contains("required"), "{none}");
     }
 
     #[test]

@@ -42,17 +42,13 @@ fn local_pg_config(cfg: &NodeConfig) -> Result<LocalPostgresConfig> {
         Some(d) => d.clone(),
         None => cfg.state_dir.join("socket"),
     };
-    let secret = |v: &Option<String>, what: &str| -> Result<String> {
-        v.clone()
-            .with_context(|| format!("postgresql.{what} is required"))
-    };
     let mut l = LocalPostgresConfig::new(
         cfg.name.clone(),
         pg.data_dir.clone(),
         socket_dir,
         pg.port,
-        secret(&pg.superuser_password, "superuser_password")?,
-        secret(&pg.replication_password, "replication_password")?,
+        pg.superuser_password()?,
+        pg.replication_password()?,
     );
     l.bin_dir = pg.bin_dir.clone();
     l.host = pg.host.clone();
