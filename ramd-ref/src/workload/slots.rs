@@ -24,8 +24,9 @@ use crate::api::types::{SlotManagement, SlotView, SlotsView};
 /// How often a slot that stays above the limit is warned about again.
 pub const REPEAT_WARNING_MS: u64 = 5 * 60 * 1000;
 
-/// Who keeps the slot: ignored (`ignore_slots` wins over everything), permanent
-/// (`slots`), a member's own physical slot, or foreign.
+/// Who keeps the slot: ignored (`ignore_slots` wins over everything), a member's own
+/// physical slot (also when a permanent slot has its name), permanent (`slots`), or
+/// foreign.
 pub fn classify(slot: &Slot, cluster: &ClusterState) -> SlotManagement {
     let kind = match slot.slot_type.as_str() {
         "logical" => SlotKind::Logical,
@@ -42,9 +43,7 @@ pub fn classify(slot: &Slot, cluster: &ClusterState) -> SlotManagement {
     }) {
         return SlotManagement::Ignored;
     }
-    if cfg.slots.contains_key(&slot.slot_name) {
-        return SlotManagement::Permanent;
-    }
+    // A permanent slot name that is also a member's slot name is the member's.
     if kind == SlotKind::Physical
         && cluster
             .members
@@ -52,6 +51,9 @@ pub fn classify(slot: &Slot, cluster: &ClusterState) -> SlotManagement {
             .any(|n| n.slot_name() == slot.slot_name)
     {
         return SlotManagement::Member;
+    }
+    if cfg.slots.contains_key(&slot.slot_name) {
+        return SlotManagement::Permanent;
     }
     SlotManagement::Foreign
 }
