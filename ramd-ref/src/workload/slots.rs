@@ -308,6 +308,16 @@ mod tests {
         assert_eq!(kind(&slot("n_2", "physical", 0)), SlotManagement::Member);
         assert_eq!(kind(&slot("n_2", "logical", 0)), SlotManagement::Foreign);
         assert_eq!(kind(&slot("other", "physical", 0)), SlotManagement::Foreign);
+        // A permanent slot named like a member's is the member's.
+        c.config.slots.insert(
+            "n_2".into(),
+            SlotSpec {
+                kind: SlotKind::Physical,
+                plugin: None,
+                database: None,
+            },
+        );
+        assert_eq!(classify(&slot("n_2", "physical", 0), &c), SlotManagement::Member);
     }
 
     #[test]
