@@ -63,6 +63,11 @@ pub struct DynamicConfig {
     /// Slots RALE leaves alone, whatever else says (Patroni's `ignore_slots`): a slot is
     /// ignored when it matches every field one entry gives.
     pub ignore_slots: Vec<SlotMatch>,
+    /// A replication slot retaining more WAL than this (bytes) is reported: a warning
+    /// when it crosses the limit and every few minutes while it stays above, and a flag
+    /// in the cluster view (`GET /api/v1/cluster/status`, `ramctrl slots`). RALE never
+    /// drops it. `None` (the default) = no limit (see `docs/slots.md`).
+    pub slots_max_retained_wal_bytes: Option<u64>,
     /// Failsafe mode: while consensus does not answer, the primary keeps its role as long
     /// as **every** other member confirms over the agents' API that it sees no other
     /// primary and will not take over meanwhile (see `docs/failsafe.md`). Off by default.
@@ -185,6 +190,7 @@ impl Default for DynamicConfig {
             postgresql_parameters: BTreeMap::new(),
             slots: BTreeMap::new(),
             ignore_slots: Vec::new(),
+            slots_max_retained_wal_bytes: None,
             failsafe_mode: false,
         }
     }
@@ -316,6 +322,11 @@ impl DynamicConfig {
                  replicas keep copies of logical slots only with hot_standby_feedback on"
             ));
         }
+        if self.slots_max_retained_wal_bytes == Some(0) {
+            return bad(
+                "slots_max_retained_wal_bytes must be positive (null turns the check off)".into(),
+            );
+        }
         for (i, m) in self.ignore_slots.iter().enumerate() {
             if *m == SlotMatch::default() {
                 return bad(format!(
@@ -387,6 +398,10 @@ mod tests {
             ),
             (r#"{"ignore_slots": [{}]}"#, "gives no field"),
             (
+                r#"{"slots_max_retained_wal_bytes": 0}"#,
+                "slots_max_retained_wal_bytes must be positive",
+            ),
+            (
                 r#"{"slots": {"c": {"type": "logical", "plugin": "p", "database": "d"}},
                     "postgresql_parameters": {"hot_standby_feedback": "off"}}"#,
                 "hot_standby_feedback = off",
@@ -399,6 +414,10 @@ mod tests {
                 .to_string();
             assert!(e.contains(why), "{body}: {e}");
         }
+        let limit = parse(r#"{"slots_max_retained_wal_bytes": 1073741824}"#).expect("parses");
+        assert!(limit.validate().is_ok());
+        assert_eq!(limit.slots_max_retained_wal_bytes, Some(1 << 30));
+        assert!(parse(r#"{"slots_max_retained_wal_bytes": -1}"#).is_err());
         assert!(parse(r#"{"slots": {"a": {"type": "hot"}}}"#).is_err());
         assert!(parse(r#"{"slots": {"a": {"type": "physical", "extra": 1}}}"#).is_err());
     }

@@ -311,6 +311,13 @@ impl Client {
         self.get("/api/v1/cluster/status").await
     }
 
+    /// `GET /api/v1/cluster/status` of the agent at `url` (on the primary's agent it
+    /// carries the primary's replication slots).
+    pub async fn cluster_status_at(&self, url: &str) -> Result<ClusterStatus> {
+        self.call(Some(url), Method::GET, "/api/v1/cluster/status", None)
+            .await
+    }
+
     /// `GET /api/v1/history`.
     pub async fn history(&self) -> Result<Vec<HistoryEntryView>> {
         self.get("/api/v1/history").await

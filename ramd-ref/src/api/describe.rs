@@ -306,6 +306,7 @@ pub fn cluster_status(
             term: snap.consensus_term,
             leader: snap.consensus_leader.as_ref().map(|n| n.to_string()),
         },
+        slots: None,
     }
 }
 

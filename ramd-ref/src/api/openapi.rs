@@ -59,7 +59,7 @@ impl Modify for BasicAuth {
         ParameterValidateRequest, RecordedSyncView, SyncStandbyView, SyncStandbysStatus,
         SyncNodeRequest, SyncAnyNRequest, SyncCountRequest, SyncCommitLevelRequest,
         SyncChangeResponse, AddMemberRequest, MembersView, PeerView,
-        ClusterMetrics, WorkloadSummary, StandbyLag, SlotUsage,
+        ClusterMetrics, WorkloadSummary, StandbyLag, SlotUsage, SlotsView, SlotView, SlotManagement,
         pg_parameters::ContextName, pg_parameters::TypeName, OptimizeBody, SwitchoverBody, FailoverBody, ConfigBody, ConfigPatch, StartBackupBody, ScheduleBody, RestoreBody,
     )),
     modifiers(&BasicAuth),

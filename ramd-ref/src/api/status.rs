@@ -119,7 +119,8 @@ pub(crate) async fn api_history(State(st): St) -> Json<Vec<HistoryEntryView>> {
     )
 }
 
-/// Members, lease, synchronous set, maintenance mode, switchover, consensus.
+/// Members, lease, synchronous set, maintenance mode, switchover, consensus; on the
+/// primary, its replication slots with the WAL they retain.
 #[utoipa::path(get, path = "/api/v1/cluster/status", tag = "cluster",
     responses((status = 200, description = "Cluster status", body = ClusterStatus)))]
 pub(crate) async fn cluster_status(State(st): St) -> Json<ClusterStatus> {
@@ -128,7 +129,18 @@ pub(crate) async fn cluster_status(State(st): St) -> Json<ClusterStatus> {
     let facts = ConsensusFacts {
         has_majority: st.consensus.has_majority(),
     };
-    Json(describe::cluster_status(&snap, &cluster, &st.scope, facts))
+    let mut status = describe::cluster_status(&snap, &cluster, &st.scope, facts);
+    // The slots of the primary's server, as its workload collector last read them
+    // (docs/slots.md): only the primary's agent has them.
+    if cluster.holder() == Some(&snap.node) {
+        let workload = st.workload.as_ref().map(|w| w.borrow().clone());
+        status.slots = workload
+            .as_ref()
+            .and_then(|w| w.sample.as_deref())
+            .filter(|s| !s.in_recovery)
+            .map(|s| crate::workload::slots::slots_view(snap.node.as_str(), s, &cluster));
+    }
+    Json(status)
 }
 
 /// 200 when healthy, 503 when degraded or without a primary, with the problems found.

@@ -12,9 +12,11 @@ use utoipa::ToSchema;
 mod ext;
 mod fence;
 mod metrics;
+mod slots;
 pub use ext::*;
 pub use fence::FenceView;
 pub use metrics::{ClusterMetrics, SlotUsage, StandbyLag, WorkloadSummary};
+pub use slots::{SlotManagement, SlotView, SlotsView};
 
 fn is_false(b: &bool) -> bool {
     !*b
@@ -461,6 +463,11 @@ pub struct ClusterStatus {
     pub system_identifier: Option<String>,
     /// Consensus.
     pub consensus: ConsensusView,
+    /// The primary's replication slots with the WAL they retain: present only when the
+    /// answering member is the primary and its workload collector has read them (ask
+    /// the `leader`'s agent otherwise; see `docs/slots.md`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slots: Option<SlotsView>,
 }
 
 /// `GET /api/v1/cluster/health`.

@@ -120,6 +120,9 @@ pub enum Cmd {
     },
     /// Who follows whom.
     Topology,
+    /// The primary's replication slots: type, plugin and database, active, WAL
+    /// retained, who keeps them, and those above `slots_max_retained_wal_bytes`.
+    Slots,
     /// Start a local playground: an N-node cluster with real PostgreSQL on loopback.
     /// Stays in the foreground; Ctrl-C stops everything and removes the directory.
     Demo {
@@ -308,6 +311,28 @@ pub async fn run(cmd: Cmd, ctx: &Ctx) -> Result<(), CliError> {
             }
             let status = ctx.client.cluster_status().await.ok();
             println!("{}", render::list(&cluster, status.as_ref()));
+            Ok(())
+        }
+        Cmd::Slots => {
+            let mut s = ctx.client.cluster_status().await?;
+            // Only the primary's agent shows the slots (docs/slots.md): ask it.
+            if s.slots.is_none()
+                && let Some(leader) = s.leader.clone()
+                && leader != s.this_node
+            {
+                let url = member_api_url(ctx, &leader).await?;
+                s = ctx.client.cluster_status_at(&url).await?;
+            }
+            let Some(view) = s.slots else {
+                return Err(refused(
+                    "no slots to show: the cluster has no primary, or the primary's workload \
+                     collection ([metrics] workload) is off or has not run yet",
+                ));
+            };
+            if ctx.json {
+                return print_json(&view);
+            }
+            println!("{}", render::slots(&view));
             Ok(())
         }
         Cmd::Status => {

@@ -1,6 +1,8 @@
 //! Human output of `ramctrl`: tables like `patronictl list`, the topology tree, history.
 
-use ramd_ref::api::types::{ClusterStatus, HistoryEntryView, Lag, PatroniCluster, PatroniMember};
+use ramd_ref::api::types::{
+    ClusterStatus, HistoryEntryView, Lag, PatroniCluster, PatroniMember, SlotsView,
+};
 
 /// Lays out rows under a header in a boxed table.
 pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
@@ -39,6 +41,52 @@ pub fn lag_mb(lag: Option<Lag>) -> String {
         Some(Lag::Unknown) => "unknown".into(),
         Some(Lag::Bytes(b)) => format!("{}", (b + (1 << 19)) >> 20),
     }
+}
+
+/// `ramctrl slots`: the primary's replication slots, one row each, then the limit.
+pub fn slots(v: &SlotsView) -> String {
+    let rows: Vec<Vec<String>> = v
+        .slots
+        .iter()
+        .map(|s| {
+            let logical = match (&s.plugin, &s.database) {
+                (Some(p), Some(d)) => format!("{p}/{d}"),
+                (Some(p), None) => p.clone(),
+                (None, Some(d)) => format!("/{d}"),
+                (None, None) => String::new(),
+            };
+            vec![
+                s.name.clone(),
+                s.slot_type.clone(),
+                logical,
+                if s.active { "yes" } else { "no" }.into(),
+                s.retained_wal_bytes.to_string(),
+                s.managed.as_str().into(),
+                if s.over_limit { "OVER LIMIT" } else { "" }.into(),
+            ]
+        })
+        .collect();
+    let limit = match v.max_retained_wal_bytes {
+        Some(b) => format!("{b} bytes"),
+        None => "none".into(),
+    };
+    let over = v.slots.iter().filter(|s| s.over_limit).count();
+    format!(
+        "{}\nSlots on {} (primary); slots_max_retained_wal_bytes: {limit}; over the limit: {over}",
+        table(
+            &[
+                "Slot",
+                "Type",
+                "Plugin/Database",
+                "Active",
+                "Retained WAL (bytes)",
+                "Managed",
+                "Flag"
+            ],
+            &rows
+        ),
+        v.node
+    )
 }
 
 fn role_name(m: &PatroniMember) -> &str {
@@ -284,6 +332,43 @@ pub fn topology(cluster: &PatroniCluster, status: &ClusterStatus) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn slots_show_retention_and_the_flag() {
+        use ramd_ref::api::types::{SlotManagement, SlotView};
+        let v = SlotsView {
+            node: "n1".into(),
+            collected_unix_ms: 1,
+            max_retained_wal_bytes: Some(1000),
+            slots: vec![
+                SlotView {
+                    name: "cdc".into(),
+                    slot_type: "logical".into(),
+                    plugin: Some("pgoutput".into()),
+                    database: Some("app".into()),
+                    active: true,
+                    retained_wal_bytes: 10,
+                    managed: SlotManagement::Permanent,
+                    over_limit: false,
+                },
+                SlotView {
+                    name: "old".into(),
+                    slot_type: "physical".into(),
+                    plugin: None,
+                    database: None,
+                    active: false,
+                    retained_wal_bytes: 5000,
+                    managed: SlotManagement::Foreign,
+                    over_limit: true,
+                },
+            ],
+        };
+        let out = slots(&v);
+        assert!(out.contains("| cdc  | logical  | pgoutput/app    | yes"), "{out}");
+        assert!(out.contains("| 5000 "), "{out}");
+        assert!(out.contains("OVER LIMIT"), "{out}");
+        assert!(out.ends_with("slots_max_retained_wal_bytes: 1000 bytes; over the limit: 1"), "{out}");
+    }
 
     #[test]
     fn lag_rounds_to_megabytes() {

@@ -262,6 +262,12 @@ pub async fn run(cfg: NodeConfig, config_path: PathBuf) -> Result<()> {
     let (workload_task, workload_view) = crate::workload::spawn(
         crate::workload::Target::local(pg.config()),
         cfg.metrics.clone(),
+        workload_shutdown_rx.clone(),
+    );
+    // Warns about slots retaining more WAL than slots_max_retained_wal_bytes.
+    let slot_watch_task = crate::workload::slots::spawn_watch(
+        workload_view.clone(),
+        consensus.subscribe(),
         workload_shutdown_rx,
     );
     api_state.workload = Some(workload_view);
@@ -364,6 +370,7 @@ pub async fn run(cfg: NodeConfig, config_path: PathBuf) -> Result<()> {
         }
         server.abort();
         workload_task.abort();
+        slot_watch_task.abort();
         return Err(ConsensusStopped(why).into());
     }
     info!(node = %cfg.name, "shutting down");
@@ -389,6 +396,7 @@ pub async fn run(cfg: NodeConfig, config_path: PathBuf) -> Result<()> {
     }
     server.abort();
     workload_task.abort();
+    slot_watch_task.abort();
     match fatal {
         Some(why) => Err(PermanentFailure(why).into()),
         None => Ok(()),

@@ -262,7 +262,7 @@ pub async fn collect(client: &Client) -> Result<WorkloadSample> {
         client,
         section,
         &format!(
-            "SELECT slot_name, slot_type, active, {}, {safe} \
+            "SELECT slot_name, slot_type, active, {}, {safe}, plugin, database \
              FROM pg_replication_slots, {CURRENT_LSN} ORDER BY 1 LIMIT {ROWS_MAX}",
             lag("restart_lsn"),
         ),
@@ -272,6 +272,8 @@ pub async fn collect(client: &Client) -> Result<WorkloadSample> {
         s.slots.push(Slot {
             slot_name: text(&row, 0),
             slot_type: text(&row, 1),
+            plugin: row.get(5).map(str::to_owned),
+            database: row.get(6).map(str::to_owned),
             active: boolean(&row, 2),
             retained_wal_bytes: num(&row, section, 3)?,
             safe_wal_size_bytes: match row.get(4) {

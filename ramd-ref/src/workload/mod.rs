@@ -33,6 +33,7 @@ use tracing::{debug, info, warn};
 
 pub mod collect;
 pub mod render;
+pub mod slots;
 
 /// Why a collection failed.
 #[derive(Debug, thiserror::Error)]
@@ -221,6 +222,10 @@ pub struct Slot {
     pub slot_name: String,
     /// `physical` or `logical`.
     pub slot_type: String,
+    /// Output plugin of a logical slot.
+    pub plugin: Option<String>,
+    /// Database of a logical slot.
+    pub database: Option<String>,
     /// A consumer is connected.
     pub active: bool,
     /// WAL kept for it: the current position minus its `restart_lsn`.
@@ -469,6 +474,8 @@ pub fn synthetic(databases: usize) -> WorkloadSample {
             .map(|(name, kind, active)| Slot {
                 slot_name: name.into(),
                 slot_type: kind.into(),
+                plugin: (kind == "logical").then(|| "pgoutput".into()),
+                database: (kind == "logical").then(|| "postgres".into()),
                 active,
                 retained_wal_bytes: 1 << 20,
                 safe_wal_size_bytes: Some(1 << 30),
