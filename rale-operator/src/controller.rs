@@ -41,9 +41,7 @@ use crate::agents::{self, AgentClient, ClusterView, PodView, RolloutStep, ScaleS
 use crate::crd::{Phase, RaleCluster, RaleClusterStatus};
 use crate::labels::{FIELD_MANAGER, ROLE};
 use crate::ramd_config::member_api_url;
-use crate::resources::{
-    self, Credentials, DesiredObjects, SecretRole, secret_name,
-};
+use crate::resources::{self, Credentials, DesiredObjects, SecretRole, secret_name};
 use crate::{Error, Result};
 
 /// How often a healthy cluster is looked at again: the agents fail over without any
@@ -61,7 +59,11 @@ pub struct Context {
 
 /// Runs the controller until the process is stopped.
 pub async fn run(client: Client) {
-    run_with(Arc::new(Context { client, agent_route: None })).await;
+    run_with(Arc::new(Context {
+        client,
+        agent_route: None,
+    }))
+    .await;
 }
 
 /// Runs the controller with `ctx` (tests route the agents' calls through it).
@@ -97,7 +99,11 @@ async fn apply<K>(api: &Api<K>, obj: &K) -> Result<K>
 where
     K: Resource<DynamicType = ()> + Clone + Serialize + DeserializeOwned + std::fmt::Debug,
 {
-    let name = obj.meta().name.clone().ok_or(Error::MissingField("object name"))?;
+    let name = obj
+        .meta()
+        .name
+        .clone()
+        .ok_or(Error::MissingField("object name"))?;
     let value = resources::typed_value(obj).map_err(|e| Error::Serialize(e.to_string()))?;
     let pp = PatchParams::apply(FIELD_MANAGER).force();
     Ok(api.patch(&name, &pp, &Patch::Apply(&value)).await?)
@@ -124,7 +130,9 @@ fn secret_value(s: &Secret, key: &str) -> Option<String> {
 /// Reconciles one `RaleCluster`.
 pub async fn reconcile(cluster: Arc<RaleCluster>, ctx: Arc<Context>) -> Result<Action> {
     let name = cluster.name_any();
-    let ns = cluster.namespace().ok_or(Error::MissingField("metadata.namespace"))?;
+    let ns = cluster
+        .namespace()
+        .ok_or(Error::MissingField("metadata.namespace"))?;
     let client = ctx.client.clone();
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
     let clusters: Api<RaleCluster> = Api::namespaced(client.clone(), &ns);
@@ -173,7 +181,14 @@ pub async fn reconcile(cluster: Arc<RaleCluster>, ctx: Arc<Context>) -> Result<A
 
     let mut status = previous.clone();
     status.observed_generation = generation;
-    set_condition(&mut status.conditions, "ParametersValid", true, "Accepted", "every parameter accepted by rale-params", generation);
+    set_condition(
+        &mut status.conditions,
+        "ParametersValid",
+        true,
+        "Accepted",
+        "every parameter accepted by rale-params",
+        generation,
+    );
 
     let sts_api: Api<StatefulSet> = Api::namespaced(client.clone(), &ns);
     let existing_sts = sts_api.get_opt(&name).await?;
@@ -188,7 +203,9 @@ pub async fn reconcile(cluster: Arc<RaleCluster>, ctx: Arc<Context>) -> Result<A
     // What the agents say: every member that may run is asked, until one answers.
     let tls = cluster.spec.tls.is_some();
     let asked = want.max(current_replicas.unwrap_or(0));
-    let urls: Vec<String> = (0..asked).map(|i| member_api_url(&name, &ns, i, tls)).collect();
+    let urls: Vec<String> = (0..asked)
+        .map(|i| member_api_url(&name, &ns, i, tls))
+        .collect();
     let mut agent = None;
     let mut view = None;
     let mut membership = None;
@@ -232,14 +249,23 @@ pub async fn reconcile(cluster: Arc<RaleCluster>, ctx: Arc<Context>) -> Result<A
         .iter()
         .map(|p| PodView {
             name: p.name_any(),
-            updated: update_revision.is_none() || p.labels().get("controller-revision-hash") == update_revision.as_ref(),
+            updated: update_revision.is_none()
+                || p.labels().get("controller-revision-hash") == update_revision.as_ref(),
             ready: ready(p),
         })
         .collect();
-    status.ready_instances = i32::try_from(pod_views.iter().filter(|p| p.ready).count()).unwrap_or(i32::MAX);
-    let primary = view.as_ref().and_then(|v| v.primary()).map(|m| m.name.clone());
+    status.ready_instances =
+        i32::try_from(pod_views.iter().filter(|p| p.ready).count()).unwrap_or(i32::MAX);
+    let primary = view
+        .as_ref()
+        .and_then(|v| v.primary())
+        .map(|m| m.name.clone());
     let primary_url = |member: &str| {
-        let idx = member.rsplit('-').next().and_then(|i| i.parse::<u32>().ok()).unwrap_or(0);
+        let idx = member
+            .rsplit('-')
+            .next()
+            .and_then(|i| i.parse::<u32>().ok())
+            .unwrap_or(0);
         member_api_url(&name, &ns, idx, tls)
     };
 
@@ -280,12 +306,32 @@ pub async fn reconcile(cluster: Arc<RaleCluster>, ctx: Arc<Context>) -> Result<A
     }
 
     if let (Some(agent), false) = (&agent, cluster.spec.paused) {
-        let leader_url = primary.as_deref().map(primary_url).or_else(|| urls.first().cloned());
+        let leader_url = primary
+            .as_deref()
+            .map(primary_url)
+            .or_else(|| urls.first().cloned());
         match (&scale_step, leader_url) {
-            (ScaleStep::AddMember { name: member, raft_id }, Some(url)) => {
-                let idx = member.rsplit('-').next().and_then(|i| i.parse::<u32>().ok()).unwrap_or(0);
+            (
+                ScaleStep::AddMember {
+                    name: member,
+                    raft_id,
+                },
+                Some(url),
+            ) => {
+                let idx = member
+                    .rsplit('-')
+                    .next()
+                    .and_then(|i| i.parse::<u32>().ok())
+                    .unwrap_or(0);
                 info!(cluster = %name, member = %member, raft_id, reason = "spec.instances", "adding member");
-                agent.add_member(&url, member, *raft_id, &member_api_url(&name, &ns, idx, tls)).await?;
+                agent
+                    .add_member(
+                        &url,
+                        member,
+                        *raft_id,
+                        &member_api_url(&name, &ns, idx, tls),
+                    )
+                    .await?;
             }
             (ScaleStep::RemoveMember(member), Some(url)) => {
                 info!(cluster = %name, member = %member, reason = "spec.instances", "removing member");
@@ -307,9 +353,13 @@ pub async fn reconcile(cluster: Arc<RaleCluster>, ctx: Arc<Context>) -> Result<A
         // leave `-rw` on a primary the agents replaced.
         label_pods(&pods_api, &pods.items, view).await?;
         if !cluster.spec.paused {
-            let url = primary.as_deref().map(primary_url).or_else(|| urls.first().cloned());
+            let url = primary
+                .as_deref()
+                .map(primary_url)
+                .or_else(|| urls.first().cloned());
             if let (Some(url), true) = (url, primary.is_some())
-                && let Some(why) = sync_dynamic_config(agent, &url, &cluster, &desired.parameters).await
+                && let Some(why) =
+                    sync_dynamic_config(agent, &url, &cluster, &desired.parameters).await
             {
                 progressing.push(why);
             }
@@ -321,7 +371,9 @@ pub async fn reconcile(cluster: Arc<RaleCluster>, ctx: Arc<Context>) -> Result<A
             if scale_step == ScaleStep::Done && update_revision.is_some() && all_pods {
                 match agents::plan_rollout(&pod_views, primary.as_deref()) {
                     RolloutStep::Done => {}
-                    RolloutStep::Wait(why) => progressing.push(format!("rolling update waits: {why}")),
+                    RolloutStep::Wait(why) => {
+                        progressing.push(format!("rolling update waits: {why}"))
+                    }
                     RolloutStep::DeleteReplica(p) | RolloutStep::DeletePrimary(p) => {
                         info!(cluster = %name, pod = %p, reason = "rolling update", "deleting pod");
                         delete_if_exists(&pods_api, &p).await?;
@@ -330,7 +382,8 @@ pub async fn reconcile(cluster: Arc<RaleCluster>, ctx: Arc<Context>) -> Result<A
                     RolloutStep::Switchover { from, to } => {
                         info!(cluster = %name, from = %from, to = %to, reason = "rolling update", "switchover");
                         agent.switchover(&primary_url(&from), &from, &to).await?;
-                        progressing.push(format!("rolling update: switched over from {from} to {to}"));
+                        progressing
+                            .push(format!("rolling update: switched over from {from} to {to}"));
                     }
                 }
             }
@@ -349,18 +402,32 @@ pub async fn reconcile(cluster: Arc<RaleCluster>, ctx: Arc<Context>) -> Result<A
     };
     for (i, id) in &desired.topology.members {
         if membership.is_none() || desired.topology.joining.contains(i) {
-            raft_ids.entry(crate::ramd_config::member_name(&name, *i)).or_insert(*id);
+            raft_ids
+                .entry(crate::ramd_config::member_name(&name, *i))
+                .or_insert(*id);
         }
     }
-    let highest = raft_ids.values().chain(desired.topology.members.iter().map(|(_, id)| id)).copied().max().unwrap_or(0);
+    let highest = raft_ids
+        .values()
+        .chain(desired.topology.members.iter().map(|(_, id)| id))
+        .copied()
+        .max()
+        .unwrap_or(0);
     status.next_raft_id = Some(status.next_raft_id.unwrap_or(1).max(highest + 1));
     status.raft_ids = raft_ids;
     if status.initial_instances.is_none() {
         // Recorded with the first status: the members the cluster is created with.
-        status.initial_instances = Some(u32::try_from(desired.topology.members.len() - desired.topology.joining.len()).unwrap_or(want));
+        status.initial_instances = Some(
+            u32::try_from(desired.topology.members.len() - desired.topology.joining.len())
+                .unwrap_or(want),
+        );
     }
 
-    let running = status.instances.iter().filter(|i| matches!(i.state.as_str(), "running" | "streaming")).count();
+    let running = status
+        .instances
+        .iter()
+        .filter(|i| matches!(i.state.as_str(), "running" | "streaming"))
+        .count();
     let all_up = status.current_primary.is_some()
         && running == want as usize
         && status.ready_instances == cluster.spec.instances;
@@ -382,8 +449,17 @@ pub async fn reconcile(cluster: Arc<RaleCluster>, ctx: Arc<Context>) -> Result<A
         &mut status.conditions,
         "Ready",
         all_up,
-        if all_up { "AllInstancesReady" } else { "NotAllInstancesReady" },
-        &format!("{} of {} instances ready; primary {}", status.ready_instances, cluster.spec.instances, status.current_primary.as_deref().unwrap_or("none")),
+        if all_up {
+            "AllInstancesReady"
+        } else {
+            "NotAllInstancesReady"
+        },
+        &format!(
+            "{} of {} instances ready; primary {}",
+            status.ready_instances,
+            cluster.spec.instances,
+            status.current_primary.as_deref().unwrap_or("none")
+        ),
         generation,
     );
     let degraded = status.current_primary.is_some() && !all_up;
@@ -391,7 +467,11 @@ pub async fn reconcile(cluster: Arc<RaleCluster>, ctx: Arc<Context>) -> Result<A
         &mut status.conditions,
         "Degraded",
         degraded,
-        if degraded { "InstancesDown" } else { "AsExpected" },
+        if degraded {
+            "InstancesDown"
+        } else {
+            "AsExpected"
+        },
         &format!("{running} of {want} members running"),
         generation,
     );
@@ -399,8 +479,16 @@ pub async fn reconcile(cluster: Arc<RaleCluster>, ctx: Arc<Context>) -> Result<A
         &mut status.conditions,
         "Progressing",
         !progressing.is_empty(),
-        if progressing.is_empty() { "Stable" } else { "Changing" },
-        &if progressing.is_empty() { "nothing in progress".to_string() } else { progressing.join("; ") },
+        if progressing.is_empty() {
+            "Stable"
+        } else {
+            "Changing"
+        },
+        &if progressing.is_empty() {
+            "nothing in progress".to_string()
+        } else {
+            progressing.join("; ")
+        },
         generation,
     );
     if status != previous {
@@ -409,7 +497,12 @@ pub async fn reconcile(cluster: Arc<RaleCluster>, ctx: Arc<Context>) -> Result<A
     Ok(Action::requeue(RESYNC))
 }
 
-async fn apply_objects(client: &Client, ns: &str, desired: &DesiredObjects, replicas: u32) -> Result<()> {
+async fn apply_objects(
+    client: &Client,
+    ns: &str,
+    desired: &DesiredObjects,
+    replicas: u32,
+) -> Result<()> {
     let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
     for s in &desired.secrets {
         // Created once, never applied again: the password is generated here.
@@ -419,7 +512,11 @@ async fn apply_objects(client: &Client, ns: &str, desired: &DesiredObjects, repl
             Err(e) => return Err(e.into()),
         }
     }
-    apply(&Api::<ConfigMap>::namespaced(client.clone(), ns), &desired.config_map).await?;
+    apply(
+        &Api::<ConfigMap>::namespaced(client.clone(), ns),
+        &desired.config_map,
+    )
+    .await?;
     let services: Api<Service> = Api::namespaced(client.clone(), ns);
     apply(&services, &desired.headless_service).await?;
     for s in &desired.client_services {
@@ -454,7 +551,9 @@ async fn label_pods(pods_api: &Api<Pod>, pods: &[Pod], view: &ClusterView) -> Re
         }
         info!(pod = %name, role = want.unwrap_or("none"), reason = "agents report", "labelling pod");
         let patch = serde_json::json!({"metadata": {"labels": {ROLE: want}}});
-        pods_api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
+        pods_api
+            .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await?;
     }
     Ok(())
 }
@@ -481,14 +580,26 @@ async fn sync_dynamic_config(
         .and_then(|p| p.as_object())
         .map(|m| {
             m.iter()
-                .map(|(k, v)| (k.clone(), v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string())))
+                .map(|(k, v)| {
+                    (
+                        k.clone(),
+                        v.as_str()
+                            .map(str::to_string)
+                            .unwrap_or_else(|| v.to_string()),
+                    )
+                })
                 .collect()
         })
         .unwrap_or_default();
     let mut patch = serde_json::Map::new();
     for part in [
         agents::parameters_patch(&current_params, desired),
-        agents::synchronous_patch(current.get("synchronous").unwrap_or(&serde_json::Value::Null), cluster.spec.synchronous.as_ref()),
+        agents::synchronous_patch(
+            current
+                .get("synchronous")
+                .unwrap_or(&serde_json::Value::Null),
+            cluster.spec.synchronous.as_ref(),
+        ),
     ]
     .into_iter()
     .flatten()
@@ -519,9 +630,13 @@ async fn write_status(
     previous: &RaleClusterStatus,
     status: &RaleClusterStatus,
 ) -> Result<()> {
-    let to_value = |s: &RaleClusterStatus| serde_json::to_value(s).map_err(|e| Error::Serialize(e.to_string()));
-    let patch = serde_json::json!({ "status": merge_patch_from(&to_value(previous)?, &to_value(status)?) });
-    api.patch_status(name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
+    let to_value = |s: &RaleClusterStatus| {
+        serde_json::to_value(s).map_err(|e| Error::Serialize(e.to_string()))
+    };
+    let patch =
+        serde_json::json!({ "status": merge_patch_from(&to_value(previous)?, &to_value(status)?) });
+    api.patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await?;
     Ok(())
 }
 
@@ -585,7 +700,8 @@ mod tests {
 
     #[test]
     fn merge_patch_from_nulls_removed_keys_only() {
-        let old = serde_json::json!({"raftIds": {"pg-0": 1, "pg-2": 3}, "phase": "Healthy", "x": [1]});
+        let old =
+            serde_json::json!({"raftIds": {"pg-0": 1, "pg-2": 3}, "phase": "Healthy", "x": [1]});
         let new = serde_json::json!({"raftIds": {"pg-0": 1}, "phase": "Degraded"});
         assert_eq!(
             merge_patch_from(&old, &new),

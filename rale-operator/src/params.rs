@@ -15,10 +15,16 @@ use crate::{Error, Result};
 const MANAGED: &[(&str, &str)] = &[
     ("synchronous_standby_names", "spec.synchronous"),
     ("synchronous_commit", "spec.synchronous"),
-    ("listen_addresses", "nothing: the agent sets it to the pod's address"),
+    (
+        "listen_addresses",
+        "nothing: the agent sets it to the pod's address",
+    ),
     ("port", "nothing: the operator uses 5432"),
     ("hba_file", "spec.postgresql.pgHba"),
-    ("data_directory", "nothing: the operator sets the data volume"),
+    (
+        "data_directory",
+        "nothing: the operator sets the data volume",
+    ),
 ];
 
 /// One refused parameter.
@@ -43,7 +49,10 @@ pub fn summary(refusals: &[Refusal]) -> String {
 
 /// Checks every parameter for the PostgreSQL major `version`: the accepted set
 /// (names lower-cased, values as written), or every refusal.
-pub fn check(version: u8, parameters: &BTreeMap<String, String>) -> Result<BTreeMap<String, String>> {
+pub fn check(
+    version: u8,
+    parameters: &BTreeMap<String, String>,
+) -> Result<BTreeMap<String, String>> {
     let major = PgMajor::new(u32::from(version))
         .map_err(|e| Error::InvalidSpec(format!("postgresVersion {version}: {e}")))?;
     let mut accepted = BTreeMap::new();
@@ -96,8 +105,11 @@ mod tests {
 
     #[test]
     fn valid_parameters_pass_lower_cased() {
-        let ok = check(15, &params(&[("Shared_Buffers", "1GB"), ("work_mem", "16MB")]))
-            .expect("valid");
+        let ok = check(
+            15,
+            &params(&[("Shared_Buffers", "1GB"), ("work_mem", "16MB")]),
+        )
+        .expect("valid");
         assert_eq!(ok.get("shared_buffers").map(String::as_str), Some("1GB"));
         assert_eq!(ok.len(), 2);
     }
@@ -115,11 +127,18 @@ mod tests {
             ]),
         )
         .expect_err("refused");
-        let Error::Parameters(r) = err else { panic!("{err}") };
+        let Error::Parameters(r) = err else {
+            panic!("{err}")
+        };
         let names: Vec<&str> = r.iter().map(|r| r.name.as_str()).collect();
         assert_eq!(
             names,
-            ["max_connections", "no_such_setting", "synchronous_commit", "wal_level"]
+            [
+                "max_connections",
+                "no_such_setting",
+                "synchronous_commit",
+                "wal_level"
+            ]
         );
         assert!(r[2].reason.contains("spec.synchronous"), "{}", r[2].reason);
         assert!(r.iter().all(|r| !r.reason.is_empty()));

@@ -89,7 +89,10 @@ impl Topology {
 
     /// The Raft id of member `index`.
     pub fn raft_id(&self, index: u32) -> Option<u64> {
-        self.members.iter().find(|(i, _)| *i == index).map(|(_, id)| *id)
+        self.members
+            .iter()
+            .find(|(i, _)| *i == index)
+            .map(|(_, id)| *id)
     }
 }
 
@@ -136,7 +139,10 @@ pub fn member_host(cluster: &str, namespace: &str, index: u32) -> String {
 /// The REST API URL of member `index`.
 pub fn member_api_url(cluster: &str, namespace: &str, index: u32, tls: bool) -> String {
     let scheme = if tls { "https" } else { "http" };
-    format!("{scheme}://{}:{API_PORT}", member_host(cluster, namespace, index))
+    format!(
+        "{scheme}://{}:{API_PORT}",
+        member_host(cluster, namespace, index)
+    )
 }
 
 /// A TOML string literal.
@@ -146,7 +152,10 @@ fn q(s: &str) -> String {
 
 /// A TOML key (bare when it can be).
 fn key(s: &str) -> String {
-    if !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+    if !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
         s.to_string()
     } else {
         q(s)
@@ -183,9 +192,17 @@ pub fn render(spec: &RaleClusterSpec, ctx: &MemberContext<'_>) -> String {
 
     let _ = writeln!(o, "[api]");
     let _ = writeln!(o, "listen = \"0.0.0.0:{API_PORT}\"");
-    let _ = writeln!(o, "url = {}", q(&member_api_url(ctx.cluster, ctx.namespace, ctx.index, tls)));
+    let _ = writeln!(
+        o,
+        "url = {}",
+        q(&member_api_url(ctx.cluster, ctx.namespace, ctx.index, tls))
+    );
     let _ = writeln!(o, "username = {}", q(ctx.api_user));
-    let _ = writeln!(o, "password_file = {}", q(&format!("{SECRETS_MOUNT}/api/password")));
+    let _ = writeln!(
+        o,
+        "password_file = {}",
+        q(&format!("{SECRETS_MOUNT}/api/password"))
+    );
     if tls {
         let _ = writeln!(o, "tls_cert = {}", q(&format!("{TLS_MOUNT}/tls.crt")));
         let _ = writeln!(o, "tls_key = {}", q(&format!("{TLS_MOUNT}/tls.key")));
@@ -193,13 +210,20 @@ pub fn render(spec: &RaleClusterSpec, ctx: &MemberContext<'_>) -> String {
     }
     o.push('\n');
 
-    let _ = writeln!(o, "[tags]\nnofailover = false\nnosync = false\nnoloadbalance = false\n");
+    let _ = writeln!(
+        o,
+        "[tags]\nnofailover = false\nnosync = false\nnoloadbalance = false\n"
+    );
 
     for (i, raft_id) in &ctx.topology.members {
         let _ = writeln!(o, "[[peers]]");
         let _ = writeln!(o, "name = {}", q(&member_name(ctx.cluster, *i)));
         let _ = writeln!(o, "raft_id = {raft_id}");
-        let _ = writeln!(o, "api_url = {}\n", q(&member_api_url(ctx.cluster, ctx.namespace, *i, tls)));
+        let _ = writeln!(
+            o,
+            "api_url = {}\n",
+            q(&member_api_url(ctx.cluster, ctx.namespace, *i, tls))
+        );
     }
 
     // Pods restart and reschedule: Raft timings of the `prod` profile.
@@ -208,12 +232,18 @@ pub fn render(spec: &RaleClusterSpec, ctx: &MemberContext<'_>) -> String {
         "[consensus]\nheartbeat_interval = \"100ms\"\nelection_timeout_min = \"400ms\"\nelection_timeout_max = \"800ms\""
     );
     if ctx.topology.joining.contains(&ctx.index) {
-        let _ = writeln!(o, "# Added to a running cluster: wait for POST /api/v1/members (the operator's).");
+        let _ = writeln!(
+            o,
+            "# Added to a running cluster: wait for POST /api/v1/members (the operator's)."
+        );
         let _ = writeln!(o, "join = true");
     }
     o.push('\n');
 
-    let _ = writeln!(o, "# Used once, when the cluster is created; afterwards the operator PATCHes /config.");
+    let _ = writeln!(
+        o,
+        "# Used once, when the cluster is created; afterwards the operator PATCHes /config."
+    );
     let _ = writeln!(
         o,
         "[bootstrap]\nlease_ttl = \"5s\"\nrenew_interval = \"500ms\"\nloop_interval = \"100ms\"\nfence_margin = \"1s\"\nmember_ttl = \"5s\"\nmaximum_lag_on_failover_bytes = 16777216\n"
@@ -243,16 +273,28 @@ pub fn render(spec: &RaleClusterSpec, ctx: &MemberContext<'_>) -> String {
             BackupTool::Barman => "barman",
         };
         let _ = writeln!(o, "tool = {}", q(tool));
-        let _ = writeln!(o, "job_dir = {}\n", q(&format!("{}/backup-jobs", state_dir())));
+        let _ = writeln!(
+            o,
+            "job_dir = {}\n",
+            q(&format!("{}/backup-jobs", state_dir()))
+        );
         match b.tool {
             BackupTool::Pgbackrest => {
                 let _ = writeln!(o, "[backup.pgbackrest]");
                 let _ = writeln!(o, "stanza = {}", q(ctx.cluster));
                 let _ = writeln!(o, "repo_path = {}", q(&repo));
-                let _ = writeln!(o, "base_dir = {}", q(&format!("{}/pgbackrest", state_dir())));
+                let _ = writeln!(
+                    o,
+                    "base_dir = {}",
+                    q(&format!("{}/pgbackrest", state_dir()))
+                );
                 let _ = writeln!(o, "pg_data_dir = {}", q(&pg_data_dir()));
                 let _ = writeln!(o, "pg_port = {PG_PORT}");
-                let _ = writeln!(o, "pg_socket_dir = {}\n", q(&format!("{}/socket", state_dir())));
+                let _ = writeln!(
+                    o,
+                    "pg_socket_dir = {}\n",
+                    q(&format!("{}/socket", state_dir()))
+                );
             }
             BackupTool::Barman => {
                 let _ = writeln!(o, "[backup.barman]");
@@ -291,7 +333,10 @@ pub fn render(spec: &RaleClusterSpec, ctx: &MemberContext<'_>) -> String {
         }
     }
 
-    let _ = writeln!(o, "[metrics]\nworkload = true\nworkload_interval = \"30s\"\nworkload_timeout = \"5s\"\n");
+    let _ = writeln!(
+        o,
+        "[metrics]\nworkload = true\nworkload_interval = \"30s\"\nworkload_timeout = \"5s\"\n"
+    );
 
     let _ = writeln!(o, "[postgresql]");
     let _ = writeln!(o, "data_dir = {}", q(&pg_data_dir()));
@@ -306,13 +351,22 @@ pub fn render(spec: &RaleClusterSpec, ctx: &MemberContext<'_>) -> String {
     let _ = writeln!(o, "port = {PG_PORT}");
     let _ = writeln!(o, "superuser = {}", q(ctx.superuser));
     let _ = writeln!(o, "replication_user = {}", q(ctx.replication_user));
-    let default_hba = vec!["host all all 0.0.0.0/0 scram-sha-256".to_string(), "host all all ::/0 scram-sha-256".to_string()];
+    let default_hba = vec![
+        "host all all 0.0.0.0/0 scram-sha-256".to_string(),
+        "host all all ::/0 scram-sha-256".to_string(),
+    ];
     let hba = spec.postgresql.pg_hba.as_ref().unwrap_or(&default_hba);
     // Pod addresses change with every restart: members are admitted by network, with
     // SCRAM, rather than by the addresses RALE derives from the peers' host names.
     let mut lines: Vec<String> = vec![
-        format!("host replication {} 0.0.0.0/0 scram-sha-256", ctx.replication_user),
-        format!("host replication {} ::/0 scram-sha-256", ctx.replication_user),
+        format!(
+            "host replication {} 0.0.0.0/0 scram-sha-256",
+            ctx.replication_user
+        ),
+        format!(
+            "host replication {} ::/0 scram-sha-256",
+            ctx.replication_user
+        ),
     ];
     lines.extend(hba.iter().cloned());
     let _ = writeln!(
@@ -337,7 +391,11 @@ mod tests {
         .expect("minimal spec")
     }
 
-    fn ctx<'a>(params: &'a BTreeMap<String, String>, index: u32, topology: &'a Topology) -> MemberContext<'a> {
+    fn ctx<'a>(
+        params: &'a BTreeMap<String, String>,
+        index: u32,
+        topology: &'a Topology,
+    ) -> MemberContext<'a> {
         MemberContext {
             topology,
             cluster: "pg",
@@ -381,11 +439,14 @@ mod tests {
     fn postgresql_is_the_last_table_so_passwords_can_be_appended() {
         let p = BTreeMap::new();
         let mut s = spec(3);
-        s.backup = Some(serde_json::from_value(serde_json::json!({
-            "tool": "pgbackrest", "repository": {"claimName": "backups"},
-            "schedules": [{"name": "nightly", "kind": "full", "cron": "0 30 2 * * *"}],
-            "retention": {"fullCount": 2}
-        })).expect("backup"));
+        s.backup = Some(
+            serde_json::from_value(serde_json::json!({
+                "tool": "pgbackrest", "repository": {"claimName": "backups"},
+                "schedules": [{"name": "nightly", "kind": "full", "cron": "0 30 2 * * *"}],
+                "retention": {"fullCount": 2}
+            }))
+            .expect("backup"),
+        );
         let topo = Topology::initial(3);
         let mut text = render(&s, &ctx(&p, 0, &topo));
         let last_table = text.lines().rfind(|l| l.starts_with('['));
@@ -393,8 +454,14 @@ mod tests {
         text.push_str("superuser_password = \"s\\\"x\"\nreplication_password = \"r\"\n");
         let t: toml::Table = toml::from_str(&text).expect("valid TOML");
         assert_eq!(t["postgresql"]["superuser_password"].as_str(), Some("s\"x"));
-        assert_eq!(t["backup"]["pgbackrest"]["repo_path"].as_str(), Some("/var/lib/rale/backup/pg"));
-        assert_eq!(t["backup"]["schedules"][0]["placement"].as_str(), Some("primary"));
+        assert_eq!(
+            t["backup"]["pgbackrest"]["repo_path"].as_str(),
+            Some("/var/lib/rale/backup/pg")
+        );
+        assert_eq!(
+            t["backup"]["schedules"][0]["placement"].as_str(),
+            Some("primary")
+        );
     }
 
     #[test]
@@ -403,15 +470,33 @@ mod tests {
         p.insert("shared_buffers".to_string(), "1GB".to_string());
         p.insert("log_line_prefix".to_string(), "%m \"x\" ".to_string());
         let mut s = spec(3);
-        s.tls = Some(TlsSpec { secret_name: "pg-tls".into() });
-        s.synchronous = Some(SynchronousSpec { mode: SyncMode::Quorum, node_count: 2, strict: true });
+        s.tls = Some(TlsSpec {
+            secret_name: "pg-tls".into(),
+        });
+        s.synchronous = Some(SynchronousSpec {
+            mode: SyncMode::Quorum,
+            node_count: 2,
+            strict: true,
+        });
         let topo = Topology::initial(3);
         let t: toml::Table = toml::from_str(&render(&s, &ctx(&p, 1, &topo))).expect("valid TOML");
-        assert_eq!(t["api"]["url"].as_str(), Some("https://pg-1.pg-agents.db.svc:8008"));
+        assert_eq!(
+            t["api"]["url"].as_str(),
+            Some("https://pg-1.pg-agents.db.svc:8008")
+        );
         assert_eq!(t["api"]["tls_ca"].as_str(), Some("/etc/rale/tls/ca.crt"));
-        assert_eq!(t["bootstrap"]["synchronous"]["mode"].as_str(), Some("quorum"));
-        assert_eq!(t["bootstrap"]["synchronous"]["node_count"].as_integer(), Some(2));
-        assert_eq!(t["bootstrap"]["postgresql_parameters"]["log_line_prefix"].as_str(), Some("%m \"x\" "));
+        assert_eq!(
+            t["bootstrap"]["synchronous"]["mode"].as_str(),
+            Some("quorum")
+        );
+        assert_eq!(
+            t["bootstrap"]["synchronous"]["node_count"].as_integer(),
+            Some(2)
+        );
+        assert_eq!(
+            t["bootstrap"]["postgresql_parameters"]["log_line_prefix"].as_str(),
+            Some("%m \"x\" ")
+        );
         assert!(t.get("backup").is_none());
         assert!(t["consensus"].get("join").is_none());
     }
@@ -429,12 +514,20 @@ mod tests {
         let again = Topology::grow(4, &known, 8, 3);
         assert_eq!(again.members, [(0, 1), (1, 2), (2, 3), (3, 6)]);
         assert_eq!(again.joining, BTreeSet::from([3]));
-        assert_eq!(Topology::grow(3, &BTreeMap::new(), 1, 3), Topology::initial(3));
+        assert_eq!(
+            Topology::grow(3, &BTreeMap::new(), 1, 3),
+            Topology::initial(3)
+        );
         let p = BTreeMap::new();
         let s = spec(5);
         let t: toml::Table = toml::from_str(&render(&s, &ctx(&p, 4, &topo))).expect("TOML");
         assert_eq!(t["consensus"]["join"].as_bool(), Some(true));
-        let ids: Vec<i64> = t["peers"].as_array().expect("peers").iter().filter_map(|p| p["raft_id"].as_integer()).collect();
+        let ids: Vec<i64> = t["peers"]
+            .as_array()
+            .expect("peers")
+            .iter()
+            .filter_map(|p| p["raft_id"].as_integer())
+            .collect();
         assert_eq!(ids, [1, 2, 3, 6, 7]);
         let t: toml::Table = toml::from_str(&render(&s, &ctx(&p, 0, &topo))).expect("TOML");
         assert!(t["consensus"].get("join").is_none());

@@ -5,7 +5,10 @@ mod common;
 #[test]
 fn checked_in_crds_match_the_types() {
     let generated = rale_operator::crd::crd_yaml();
-    for rel in ["deploy/crds/ralecluster.yaml", "charts/rale-operator/crds/ralecluster.yaml"] {
+    for rel in [
+        "deploy/crds/ralecluster.yaml",
+        "charts/rale-operator/crds/ralecluster.yaml",
+    ] {
         let path = common::workspace().join(rel);
         let text = std::fs::read_to_string(&path).unwrap_or_default();
         assert!(
@@ -26,5 +29,8 @@ fn crd_has_status_and_scale_subresources() {
     assert!(v.served && v.storage);
     let sub = v.subresources.as_ref().expect("subresources");
     assert!(sub.status.is_some());
-    assert_eq!(sub.scale.as_ref().map(|s| s.spec_replicas_path.as_str()), Some(".spec.instances"));
+    assert_eq!(
+        sub.scale.as_ref().map(|s| s.spec_replicas_path.as_str()),
+        Some(".spec.instances")
+    );
 }

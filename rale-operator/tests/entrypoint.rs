@@ -83,8 +83,14 @@ fn passwords_are_appended_as_toml_and_wal_wrappers_are_made() {
     // A fake ramd that records its arguments; a fake PostgreSQL bin directory.
     let fake = pod.path("fake");
     std::fs::create_dir_all(fake.join("pgbin")).expect("mkdir");
-    script(&fake.join("ramd"), &format!("echo \"$@\" > {}/ramd.args", fake.display()));
-    script(&fake.join("pgbin/initdb"), &format!("echo \"$@\" > {}/initdb.args", fake.display()));
+    script(
+        &fake.join("ramd"),
+        &format!("echo \"$@\" > {}/ramd.args", fake.display()),
+    );
+    script(
+        &fake.join("pgbin/initdb"),
+        &format!("echo \"$@\" > {}/initdb.args", fake.display()),
+    );
     script(&fake.join("pgbin/postgres"), "exit 0");
     std::fs::create_dir_all(pod.path("wal/pg_wal/old")).expect("stale WAL");
 
@@ -92,38 +98,72 @@ fn passwords_are_appended_as_toml_and_wal_wrappers_are_made() {
     assert!(ok, "{out}");
     let final_path = pod.path("run/ramd.toml");
     let args = std::fs::read_to_string(fake.join("ramd.args")).expect("ramd ran");
-    assert_eq!(args.trim(), format!("--config {} --check", final_path.display()));
+    assert_eq!(
+        args.trim(),
+        format!("--config {} --check", final_path.display())
+    );
 
     let text = std::fs::read_to_string(&final_path).expect("final file");
     let t: toml::Table = toml::from_str(&text).expect("valid TOML");
-    assert_eq!(t["postgresql"]["superuser_password"].as_str(), Some(PASSWORD));
+    assert_eq!(
+        t["postgresql"]["superuser_password"].as_str(),
+        Some(PASSWORD)
+    );
     assert_eq!(t["postgresql"]["replication_password"].as_str(), Some("r"));
     assert_eq!(t["name"].as_str(), Some("pg-0"));
-    let mode = std::fs::metadata(&final_path).expect("stat").permissions().mode() & 0o777;
+    let mode = std::fs::metadata(&final_path)
+        .expect("stat")
+        .permissions()
+        .mode()
+        & 0o777;
     assert_eq!(mode, 0o600, "the file holds passwords");
 
     // initdb is wrapped to put pg_wal on the WAL volume (emptied first); other
     // binaries are links.
     let bin = pod.path("run/bin");
-    assert!(std::fs::symlink_metadata(bin.join("postgres")).expect("link").file_type().is_symlink());
+    assert!(
+        std::fs::symlink_metadata(bin.join("postgres"))
+            .expect("link")
+            .file_type()
+            .is_symlink()
+    );
     let (ok, out) = common::run(Command::new(bin.join("initdb")).args(["-D", "/x"]));
     assert!(ok, "{out}");
     let initdb = std::fs::read_to_string(fake.join("initdb.args")).expect("initdb ran");
-    assert_eq!(initdb.trim(), format!("--waldir={} -D /x", pod.path("wal/pg_wal").display()));
+    assert_eq!(
+        initdb.trim(),
+        format!("--waldir={} -D /x", pod.path("wal/pg_wal").display())
+    );
     assert!(!pod.path("wal/pg_wal/old").exists(), "stale WAL removed");
-    assert_eq!(t["postgresql"]["bin_dir"].as_str(), Some(bin.to_str().expect("utf-8")));
+    assert_eq!(
+        t["postgresql"]["bin_dir"].as_str(),
+        Some(bin.to_str().expect("utf-8"))
+    );
 }
 
 #[test]
 fn a_missing_member_file_or_secret_stops_with_ex_config() {
     let pod = Pod::new(SPEC);
     std::fs::remove_file(pod.path("config/pg-0.toml")).expect("rm");
-    let (ok, out) = pod.entrypoint(Path::new("/bin/true"), Path::new("/nonexistent"), false, &[]);
-    assert!(!ok && out.contains("no configuration for member pg-0"), "{out}");
+    let (ok, out) = pod.entrypoint(
+        Path::new("/bin/true"),
+        Path::new("/nonexistent"),
+        false,
+        &[],
+    );
+    assert!(
+        !ok && out.contains("no configuration for member pg-0"),
+        "{out}"
+    );
 
     let pod = Pod::new(SPEC);
     std::fs::remove_file(pod.path("secrets/replication/password")).expect("rm");
-    let (ok, out) = pod.entrypoint(Path::new("/bin/true"), Path::new("/nonexistent"), false, &[]);
+    let (ok, out) = pod.entrypoint(
+        Path::new("/bin/true"),
+        Path::new("/nonexistent"),
+        false,
+        &[],
+    );
     assert!(!ok && out.contains("cannot read"), "{out}");
 }
 
@@ -140,7 +180,9 @@ fn ramd() -> Option<PathBuf> {
 #[test]
 fn ramd_check_accepts_the_rendered_file() {
     let Some(ramd) = ramd() else {
-        println!("SKIPPED: no ramd binary (set RALE_RAMD_BIN, or cargo build -p ramd-ref --bin ramd)");
+        println!(
+            "SKIPPED: no ramd binary (set RALE_RAMD_BIN, or cargo build -p ramd-ref --bin ramd)"
+        );
         return;
     };
     let pg_bin = Path::new("/usr/lib/postgresql/15/bin");
@@ -158,6 +200,9 @@ fn ramd_check_accepts_the_rendered_file() {
         let pod = Pod::new(spec);
         let (ok, out) = pod.entrypoint(&ramd, pg_bin, false, &["--check"]);
         println!("{out}");
-        assert!(ok && out.contains("configuration is valid"), "ramd --check refused:\n{out}");
+        assert!(
+            ok && out.contains("configuration is valid"),
+            "ramd --check refused:\n{out}"
+        );
     }
 }

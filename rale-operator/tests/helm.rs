@@ -12,7 +12,9 @@ fn chart() -> std::path::PathBuf {
 
 #[test]
 fn helm_lint_passes() {
-    let Some(helm) = common::tool("helm", "RALE_HELM", "version") else { return };
+    let Some(helm) = common::tool("helm", "RALE_HELM", "version") else {
+        return;
+    };
     let (ok, out) = common::run(Command::new(&helm).args(["lint", "--strict"]).arg(chart()));
     println!("{out}");
     assert!(ok, "helm lint failed:\n{out}");
@@ -21,7 +23,9 @@ fn helm_lint_passes() {
 
 #[test]
 fn helm_template_output_validates() {
-    let Some(helm) = common::tool("helm", "RALE_HELM", "version") else { return };
+    let Some(helm) = common::tool("helm", "RALE_HELM", "version") else {
+        return;
+    };
     let Some(kv) = common::tool("kubernetes-validate", "KUBERNETES_VALIDATE", "--version") else {
         return;
     };
@@ -31,25 +35,46 @@ fn helm_template_output_validates() {
         (
             "custom",
             &[
-                "--set", "serviceAccount.name=ops",
-                "--set", "image.tag=9.9.9",
-                "--set", "imagePullSecrets[0].name=regcred",
-                "--set", "nodeSelector.disktype=ssd",
-                "--set", "podAnnotations.a=b",
-                "--set", "logLevel=debug",
+                "--set",
+                "serviceAccount.name=ops",
+                "--set",
+                "image.tag=9.9.9",
+                "--set",
+                "imagePullSecrets[0].name=regcred",
+                "--set",
+                "nodeSelector.disktype=ssd",
+                "--set",
+                "podAnnotations.a=b",
+                "--set",
+                "logLevel=debug",
             ],
         ),
     ];
     for (label, extra) in cases {
         let (ok, rendered) = common::run(
             Command::new(&helm)
-                .args(["template", "rale", "--namespace", "rale-system", "--include-crds"])
+                .args([
+                    "template",
+                    "rale",
+                    "--namespace",
+                    "rale-system",
+                    "--include-crds",
+                ])
                 .arg(chart())
                 .args(extra),
         );
         assert!(ok, "helm template ({label}) failed:\n{rendered}");
-        let kinds: Vec<&str> = rendered.lines().filter_map(|l| l.strip_prefix("kind: ")).collect();
-        for k in ["CustomResourceDefinition", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Deployment"] {
+        let kinds: Vec<&str> = rendered
+            .lines()
+            .filter_map(|l| l.strip_prefix("kind: "))
+            .collect();
+        for k in [
+            "CustomResourceDefinition",
+            "ServiceAccount",
+            "ClusterRole",
+            "ClusterRoleBinding",
+            "Deployment",
+        ] {
             assert!(kinds.contains(&k), "{label}: no {k} in {kinds:?}");
         }
         if label == "custom" {
@@ -60,12 +85,20 @@ fn helm_template_output_validates() {
         std::fs::write(&file, &rendered).expect("write");
         let (ok, out) = common::run(
             Command::new(&kv)
-                .args(["--strict", "--kubernetes-version", common::KUBERNETES_VERSION])
+                .args([
+                    "--strict",
+                    "--kubernetes-version",
+                    common::KUBERNETES_VERSION,
+                ])
                 .arg(&file),
         );
         println!("{out}");
         assert!(ok, "{label}: rendered chart does not validate:\n{out}");
-        assert_eq!(out.matches(" passed ").count(), kinds.len(), "{label}: every object validated:\n{out}");
+        assert_eq!(
+            out.matches(" passed ").count(),
+            kinds.len(),
+            "{label}: every object validated:\n{out}"
+        );
     }
 }
 
@@ -83,9 +116,23 @@ fn the_clusterrole_grants_no_wildcards_and_no_secret_listing() {
 
 #[test]
 fn values_schema_refuses_typos_and_two_replicas() {
-    let Some(helm) = common::tool("helm", "RALE_HELM", "version") else { return };
-    for bad in ["imagee.tag=1", "replicaCount=2", "image.pullPolicy=Sometimes"] {
-        let (ok, out) = common::run(Command::new(&helm).args(["template", "rale"]).arg(chart()).args(["--set", bad]));
-        assert!(!ok && out.contains("schema"), "--set {bad} was accepted:\n{out}");
+    let Some(helm) = common::tool("helm", "RALE_HELM", "version") else {
+        return;
+    };
+    for bad in [
+        "imagee.tag=1",
+        "replicaCount=2",
+        "image.pullPolicy=Sometimes",
+    ] {
+        let (ok, out) = common::run(
+            Command::new(&helm)
+                .args(["template", "rale"])
+                .arg(chart())
+                .args(["--set", bad]),
+        );
+        assert!(
+            !ok && out.contains("schema"),
+            "--set {bad} was accepted:\n{out}"
+        );
     }
 }

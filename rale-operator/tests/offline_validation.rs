@@ -33,10 +33,25 @@ fn with_spec(name: &str, spec: &str) -> RaleCluster {
 /// backups, custom services.
 fn clusters() -> Vec<(&'static str, RaleCluster)> {
     vec![
-        ("minimal", sample("deploy/examples/ralecluster-minimal.yaml")),
+        (
+            "minimal",
+            sample("deploy/examples/ralecluster-minimal.yaml"),
+        ),
         ("full", sample("deploy/examples/ralecluster-full.yaml")),
-        ("one", with_spec("one", "instances: 1\nimages: {agent: a}\nstorage: {size: 1Gi}\n")),
-        ("seven", with_spec("seven", "instances: 7\nimages: {agent: a}\nstorage: {size: 1Gi, wal: {size: 1Gi}}\npodDisruptionBudget: {maxUnavailable: 2}\n")),
+        (
+            "one",
+            with_spec(
+                "one",
+                "instances: 1\nimages: {agent: a}\nstorage: {size: 1Gi}\n",
+            ),
+        ),
+        (
+            "seven",
+            with_spec(
+                "seven",
+                "instances: 7\nimages: {agent: a}\nstorage: {size: 1Gi, wal: {size: 1Gi}}\npodDisruptionBudget: {maxUnavailable: 2}\n",
+            ),
+        ),
         (
             "services",
             with_spec(
@@ -56,7 +71,12 @@ fn every_produced_object_validates_against_kubernetes_schemas() {
     let mut files = Vec::new();
     for (label, c) in clusters() {
         let objects = desired_objects(&c, &Credentials::default()).expect("valid spec");
-        for (i, v) in objects.to_values().expect("serializes").into_iter().enumerate() {
+        for (i, v) in objects
+            .to_values()
+            .expect("serializes")
+            .into_iter()
+            .enumerate()
+        {
             let kind = v["kind"].as_str().unwrap_or("x").to_ascii_lowercase();
             let path = dir.path().join(format!("{label}-{i:02}-{kind}.yaml"));
             std::fs::write(&path, serde_yaml::to_string(&v).expect("YAML")).expect("write");
@@ -67,12 +87,20 @@ fn every_produced_object_validates_against_kubernetes_schemas() {
     files.push(common::workspace().join("deploy/crds/ralecluster.yaml"));
     let (ok, out) = common::run(
         Command::new(&kv)
-            .args(["--strict", "--kubernetes-version", common::KUBERNETES_VERSION])
+            .args([
+                "--strict",
+                "--kubernetes-version",
+                common::KUBERNETES_VERSION,
+            ])
             .args(&files),
     );
     println!("{out}");
     assert!(ok, "kubernetes-validate refused an object:\n{out}");
-    assert_eq!(out.matches(" passed ").count(), files.len(), "every file passed:\n{out}");
+    assert_eq!(
+        out.matches(" passed ").count(),
+        files.len(),
+        "every file passed:\n{out}"
+    );
 }
 
 /// The CRD's schema as a JSON Schema that also refuses unknown fields (the API server
@@ -80,7 +108,10 @@ fn every_produced_object_validates_against_kubernetes_schemas() {
 fn strict_schema() -> serde_json::Value {
     fn close(v: &mut serde_json::Value) {
         if let Some(m) = v.as_object_mut() {
-            if m.contains_key("properties") && !m.contains_key("additionalProperties") && !m.contains_key("x-kubernetes-preserve-unknown-fields") {
+            if m.contains_key("properties")
+                && !m.contains_key("additionalProperties")
+                && !m.contains_key("x-kubernetes-preserve-unknown-fields")
+            {
                 m.insert("additionalProperties".into(), false.into());
             }
             for (_, child) in m.iter_mut() {
@@ -92,12 +123,19 @@ fn strict_schema() -> serde_json::Value {
     }
     let crd = RaleCluster::crd();
     let mut schema = serde_json::to_value(
-        crd.spec.versions[0].schema.as_ref().and_then(|s| s.open_api_v3_schema.as_ref()).expect("schema"),
+        crd.spec.versions[0]
+            .schema
+            .as_ref()
+            .and_then(|s| s.open_api_v3_schema.as_ref())
+            .expect("schema"),
     )
     .expect("JSON");
     close(&mut schema);
     let props = schema["properties"].as_object_mut().expect("properties");
-    props.insert("apiVersion".into(), serde_json::json!({"const": "rale.dev/v1alpha1"}));
+    props.insert(
+        "apiVersion".into(),
+        serde_json::json!({"const": "rale.dev/v1alpha1"}),
+    );
     props.insert("kind".into(), serde_json::json!({"const": "RaleCluster"}));
     props.insert("metadata".into(), serde_json::json!({"type": "object"}));
     schema
@@ -110,11 +148,18 @@ fn samples_validate_against_the_crd_and_typos_do_not() {
     };
     let dir = tempfile::tempdir().expect("temp dir");
     let schema = dir.path().join("ralecluster.schema.json");
-    std::fs::write(&schema, serde_json::to_string_pretty(&strict_schema()).expect("JSON")).expect("write");
+    std::fs::write(
+        &schema,
+        serde_json::to_string_pretty(&strict_schema()).expect("JSON"),
+    )
+    .expect("write");
     let check = |file: &std::path::Path| {
         common::run(Command::new(&cj).arg("--schemafile").arg(&schema).arg(file))
     };
-    for rel in ["deploy/examples/ralecluster-minimal.yaml", "deploy/examples/ralecluster-full.yaml"] {
+    for rel in [
+        "deploy/examples/ralecluster-minimal.yaml",
+        "deploy/examples/ralecluster-full.yaml",
+    ] {
         let (ok, out) = check(&common::workspace().join(rel));
         assert!(ok, "{rel} does not validate against the CRD:\n{out}");
     }
@@ -124,7 +169,10 @@ fn samples_validate_against_the_crd_and_typos_do_not() {
         ("enum", "instances: 3\n  synchronous: {mode: always}"),
         ("bound", "instances: 0"),
     ];
-    let minimal = std::fs::read_to_string(common::workspace().join("deploy/examples/ralecluster-minimal.yaml")).expect("sample");
+    let minimal = std::fs::read_to_string(
+        common::workspace().join("deploy/examples/ralecluster-minimal.yaml"),
+    )
+    .expect("sample");
     for (label, replacement) in bad {
         let text = minimal.replace("instances: 3", replacement);
         assert_ne!(text, minimal);

@@ -384,10 +384,18 @@ fn a_consensus_outage_with_failsafe_keeps_the_primary_and_without_it_fences() {
         );
         let report = run(cfg.clone(), schedule);
         assert_ok(&report);
-        assert_eq!(report.failovers, 0, "failsafe={on}: {}", report.explain(100));
+        assert_eq!(
+            report.failovers,
+            0,
+            "failsafe={on}: {}",
+            report.explain(100)
+        );
         let during = acked_between(&report, &cfg, 3_000, 11_000);
         let after = acked_between(&report, &cfg, 12_000, 20_000);
-        assert!(!after.is_empty(), "failsafe={on}: no write after the outage");
+        assert!(
+            !after.is_empty(),
+            "failsafe={on}: no write after the outage"
+        );
         if on {
             assert!(
                 during.len() > 20,

@@ -62,7 +62,11 @@ async fn authenticate(State(st): State<RouteState>, req: Request, next: Next) ->
 async fn confirm(State(st): State<RouteState>, Json(req): Json<FailsafeRequest>) -> Response {
     match st.gate.confirm_at(&req, SystemRuntime::monotonic_now()) {
         Ok(answer) => (StatusCode::OK, Json(answer)).into_response(),
-        Err(why) => (StatusCode::CONFLICT, Json(serde_json::json!({"error": why}))).into_response(),
+        Err(why) => (
+            StatusCode::CONFLICT,
+            Json(serde_json::json!({"error": why})),
+        )
+            .into_response(),
     }
 }
 
@@ -96,7 +100,9 @@ impl HttpFailsafeClient {
             }
         }
         Ok(Self {
-            http: builder.build().context("building the failsafe HTTP client")?,
+            http: builder
+                .build()
+                .context("building the failsafe HTTP client")?,
             token,
         })
     }
@@ -161,9 +167,8 @@ mod tests {
             node: NodeId::new("node2").expect("valid"),
             api_url: format!("http://{addr}"),
         };
-        let client =
-            HttpFailsafeClient::new(Some("secret".into()), None, Duration::from_secs(5))
-                .expect("client");
+        let client = HttpFailsafeClient::new(Some("secret".into()), None, Duration::from_secs(5))
+            .expect("client");
         let e = client
             .confirm(&member, &request("node1"))
             .await

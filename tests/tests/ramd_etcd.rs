@@ -141,15 +141,26 @@ async fn crash_in_place(c: &RamdCluster) -> anyhow::Result<()> {
         t.elapsed().as_secs_f64()
     );
     ensure!(writer == primary, "{writer} took the write, not {primary}");
-    ensure!(c.postmaster_pid(&primary)? != old_pid, "same postmaster PID");
+    ensure!(
+        c.postmaster_pid(&primary)? != old_pid,
+        "same postmaster PID"
+    );
     let after = c.status().await?.epoch;
-    ensure!(after == epoch, "a failover happened: epoch {epoch} -> {after}");
+    ensure!(
+        after == epoch,
+        "a failover happened: epoch {epoch} -> {after}"
+    );
     Ok(())
 }
 
 /// The etcd member that leads (its `/v3/maintenance/status` names itself as leader).
 async fn etcd_leader(c: &mut RamdCluster) -> anyhow::Result<usize> {
-    let urls: Vec<String> = c.etcd()?.members.iter().map(|m| m.client_url.clone()).collect();
+    let urls: Vec<String> = c
+        .etcd()?
+        .members
+        .iter()
+        .map(|m| m.client_url.clone())
+        .collect();
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(3))
         .build()?;
@@ -196,7 +207,10 @@ async fn failover_during_etcd_leader_change(c: &mut RamdCluster) -> anyhow::Resu
         })
         .await?;
     ensure!(new != old, "the killed node {old} accepted a write");
-    ensure!(c.ids(&new).await?.contains(&8_000), "row 8000 missing on {new}");
+    ensure!(
+        c.ids(&new).await?.contains(&8_000),
+        "row 8000 missing on {new}"
+    );
     eprintln!(
         "FIGURE etcd failover during an etcd leader change (etcd{leader} killed): kill -> first write on {new}: {:.2} s",
         killed.elapsed().as_secs_f64()

@@ -36,7 +36,9 @@ impl Ramd {
     fn start(dir: &Path, endpoints: &[String], cluster: &str, extra: &str) -> anyhow::Result<Self> {
         let free = |n| -> anyhow::Result<u16> {
             let _ = n;
-            Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+            Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+                .local_addr()?
+                .port())
         };
         let (api, pg) = (free(0)?, free(1)?);
         let endpoints: Vec<String> = endpoints.iter().map(|e| format!("{e:?}")).collect();
@@ -101,7 +103,10 @@ prefix = "/rale/main/"
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        bail!("no {needle:?} in ramd's log within {limit:?}:\n{}", self.log_text())
+        bail!(
+            "no {needle:?} in ramd's log within {limit:?}:\n{}",
+            self.log_text()
+        )
     }
 
     /// Waits until ramd exits; returns its exit code and log.
@@ -145,13 +150,21 @@ async fn ramd_refuses_bad_etcd_settings_with_a_clear_message() -> anyhow::Result
     let dir = tempdir()?;
     let dead = vec![format!(
         "http://127.0.0.1:{}",
-        std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port()
+        std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port()
     )];
     let mut ramd = Ramd::start(dir.path(), &dead, "main", "")?;
     let line = ramd.wait_line("etcd unreachable; retrying", Duration::from_secs(30))?;
-    ensure!(line.contains(&dead[0]), "the retry line names no endpoint: {line}");
+    ensure!(
+        line.contains(&dead[0]),
+        "the retry line names no endpoint: {line}"
+    );
     std::thread::sleep(Duration::from_secs(2));
-    ensure!(ramd.child.try_wait()?.is_none(), "ramd exited with etcd unreachable");
+    ensure!(
+        ramd.child.try_wait()?.is_none(),
+        "ramd exited with etcd unreachable"
+    );
     eprintln!("unreachable: {line}");
     drop(ramd);
 
@@ -169,7 +182,10 @@ async fn ramd_refuses_bad_etcd_settings_with_a_clear_message() -> anyhow::Result
     let dir = tempdir()?;
     let mut ramd = Ramd::start(dir.path(), &endpoints, "main", "")?;
     let (code, log) = ramd.wait_exit(Duration::from_secs(60))?;
-    ensure!(code.is_some_and(|c| c != 0), "ramd exited with {code:?}:\n{log}");
+    ensure!(
+        code.is_some_and(|c| c != 0),
+        "ramd exited with {code:?}:\n{log}"
+    );
     let line = log
         .lines()
         .find(|l| l.contains("identity mismatch"))
@@ -183,7 +199,10 @@ async fn ramd_refuses_bad_etcd_settings_with_a_clear_message() -> anyhow::Result
     // 3. Authentication on, a wrong password.
     let http = reqwest::Client::new();
     for (path, body) in [
-        ("/v3/auth/user/add", r#"{"name":"root","password":"rootpw"}"#),
+        (
+            "/v3/auth/user/add",
+            r#"{"name":"root","password":"rootpw"}"#,
+        ),
         ("/v3/auth/user/grant", r#"{"user":"root","role":"root"}"#),
         ("/v3/auth/enable", "{}"),
     ] {
@@ -202,7 +221,10 @@ async fn ramd_refuses_bad_etcd_settings_with_a_clear_message() -> anyhow::Result
         "user = \"root\"\npassword = \"not-the-password\"",
     )?;
     let (code, log) = ramd.wait_exit(Duration::from_secs(60))?;
-    ensure!(code.is_some_and(|c| c != 0), "ramd exited with {code:?}:\n{log}");
+    ensure!(
+        code.is_some_and(|c| c != 0),
+        "ramd exited with {code:?}:\n{log}"
+    );
     let line = log
         .lines()
         .find(|l| l.contains("refused access"))

@@ -87,7 +87,12 @@ async fn write_for(
 
 /// After etcd is back: waits until `node` acknowledges again and checks every id in
 /// `acked` is there. Returns how long the wait took.
-async fn recovered(c: &RamdCluster, node: &str, acked: &BTreeSet<i64>, probe: i64) -> anyhow::Result<Duration> {
+async fn recovered(
+    c: &RamdCluster,
+    node: &str,
+    acked: &BTreeSet<i64>,
+    probe: i64,
+) -> anyhow::Result<Duration> {
     let t = Instant::now();
     let mut id = probe;
     c.wait_for(&format!("{node} acknowledging again"), WAIT, || {
@@ -103,7 +108,10 @@ async fn recovered(c: &RamdCluster, node: &str, acked: &BTreeSet<i64>, probe: i6
     Ok(took)
 }
 
-async fn failsafe_keeps_the_primary(c: &mut RamdCluster, acked: &mut BTreeSet<i64>) -> anyhow::Result<()> {
+async fn failsafe_keeps_the_primary(
+    c: &mut RamdCluster,
+    acked: &mut BTreeSet<i64>,
+) -> anyhow::Result<()> {
     let primary = c.primary().await?;
     let epoch = c.status().await?.epoch;
     let span = outage();
@@ -134,7 +142,10 @@ async fn failsafe_keeps_the_primary(c: &mut RamdCluster, acked: &mut BTreeSet<i6
     Ok(())
 }
 
-async fn silent_member_fences(c: &mut RamdCluster, acked: &mut BTreeSet<i64>) -> anyhow::Result<()> {
+async fn silent_member_fences(
+    c: &mut RamdCluster,
+    acked: &mut BTreeSet<i64>,
+) -> anyhow::Result<()> {
     let primary = c.primary().await?;
     let replica = c
         .names()
@@ -144,9 +155,13 @@ async fn silent_member_fences(c: &mut RamdCluster, acked: &mut BTreeSet<i64>) ->
     stop_etcd(c)?;
     let (before, refused_before, _) = write_for(c, &primary, 20_000, Duration::from_secs(3)).await;
     acked.extend(&before);
-    ensure!(refused_before.is_empty(), "refused before the replica's agent died: {refused_before:?}");
+    ensure!(
+        refused_before.is_empty(),
+        "refused before the replica's agent died: {refused_before:?}"
+    );
     c.kill_agent(&replica, Signal::SIGKILL)?;
-    let (ok, refused, first) = write_for(c, &primary, 21_000, LEASE_TTL * 2 + Duration::from_secs(4)).await;
+    let (ok, refused, first) =
+        write_for(c, &primary, 21_000, LEASE_TTL * 2 + Duration::from_secs(4)).await;
     acked.extend(&ok);
     let first = first.context("the primary kept acknowledging with a member silent")?;
     // Writes acknowledged late: any after the lease would mean the primary did not fence.
@@ -176,7 +191,10 @@ async fn silent_member_fences(c: &mut RamdCluster, acked: &mut BTreeSet<i64>) ->
     Ok(())
 }
 
-async fn without_failsafe_the_primary_fences(c: &mut RamdCluster, acked: &mut BTreeSet<i64>) -> anyhow::Result<()> {
+async fn without_failsafe_the_primary_fences(
+    c: &mut RamdCluster,
+    acked: &mut BTreeSet<i64>,
+) -> anyhow::Result<()> {
     let primary = c.primary().await?;
     let (code, body) = c
         .api_request(
@@ -186,7 +204,10 @@ async fn without_failsafe_the_primary_fences(c: &mut RamdCluster, acked: &mut BT
             Some(serde_json::json!({"failsafe_mode": false})),
         )
         .await?;
-    ensure!(code == 200, "PATCH /config failsafe_mode=false: {code} {body}");
+    ensure!(
+        code == 200,
+        "PATCH /config failsafe_mode=false: {code} {body}"
+    );
     tokio::time::sleep(Duration::from_secs(2)).await;
     let epoch = c.status().await?.epoch;
     stop_etcd(c)?;

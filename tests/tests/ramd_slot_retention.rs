@@ -7,10 +7,10 @@
 //! Run: `cargo test -p rale-e2e --test ramd_slot_retention -- --nocapture`
 
 use anyhow::{Context, ensure};
-use ramd_ref::api::types::{SlotManagement, SlotsView};
 use rale_e2e::WAIT;
 use rale_e2e::ctl::Ctl;
 use rale_e2e::ramd_cluster::{ClusterOptions, RamdCluster, serial};
+use ramd_ref::api::types::{SlotManagement, SlotsView};
 use reqwest::Method;
 use serde_json::json;
 
@@ -107,7 +107,10 @@ async fn body(c: &mut RamdCluster) -> anyhow::Result<()> {
             Some(json!({"slots_max_retained_wal_bytes": 1_048_576})),
         )
         .await?;
-    ensure!(code == 200, "PATCH slots_max_retained_wal_bytes: {code} {text}");
+    ensure!(
+        code == 200,
+        "PATCH slots_max_retained_wal_bytes: {code} {text}"
+    );
     let view = wait_view(c, &primary, "slot held flagged", |v| {
         v.max_retained_wal_bytes == Some(1_048_576)
             && v.slots.iter().any(|s| s.name == "held" && s.over_limit)
@@ -120,12 +123,16 @@ async fn body(c: &mut RamdCluster) -> anyhow::Result<()> {
             .all(|s| s.retained_wal_bytes > 1_048_576),
         "{view:?}"
     );
-    c.wait_for("the retention warning in the primary's log", WAIT, || async {
-        Ok(c.log(&primary)
-            .lines()
-            .any(|l| l.contains("replication slot held retains") && l.contains("1048576"))
-            .then_some(()))
-    })
+    c.wait_for(
+        "the retention warning in the primary's log",
+        WAIT,
+        || async {
+            Ok(c.log(&primary)
+                .lines()
+                .any(|l| l.contains("replication slot held retains") && l.contains("1048576"))
+                .then_some(()))
+        },
+    )
     .await?;
 
     // ramctrl, whichever agent answers first: it asks the primary.
@@ -143,7 +150,10 @@ async fn body(c: &mut RamdCluster) -> anyhow::Result<()> {
     let json_out = ctl.ok(&["--json", "slots"]).await?;
     let parsed: SlotsView = serde_json::from_str(&json_out).context("ramctrl --json slots")?;
     ensure!(
-        parsed.slots.iter().any(|s| s.name == "held" && s.over_limit),
+        parsed
+            .slots
+            .iter()
+            .any(|s| s.name == "held" && s.over_limit),
         "{parsed:?}"
     );
 

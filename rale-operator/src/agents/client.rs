@@ -46,7 +46,12 @@ impl AgentClient {
             agent: "-".into(),
             message: e.to_string(),
         })?;
-        Ok(AgentClient { http, username, password, route: None })
+        Ok(AgentClient {
+            http,
+            username,
+            password,
+            route: None,
+        })
     }
 
     /// Sends the requests for an agent to `route(base URL)` instead: for tests whose
@@ -120,7 +125,10 @@ impl AgentClient {
         } else {
             let status = r.status();
             let body = r.text().await.unwrap_or_default();
-            Err(Self::err(url, format!("POST /switchover: {status}: {body}")))
+            Err(Self::err(
+                url,
+                format!("POST /switchover: {status}: {body}"),
+            ))
         }
     }
 
@@ -167,7 +175,13 @@ impl AgentClient {
     }
 
     /// `POST /api/v1/members` to the agent at `url`.
-    pub async fn add_member(&self, url: &str, name: &str, raft_id: u64, api_url: &str) -> Result<()> {
+    pub async fn add_member(
+        &self,
+        url: &str,
+        name: &str,
+        raft_id: u64,
+        api_url: &str,
+    ) -> Result<()> {
         let r = self
             .http
             .post(self.at(url, "/api/v1/members"))

@@ -53,7 +53,9 @@ pub struct ClusterView {
 impl ClusterView {
     /// The member the agents report as leader, if any.
     pub fn primary(&self) -> Option<&MemberView> {
-        self.members.iter().find(|m| m.role == "leader" && is_up(&m.state))
+        self.members
+            .iter()
+            .find(|m| m.role == "leader" && is_up(&m.state))
     }
 }
 
@@ -148,13 +150,19 @@ pub fn plan_rollout(pods: &[PodView], primary: Option<&str>) -> RolloutStep {
     let Some(primary) = primary else {
         return RolloutStep::Wait("no primary reported by the agents".into());
     };
-    let mut outdated: Vec<&PodView> = pods.iter().filter(|p| !p.updated && p.name != primary).collect();
+    let mut outdated: Vec<&PodView> = pods
+        .iter()
+        .filter(|p| !p.updated && p.name != primary)
+        .collect();
     outdated.sort_by(|a, b| a.name.cmp(&b.name));
     if let Some(p) = outdated.first() {
         return RolloutStep::DeleteReplica(p.name.clone());
     }
     // Only the primary is outdated.
-    let mut candidates: Vec<&PodView> = pods.iter().filter(|p| p.updated && p.ready && p.name != primary).collect();
+    let mut candidates: Vec<&PodView> = pods
+        .iter()
+        .filter(|p| p.updated && p.ready && p.name != primary)
+        .collect();
     candidates.sort_by(|a, b| a.name.cmp(&b.name));
     match candidates.first() {
         Some(c) => RolloutStep::Switchover {
@@ -263,8 +271,13 @@ pub fn plan_scale(v: &ScaleView<'_>) -> ScaleStep {
                 .collect();
             ready.sort_by(|a, b| a.name.cmp(&b.name));
             return match ready.first() {
-                Some(to) => ScaleStep::Switchover { from: p.to_string(), to: to.name.clone() },
-                None => ScaleStep::Wait(format!("primary {p} is leaving and no staying replica is ready")),
+                Some(to) => ScaleStep::Switchover {
+                    from: p.to_string(),
+                    to: to.name.clone(),
+                },
+                None => ScaleStep::Wait(format!(
+                    "primary {p} is leaving and no staying replica is ready"
+                )),
             };
         }
         if v.primary.is_none() {
@@ -273,7 +286,11 @@ pub fn plan_scale(v: &ScaleView<'_>) -> ScaleStep {
         return ScaleStep::SetReplicas(v.want);
     }
     // Replicas as wanted: bring the consensus membership in step.
-    let mut leaving: Vec<&PeerView> = v.members.all().filter(|m| !staying.contains(&m.name)).collect();
+    let mut leaving: Vec<&PeerView> = v
+        .members
+        .all()
+        .filter(|m| !staying.contains(&m.name))
+        .collect();
     leaving.sort_by(|a, b| a.name.cmp(&b.name));
     if let Some(m) = leaving.first() {
         if v.pods.iter().any(|p| p.name == m.name) {
@@ -289,7 +306,9 @@ pub fn plan_scale(v: &ScaleView<'_>) -> ScaleStep {
         if !v.pods.iter().any(|p| p.name == n) {
             return ScaleStep::Wait(format!("pod {n} has not started"));
         }
-        let Some(raft_id) = v.topology.raft_id(i) else { continue };
+        let Some(raft_id) = v.topology.raft_id(i) else {
+            continue;
+        };
         return ScaleStep::AddMember { name: n, raft_id };
     }
     ScaleStep::Done
@@ -324,7 +343,9 @@ pub fn synchronous_patch(
     desired: Option<&crate::crd::SynchronousSpec>,
 ) -> Option<serde_json::Value> {
     let want = match desired {
-        Some(s) => serde_json::json!({"mode": s.mode.as_str(), "node_count": s.node_count, "strict": s.strict}),
+        Some(s) => {
+            serde_json::json!({"mode": s.mode.as_str(), "node_count": s.node_count, "strict": s.strict})
+        }
         None => serde_json::json!({"mode": "off"}),
     };
     let mut m = serde_json::Map::new();
@@ -344,13 +365,23 @@ mod tests {
     fn synchronous_patch_sends_only_differences() {
         use crate::crd::{SyncMode, SynchronousSpec};
         let cur = serde_json::json!({"mode": "on", "node_count": 1, "strict": false, "commit_level": "on"});
-        let want = SynchronousSpec { mode: SyncMode::Quorum, node_count: 1, strict: true };
+        let want = SynchronousSpec {
+            mode: SyncMode::Quorum,
+            node_count: 1,
+            strict: true,
+        };
         assert_eq!(
             synchronous_patch(&cur, Some(&want)),
             Some(serde_json::json!({"synchronous": {"mode": "quorum", "strict": true}}))
         );
-        assert_eq!(synchronous_patch(&cur, None), Some(serde_json::json!({"synchronous": {"mode": "off"}})));
-        assert_eq!(synchronous_patch(&serde_json::json!({"mode": "off"}), None), None);
+        assert_eq!(
+            synchronous_patch(&cur, None),
+            Some(serde_json::json!({"synchronous": {"mode": "off"}}))
+        );
+        assert_eq!(
+            synchronous_patch(&serde_json::json!({"mode": "off"}), None),
+            None
+        );
     }
 
     fn view() -> ClusterView {
@@ -378,7 +409,10 @@ mod tests {
     #[test]
     fn statuses_are_sorted_with_lag_and_timeline() {
         let s = instance_statuses(&view());
-        assert_eq!(s.iter().map(|i| i.name.as_str()).collect::<Vec<_>>(), ["pg-0", "pg-1", "pg-2"]);
+        assert_eq!(
+            s.iter().map(|i| i.name.as_str()).collect::<Vec<_>>(),
+            ["pg-0", "pg-1", "pg-2"]
+        );
         assert_eq!(s[0].lag_bytes, Some(0));
         assert_eq!(s[2].lag_bytes, None);
         assert_eq!(s[1].timeline, Some(2));
@@ -386,7 +420,11 @@ mod tests {
 
     fn pods(spec: &[(&str, bool, bool)]) -> Vec<PodView> {
         spec.iter()
-            .map(|(n, u, r)| PodView { name: n.to_string(), updated: *u, ready: *r })
+            .map(|(n, u, r)| PodView {
+                name: n.to_string(),
+                updated: *u,
+                ready: *r,
+            })
             .collect()
     }
 
@@ -394,25 +432,91 @@ mod tests {
     fn rollout_replicas_then_switchover_then_old_primary() {
         use RolloutStep::*;
         let p = Some("pg-0");
-        assert_eq!(plan_rollout(&pods(&[("pg-0", false, true), ("pg-1", false, true), ("pg-2", false, true)]), p), DeleteReplica("pg-1".into()));
-        assert!(matches!(plan_rollout(&pods(&[("pg-0", false, true), ("pg-1", true, false), ("pg-2", false, true)]), p), Wait(_)));
-        assert_eq!(plan_rollout(&pods(&[("pg-0", false, true), ("pg-1", true, true), ("pg-2", false, true)]), p), DeleteReplica("pg-2".into()));
         assert_eq!(
-            plan_rollout(&pods(&[("pg-0", false, true), ("pg-1", true, true), ("pg-2", true, true)]), p),
-            Switchover { from: "pg-0".into(), to: "pg-1".into() }
+            plan_rollout(
+                &pods(&[
+                    ("pg-0", false, true),
+                    ("pg-1", false, true),
+                    ("pg-2", false, true)
+                ]),
+                p
+            ),
+            DeleteReplica("pg-1".into())
+        );
+        assert!(matches!(
+            plan_rollout(
+                &pods(&[
+                    ("pg-0", false, true),
+                    ("pg-1", true, false),
+                    ("pg-2", false, true)
+                ]),
+                p
+            ),
+            Wait(_)
+        ));
+        assert_eq!(
+            plan_rollout(
+                &pods(&[
+                    ("pg-0", false, true),
+                    ("pg-1", true, true),
+                    ("pg-2", false, true)
+                ]),
+                p
+            ),
+            DeleteReplica("pg-2".into())
+        );
+        assert_eq!(
+            plan_rollout(
+                &pods(&[
+                    ("pg-0", false, true),
+                    ("pg-1", true, true),
+                    ("pg-2", true, true)
+                ]),
+                p
+            ),
+            Switchover {
+                from: "pg-0".into(),
+                to: "pg-1".into()
+            }
         );
         // After the switchover pg-1 leads and pg-0, outdated, is a replica.
-        assert_eq!(plan_rollout(&pods(&[("pg-0", false, true), ("pg-1", true, true), ("pg-2", true, true)]), Some("pg-1")), DeleteReplica("pg-0".into()));
-        assert_eq!(plan_rollout(&pods(&[("pg-0", true, true), ("pg-1", true, true)]), Some("pg-1")), Done);
-        assert!(matches!(plan_rollout(&pods(&[("pg-0", false, true)]), None), Wait(_)));
-        assert_eq!(plan_rollout(&pods(&[("pg-0", false, true)]), Some("pg-0")), DeletePrimary("pg-0".into()));
+        assert_eq!(
+            plan_rollout(
+                &pods(&[
+                    ("pg-0", false, true),
+                    ("pg-1", true, true),
+                    ("pg-2", true, true)
+                ]),
+                Some("pg-1")
+            ),
+            DeleteReplica("pg-0".into())
+        );
+        assert_eq!(
+            plan_rollout(
+                &pods(&[("pg-0", true, true), ("pg-1", true, true)]),
+                Some("pg-1")
+            ),
+            Done
+        );
+        assert!(matches!(
+            plan_rollout(&pods(&[("pg-0", false, true)]), None),
+            Wait(_)
+        ));
+        assert_eq!(
+            plan_rollout(&pods(&[("pg-0", false, true)]), Some("pg-0")),
+            DeletePrimary("pg-0".into())
+        );
     }
 
     fn members(names: &[(&str, u64)]) -> MembersView {
         MembersView {
             voters: names
                 .iter()
-                .map(|(n, id)| PeerView { name: n.to_string(), raft_id: *id, api_url: String::new() })
+                .map(|(n, id)| PeerView {
+                    name: n.to_string(),
+                    raft_id: *id,
+                    api_url: String::new(),
+                })
                 .collect(),
             learners: Vec::new(),
         }
@@ -423,17 +527,56 @@ mod tests {
         use crate::ramd_config::Topology;
         let topo = Topology::grow(5, &BTreeMap::from([(0, 1), (1, 2), (2, 3)]), 4, 3);
         let v = |replicas, pods: &[PodView], m: &MembersView| {
-            plan_scale(&ScaleView { cluster: "pg", want: 5, replicas, members: m, primary: Some("pg-0"), pods, topology: &topo })
+            plan_scale(&ScaleView {
+                cluster: "pg",
+                want: 5,
+                replicas,
+                members: m,
+                primary: Some("pg-0"),
+                pods,
+                topology: &topo,
+            })
         };
         let m3 = members(&[("pg-0", 1), ("pg-1", 2), ("pg-2", 3)]);
-        let three = pods(&[("pg-0", true, true), ("pg-1", true, true), ("pg-2", true, true)]);
+        let three = pods(&[
+            ("pg-0", true, true),
+            ("pg-1", true, true),
+            ("pg-2", true, true),
+        ]);
         assert_eq!(v(3, &three, &m3), ScaleStep::SetReplicas(5));
-        assert!(matches!(v(5, &three, &m3), ScaleStep::Wait(_)), "new pods not started");
-        let five = pods(&[("pg-0", true, true), ("pg-1", true, true), ("pg-2", true, true), ("pg-3", true, false), ("pg-4", true, false)]);
-        assert_eq!(v(5, &five, &m3), ScaleStep::AddMember { name: "pg-3".into(), raft_id: 4 });
+        assert!(
+            matches!(v(5, &three, &m3), ScaleStep::Wait(_)),
+            "new pods not started"
+        );
+        let five = pods(&[
+            ("pg-0", true, true),
+            ("pg-1", true, true),
+            ("pg-2", true, true),
+            ("pg-3", true, false),
+            ("pg-4", true, false),
+        ]);
+        assert_eq!(
+            v(5, &five, &m3),
+            ScaleStep::AddMember {
+                name: "pg-3".into(),
+                raft_id: 4
+            }
+        );
         let m4 = members(&[("pg-0", 1), ("pg-1", 2), ("pg-2", 3), ("pg-3", 4)]);
-        assert_eq!(v(5, &five, &m4), ScaleStep::AddMember { name: "pg-4".into(), raft_id: 5 });
-        let m5 = members(&[("pg-0", 1), ("pg-1", 2), ("pg-2", 3), ("pg-3", 4), ("pg-4", 5)]);
+        assert_eq!(
+            v(5, &five, &m4),
+            ScaleStep::AddMember {
+                name: "pg-4".into(),
+                raft_id: 5
+            }
+        );
+        let m5 = members(&[
+            ("pg-0", 1),
+            ("pg-1", 2),
+            ("pg-2", 3),
+            ("pg-3", 4),
+            ("pg-4", 5),
+        ]);
         assert_eq!(v(5, &five, &m5), ScaleStep::Done);
     }
 
@@ -442,32 +585,85 @@ mod tests {
         use crate::ramd_config::Topology;
         let topo = Topology::initial(3);
         let m = members(&[("pg-0", 1), ("pg-1", 2), ("pg-2", 3)]);
-        let all = pods(&[("pg-0", true, true), ("pg-1", true, true), ("pg-2", true, true)]);
+        let all = pods(&[
+            ("pg-0", true, true),
+            ("pg-1", true, true),
+            ("pg-2", true, true),
+        ]);
         let v = |primary, pods: &[PodView], replicas| {
-            plan_scale(&ScaleView { cluster: "pg", want: 1, replicas, members: &m, primary, pods, topology: &topo })
+            plan_scale(&ScaleView {
+                cluster: "pg",
+                want: 1,
+                replicas,
+                members: &m,
+                primary,
+                pods,
+                topology: &topo,
+            })
         };
         // The primary pg-2 leaves: switch over to the staying pg-0 first.
-        assert_eq!(v(Some("pg-2"), &all, 3), ScaleStep::Switchover { from: "pg-2".into(), to: "pg-0".into() });
-        assert!(matches!(v(Some("pg-2"), &pods(&[("pg-0", true, false), ("pg-1", true, true), ("pg-2", true, true)]), 3), ScaleStep::Wait(_)));
+        assert_eq!(
+            v(Some("pg-2"), &all, 3),
+            ScaleStep::Switchover {
+                from: "pg-2".into(),
+                to: "pg-0".into()
+            }
+        );
+        assert!(matches!(
+            v(
+                Some("pg-2"),
+                &pods(&[
+                    ("pg-0", true, false),
+                    ("pg-1", true, true),
+                    ("pg-2", true, true)
+                ]),
+                3
+            ),
+            ScaleStep::Wait(_)
+        ));
         assert!(matches!(v(None, &all, 3), ScaleStep::Wait(_)));
         // The primary stays: stop the leaving pods, then remove them one by one.
         assert_eq!(v(Some("pg-0"), &all, 3), ScaleStep::SetReplicas(1));
-        assert!(matches!(v(Some("pg-0"), &all, 1), ScaleStep::Wait(_)), "pods still running");
+        assert!(
+            matches!(v(Some("pg-0"), &all, 1), ScaleStep::Wait(_)),
+            "pods still running"
+        );
         let one = pods(&[("pg-0", true, true)]);
-        assert_eq!(v(Some("pg-0"), &one, 1), ScaleStep::RemoveMember("pg-1".into()));
+        assert_eq!(
+            v(Some("pg-0"), &one, 1),
+            ScaleStep::RemoveMember("pg-1".into())
+        );
         let m1 = members(&[("pg-0", 1)]);
         assert_eq!(
-            plan_scale(&ScaleView { cluster: "pg", want: 1, replicas: 1, members: &m1, primary: Some("pg-0"), pods: &one, topology: &Topology::initial(1) }),
+            plan_scale(&ScaleView {
+                cluster: "pg",
+                want: 1,
+                replicas: 1,
+                members: &m1,
+                primary: Some("pg-0"),
+                pods: &one,
+                topology: &Topology::initial(1)
+            }),
             ScaleStep::Done
         );
     }
 
     #[test]
     fn parameters_patch_sets_changes_and_resets_removals() {
-        let cur = BTreeMap::from([("work_mem".to_string(), "4MB".to_string()), ("a".to_string(), "1".to_string())]);
-        let des = BTreeMap::from([("work_mem".to_string(), "8MB".to_string()), ("a".to_string(), "1".to_string()), ("b".to_string(), "2".to_string())]);
+        let cur = BTreeMap::from([
+            ("work_mem".to_string(), "4MB".to_string()),
+            ("a".to_string(), "1".to_string()),
+        ]);
+        let des = BTreeMap::from([
+            ("work_mem".to_string(), "8MB".to_string()),
+            ("a".to_string(), "1".to_string()),
+            ("b".to_string(), "2".to_string()),
+        ]);
         let p = parameters_patch(&cur, &des).expect("differs");
-        assert_eq!(p, serde_json::json!({"postgresql_parameters": {"work_mem": "8MB", "b": "2"}}));
+        assert_eq!(
+            p,
+            serde_json::json!({"postgresql_parameters": {"work_mem": "8MB", "b": "2"}})
+        );
         let p = parameters_patch(&des, &cur).expect("differs");
         assert_eq!(p["postgresql_parameters"]["b"], serde_json::Value::Null);
         assert!(parameters_patch(&cur, &cur).is_none());

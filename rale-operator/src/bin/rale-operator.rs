@@ -12,7 +12,11 @@ use rale_operator::crd::{RaleCluster, crd_yaml};
 use rale_operator::resources::{Credentials, desired_objects};
 
 #[derive(Parser)]
-#[command(name = "rale-operator", version, about = "Kubernetes operator for RALE clusters")]
+#[command(
+    name = "rale-operator",
+    version,
+    about = "Kubernetes operator for RALE clusters"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -38,10 +42,14 @@ async fn main() -> anyhow::Result<()> {
     match cli.command.unwrap_or(Command::Run) {
         Command::Crd => print!("{}", crd_yaml()),
         Command::Render { file } => {
-            let text = std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
-            let mut cluster: RaleCluster =
-                serde_yaml::from_str(&text).with_context(|| format!("parsing {}", file.display()))?;
-            cluster.metadata.namespace.get_or_insert_with(|| "default".into());
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("reading {}", file.display()))?;
+            let mut cluster: RaleCluster = serde_yaml::from_str(&text)
+                .with_context(|| format!("parsing {}", file.display()))?;
+            cluster
+                .metadata
+                .namespace
+                .get_or_insert_with(|| "default".into());
             cluster
                 .metadata
                 .uid
@@ -59,7 +67,9 @@ async fn main() -> anyhow::Result<()> {
                         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
                 )
                 .init();
-            let client = kube::Client::try_default().await.context("Kubernetes client")?;
+            let client = kube::Client::try_default()
+                .await
+                .context("Kubernetes client")?;
             tracing::info!("rale-operator started");
             rale_operator::controller::run(client).await;
         }

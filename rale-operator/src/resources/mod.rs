@@ -19,8 +19,8 @@ mod statefulset;
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::Resource;
@@ -138,7 +138,11 @@ pub(crate) struct Identity {
 }
 
 pub(crate) fn identity(cluster: &RaleCluster) -> Result<Identity> {
-    let name = cluster.metadata.name.clone().ok_or(Error::MissingField("metadata.name"))?;
+    let name = cluster
+        .metadata
+        .name
+        .clone()
+        .ok_or(Error::MissingField("metadata.name"))?;
     let namespace = cluster
         .metadata
         .namespace
@@ -147,7 +151,11 @@ pub(crate) fn identity(cluster: &RaleCluster) -> Result<Identity> {
     let owner = cluster
         .controller_owner_ref(&())
         .ok_or(Error::MissingField("metadata.uid"))?;
-    Ok(Identity { name, namespace, owner })
+    Ok(Identity {
+        name,
+        namespace,
+        owner,
+    })
 }
 
 impl Identity {
@@ -196,7 +204,10 @@ pub fn desired_objects(cluster: &RaleCluster, creds: &Credentials) -> Result<Des
     let id = identity(cluster)?;
     let spec = &cluster.spec;
     if spec.instances < 1 {
-        return Err(Error::InvalidSpec(format!("instances must be at least 1, not {}", spec.instances)));
+        return Err(Error::InvalidSpec(format!(
+            "instances must be at least 1, not {}",
+            spec.instances
+        )));
     }
     if spec.storage.size.trim().is_empty() {
         return Err(Error::InvalidSpec("storage.size is empty".into()));

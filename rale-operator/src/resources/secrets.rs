@@ -21,7 +21,11 @@ pub enum SecretRole {
 
 impl SecretRole {
     /// All three, in a fixed order.
-    pub const ALL: [SecretRole; 3] = [SecretRole::Superuser, SecretRole::Replication, SecretRole::Api];
+    pub const ALL: [SecretRole; 3] = [
+        SecretRole::Superuser,
+        SecretRole::Replication,
+        SecretRole::Api,
+    ];
 
     /// Directory name under the secrets mount, and suffix of the generated Secret.
     pub fn as_str(self) -> &'static str {
@@ -40,7 +44,9 @@ pub fn secret_name(cluster: &str, spec: &RaleClusterSpec, role: SecretRole) -> S
         SecretRole::Replication => &spec.secrets.replication,
         SecretRole::Api => &spec.secrets.api,
     };
-    named.clone().unwrap_or_else(|| format!("{cluster}-{}", role.as_str()))
+    named
+        .clone()
+        .unwrap_or_else(|| format!("{cluster}-{}", role.as_str()))
 }
 
 /// A random password of 32 characters from `[A-Za-z0-9]` (190 bits).
@@ -52,7 +58,11 @@ pub fn generate_password() -> String {
         .collect()
 }
 
-pub(super) fn generated_secrets(id: &Identity, spec: &RaleClusterSpec, creds: &Credentials) -> Vec<Secret> {
+pub(super) fn generated_secrets(
+    id: &Identity,
+    spec: &RaleClusterSpec,
+    creds: &Credentials,
+) -> Vec<Secret> {
     SecretRole::ALL
         .into_iter()
         .filter(|role| match role {

@@ -25,7 +25,11 @@ pub enum ClientService {
 
 impl ClientService {
     /// All three, in a fixed order.
-    pub const ALL: [ClientService; 3] = [ClientService::ReadWrite, ClientService::ReadOnly, ClientService::Any];
+    pub const ALL: [ClientService; 3] = [
+        ClientService::ReadWrite,
+        ClientService::ReadOnly,
+        ClientService::Any,
+    ];
 
     fn suffix(self) -> &'static str {
         match self {
@@ -83,7 +87,10 @@ pub(super) fn headless_service(id: &Identity) -> Service {
     }
 }
 
-pub(super) fn client_services(id: &Identity, spec: &RaleClusterSpec) -> (Vec<Service>, Vec<String>) {
+pub(super) fn client_services(
+    id: &Identity,
+    spec: &RaleClusterSpec,
+) -> (Vec<Service>, Vec<String>) {
     let mut enabled = Vec::new();
     let mut disabled = Vec::new();
     for which in ClientService::ALL {

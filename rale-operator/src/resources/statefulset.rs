@@ -7,12 +7,12 @@ use k8s_openapi::api::apps::v1::{
     StatefulSetUpdateStrategy,
 };
 use k8s_openapi::api::core::v1::{
-    Affinity, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, EnvVar,
-    EnvVarSource, HTTPGetAction, KeyToPath, LocalObjectReference, ObjectFieldSelector,
+    Affinity, Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource,
+    EnvVar, EnvVarSource, HTTPGetAction, KeyToPath, LocalObjectReference, ObjectFieldSelector,
     PersistentVolumeClaim, PersistentVolumeClaimSpec, PersistentVolumeClaimVolumeSource,
     PodAffinityTerm, PodAntiAffinity, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
-    SecretVolumeSource, SecurityContext, Capabilities, Volume, VolumeMount,
-    VolumeResourceRequirements, WeightedPodAffinityTerm,
+    SecretVolumeSource, SecurityContext, Volume, VolumeMount, VolumeResourceRequirements,
+    WeightedPodAffinityTerm,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
@@ -52,7 +52,10 @@ fn claim(name: &str, size: &str, class: Option<&String>) -> PersistentVolumeClai
             access_modes: Some(vec!["ReadWriteOnce".into()]),
             storage_class_name: class.cloned(),
             resources: Some(VolumeResourceRequirements {
-                requests: Some(BTreeMap::from([("storage".to_string(), Quantity(size.into()))])),
+                requests: Some(BTreeMap::from([(
+                    "storage".to_string(),
+                    Quantity(size.into()),
+                )])),
                 ..VolumeResourceRequirements::default()
             }),
             ..PersistentVolumeClaimSpec::default()
@@ -80,17 +83,19 @@ fn http_probe(path: &str, tls: bool, period_s: i32, failures: i32) -> Probe {
 fn default_affinity(cluster: &str) -> Affinity {
     Affinity {
         pod_anti_affinity: Some(PodAntiAffinity {
-            preferred_during_scheduling_ignored_during_execution: Some(vec![WeightedPodAffinityTerm {
-                weight: 100,
-                pod_affinity_term: PodAffinityTerm {
-                    label_selector: Some(LabelSelector {
-                        match_labels: Some(pod_selector(cluster)),
-                        ..LabelSelector::default()
-                    }),
-                    topology_key: "kubernetes.io/hostname".into(),
-                    ..PodAffinityTerm::default()
+            preferred_during_scheduling_ignored_during_execution: Some(vec![
+                WeightedPodAffinityTerm {
+                    weight: 100,
+                    pod_affinity_term: PodAffinityTerm {
+                        label_selector: Some(LabelSelector {
+                            match_labels: Some(pod_selector(cluster)),
+                            ..LabelSelector::default()
+                        }),
+                        topology_key: "kubernetes.io/hostname".into(),
+                        ..PodAffinityTerm::default()
+                    },
                 },
-            }]),
+            ]),
             ..PodAntiAffinity::default()
         }),
         ..Affinity::default()
@@ -147,7 +152,11 @@ pub(super) fn stateful_set(id: &Identity, spec: &RaleClusterSpec) -> StatefulSet
             }),
             ..Volume::default()
         });
-        mounts.push(mount(&vol, &format!("{SECRETS_MOUNT}/{}", role.as_str()), true));
+        mounts.push(mount(
+            &vol,
+            &format!("{SECRETS_MOUNT}/{}", role.as_str()),
+            true,
+        ));
     }
     if let Some(t) = &spec.tls {
         volumes.push(Volume {
@@ -219,7 +228,10 @@ pub(super) fn stateful_set(id: &Identity, spec: &RaleClusterSpec) -> StatefulSet
     }
     let (image, entrypoint) = match &spec.images.postgres {
         Some(pg) => (pg.clone(), format!("{AGENT_BIN}/rale-entrypoint")),
-        None => (spec.images.agent.clone(), "/usr/local/bin/rale-entrypoint".to_string()),
+        None => (
+            spec.images.agent.clone(),
+            "/usr/local/bin/rale-entrypoint".to_string(),
+        ),
     };
     if split_images {
         env.push(EnvVar {
@@ -291,7 +303,11 @@ pub(super) fn stateful_set(id: &Identity, spec: &RaleClusterSpec) -> StatefulSet
         ..Container::default()
     };
 
-    let mut claims = vec![claim("data", &spec.storage.size, spec.storage.storage_class.as_ref())];
+    let mut claims = vec![claim(
+        "data",
+        &spec.storage.size,
+        spec.storage.storage_class.as_ref(),
+    )];
     if let Some(w) = &spec.storage.wal {
         claims.push(claim("wal", &w.size, w.storage_class.as_ref()));
     }
@@ -339,10 +355,15 @@ pub(super) fn stateful_set(id: &Identity, spec: &RaleClusterSpec) -> StatefulSet
                     // A primary's agent releases its lease on SIGTERM, so that another
                     // member takes over without waiting for the lease to expire.
                     termination_grace_period_seconds: Some(60),
-                    affinity: Some(spec.affinity.clone().unwrap_or_else(|| default_affinity(&id.name))),
+                    affinity: Some(
+                        spec.affinity
+                            .clone()
+                            .unwrap_or_else(|| default_affinity(&id.name)),
+                    ),
                     topology_spread_constraints: (!spec.topology_spread_constraints.is_empty())
                         .then(|| spec.topology_spread_constraints.clone()),
-                    node_selector: (!spec.node_selector.is_empty()).then(|| spec.node_selector.clone()),
+                    node_selector: (!spec.node_selector.is_empty())
+                        .then(|| spec.node_selector.clone()),
                     tolerations: (!spec.tolerations.is_empty()).then(|| spec.tolerations.clone()),
                     image_pull_secrets: (!spec.images.pull_secrets.is_empty()).then(|| {
                         spec.images

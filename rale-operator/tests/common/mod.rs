@@ -16,7 +16,9 @@ pub fn workspace() -> PathBuf {
 /// The tool `name` (or the path in environment variable `env`) when it runs with
 /// `version_arg`; `None` prints why the calling test is skipped.
 pub fn tool(name: &str, env: &str, version_arg: &str) -> Option<PathBuf> {
-    let path = std::env::var_os(env).map(PathBuf::from).unwrap_or_else(|| PathBuf::from(name));
+    let path = std::env::var_os(env)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(name));
     match Command::new(&path).arg(version_arg).output() {
         Ok(o) if o.status.success() => Some(path),
         _ => {
@@ -30,7 +32,9 @@ pub fn tool(name: &str, env: &str, version_arg: &str) -> Option<PathBuf> {
 
 /// Runs `cmd`, returning (success, stdout + stderr).
 pub fn run(cmd: &mut Command) -> (bool, String) {
-    let out = cmd.output().unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),

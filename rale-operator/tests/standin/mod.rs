@@ -36,7 +36,11 @@ pub type Shared = Arc<Mutex<Store>>;
 fn status(code: u16, reason: &str, message: &str) -> Response {
     let body = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
         "message": message, "reason": reason, "code": code});
-    (StatusCode::from_u16(code).expect("status code"), axum::Json(body)).into_response()
+    (
+        StatusCode::from_u16(code).expect("status code"),
+        axum::Json(body),
+    )
+        .into_response()
 }
 
 /// RFC 7386 JSON merge patch (`null` removes).
@@ -56,10 +60,13 @@ pub fn merge_patch(target: &mut Value, patch: &Value) {
 }
 
 fn selector_matches(obj: &Value, selector: &str) -> bool {
-    selector.split(',').filter(|s| !s.is_empty()).all(|term| match term.split_once('=') {
-        Some((k, v)) => obj["metadata"]["labels"][k].as_str() == Some(v),
-        None => false,
-    })
+    selector
+        .split(',')
+        .filter(|s| !s.is_empty())
+        .all(|term| match term.split_once('=') {
+            Some((k, v)) => obj["metadata"]["labels"][k].as_str() == Some(v),
+            None => false,
+        })
 }
 
 fn kind_of(resource: &str) -> (&'static str, &'static str) {
@@ -75,7 +82,13 @@ fn kind_of(resource: &str) -> (&'static str, &'static str) {
     }
 }
 
-async fn api(State(store): State<Shared>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+async fn api(
+    State(store): State<Shared>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let segs: Vec<&str> = uri.path().split('/').filter(|s| !s.is_empty()).collect();
     let Some(i) = segs.iter().position(|s| *s == "namespaces") else {
         return cluster_wide(&store, &method, &uri, &segs);
@@ -105,7 +118,14 @@ async fn api(State(store): State<Shared>, method: Method, uri: Uri, headers: Hea
         .unwrap_or_default()
         .split('&')
         .filter_map(|kv| kv.split_once('='))
-        .map(|(k, v)| (k.to_string(), v.replace("%3D", "=").replace("%2C", ",").replace("%2F", "/")))
+        .map(|(k, v)| {
+            (
+                k.to_string(),
+                v.replace("%3D", "=")
+                    .replace("%2C", ",")
+                    .replace("%2F", "/"),
+            )
+        })
         .collect();
     let (api_version, kind) = kind_of(&resource);
     match (method, name) {
@@ -117,22 +137,33 @@ async fn api(State(store): State<Shared>, method: Method, uri: Uri, headers: Hea
                 .filter(|((r, n, _), o)| *r == resource && *n == ns && selector_matches(o, &sel))
                 .map(|(_, o)| o.clone())
                 .collect();
-            axum::Json(json!({"apiVersion": api_version, "kind": format!("{kind}List"),
-                "metadata": {"resourceVersion": rv.to_string()}, "items": items}))
+            axum::Json(
+                json!({"apiVersion": api_version, "kind": format!("{kind}List"),
+                "metadata": {"resourceVersion": rv.to_string()}, "items": items}),
+            )
             .into_response()
         }
-        (Method::GET, Some(n)) => match st.objects.get(&(resource.clone(), ns.clone(), n.clone())) {
-            Some(o) => axum::Json(o.clone()).into_response(),
-            None => status(404, "NotFound", &format!("{resource} \"{n}\" not found")),
-        },
+        (Method::GET, Some(n)) => {
+            match st.objects.get(&(resource.clone(), ns.clone(), n.clone())) {
+                Some(o) => axum::Json(o.clone()).into_response(),
+                None => status(404, "NotFound", &format!("{resource} \"{n}\" not found")),
+            }
+        }
         (Method::POST, None) => {
             let Ok(mut obj) = serde_json::from_slice::<Value>(&body) else {
                 return status(400, "BadRequest", "body is not JSON");
             };
-            let n = obj["metadata"]["name"].as_str().unwrap_or_default().to_string();
+            let n = obj["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
             let key = (resource.clone(), ns.clone(), n.clone());
             if st.objects.contains_key(&key) {
-                return status(409, "AlreadyExists", &format!("{resource} \"{n}\" already exists"));
+                return status(
+                    409,
+                    "AlreadyExists",
+                    &format!("{resource} \"{n}\" already exists"),
+                );
             }
             if let Some(sd) = obj.as_object_mut().and_then(|o| o.remove("stringData")) {
                 let data: serde_json::Map<String, Value> = sd
@@ -140,7 +171,8 @@ async fn api(State(store): State<Shared>, method: Method, uri: Uri, headers: Hea
                     .into_iter()
                     .flatten()
                     .map(|(k, v)| {
-                        let b = base64::engine::general_purpose::STANDARD.encode(v.as_str().unwrap_or_default());
+                        let b = base64::engine::general_purpose::STANDARD
+                            .encode(v.as_str().unwrap_or_default());
                         (k.clone(), Value::String(b))
                     })
                     .collect();
@@ -159,7 +191,11 @@ async fn api(State(store): State<Shared>, method: Method, uri: Uri, headers: Hea
             let Ok(patch) = serde_json::from_slice::<Value>(&body) else {
                 return status(400, "BadRequest", "body is not JSON");
             };
-            let ctype = headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+            let ctype = headers
+                .get("content-type")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_string();
             let key = (resource.clone(), ns.clone(), n.clone());
             let apply = ctype.starts_with("application/apply-patch");
             if apply && query.get("fieldManager").is_none_or(|m| m.is_empty()) {
@@ -169,7 +205,9 @@ async fn api(State(store): State<Shared>, method: Method, uri: Uri, headers: Hea
             let mut obj = match (existing.clone(), apply) {
                 (Some(o), _) => o,
                 (None, true) => json!({"metadata": {"uid": format!("uid-{rv}")}}),
-                (None, false) => return status(404, "NotFound", &format!("{resource} \"{n}\" not found")),
+                (None, false) => {
+                    return status(404, "NotFound", &format!("{resource} \"{n}\" not found"));
+                }
             };
             if sub.as_deref() == Some("status") {
                 merge_patch(&mut obj["status"], &patch["status"]);
@@ -193,18 +231,26 @@ async fn api(State(store): State<Shared>, method: Method, uri: Uri, headers: Hea
             };
             if changed {
                 obj["metadata"]["resourceVersion"] = rv.to_string().into();
-                st.writes.push(format!("PATCH {resource}/{n}{}", sub.map(|s| format!("/{s}")).unwrap_or_default()));
+                st.writes.push(format!(
+                    "PATCH {resource}/{n}{}",
+                    sub.map(|s| format!("/{s}")).unwrap_or_default()
+                ));
                 st.objects.insert(key, obj.clone());
             }
             axum::Json(obj).into_response()
         }
-        (Method::DELETE, Some(n)) => match st.objects.remove(&(resource.clone(), ns.clone(), n.clone())) {
-            Some(o) => {
-                st.writes.push(format!("DELETE {resource}/{n}"));
-                axum::Json(o).into_response()
+        (Method::DELETE, Some(n)) => {
+            match st
+                .objects
+                .remove(&(resource.clone(), ns.clone(), n.clone()))
+            {
+                Some(o) => {
+                    st.writes.push(format!("DELETE {resource}/{n}"));
+                    axum::Json(o).into_response()
+                }
+                None => status(404, "NotFound", &format!("{resource} \"{n}\" not found")),
             }
-            None => status(404, "NotFound", &format!("{resource} \"{n}\" not found")),
-        },
+        }
         (m, n) => status(405, "MethodNotAllowed", &format!("{m} {resource} {n:?}")),
     }
 }
@@ -218,12 +264,15 @@ fn cluster_wide(store: &Shared, method: &Method, uri: &Uri, segs: &[&str]) -> Re
     }
     let resource = segs.last().copied().unwrap_or_default().to_string();
     let (api_version, kind) = kind_of(&resource);
-    let watch = uri.query().unwrap_or_default().split('&').any(|kv| kv == "watch=true" || kv == "watch=1");
-    store
-        .lock()
-        .expect("store")
-        .verbs
-        .insert((resource.clone(), if watch { "watch" } else { "list" }.to_string()));
+    let watch = uri
+        .query()
+        .unwrap_or_default()
+        .split('&')
+        .any(|kv| kv == "watch=true" || kv == "watch=1");
+    store.lock().expect("store").verbs.insert((
+        resource.clone(),
+        if watch { "watch" } else { "list" }.to_string(),
+    ));
     if watch {
         let never = futures_util::stream::pending::<Result<Bytes, std::io::Error>>();
         return Response::builder()
@@ -239,8 +288,10 @@ fn cluster_wide(store: &Shared, method: &Method, uri: &Uri, segs: &[&str]) -> Re
         .filter(|((r, _, _), _)| *r == resource)
         .map(|(_, o)| o.clone())
         .collect();
-    axum::Json(json!({"apiVersion": api_version, "kind": format!("{kind}List"),
-        "metadata": {"resourceVersion": st.version.to_string()}, "items": items}))
+    axum::Json(
+        json!({"apiVersion": api_version, "kind": format!("{kind}List"),
+        "metadata": {"resourceVersion": st.version.to_string()}, "items": items}),
+    )
     .into_response()
 }
 
@@ -258,13 +309,23 @@ pub struct Agents {
 
 pub type SharedAgents = Arc<Mutex<Agents>>;
 
-async fn agent(State(agents): State<SharedAgents>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+async fn agent(
+    State(agents): State<SharedAgents>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     if headers.get("authorization").is_none() {
         return (StatusCode::UNAUTHORIZED, "credentials required").into_response();
     }
     let path = uri.path();
     // /<host:port>/<rest>
-    let rest = path.trim_start_matches('/').split_once('/').map(|(_, r)| format!("/{r}")).unwrap_or_default();
+    let rest = path
+        .trim_start_matches('/')
+        .split_once('/')
+        .map(|(_, r)| format!("/{r}"))
+        .unwrap_or_default();
     let mut a = agents.lock().expect("agents");
     let body_text = String::from_utf8_lossy(&body).to_string();
     match (method.clone(), rest.as_str()) {
@@ -282,11 +343,16 @@ async fn agent(State(agents): State<SharedAgents>, method: Method, uri: Uri, hea
             axum::Json(json!({"scope": "pg", "members": members})).into_response()
         }
         (Method::GET, "/api/v1/members") => {
-            let voters: Vec<Value> = a.members.iter().map(|(n, id)| json!({"name": n, "raft_id": id, "api_url": "x"})).collect();
+            let voters: Vec<Value> = a
+                .members
+                .iter()
+                .map(|(n, id)| json!({"name": n, "raft_id": id, "api_url": "x"}))
+                .collect();
             axum::Json(json!({"voters": voters, "learners": [], "term": 1})).into_response()
         }
         (Method::GET, "/config") => {
-            axum::Json(json!({"postgresql_parameters": a.parameters, "synchronous": a.synchronous})).into_response()
+            axum::Json(json!({"postgresql_parameters": a.parameters, "synchronous": a.synchronous}))
+                .into_response()
         }
         (Method::PATCH, "/config") => {
             a.calls.push(format!("PATCH /config {body_text}"));
@@ -304,7 +370,10 @@ async fn agent(State(agents): State<SharedAgents>, method: Method, uri: Uri, hea
         (Method::POST, "/api/v1/members") => {
             a.calls.push(format!("POST /api/v1/members {body_text}"));
             let v: Value = serde_json::from_str(&body_text).unwrap_or_default();
-            a.members.push((v["name"].as_str().unwrap_or_default().into(), v["raft_id"].as_u64().unwrap_or_default()));
+            a.members.push((
+                v["name"].as_str().unwrap_or_default().into(),
+                v["raft_id"].as_u64().unwrap_or_default(),
+            ));
             axum::Json(json!({"ok": true})).into_response()
         }
         (Method::POST, "/switchover") => {
@@ -319,7 +388,11 @@ async fn agent(State(agents): State<SharedAgents>, method: Method, uri: Uri, hea
             a.members.retain(|(m, _)| *m != n);
             axum::Json(json!({"ok": true})).into_response()
         }
-        _ => (StatusCode::NOT_FOUND, format!("stand-in agent: no {method} {rest}")).into_response(),
+        _ => (
+            StatusCode::NOT_FOUND,
+            format!("stand-in agent: no {method} {rest}"),
+        )
+            .into_response(),
     }
 }
 
@@ -327,9 +400,16 @@ async fn agent(State(agents): State<SharedAgents>, method: Method, uri: Uri, hea
 pub async fn start(store: Shared, agents: SharedAgents) -> (SocketAddr, SocketAddr) {
     let api_app = Router::new().fallback(api).with_state(store);
     let agent_app = Router::new().fallback(agent).with_state(agents);
-    let l1 = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let l2 = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let (a1, a2) = (l1.local_addr().expect("addr"), l2.local_addr().expect("addr"));
+    let l1 = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let l2 = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let (a1, a2) = (
+        l1.local_addr().expect("addr"),
+        l2.local_addr().expect("addr"),
+    );
     tokio::spawn(async move { axum::serve(l1, api_app).await.expect("stand-in API server") });
     tokio::spawn(async move { axum::serve(l2, agent_app).await.expect("stand-in agents") });
     (a1, a2)

@@ -43,7 +43,11 @@ impl FailsafeGate {
 
     /// Answers a confirmation request at `now` (this agent's monotonic clock). See
     /// [`failsafe::confirm`].
-    pub fn confirm_at(&self, request: &FailsafeRequest, now: Millis) -> Result<FailsafeAnswer, String> {
+    pub fn confirm_at(
+        &self,
+        request: &FailsafeRequest,
+        now: Millis,
+    ) -> Result<FailsafeAnswer, String> {
         let mut view = self.lock();
         let answer = failsafe::confirm(&mut view, request, now);
         match &answer {
@@ -112,8 +116,11 @@ pub(crate) async fn run_round(
         .collect();
     if missing != *last_missing {
         if missing.is_empty() {
-            info!(epoch = round.request.epoch.0, members = round.members.len(),
-                "failsafe: every member confirmed the primary");
+            info!(
+                epoch = round.request.epoch.0,
+                members = round.members.len(),
+                "failsafe: every member confirmed the primary"
+            );
         } else {
             warn!(epoch = round.request.epoch.0, missing = ?missing,
                 "failsafe: not every member confirmed; the primary fences when its lease runs out");

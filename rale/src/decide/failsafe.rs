@@ -116,7 +116,10 @@ pub fn confirm(
     req: &FailsafeRequest,
     now: Millis,
 ) -> Result<FailsafeAnswer, String> {
-    let me = view.node.clone().ok_or("this agent has not observed the cluster yet")?;
+    let me = view
+        .node
+        .clone()
+        .ok_or("this agent has not observed the cluster yet")?;
     if req.primary == me {
         return Err("a member does not confirm itself".into());
     }
@@ -238,7 +241,10 @@ mod tests {
         let a = confirm(&mut v, &req("a", 3), Millis(1000)).expect("confirms");
         assert_eq!(a.promised_ms, 1500);
         let p = v.promise.clone().expect("promised");
-        assert_eq!((p.primary, p.epoch, p.until), (n("a"), Epoch(3), Millis(2500)));
+        assert_eq!(
+            (p.primary, p.epoch, p.until),
+            (n("a"), Epoch(3), Millis(2500))
+        );
         // A second confirmation extends it; a claim is refused while it binds.
         confirm(&mut v, &req("a", 3), Millis(2000)).expect("confirms again");
         assert_eq!(v.promise.as_ref().map(|p| p.until), Some(Millis(3500)));
@@ -260,8 +266,8 @@ mod tests {
         primary.acting_primary = true;
         let e = confirm(&mut primary, &req("a", 3), Millis(0)).expect_err("primary");
         assert!(e.contains("runs as a primary"), "{e}");
-        let e = confirm(&mut FailsafeView::default(), &req("a", 3), Millis(0))
-            .expect_err("no view");
+        let e =
+            confirm(&mut FailsafeView::default(), &req("a", 3), Millis(0)).expect_err("no view");
         assert!(e.contains("not observed"), "{e}");
         assert!(v.promise.is_none(), "no refusal promises anything");
     }

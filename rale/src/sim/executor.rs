@@ -264,7 +264,9 @@ impl Sim {
         to: &crate::types::NodeId,
         request: &crate::decide::failsafe::FailsafeRequest,
     ) -> std::result::Result<crate::decide::failsafe::FailsafeAnswer, String> {
-        let j = self.index_of(to).ok_or_else(|| format!("unknown member {to}"))?;
+        let j = self
+            .index_of(to)
+            .ok_or_else(|| format!("unknown member {to}"))?;
         if !self.net.link_up(i, j) {
             return Err("unreachable (network)".into());
         }

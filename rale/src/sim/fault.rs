@@ -217,7 +217,10 @@ impl fmt::Display for Fault {
             Fault::ConsensusUnavailable {
                 target: Some(t),
                 duration_ms,
-            } => write!(f, "consensus store unreachable from {t} for {duration_ms} ms"),
+            } => write!(
+                f,
+                "consensus store unreachable from {t} for {duration_ms} ms"
+            ),
             Fault::ClockDrift { target, ppm } => write!(f, "clock of {target} runs at {ppm:+} ppm"),
             Fault::HealAll => f.write_str("heal everything"),
         }

@@ -224,9 +224,12 @@ pub async fn run_suite(pair: Pair) {
     // Streaming begins at the fork (when the rewind found nothing to do): the standby is
     // on b's timeline once it received WAL past it.
     let b_timeline = status("b", b).await.timeline;
-    let s = until("streamed from b after the rewind, on its timeline", "a", a, |s| {
-        s.streaming && s.timeline == b_timeline
-    })
+    let s = until(
+        "streamed from b after the rewind, on its timeline",
+        "a",
+        a,
+        |s| s.streaming && s.timeline == b_timeline,
+    )
     .await;
     assert!(s.in_recovery);
 

@@ -364,10 +364,16 @@ mod tests {
             ],
         };
         let out = slots(&v);
-        assert!(out.contains("| cdc  | logical  | pgoutput/app    | yes"), "{out}");
+        assert!(
+            out.contains("| cdc  | logical  | pgoutput/app    | yes"),
+            "{out}"
+        );
         assert!(out.contains("| 5000 "), "{out}");
         assert!(out.contains("OVER LIMIT"), "{out}");
-        assert!(out.ends_with("slots_max_retained_wal_bytes: 1000 bytes; over the limit: 1"), "{out}");
+        assert!(
+            out.ends_with("slots_max_retained_wal_bytes: 1000 bytes; over the limit: 1"),
+            "{out}"
+        );
     }
 
     #[test]

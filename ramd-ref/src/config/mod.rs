@@ -559,13 +559,19 @@ mod tests {
         std::fs::write(&file, "from-file\nignored\n").expect("write");
         cfg.postgresql.superuser_password = None;
         cfg.postgresql.superuser_password_file = Some(file.clone());
-        assert_eq!(cfg.postgresql.superuser_password().ok().as_deref(), Some("from-file"));
+        assert_eq!(
+            cfg.postgresql.superuser_password().ok().as_deref(),
+            Some("from-file")
+        );
         cfg.postgresql.superuser_password = Some("inline".into());
         let both = cfg.postgresql.superuser_password().expect_err("both set");
         assert!(both.to_string().contains("set one"), "{both}");
         cfg.postgresql.superuser_password = None;
         cfg.postgresql.superuser_password_file = Some(dir.path().join("missing"));
-        let missing = format!("{:#}", cfg.postgresql.superuser_password().expect_err("missing"));
+        let missing = format!(
+            "{:#}",
+            cfg.postgresql.superuser_password().expect_err("missing")
+        );
         assert!(missing.contains("superuser_password_file"), "{missing}");
         cfg.postgresql.replication_password = None;
         cfg.postgresql.replication_password_file = None;

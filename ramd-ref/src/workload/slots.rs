@@ -84,11 +84,7 @@ pub fn slots_view(node: &str, sample: &WorkloadSample, cluster: &ClusterState) -
         node: node.to_owned(),
         collected_unix_ms: sample.collected_unix_ms,
         max_retained_wal_bytes: cluster.config.slots_max_retained_wal_bytes,
-        slots: sample
-            .slots
-            .iter()
-            .map(|s| slot_view(s, cluster))
-            .collect(),
+        slots: sample.slots.iter().map(|s| slot_view(s, cluster)).collect(),
     }
 }
 
@@ -304,7 +300,10 @@ mod tests {
         c.members.insert(node, m);
         let kind = |s: &Slot| classify(s, &c);
         assert_eq!(kind(&slot("cdc", "logical", 0)), SlotManagement::Permanent);
-        assert_eq!(kind(&slot("barman", "physical", 0)), SlotManagement::Ignored);
+        assert_eq!(
+            kind(&slot("barman", "physical", 0)),
+            SlotManagement::Ignored
+        );
         assert_eq!(kind(&slot("n_2", "physical", 0)), SlotManagement::Member);
         assert_eq!(kind(&slot("n_2", "logical", 0)), SlotManagement::Foreign);
         assert_eq!(kind(&slot("other", "physical", 0)), SlotManagement::Foreign);
@@ -317,7 +316,10 @@ mod tests {
                 database: None,
             },
         );
-        assert_eq!(classify(&slot("n_2", "physical", 0), &c), SlotManagement::Member);
+        assert_eq!(
+            classify(&slot("n_2", "physical", 0), &c),
+            SlotManagement::Member
+        );
     }
 
     #[test]
@@ -333,7 +335,11 @@ mod tests {
         c.config.slots_max_retained_wal_bytes = Some(100);
         let v = slots_view("n1", &sample, &c);
         assert_eq!(v.max_retained_wal_bytes, Some(100));
-        let flagged: Vec<_> = v.slots.iter().map(|s| (s.name.as_str(), s.over_limit)).collect();
+        let flagged: Vec<_> = v
+            .slots
+            .iter()
+            .map(|s| (s.name.as_str(), s.over_limit))
+            .collect();
         assert_eq!(flagged, [("a", false), ("b", true)]);
     }
 
@@ -347,8 +353,14 @@ mod tests {
             a.observe(1_000, &big, max).as_slice(),
             [RetentionEvent::Crossed { slot, retained_wal_bytes: 500, max_bytes: 100 }] if slot == "a"
         ));
-        assert!(a.observe(2_000, &big, max).is_empty(), "not on every sample");
-        assert!(a.observe(1_000 + REPEAT_WARNING_MS - 1, &big, max).is_empty());
+        assert!(
+            a.observe(2_000, &big, max).is_empty(),
+            "not on every sample"
+        );
+        assert!(
+            a.observe(1_000 + REPEAT_WARNING_MS - 1, &big, max)
+                .is_empty()
+        );
         assert!(matches!(
             a.observe(1_000 + REPEAT_WARNING_MS, &big, max).as_slice(),
             [RetentionEvent::Still { .. }]
@@ -359,7 +371,10 @@ mod tests {
             "lifting the limit clears"
         );
         assert!(a.observe(9_999_999, &[], None).is_empty());
-        assert!(matches!(a.observe(10_000_000, &big, max).as_slice(), [RetentionEvent::Crossed { .. }]));
+        assert!(matches!(
+            a.observe(10_000_000, &big, max).as_slice(),
+            [RetentionEvent::Crossed { .. }]
+        ));
         assert_eq!(
             a.observe(10_000_001, &[], max),
             [RetentionEvent::Cleared { slot: "a".into() }],

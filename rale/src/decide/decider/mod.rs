@@ -359,7 +359,8 @@ impl Decider {
         let now = obs.now;
         let mut confirmed = false;
         if self.config.failsafe_mode
-            && let (Some((epoch, deadline)), Some(c)) = (self.lease_deadline, obs.failsafe_confirmed)
+            && let (Some((epoch, deadline)), Some(c)) =
+                (self.lease_deadline, obs.failsafe_confirmed)
             && c.epoch == epoch
         {
             let until = c.sent_at.plus(self.config.holder_validity_ms());
