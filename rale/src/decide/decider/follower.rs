@@ -368,47 +368,14 @@ fn diverged_by_history(
 
 #[cfg(test)]
 mod tests {
+    use super::super::fixtures::{self, me, node, observation};
     use super::*;
     use crate::decide::ActionOutcome;
     use crate::status::MemberStatus;
-    use crate::types::{Lsn, Tags, Timeline};
-
-    fn node(n: &str) -> NodeId {
-        NodeId::new(n).expect("valid name")
-    }
-
-    fn me() -> NodeIdentity {
-        NodeIdentity {
-            node: node("n1"),
-            api_url: "http://n1:8008".into(),
-            pg_host: "n1".into(),
-            pg_port: 5432,
-            tags: Default::default(),
-        }
-    }
+    use crate::types::{Lsn, Timeline};
 
     fn primary(n: &str) -> MemberStatus {
-        MemberStatus {
-            node: node(n),
-            api_url: String::new(),
-            pg_host: "127.0.0.1".into(),
-            pg_port: 5432,
-            role: Role::Primary,
-            running: true,
-            timeline: Timeline(3),
-            lsn: Lsn(1000),
-            receive_lsn: None,
-            replay_lsn: None,
-            upstream: None,
-            streaming: false,
-            tags: Tags::default(),
-            detached: None,
-            pending_restart: false,
-            server_version_num: 150000,
-            system_id: Some(1),
-            logical_slots: Default::default(),
-            heartbeat: 1,
-        }
+        fixtures::primary(n, 3, 1000)
     }
 
     /// Issue 20 (rejoin): a replica whose WAL goes past the position where the cluster's
@@ -444,16 +411,7 @@ mod tests {
         let decide = |lsn: u64| {
             let mut d = Decider::new(me.clone(), Millis(0));
             let pg = standby(lsn);
-            let obs = Observation {
-                now: Millis(10_000),
-                wall_ms: 0,
-                pg: &pg,
-                cluster: Some(&state),
-                outcomes: &[],
-                parameters: None,
-                failsafe_promise: None,
-                failsafe_confirmed: None,
-            };
+            let obs = observation(10_000, &pg, &state, &[]);
             d.follower_steps(&state, &obs, node("n3"))
         };
         let past = decide(5000);
@@ -494,16 +452,8 @@ mod tests {
         }];
         let mut actions = Vec::new();
         for i in 0..4u64 {
-            let obs = Observation {
-                now: Millis(10_000 + i * 2_000),
-                wall_ms: 0,
-                pg: &pg,
-                cluster: Some(&state),
-                outcomes: if i == 0 { &[] } else { &failed },
-                parameters: None,
-                failsafe_promise: None,
-                failsafe_confirmed: None,
-            };
+            let outcomes: &[ActionOutcome] = if i == 0 { &[] } else { &failed };
+            let obs = observation(10_000 + i * 2_000, &pg, &state, outcomes);
             let decision = d.follower_steps(&state, &obs, node("n3"));
             actions.push((decision.kind, decision.actions));
         }

@@ -203,25 +203,12 @@ impl Decider {
 
 #[cfg(test)]
 mod tests {
+    use super::super::fixtures::{self, me, node, observation};
     use super::*;
     use crate::decide::ActionOutcome;
     use crate::state::Lease;
     use crate::status::LogicalSlot;
-    use crate::types::{Tags, Timeline};
-
-    fn node(n: &str) -> NodeId {
-        NodeId::new(n).expect("valid name")
-    }
-
-    fn me() -> NodeIdentity {
-        NodeIdentity {
-            node: node("n1"),
-            api_url: "http://n1:8008".into(),
-            pg_host: "n1".into(),
-            pg_port: 5432,
-            tags: Tags::default(),
-        }
-    }
+    use crate::types::Timeline;
 
     fn cdc() -> SlotSpec {
         SlotSpec {
@@ -252,27 +239,7 @@ mod tests {
                 database: None,
             },
         );
-        let mut p = MemberStatus {
-            node: node("n3"),
-            api_url: String::new(),
-            pg_host: "127.0.0.1".into(),
-            pg_port: 5432,
-            role: Role::Primary,
-            running: true,
-            timeline: Timeline(1),
-            lsn: Lsn(10_000),
-            receive_lsn: None,
-            replay_lsn: None,
-            upstream: None,
-            streaming: false,
-            tags: Tags::default(),
-            detached: None,
-            pending_restart: false,
-            server_version_num: 150000,
-            system_id: Some(1),
-            logical_slots: BTreeMap::new(),
-            heartbeat: 1,
-        };
+        let mut p = fixtures::primary("n3", 1, 10_000);
         if let Some(l) = primary_lsn {
             p.logical_slots.insert("cdc".into(), Lsn(l));
         }
@@ -305,16 +272,7 @@ mod tests {
         now: u64,
         outcomes: &[ActionOutcome],
     ) -> Option<Decision> {
-        let obs = Observation {
-            now: Millis(now),
-            wall_ms: 0,
-            pg,
-            cluster: Some(state),
-            outcomes,
-            parameters: None,
-            failsafe_promise: None,
-            failsafe_confirmed: None,
-        };
+        let obs = observation(now, pg, state, outcomes);
         d.observe(state, Millis(now));
         d.logical_slot_copies(state, &obs, &node("n3"), 60_000)
     }
@@ -462,16 +420,7 @@ mod tests {
         let out = step(&mut d, &switching, &replica(5_000, vec![]), 11_000);
         assert!(copies(&out).is_empty(), "{out:?}");
         let obs_pg = replica(5_000, vec![]);
-        let obs = Observation {
-            now: Millis(12_000),
-            wall_ms: 0,
-            pg: &obs_pg,
-            cluster: Some(&state),
-            outcomes: &[],
-            parameters: None,
-            failsafe_promise: None,
-            failsafe_confirmed: None,
-        };
+        let obs = observation(12_000, &obs_pg, &state, &[]);
         let young = d.logical_slot_copies(&state, &obs, &node("n3"), 10);
         assert!(copies(&young).is_empty(), "{young:?}");
     }

@@ -134,6 +134,8 @@ fn ms(d: std::time::Duration) -> u64 {
 
 mod bootstrap;
 mod failover;
+#[cfg(test)]
+mod fixtures;
 mod follower;
 mod holder;
 mod logical_slots;
